@@ -1,0 +1,138 @@
+#include "model/autograd/engine.h"
+
+#include <unordered_map>
+
+#include "model/autograd/node.h"
+#include "model/ops/elementwise.h"
+
+namespace mlamoe {
+
+namespace {
+thread_local bool t_grad_enabled = true;
+
+std::shared_ptr<Node> edge_of(const Tensor& t) {
+  if (!t.defined() || !t.requires_grad()) return nullptr;
+  TensorImpl* impl = t.impl();
+  if (impl->grad_fn) return impl->grad_fn;
+  if (!impl->grad_accumulator) impl->grad_accumulator = std::make_shared<AccumulateGrad>(t.impl_ptr());
+  return impl->grad_accumulator;
+}
+
+// Sum of two gradients as a new tensor (never in place: one gradient tensor may be handed to
+// several edges, e.g. both inputs of an add).
+Tensor sum_grads(const Tensor& a, const Tensor& b) {
+  NoGrad guard;
+  return add(a, b);
+}
+}  // namespace
+
+bool grad_enabled() { return t_grad_enabled; }
+NoGrad::NoGrad() : previous_(t_grad_enabled) { t_grad_enabled = false; }
+NoGrad::~NoGrad() { t_grad_enabled = previous_; }
+
+bool needs_grad(std::initializer_list<Tensor> inputs) {
+  if (!t_grad_enabled) return false;
+  for (const Tensor& t : inputs)
+    if (t.defined() && t.requires_grad()) return true;
+  return false;
+}
+
+bool needs_grad(const std::vector<Tensor>& inputs) {
+  if (!t_grad_enabled) return false;
+  for (const Tensor& t : inputs)
+    if (t.defined() && t.requires_grad()) return true;
+  return false;
+}
+
+void connect(Tensor& out, std::shared_ptr<Node> node, const std::vector<Tensor>& inputs) {
+  node->next.clear();
+  for (const Tensor& t : inputs) node->next.push_back(edge_of(t));
+  out.impl()->grad_fn = std::move(node);
+  out.impl()->requires_grad = true;
+}
+
+void connect(Tensor& out, std::shared_ptr<Node> node, std::initializer_list<Tensor> inputs) {
+  connect(out, std::move(node), std::vector<Tensor>(inputs));
+}
+
+std::vector<Tensor> AccumulateGrad::backward(const Tensor& dout) {
+  std::shared_ptr<TensorImpl> impl = leaf.lock();
+  if (!impl) return {};
+  MLAMOE_CHECK(dout.shape() == impl->shape, "AccumulateGrad: gradient " << shape_str(dout.shape())
+                                                 << " does not match leaf " << shape_str(impl->shape));
+  NoGrad guard;
+  if (!impl->grad.defined()) {
+    impl->grad = dout.clone();  // own copy: dout may be shared with other edges
+  } else {
+    add_(impl->grad, dout);
+  }
+  return {};
+}
+
+void run_backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
+  MLAMOE_CHECK(root.defined(), "backward: called on an undefined tensor");
+  MLAMOE_CHECK(root.requires_grad(), "backward: the tensor does not require grad (no parameter reaches it, or it was computed under NoGrad)");
+  Tensor seed = grad;
+  if (!seed.defined()) {
+    MLAMOE_CHECK(root.numel() == 1, "backward: a gradient must be given for a non-scalar root " << shape_str(root.shape()));
+    seed = Tensor::ones(root.shape(), root.dtype(), root.device());
+  }
+  MLAMOE_CHECK(seed.shape() == root.shape(), "backward: gradient " << shape_str(seed.shape()) << " does not match root " << shape_str(root.shape()));
+
+  NoGrad no_grad;  // backward computations are never recorded (no double backward)
+  std::shared_ptr<Node> start = edge_of(root);
+  // Count, for every node, how many edges point to it from nodes reachable from the root.
+  std::unordered_map<Node*, int> pending;
+  std::vector<Node*> stack{start.get()};
+  pending[start.get()] = 0;
+  while (!stack.empty()) {
+    Node* n = stack.back();
+    stack.pop_back();
+    for (const auto& e : n->next) {
+      if (!e) continue;
+      auto [it, fresh] = pending.try_emplace(e.get(), 0);
+      ++it->second;
+      if (fresh) stack.push_back(e.get());
+    }
+  }
+
+  // Kahn's algorithm: a node runs when every consumer has delivered its gradient.
+  std::unordered_map<Node*, Tensor> grads;
+  grads[start.get()] = seed;
+  std::vector<Node*> ready{start.get()};
+  while (!ready.empty()) {
+    Node* n = ready.back();
+    ready.pop_back();
+    std::vector<Tensor> dins;
+    if (auto it = grads.find(n); it != grads.end()) {
+      MLAMOE_CHECK(!n->released, "backward: the graph through " << n->name()
+                                     << " was already used by a backward and released; pass retain_graph=true to the first one");
+      Tensor dout = std::move(it->second);
+      grads.erase(it);
+      dins = n->backward(dout);
+    }
+    MLAMOE_CHECK(dins.empty() || dins.size() == n->next.size(),
+                 "autograd: " << n->name() << " returned " << dins.size() << " gradients for " << n->next.size() << " inputs");
+    for (size_t i = 0; i < n->next.size(); ++i) {
+      Node* e = n->next[i].get();
+      if (!e) continue;
+      if (i < dins.size() && dins[i].defined()) {
+        auto it = grads.find(e);
+        if (it == grads.end()) {
+          grads.emplace(e, std::move(dins[i]));
+        } else {
+          it->second = sum_grads(it->second, dins[i]);
+        }
+      }
+      // A node whose consumers all delivered nothing still runs (as a no-op), so that the count of
+      // every node below it still reaches zero.
+      if (--pending[e] == 0) ready.push_back(e);
+    }
+    if (!retain_graph && !dynamic_cast<AccumulateGrad*>(n)) {
+      n->release();
+      n->released = true;
+    }
+  }
+}
+
+}  // namespace mlamoe

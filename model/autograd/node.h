@@ -1,0 +1,66 @@
+// Autograd graph nodes. Every recorded op creates one Node holding what its backward needs
+// (saved tensors are detached copies of handles: they share storage but never point back into the
+// graph, so a node cannot keep its own output alive) and one edge per input.
+//
+// Ops use it in three lines:
+//   if (needs_grad({x, w})) {
+//     auto node = std::make_shared<RmsNormBackward>(); node->x = x.detach(); ...
+//     connect(y, node, {x, w});
+//   }
+#pragma once
+#include <initializer_list>
+#include <memory>
+#include <vector>
+
+#include "model/tensor/tensor.h"
+
+namespace mlamoe {
+
+struct Node {
+  virtual ~Node() = default;
+  virtual const char* name() const = 0;
+  // Gradients with respect to each input, in the order of `next`. An undefined Tensor means
+  // "no gradient flows to that input". `dout` has the shape of the op's output.
+  virtual std::vector<Tensor> backward(const Tensor& dout) = 0;
+  // Drop saved tensors once backward has run (the graph's memory is released with them).
+  virtual void release() {}
+
+  // One edge per input: that input's grad_fn, its gradient accumulator if it is a leaf that
+  // requires grad, or nullptr if no gradient is wanted for it.
+  std::vector<std::shared_ptr<Node>> next;
+  bool released = false;  // set by the engine after release(); a second backward is then an error
+};
+
+// The sink at a leaf: adds the incoming gradient into leaf.grad (accumulating across uses of the
+// leaf in one backward and across backward passes, i.e. micro-batches, until zero_grad()).
+struct AccumulateGrad final : Node {
+  explicit AccumulateGrad(const std::shared_ptr<TensorImpl>& leaf) : leaf(leaf) {}
+  const char* name() const override { return "AccumulateGrad"; }
+  std::vector<Tensor> backward(const Tensor& dout) override;
+  std::weak_ptr<TensorImpl> leaf;  // weak: the leaf owns its accumulator, not the reverse
+};
+
+// ---- Grad mode ----
+bool grad_enabled();
+
+// Disables recording in its scope (evaluation, optimizer updates, gradient accumulation).
+class NoGrad {
+ public:
+  NoGrad();
+  ~NoGrad();
+  NoGrad(const NoGrad&) = delete;
+  NoGrad& operator=(const NoGrad&) = delete;
+
+ private:
+  bool previous_;
+};
+
+// True when grad mode is on and any defined input requires grad.
+bool needs_grad(std::initializer_list<Tensor> inputs);
+bool needs_grad(const std::vector<Tensor>& inputs);
+
+// Make `out` the result of `node` applied to `inputs`: fills node->next and sets out's grad_fn.
+void connect(Tensor& out, std::shared_ptr<Node> node, std::initializer_list<Tensor> inputs);
+void connect(Tensor& out, std::shared_ptr<Node> node, const std::vector<Tensor>& inputs);
+
+}  // namespace mlamoe

@@ -1,0 +1,133 @@
+#include "model/ops/activation.h"
+
+#include <cmath>
+
+#include "model/ops/op_common.h"
+
+namespace mlamoe {
+
+namespace {
+
+template <class T>
+inline T sigmoid_scalar(T x) {  // stable for large |x|
+  if (x >= 0) return T(1) / (T(1) + std::exp(-x));
+  T e = std::exp(x);
+  return e / (T(1) + e);
+}
+
+enum class Act { Silu, Sigmoid };
+
+template <class T>
+void act_forward_cpu(Act a, const T* x, T* y, int64_t n) {
+#pragma omp parallel for schedule(static) if (n > kParallelGrain)
+  for (int64_t i = 0; i < n; ++i) {
+    T s = sigmoid_scalar(x[i]);
+    y[i] = a == Act::Silu ? x[i] * s : s;
+  }
+}
+
+// silu'(x) = s·(1 + x·(1 − s)); sigmoid'(x) = s·(1 − s).
+template <class T>
+void act_backward_cpu(Act a, const T* x, const T* dy, T* dx, int64_t n) {
+#pragma omp parallel for schedule(static) if (n > kParallelGrain)
+  for (int64_t i = 0; i < n; ++i) {
+    T s = sigmoid_scalar(x[i]);
+    dx[i] = dy[i] * (a == Act::Silu ? s * (T(1) + x[i] * (T(1) - s)) : s * (T(1) - s));
+  }
+}
+
+template <class T>
+void swiglu_forward_cpu(const T* g, const T* u, T* y, int64_t n) {
+#pragma omp parallel for schedule(static) if (n > kParallelGrain)
+  for (int64_t i = 0; i < n; ++i) y[i] = g[i] * sigmoid_scalar(g[i]) * u[i];
+}
+
+template <class T>
+void swiglu_backward_cpu(const T* g, const T* u, const T* dy, T* dg, T* du, int64_t n) {
+#pragma omp parallel for schedule(static) if (n > kParallelGrain)
+  for (int64_t i = 0; i < n; ++i) {
+    T s = sigmoid_scalar(g[i]);
+    if (dg) dg[i] = dy[i] * u[i] * s * (T(1) + g[i] * (T(1) - s));
+    if (du) du[i] = dy[i] * g[i] * s;
+  }
+}
+
+struct ActBackward : Node {
+  const char* name() const override { return act == Act::Silu ? "SiluBackward" : "SigmoidBackward"; }
+  std::vector<Tensor> backward(const Tensor& dout) override {
+    Tensor g = dout.contiguous();
+    Tensor dx = Tensor::empty(x.shape(), x.dtype(), x.device());
+    dispatch_float(x.dtype(), name(), [&](auto tag) {
+      using T = decltype(tag);
+      act_backward_cpu<T>(act, x.data<T>(), g.data<T>(), dx.data<T>(), x.numel());
+    });
+    return {dx};
+  }
+  void release() override { x = Tensor(); }
+  Act act = Act::Silu;
+  Tensor x;
+};
+
+struct SwigluBackward : Node {
+  const char* name() const override { return "SwigluBackward"; }
+  std::vector<Tensor> backward(const Tensor& dout) override {
+    Tensor g = dout.contiguous();
+    Tensor dg = next[0] ? Tensor::empty(gate.shape(), gate.dtype(), gate.device()) : Tensor();
+    Tensor du = next[1] ? Tensor::empty(up.shape(), up.dtype(), up.device()) : Tensor();
+    dispatch_float(gate.dtype(), "swiglu", [&](auto tag) {
+      using T = decltype(tag);
+      swiglu_backward_cpu<T>(gate.data<T>(), up.data<T>(), g.data<T>(), dg.defined() ? dg.data<T>() : nullptr,
+                             du.defined() ? du.data<T>() : nullptr, gate.numel());
+    });
+    return {dg, du};
+  }
+  void release() override { gate = up = Tensor(); }
+  Tensor gate, up;
+};
+
+Tensor activation(const Tensor& x, Act a, const char* op) {
+  check_defined(x, op, "x");
+  check_cpu(x, op);
+  Tensor xc = x.contiguous();
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  dispatch_float(x.dtype(), op, [&](auto tag) {
+    using T = decltype(tag);
+    act_forward_cpu<T>(a, xc.data<T>(), y.data<T>(), x.numel());
+  });
+  if (needs_grad({x})) {
+    auto n = std::make_shared<ActBackward>();
+    n->act = a;
+    n->x = xc.detach();
+    connect(y, n, {x});
+  }
+  return y;
+}
+
+}  // namespace
+
+Tensor silu(const Tensor& x) { return activation(x, Act::Silu, "silu"); }
+Tensor sigmoid(const Tensor& x) { return activation(x, Act::Sigmoid, "sigmoid"); }
+
+Tensor swiglu(const Tensor& gate, const Tensor& up) {
+  const char* op = "swiglu";
+  check_defined(gate, op, "gate");
+  check_defined(up, op, "up");
+  MLAMOE_CHECK(gate.shape() == up.shape(), op << ": gate " << gate.describe() << " and up " << up.describe() << " must have the same shape");
+  check_same_dtype(gate, up, op);
+  check_cpu(gate, op);
+  Tensor gc = gate.contiguous(), uc = up.contiguous();
+  Tensor y = Tensor::empty(gate.shape(), gate.dtype(), gate.device());
+  dispatch_float(gate.dtype(), op, [&](auto tag) {
+    using T = decltype(tag);
+    swiglu_forward_cpu<T>(gc.data<T>(), uc.data<T>(), y.data<T>(), y.numel());
+  });
+  if (needs_grad({gate, up})) {
+    auto n = std::make_shared<SwigluBackward>();
+    n->gate = gc.detach();
+    n->up = uc.detach();
+    connect(y, n, {gate, up});
+  }
+  return y;
+}
+
+}  // namespace mlamoe

@@ -1,0 +1,114 @@
+#include "model/ops/cross_entropy.h"
+
+#include <cmath>
+#include <vector>
+
+#include "model/ops/op_common.h"
+
+namespace mlamoe {
+
+namespace {
+
+// Per row: lse = log Σ exp(x), loss_r = lse − x[target]. Returns Σ loss_r over counted rows,
+// summed in row order after the parallel loop so the result does not depend on the thread count.
+template <class T, class I>
+double cross_entropy_forward_cpu(const T* x, const I* tgt, T* lse, int64_t rows, int64_t v, int64_t ignore) {
+  std::vector<double> row_loss(rows, 0.0);
+#pragma omp parallel for schedule(static) if (rows * v > kParallelGrain)
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* xr = x + r * v;
+    T m = xr[0];
+    for (int64_t j = 1; j < v; ++j) m = std::max(m, xr[j]);
+    double z = 0.0;
+    for (int64_t j = 0; j < v; ++j) z += std::exp(static_cast<double>(xr[j] - m));
+    double l = static_cast<double>(m) + std::log(z);
+    lse[r] = static_cast<T>(l);
+    if (tgt[r] != ignore) row_loss[r] = l - static_cast<double>(xr[tgt[r]]);
+  }
+  double total = 0.0;
+  for (double l : row_loss) total += l;
+  return total;
+}
+
+// dx_r = g/count · (softmax(x_r) − onehot(target_r)), 0 for ignored rows.
+template <class T, class I>
+void cross_entropy_backward_cpu(const T* x, const I* tgt, const T* lse, T* dx, int64_t rows, int64_t v, int64_t ignore, double g) {
+#pragma omp parallel for schedule(static) if (rows * v > kParallelGrain)
+  for (int64_t r = 0; r < rows; ++r) {
+    T* dr = dx + r * v;
+    if (tgt[r] == ignore) {
+      for (int64_t j = 0; j < v; ++j) dr[j] = 0;
+      continue;
+    }
+    const T* xr = x + r * v;
+    for (int64_t j = 0; j < v; ++j) dr[j] = static_cast<T>(g * std::exp(static_cast<double>(xr[j] - lse[r])));
+    dr[tgt[r]] -= static_cast<T>(g);
+  }
+}
+
+struct CrossEntropyBackward : Node {
+  const char* name() const override { return "CrossEntropyBackward"; }
+  std::vector<Tensor> backward(const Tensor& dout) override {
+    Tensor dx = Tensor::empty(logits.shape(), logits.dtype(), logits.device());
+    double g = count > 0 ? dout.item() / static_cast<double>(count) : 0.0;
+    dispatch_float(logits.dtype(), "cross_entropy", [&](auto tt) {
+      dispatch_index(targets.dtype(), "cross_entropy", [&](auto it) {
+        using T = decltype(tt);
+        using I = decltype(it);
+        cross_entropy_backward_cpu<T, I>(logits.data<T>(), targets.data<I>(), lse.data<T>(), dx.data<T>(), logits.shape()[0],
+                                         logits.shape()[1], ignore, g);
+      });
+    });
+    return {dx, Tensor()};
+  }
+  void release() override { logits = targets = lse = Tensor(); }
+  Tensor logits, targets, lse;
+  int64_t count = 0, ignore = -100;
+};
+
+}  // namespace
+
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index) {
+  const char* op = "cross_entropy";
+  check_dim(logits, 2, op, "logits [N, V]");
+  check_dim(targets, 1, op, "targets [N]");
+  MLAMOE_CHECK(targets.shape()[0] == logits.shape()[0],
+               op << ": " << targets.shape()[0] << " targets for " << logits.shape()[0] << " rows of logits " << logits.describe());
+  MLAMOE_CHECK(logits.shape()[1] > 0, op << ": empty vocabulary in " << logits.describe());
+  check_cpu(logits, op);
+  check_cpu(targets, op);
+  Tensor x = logits.contiguous(), t = targets.contiguous();
+  int64_t rows = x.shape()[0], v = x.shape()[1], count = 0;
+  dispatch_index(t.dtype(), op, [&](auto it) {
+    using I = decltype(it);
+    const I* p = t.data<I>();
+    for (int64_t r = 0; r < rows; ++r) {
+      if (p[r] == ignore_index) continue;
+      MLAMOE_CHECK(p[r] >= 0 && p[r] < v, op << ": target " << static_cast<int64_t>(p[r]) << " at row " << r << " is outside [0, " << v
+                                             << ") and is not the ignore index " << ignore_index);
+      ++count;
+    }
+  });
+  Tensor lse = Tensor::empty({rows}, x.dtype(), x.device());
+  double total = 0.0;
+  dispatch_float(x.dtype(), op, [&](auto tt) {
+    dispatch_index(t.dtype(), op, [&](auto it) {
+      using T = decltype(tt);
+      using I = decltype(it);
+      total = cross_entropy_forward_cpu<T, I>(x.data<T>(), t.data<I>(), lse.data<T>(), rows, v, ignore_index);
+    });
+  });
+  Tensor loss = Tensor::full({}, count > 0 ? total / static_cast<double>(count) : 0.0, x.dtype());
+  if (needs_grad({logits})) {
+    auto n = std::make_shared<CrossEntropyBackward>();
+    n->logits = x.detach();
+    n->targets = t.detach();
+    n->lse = lse;
+    n->count = count;
+    n->ignore = ignore_index;
+    connect(loss, n, {logits, targets});
+  }
+  return loss;
+}
+
+}  // namespace mlamoe

@@ -1,0 +1,131 @@
+#include "model/ops/matmul.h"
+
+#include <omp.h>
+
+#include "model/ops/gemm.h"
+#include "model/ops/op_common.h"
+
+namespace mlamoe {
+
+namespace {
+
+// How a 2-D (per batch) operand is handed to BLAS: row-major with leading dimension ld, possibly
+// transposed. Returns false when neither the rows nor the columns are unit-stride.
+struct BlasOperand {
+  bool trans = false;
+  int64_t ld = 0;
+};
+
+bool blas_layout(const Tensor& t, BlasOperand& op) {
+  int64_t r = t.dim() - 2, c = t.dim() - 1;
+  int64_t rows = t.shape()[r], cols = t.shape()[c];
+  if (t.strides()[c] == 1 || cols == 1) {
+    op = {false, std::max<int64_t>(rows == 1 ? cols : t.strides()[r], std::max<int64_t>(cols, 1))};
+    return rows == 1 || t.strides()[r] >= cols;
+  }
+  if (t.strides()[r] == 1 || rows == 1) {
+    op = {true, std::max<int64_t>(t.strides()[c], std::max<int64_t>(rows, 1))};
+    return t.strides()[c] >= rows;
+  }
+  return false;
+}
+
+Tensor as_blas(const Tensor& t, BlasOperand& op) {
+  if (blas_layout(t, op)) return t;
+  Tensor c = t.contiguous();
+  blas_layout(c, op);
+  return c;
+}
+
+// c[b] = a[b] · b[b] for a batch of 2-D operands. batch stride 0 means "the same matrix".
+template <class T>
+void matmul_forward_cpu(const Tensor& a, const Tensor& b, Tensor& c, int64_t batch) {
+  BlasOperand oa, ob;
+  Tensor A = as_blas(a, oa), B = as_blas(b, ob);
+  int64_t m = c.shape()[c.dim() - 2], n = c.shape()[c.dim() - 1], k = a.shape()[a.dim() - 1];
+  int64_t sa = A.dim() == 3 ? A.strides()[0] : 0, sb = B.dim() == 3 ? B.strides()[0] : 0;
+  const T* pa = A.data<T>();
+  const T* pb = B.data<T>();
+  T* pc = c.data<T>();
+  // Many small matrices: one per thread. Few large ones: let BLAS thread each GEMM.
+  bool per_thread = batch >= omp_get_max_threads() && m * n * k < (1 << 21);
+#pragma omp parallel for schedule(dynamic) if (per_thread)
+  for (int64_t i = 0; i < batch; ++i)
+    gemm(oa.trans, ob.trans, m, n, k, T(1), pa + i * sa, oa.ld, pb + i * sb, ob.ld, T(0), pc + i * m * n, n);
+}
+
+Tensor matmul_impl(const Tensor& a, const Tensor& b);
+
+struct MatmulBackward : Node {
+  const char* name() const override { return "MatmulBackward"; }
+  std::vector<Tensor> backward(const Tensor& dout) override {
+    Tensor da, db;
+    if (next[0]) da = matmul_impl(dout, b.transpose(-1, -2));  // dA = dC·Bᵀ
+    if (next[1]) {
+      if (a.dim() == b.dim()) {
+        db = matmul_impl(a.transpose(-1, -2), dout);  // dB = Aᵀ·dC (per batch)
+      } else {                                        // b was shared by every row of a
+        int64_t k = a.shape().back(), n = dout.shape().back();
+        db = matmul_impl(a.reshape({-1, k}).transpose(0, 1), dout.reshape({-1, n}));
+      }
+    }
+    return {da, db};
+  }
+  void release() override { a = b = Tensor(); }
+  Tensor a, b;
+};
+
+Tensor matmul_impl(const Tensor& a, const Tensor& b) {
+  const char* op = "matmul";
+  MLAMOE_CHECK(a.dim() >= 2 && (b.dim() == 2 || b.dim() == a.dim()) && b.dim() <= 3,
+               op << ": supported are [M,K]x[K,N], [B,M,K]x[B,K,N] and [...,M,K]x[K,N]; got " << a.describe() << " x " << b.describe());
+  MLAMOE_CHECK(a.shape().back() == b.shape()[b.dim() - 2],
+               op << ": inner dimensions differ, " << a.describe() << " x " << b.describe());
+  if (b.dim() == 3)
+    MLAMOE_CHECK(a.shape()[0] == b.shape()[0], op << ": batch sizes differ, " << a.describe() << " x " << b.describe());
+  check_same_dtype(a, b, op);
+  check_cpu(a, op);
+  check_cpu(b, op);
+  Tensor A = a;
+  Shape out_shape = a.shape();
+  out_shape.back() = b.shape().back();
+  if (b.dim() == 2 && a.dim() > 2) A = a.reshape({-1, a.shape().back()});  // fold leading dims into M
+  int64_t batch = A.dim() == 3 ? A.shape()[0] : 1;
+  Shape c_shape = A.shape();
+  c_shape.back() = b.shape().back();
+  Tensor c = Tensor::empty(c_shape, a.dtype(), a.device());
+  dispatch_float(a.dtype(), op, [&](auto tag) { matmul_forward_cpu<decltype(tag)>(A, b, c, batch); });
+  return c_shape == out_shape ? c : c.reshape(out_shape);
+}
+
+}  // namespace
+
+Tensor matmul(const Tensor& a, const Tensor& b) {
+  check_defined(a, "matmul", "a");
+  check_defined(b, "matmul", "b");
+  if (a.dtype() == DType::BF16 || b.dtype() == DType::BF16) return matmul(a.to(DType::F32), b.to(DType::F32));
+  Tensor c;
+  {
+    NoGrad g;  // the reshapes inside are bookkeeping; the product gets one node below
+    c = matmul_impl(a, b);
+  }
+  if (needs_grad({a, b})) {
+    auto n = std::make_shared<MatmulBackward>();
+    n->a = a.detach();
+    n->b = b.detach();
+    connect(c, n, {a, b});
+  }
+  return c;
+}
+
+Tensor linear(const Tensor& x, const Tensor& w) {
+  check_dim(w, 2, "linear", "weight");
+  check_defined(x, "linear", "x");
+  MLAMOE_CHECK(x.dim() >= 1 && x.shape().back() == w.shape()[1],
+               "linear: input features " << (x.dim() ? x.shape().back() : 0) << " (" << x.describe()
+                                         << ") do not match weight [out, in] = " << w.describe());
+  if (x.dim() == 1) return matmul(x.unsqueeze(0), w.transpose(0, 1)).squeeze(0);
+  return matmul(x, w.transpose(0, 1));
+}
+
+}  // namespace mlamoe

@@ -1,0 +1,75 @@
+#include "model/ops/reduce.h"
+
+#include "model/ops/elementwise.h"
+#include "model/ops/op_common.h"
+
+namespace mlamoe {
+
+namespace {
+
+// x viewed as [outer, n, inner] (contiguous) -> out [outer, inner], times `factor`.
+// Accumulates in double so that long sums of f32 stay accurate and order-independent enough.
+template <class T>
+void reduce_sum_forward_cpu(const T* x, T* out, int64_t outer, int64_t n, int64_t inner, double factor) {
+#pragma omp parallel for schedule(static) if (outer * n * inner > kParallelGrain)
+  for (int64_t o = 0; o < outer; ++o) {
+    for (int64_t i = 0; i < inner; ++i) {
+      double acc = 0.0;
+      const T* p = x + o * n * inner + i;
+      for (int64_t k = 0; k < n; ++k) acc += p[k * inner];
+      out[o * inner + i] = static_cast<T>(acc * factor);
+    }
+  }
+}
+
+struct SumBackward : Node {
+  const char* name() const override { return "SumBackward"; }
+  std::vector<Tensor> backward(const Tensor& dout) override {
+    // dout has the keepdim shape's element count; broadcast it back over the reduced dim.
+    return {scale(dout.reshape(keep_shape).expand(in_shape).contiguous(), factor)};
+  }
+  Shape in_shape, keep_shape;
+  double factor = 1.0;
+};
+
+Tensor reduce(const Tensor& x, int64_t dim, bool keepdim, bool all, bool average, const char* op) {
+  check_defined(x, op, "x");
+  check_cpu(x, op);
+  Tensor xc = x.contiguous();
+  int64_t outer = 1, n = x.numel(), inner = 1;
+  Shape out_shape, keep_shape(x.dim(), 1);
+  if (!all) {
+    dim = wrap_dim(dim, x.dim(), op);
+    n = x.shape()[dim];
+    for (int64_t d = 0; d < dim; ++d) outer *= x.shape()[d];
+    for (int64_t d = dim + 1; d < x.dim(); ++d) inner *= x.shape()[d];
+    keep_shape = x.shape();
+    keep_shape[dim] = 1;
+    out_shape = keep_shape;
+    if (!keepdim) out_shape.erase(out_shape.begin() + dim);
+  }
+  MLAMOE_CHECK(!average || n > 0, op << ": mean over an empty dimension of " << x.describe());
+  double factor = average ? 1.0 / static_cast<double>(n) : 1.0;
+  Tensor out = Tensor::empty(out_shape, x.dtype(), x.device());
+  dispatch_float(x.dtype(), op, [&](auto tag) {
+    using T = decltype(tag);
+    reduce_sum_forward_cpu<T>(xc.data<T>(), out.data<T>(), outer, n, inner, factor);
+  });
+  if (needs_grad({x})) {
+    auto node = std::make_shared<SumBackward>();
+    node->in_shape = x.shape();
+    node->keep_shape = keep_shape;
+    node->factor = factor;
+    connect(out, node, {x});
+  }
+  return out;
+}
+
+}  // namespace
+
+Tensor sum(const Tensor& x) { return reduce(x, 0, false, true, false, "sum"); }
+Tensor sum(const Tensor& x, int64_t dim, bool keepdim) { return reduce(x, dim, keepdim, false, false, "sum"); }
+Tensor mean(const Tensor& x) { return reduce(x, 0, false, true, true, "mean"); }
+Tensor mean(const Tensor& x, int64_t dim, bool keepdim) { return reduce(x, dim, keepdim, false, true, "mean"); }
+
+}  // namespace mlamoe

@@ -1,0 +1,23 @@
+// Rotary position embedding with interleaved pairs (MODEL_SPEC §2.3, layout 1, the official
+// DeepSeek layout): the pair (x[2i], x[2i+1]) is rotated by angle p·ω_i, ω_i = θ^(−2i/d).
+// The backward is the rotation by −p·ω_i. A key shared by all heads (MLA's k_pe) is passed with
+// H = 1 and broadcast afterwards, so its gradient is the sum over heads, as the spec requires.
+#pragma once
+#include "model/tensor/tensor.h"
+
+namespace mlamoe {
+
+struct RopeTables {
+  Tensor cos;  // [T, d/2]
+  Tensor sin;  // [T, d/2]
+};
+
+// Tables for positions start .. start+len-1. `inv_freq` overrides ω (e.g. YaRN-corrected
+// frequencies, [d/2] values); empty means plain θ^(−2i/d).
+RopeTables rope_tables(int64_t start, int64_t len, int64_t dim, double theta, DType dtype = DType::F32,
+                       const std::vector<double>& inv_freq = {});
+
+// x [B, T, H, d] (d even) rotated with tables for T positions -> [B, T, H, d]
+Tensor rope(const Tensor& x, const RopeTables& tables);
+
+}  // namespace mlamoe

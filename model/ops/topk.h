@@ -1,0 +1,16 @@
+// Top-k along the last dimension with deterministic ties: equal values are ordered by lower index
+// first (MODEL_SPEC §3.2), so routing is reproducible on every backend and thread count.
+#pragma once
+#include "model/tensor/tensor.h"
+
+namespace mlamoe {
+
+struct TopK {
+  Tensor values;   // [..., k], same dtype as x, differentiable (a gather of x)
+  Tensor indices;  // [..., k], i64, in descending order of value
+};
+
+// x [..., N], 1 <= k <= N. −inf entries (masked experts) sort last; NaN is rejected.
+TopK topk(const Tensor& x, int64_t k);
+
+}  // namespace mlamoe
