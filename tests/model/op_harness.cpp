@@ -1,0 +1,240 @@
+#include "tests/model/op_harness.h"
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <numeric>
+#include <sstream>
+
+#include "model/ops/ops.h"
+
+namespace mlamoe::test {
+
+std::string OpCase::label() const {
+  std::string s = op;
+  for (const InputSpec& in : inputs) {
+    s += "_";
+    for (size_t i = 0; i < in.shape.size(); ++i) s += (i ? "x" : "") + std::to_string(in.shape[i]);
+    if (in.shape.empty()) s += "scalar";
+  }
+  return s;
+}
+
+CaseInputs make_inputs(const OpCase& c, size_t case_index, DType dtype) {
+  Rng rng(1000 + 7919 * case_index);
+  CaseInputs out;
+  for (const InputSpec& in : c.inputs) {
+    int64_t n = shape_numel(in.shape);
+    if (in.kind == InputKind::Index) {
+      std::vector<int64_t> v(n);
+      for (auto& x : v) x = rng.randint(in.lo, in.hi);
+      out.inputs.push_back(Tensor::from_vector(v, in.shape));
+      continue;
+    }
+    std::vector<double> v(n);
+    if (in.kind == InputKind::Distinct) {
+      std::iota(v.begin(), v.end(), 0.0);
+      for (int64_t i = n - 1; i > 0; --i) std::swap(v[i], v[rng.randint(0, i + 1)]);
+      for (auto& x : v) x = (x - n / 2.0) * 0.25;  // gaps of 0.25 ≫ the FD step
+    } else {
+      for (auto& x : v) x = in.kind == InputKind::Positive ? 0.5 + rng.uniform() : rng.normal();
+    }
+    Tensor t = Tensor::from_vector(v, in.shape).to(dtype);
+    if (in.requires_grad) t.set_requires_grad(true);
+    out.inputs.push_back(t);
+  }
+  // Upstream gradients: one per floating output, from the outputs' shapes.
+  std::vector<Tensor> outs;
+  {
+    NoGrad g;
+    outs = c.fn(out.inputs, c.params);
+  }
+  for (const Tensor& o : outs) {
+    if (!is_floating(o.dtype())) {
+      out.upstream.push_back(Tensor());
+      continue;
+    }
+    std::vector<double> r(o.numel());
+    for (auto& x : r) x = rng.normal();
+    out.upstream.push_back(Tensor::from_vector(r, o.shape()).to(dtype));
+  }
+  return out;
+}
+
+Compare compare(const std::vector<double>& ours, const std::vector<double>& ref) {
+  Compare c;
+  double scale = 0;
+  for (double r : ref) scale = std::max(scale, std::fabs(r));
+  for (size_t i = 0; i < ours.size() && i < ref.size(); ++i) c.max_abs = std::max(c.max_abs, std::fabs(ours[i] - ref[i]));
+  c.max_rel = c.max_abs / std::max(scale, 1e-12);
+  if (ours.size() != ref.size()) c.max_rel = c.max_abs = INFINITY;
+  return c;
+}
+
+namespace {
+
+// L = Σ_o Σ out_o ⊙ R_o, in double.
+double weighted_loss(const std::vector<Tensor>& outs, const std::vector<Tensor>& upstream) {
+  double l = 0;
+  for (size_t o = 0; o < outs.size(); ++o) {
+    if (!upstream[o].defined()) continue;
+    auto a = outs[o].to_vector<double>(), r = upstream[o].to_vector<double>();
+    for (size_t i = 0; i < a.size(); ++i) l += a[i] * r[i];
+  }
+  return l;
+}
+
+std::string fmt_failure(const OpCase& c, const std::string& what, const Compare& cmp, double tol) {
+  std::ostringstream os;
+  os << c.label() << " params=" << c.params.dump() << ": " << what << " max abs err " << cmp.max_abs << ", max rel err "
+     << cmp.max_rel << " > tolerance " << tol;
+  return os.str();
+}
+
+}  // namespace
+
+CheckResult check_finite_differences(const OpCase& c, size_t case_index) {
+  CaseInputs ci = make_inputs(c, case_index, DType::F64);
+  std::vector<Tensor> outs = c.fn(ci.inputs, c.params);
+  // Analytic: backward with the upstream gradients (a sum of outputs weighted by R).
+  Tensor loss;
+  for (size_t o = 0; o < outs.size(); ++o) {
+    if (!ci.upstream[o].defined() || !outs[o].requires_grad()) continue;
+    Tensor term = sum(mul(outs[o], ci.upstream[o]));
+    loss = loss.defined() ? add(loss, term) : term;
+  }
+  if (!loss.defined()) return {c.label() + ": no output requires grad"};
+  loss.backward();
+  CheckResult res;
+  const double h = 1e-6;
+  for (size_t i = 0; i < ci.inputs.size(); ++i) {
+    Tensor x = ci.inputs[i];
+    if (!c.inputs[i].requires_grad) continue;
+    if (!x.grad().defined()) return {c.label() + ": input " + std::to_string(i) + " received no gradient"};
+    std::vector<double> analytic = x.grad().to_vector<double>(), numeric(x.numel());
+    double* p = x.data<double>();
+    NoGrad g;
+    for (int64_t e = 0; e < x.numel(); ++e) {
+      double keep = p[e];
+      p[e] = keep + h;
+      double lp = weighted_loss(c.fn(ci.inputs, c.params), ci.upstream);
+      p[e] = keep - h;
+      double lm = weighted_loss(c.fn(ci.inputs, c.params), ci.upstream);
+      p[e] = keep;
+      numeric[e] = (lp - lm) / (2 * h);
+    }
+    Compare cmp = compare(analytic, numeric);
+    res.worst_rel = std::max(res.worst_rel, cmp.max_rel);
+    if (!(cmp.max_rel <= c.fd_tol))
+      res.failure += fmt_failure(c, "gradient of input " + std::to_string(i) + " vs finite differences:", cmp, c.fd_tol) + "\n";
+  }
+  return res;
+}
+
+namespace {
+
+nlohmann::json tensor_json(const Tensor& t) {
+  nlohmann::json j;
+  j["shape"] = t.shape();
+  j["dtype"] = dtype_name(t.dtype());
+  if (is_floating(t.dtype())) {
+    j["data"] = t.to_vector<double>();
+  } else {
+    j["data"] = t.to_vector<int64_t>();
+  }
+  return j;
+}
+
+std::vector<double> json_values(const nlohmann::json& j) { return j.at("data").get<std::vector<double>>(); }
+
+}  // namespace
+
+std::vector<CheckResult> check_against_torch(const std::vector<OpCase>& cases) {
+  std::vector<CheckResult> results(cases.size());
+  nlohmann::json request = nlohmann::json::array();
+  std::vector<std::vector<Tensor>> our_outs(cases.size()), our_grads(cases.size());
+  for (size_t k = 0; k < cases.size(); ++k) {
+    const OpCase& c = cases[k];
+    CaseInputs ci = make_inputs(c, k, DType::F32);
+    std::vector<Tensor> outs = c.fn(ci.inputs, c.params);
+    Tensor loss;
+    for (size_t o = 0; o < outs.size(); ++o) {
+      if (!ci.upstream[o].defined() || !outs[o].requires_grad()) continue;
+      Tensor term = sum(mul(outs[o], ci.upstream[o]));
+      loss = loss.defined() ? add(loss, term) : term;
+    }
+    if (loss.defined()) loss.backward();
+    nlohmann::json jc;
+    jc["op"] = c.op;
+    jc["label"] = c.label();
+    jc["params"] = c.params;
+    for (size_t i = 0; i < ci.inputs.size(); ++i) {
+      nlohmann::json ji = tensor_json(ci.inputs[i]);
+      ji["requires_grad"] = c.inputs[i].requires_grad;
+      jc["inputs"].push_back(ji);
+      our_grads[k].push_back(ci.inputs[i].requires_grad() ? ci.inputs[i].grad() : Tensor());
+    }
+    for (const Tensor& u : ci.upstream) jc["upstream"].push_back(u.defined() ? tensor_json(u) : nlohmann::json());
+    our_outs[k] = outs;
+    request.push_back(jc);
+  }
+
+  std::string dir = std::string(MLAMOE_TEST_TMPDIR);
+  std::string in_path = dir + "/ops_request.json", out_path = dir + "/ops_reference.json";
+  std::ofstream(in_path) << request.dump();
+  std::string cmd = std::string(MLAMOE_TORCH_PYTHON) + " " + MLAMOE_SOURCE_DIR + "/tests/reference/ops_reference.py " + in_path +
+                    " " + out_path + " 2>&1";
+  FILE* pipe = popen(cmd.c_str(), "r");
+  std::string log;
+  char buf[512];
+  while (pipe && fgets(buf, sizeof buf, pipe)) log += buf;
+  int rc = pipe ? pclose(pipe) : -1;
+  if (rc != 0) {
+    for (auto& r : results) r.failure = "PyTorch reference failed (" + cmd + "):\n" + log;
+    return results;
+  }
+  nlohmann::json reply = nlohmann::json::parse(std::ifstream(out_path));
+  for (size_t k = 0; k < cases.size(); ++k) {
+    const OpCase& c = cases[k];
+    const nlohmann::json& jr = reply.at(k);
+    if (jr.contains("error")) {
+      results[k].failure = c.label() + ": reference raised: " + jr["error"].get<std::string>();
+      continue;
+    }
+    std::string fail;
+    const auto& outs = jr.at("outputs");
+    if (outs.size() != our_outs[k].size()) {
+      results[k].failure = c.label() + ": reference returned " + std::to_string(outs.size()) + " outputs, ours " +
+                           std::to_string(our_outs[k].size());
+      continue;
+    }
+    for (size_t o = 0; o < outs.size(); ++o) {
+      const Tensor& ours = our_outs[k][o];
+      if (outs[o].at("shape").get<Shape>() != ours.shape()) {
+        fail += c.label() + ": output " + std::to_string(o) + " shape " + shape_str(ours.shape()) + " vs reference " +
+                outs[o].at("shape").dump() + "\n";
+        continue;
+      }
+      Compare cmp = compare(ours.to_vector<double>(), json_values(outs[o]));
+      double tol = is_floating(ours.dtype()) ? c.torch_tol : 0.0;
+      results[k].worst_rel = std::max(results[k].worst_rel, cmp.max_rel);
+      if (!(cmp.max_rel <= tol)) fail += fmt_failure(c, "output " + std::to_string(o) + " vs PyTorch:", cmp, tol) + "\n";
+    }
+    const auto& grads = jr.at("grads");
+    for (size_t i = 0; i < grads.size(); ++i) {
+      if (grads[i].is_null()) continue;
+      if (!our_grads[k][i].defined()) {
+        fail += c.label() + ": input " + std::to_string(i) + " got no gradient, PyTorch has one\n";
+        continue;
+      }
+      Compare cmp = compare(our_grads[k][i].to_vector<double>(), json_values(grads[i]));
+      results[k].worst_rel = std::max(results[k].worst_rel, cmp.max_rel);
+      if (!(cmp.max_rel <= c.torch_tol))
+        fail += fmt_failure(c, "gradient of input " + std::to_string(i) + " vs PyTorch:", cmp, c.torch_tol) + "\n";
+    }
+    results[k].failure = fail;
+  }
+  return results;
+}
+
+}  // namespace mlamoe::test

@@ -1,0 +1,169 @@
+// The op table: one row per op and shape (STYLE.md item 3). Each row runs through finite
+// differences (f64) and PyTorch (f32 vs f64 torch) in op_harness.cpp. Adding an op means adding a
+// row here and its twin in tests/reference/ops_reference.py.
+//
+// Tolerances (normalised max error, see op_harness.h): finite differences 1e-6 for every op (f64,
+// step 1e-6: truncation and rounding are ~1e-9); PyTorch 1e-4 for every f32 op (f32 rounding over
+// reductions of at most a few hundred terms stays ~1e-6); 1e-2 for bf16-storage rows (bf16 keeps 8
+// mantissa bits, so only the rounding itself is compared, the reference rounds the same way).
+#include <gtest/gtest.h>
+
+#include <cstdio>
+
+#include "model/ops/ops.h"
+#include "tests/model/op_harness.h"
+
+namespace mlamoe::test {
+
+namespace {
+
+using J = nlohmann::json;
+using Ins = std::vector<Tensor>;
+using Outs = std::vector<Tensor>;
+
+InputSpec in(Shape s, InputKind k = InputKind::Normal) { return {std::move(s), k, true}; }
+InputSpec idx(Shape s, int64_t lo, int64_t hi) { return {std::move(s), InputKind::Index, false, lo, hi}; }
+
+std::vector<OpCase> build_table() {
+  std::vector<OpCase> t;
+  auto row = [&](std::string op, J params, std::vector<InputSpec> inputs,
+                 std::function<Outs(const Ins&, const J&)> fn) -> OpCase& {
+    t.push_back(OpCase{std::move(op), std::move(params), std::move(inputs), std::move(fn)});
+    return t.back();
+  };
+
+  // ---- matmul / linear ----
+  auto mm = [](const Ins& x, const J&) { return Outs{matmul(x[0], x[1])}; };
+  row("matmul", J::object(), {in({7, 5}), in({5, 6})}, mm);
+  row("matmul", J::object(), {in({3, 4, 5}), in({3, 5, 2})}, mm);
+  row("matmul", J::object(), {in({2, 3, 4}), in({4, 5})}, mm);
+  row("matmul", J::object(), {in({70, 33}), in({33, 65})}, mm).fd = false;  // big: PyTorch only
+  row("matmul_tt", J::object(), {in({5, 7}), in({6, 5})},  // both operands as transposed views
+      [](const Ins& x, const J&) { return Outs{matmul(x[0].transpose(0, 1), x[1].transpose(0, 1))}; });
+  row("linear", J::object(), {in({2, 3, 8}), in({5, 8})}, [](const Ins& x, const J&) { return Outs{linear(x[0], x[1])}; });
+  auto& bf = row("matmul_bf16", J::object(), {in({6, 9}), in({9, 4})},
+                 [](const Ins& x, const J&) { return Outs{matmul(x[0].to(DType::BF16), x[1].to(DType::BF16))}; });
+  bf.fd = false;
+  bf.torch_tol = 1e-2;
+
+  // ---- elementwise with broadcasting ----
+  row("add", J::object(), {in({4, 5}), in({4, 5})}, [](const Ins& x, const J&) { return Outs{add(x[0], x[1])}; });
+  row("add", J::object(), {in({3, 4, 5}), in({5})}, [](const Ins& x, const J&) { return Outs{add(x[0], x[1])}; });
+  row("sub", J::object(), {in({3, 1, 5}), in({4, 1})}, [](const Ins& x, const J&) { return Outs{sub(x[0], x[1])}; });
+  row("mul", J::object(), {in({2, 3, 4}), in({2, 1, 4})}, [](const Ins& x, const J&) { return Outs{mul(x[0], x[1])}; });
+  row("scale", J{{"s", -0.75}}, {in({3, 7})}, [](const Ins& x, const J& p) { return Outs{scale(x[0], p["s"])}; });
+
+  // ---- views, casts ----
+  row("views", J::object(), {in({4, 5, 6})}, [](const Ins& x, const J&) {
+    return Outs{x[0].permute({2, 0, 1}).narrow(1, 1, 2).reshape({6, -1}).transpose(0, 1).contiguous()};
+  });
+  row("expand", J::object(), {in({3, 1})}, [](const Ins& x, const J&) { return Outs{x[0].expand({2, 3, 4}).contiguous()}; });
+  auto& cast = row("cast_bf16", J::object(), {in({5, 7})},
+                   [](const Ins& x, const J&) { return Outs{x[0].to(DType::BF16).to(x[0].dtype())}; });
+  cast.fd = false;
+  cast.torch_tol = 0.0;  // round-to-nearest-even, exactly as torch
+
+  // ---- embedding ----
+  row("embedding", J::object(), {in({11, 6}), idx({3, 4}, 0, 11)},
+      [](const Ins& x, const J&) { return Outs{embedding(x[0], x[1])}; });
+
+  // ---- normalisation, rotary, attention ----
+  row("rmsnorm", J{{"eps", 1e-6}}, {in({3, 4, 16}), in({16}, InputKind::Positive)},
+      [](const Ins& x, const J& p) { return Outs{rmsnorm(x[0], x[1], p["eps"])}; });
+  auto rope_fn = [](const Ins& x, const J& p) {
+    RopeTables tab = rope_tables(p["start"], x[0].size(1), x[0].size(3), p["theta"], x[0].dtype());
+    return Outs{rope(x[0], tab)};
+  };
+  row("rope", J{{"theta", 10000.0}, {"start", 0}}, {in({2, 5, 3, 8})}, rope_fn);
+  row("rope", J{{"theta", 10000.0}, {"start", 17}}, {in({1, 6, 1, 16})}, rope_fn);
+  auto attn = [](const Ins& x, const J& p) { return Outs{causal_attention(x[0], x[1], x[2], p["scale"])}; };
+  row("attention", J{{"scale", 0.41}}, {in({2, 9, 2, 6}), in({2, 9, 2, 6}), in({2, 9, 2, 4})}, attn);
+  row("attention", J{{"scale", 0.3}}, {in({1, 70, 2, 5}), in({1, 70, 2, 5}), in({1, 70, 2, 3})}, attn);  // > 1 block
+  row("attention", J{{"scale", 0.125}}, {in({2, 130, 4, 24}), in({2, 130, 4, 24}), in({2, 130, 4, 16})}, attn).fd = false;
+
+  // ---- activations, softmax ----
+  row("silu", J::object(), {in({4, 9})}, [](const Ins& x, const J&) { return Outs{silu(x[0])}; });
+  row("sigmoid", J::object(), {in({4, 9})}, [](const Ins& x, const J&) { return Outs{sigmoid(x[0])}; });
+  row("swiglu", J::object(), {in({3, 10}), in({3, 10})}, [](const Ins& x, const J&) { return Outs{swiglu(x[0], x[1])}; });
+  row("softmax", J::object(), {in({5, 12})}, [](const Ins& x, const J&) { return Outs{softmax(x[0])}; });
+
+  // ---- top-k, gather, index ops (the MoE router, permute and un-permute) ----
+  row("topk", J{{"k", 3}}, {in({4, 10}, InputKind::Distinct)}, [](const Ins& x, const J& p) {
+    TopK r = topk(x[0], p["k"]);
+    return Outs{r.values, r.indices};
+  });
+  row("gather", J::object(), {in({3, 8}), idx({3, 5}, 0, 8)}, [](const Ins& x, const J&) { return Outs{gather(x[0], x[1])}; });
+  row("index_select", J::object(), {in({6, 5}), idx({9}, 0, 6)},
+      [](const Ins& x, const J&) { return Outs{index_select(x[0], x[1])}; });
+  row("index_add", J::object(), {in({6, 5}), idx({9}, 0, 6), in({9, 5})},
+      [](const Ins& x, const J&) { return Outs{index_add(x[0], x[1], x[2])}; });
+
+  // ---- concat / split ----
+  row("concat", J{{"dim", 1}}, {in({2, 3, 4}), in({2, 1, 4}), in({2, 2, 4})},
+      [](const Ins& x, const J& p) { return Outs{concat({x[0], x[1], x[2]}, p["dim"])}; });
+  row("split", J{{"sizes", {2, 3, 1}}, {"dim", -1}}, {in({3, 6})}, [](const Ins& x, const J& p) {
+    return split(x[0], p["sizes"].get<std::vector<int64_t>>(), p["dim"]);
+  });
+
+  // ---- reductions ----
+  row("sum", J::object(), {in({3, 4})}, [](const Ins& x, const J&) { return Outs{sum(x[0])}; });
+  row("sum_dim", J{{"dim", 1}, {"keepdim", false}}, {in({3, 4, 5})},
+      [](const Ins& x, const J& p) { return Outs{sum(x[0], p["dim"], p["keepdim"])}; });
+  row("mean", J::object(), {in({3, 4})}, [](const Ins& x, const J&) { return Outs{mean(x[0])}; });
+  row("mean_dim", J{{"dim", -1}, {"keepdim", true}}, {in({3, 4, 5})},
+      [](const Ins& x, const J& p) { return Outs{mean(x[0], p["dim"], p["keepdim"])}; });
+
+  // ---- loss ----
+  auto ce = [](const Ins& x, const J& p) {
+    Tensor tgt = x[1].clone();
+    int64_t* pt = tgt.data<int64_t>();
+    for (int64_t i = 0; i < tgt.numel(); i += 3) pt[i] = p["ignore_index"];  // every third row ignored
+    return Outs{cross_entropy(x[0], tgt, p["ignore_index"])};
+  };
+  row("cross_entropy", J{{"ignore_index", -100}}, {in({7, 11}), idx({7}, 0, 11)}, ce);
+  return t;
+}
+
+}  // namespace
+
+const std::vector<OpCase>& op_table() {
+  static const std::vector<OpCase> table = build_table();
+  return table;
+}
+
+namespace {
+
+class OpFiniteDifferences : public ::testing::TestWithParam<size_t> {};
+
+TEST_P(OpFiniteDifferences, GradientMatches) {
+  const OpCase& c = op_table()[GetParam()];
+  if (!c.fd) GTEST_SKIP() << c.label() << " is piecewise constant or too large for finite differences";
+  CheckResult r = check_finite_differences(c, GetParam());
+  std::printf("  finite differences  %-48s max rel err %.2e (tolerance %.0e)\n", c.label().c_str(), r.worst_rel, c.fd_tol);
+  EXPECT_TRUE(r.failure.empty()) << r.failure;
+}
+
+// The PyTorch reference runs once for the whole table, on first use.
+const std::vector<CheckResult>& torch_results() {
+  static const std::vector<CheckResult> results = check_against_torch(op_table());
+  return results;
+}
+
+class OpVsPyTorch : public ::testing::TestWithParam<size_t> {};
+
+TEST_P(OpVsPyTorch, OutputsAndGradientsMatch) {
+  const OpCase& c = op_table()[GetParam()];
+  const CheckResult& r = torch_results()[GetParam()];
+  std::printf("  vs PyTorch          %-48s max rel err %.2e (tolerance %.0e)\n", c.label().c_str(), r.worst_rel, c.torch_tol);
+  EXPECT_TRUE(r.failure.empty()) << r.failure;
+}
+
+std::string case_name(const ::testing::TestParamInfo<size_t>& info) {
+  return std::to_string(info.param) + "_" + op_table()[info.param].label();
+}
+
+INSTANTIATE_TEST_SUITE_P(Table, OpFiniteDifferences, ::testing::Range<size_t>(0, op_table().size()), case_name);
+INSTANTIATE_TEST_SUITE_P(Table, OpVsPyTorch, ::testing::Range<size_t>(0, op_table().size()), case_name);
+
+}  // namespace
+}  // namespace mlamoe::test
