@@ -1,6 +1,6 @@
-// Run under valgrind by ctest (test "leak_check"): a small MLA-shaped forward + backward through a
+// Built with LeakSanitizer and run by ctest (test "leak_check"): a small MLA-shaped forward + backward through a
 // chain of ops, twice (as two micro-batches), then everything dropped. Exits non-zero if the live
-// byte count does not return to zero; valgrind fails the test on any definite or indirect leak.
+// byte count does not return to zero; LeakSanitizer fails it on any leaked allocation.
 #include <cstdio>
 
 #include "model/ops/ops.h"
