@@ -14,7 +14,10 @@ std::string OpCase::label() const {
   std::string s = op;
   for (const InputSpec& in : inputs) {
     s += "_";
-    for (size_t i = 0; i < in.shape.size(); ++i) s += (i ? "x" : "") + std::to_string(in.shape[i]);
+    for (size_t i = 0; i < in.shape.size(); ++i) {
+      if (i) s += "x";
+      s += std::to_string(in.shape[i]);
+    }
     if (in.shape.empty()) s += "scalar";
   }
   return s;

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Everything a fresh Debian 12 machine needs, then the build: installs the missing Debian packages
+# (as root, or through sudo), configures and builds into build/. Safe to run again: it installs
+# nothing that is already there and rebuilds only what changed.
+#
+#   tools/setup.sh            # Release build in build/
+#   BUILD_DIR=out tools/setup.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BUILD_DIR=${BUILD_DIR:-build}
+PACKAGES=(
+  build-essential cmake pkg-config         # toolchain
+  libopenblas-openmp-dev                   # CPU GEMM (OpenMP build of OpenBLAS)
+  libopenmpi-dev openmpi-bin               # MPI
+  libhdf5-dev                              # checkpoints and token datasets
+  nlohmann-json3-dev                       # configs, logs
+  libgtest-dev                             # unit tests
+  python3 python3-torch                    # the PyTorch reference tests
+  bible-kjv                                # the default English corpus (tools/prepare_corpus.sh)
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  if [ "$(id -u)" -eq 0 ]; then
+    SUDO=()
+  elif command -v sudo >/dev/null; then
+    SUDO=(sudo)
+  else
+    echo "setup: error: packages missing (${missing[*]}) and neither root nor sudo is available" >&2
+    exit 1
+  fi
+  "${SUDO[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+jobs=$(nproc 2>/dev/null || echo 2)
+mkdir -p "$BUILD_DIR"
+# shellcheck disable=SC2086  # MLAMOE_CMAKE_ARGS is a list of flags
+cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release ${MLAMOE_CMAKE_ARGS:-} >"$BUILD_DIR/configure.log" 2>&1 ||
+  { cat "$BUILD_DIR/configure.log" >&2; echo "setup: error: cmake configure failed (log above)" >&2; exit 1; }
+cmake --build "$BUILD_DIR" -j "$jobs"
+echo "setup: built $BUILD_DIR/mlamoe"
