@@ -24,18 +24,21 @@ void block_probs(const T* q, const T* k, T* s, int64_t t0, int64_t t1, const Att
   for (int64_t i = 0; i < rows; ++i) {
     T* sr = s + i * t1;
     int64_t valid = t0 + i + 1;  // keys 0 .. t0+i
-    T l;
-    if (compute_lse) {
+    if (compute_lse) {  // one exp per score: p = exp(s − max), then normalise
       T m = sr[0];
       for (int64_t j = 1; j < valid; ++j) m = std::max(m, sr[j]);
       double z = 0.0;
-      for (int64_t j = 0; j < valid; ++j) z += std::exp(static_cast<double>(sr[j] - m));
-      l = static_cast<T>(m + std::log(z));
-      lse[i] = l;
+      for (int64_t j = 0; j < valid; ++j) {
+        sr[j] = std::exp(sr[j] - m);
+        z += sr[j];
+      }
+      lse[i] = static_cast<T>(m + std::log(z));
+      T inv = static_cast<T>(1.0 / z);
+      for (int64_t j = 0; j < valid; ++j) sr[j] *= inv;
     } else {
-      l = lse[i];
+      T l = lse[i];
+      for (int64_t j = 0; j < valid; ++j) sr[j] = std::exp(sr[j] - l);
     }
-    for (int64_t j = 0; j < valid; ++j) sr[j] = std::exp(sr[j] - l);
     for (int64_t j = valid; j < t1; ++j) sr[j] = 0;
   }
 }
