@@ -6,6 +6,7 @@
 
 #include "model/ops/gemm.h"
 #include "model/ops/op_common.h"
+#include "model/ops/softmax.h"
 
 namespace mlamoe {
 
@@ -24,18 +25,9 @@ void block_probs(const T* q, const T* k, T* s, int64_t t0, int64_t t1, const Att
   for (int64_t i = 0; i < rows; ++i) {
     T* sr = s + i * t1;
     int64_t valid = t0 + i + 1;  // keys 0 .. t0+i
-    if (compute_lse) {  // one exp per score: p = exp(s − max), then normalise
-      T m = sr[0];
-      for (int64_t j = 1; j < valid; ++j) m = std::max(m, sr[j]);
-      double z = 0.0;
-      for (int64_t j = 0; j < valid; ++j) {
-        sr[j] = std::exp(sr[j] - m);
-        z += sr[j];
-      }
-      lse[i] = static_cast<T>(m + std::log(z));
-      T inv = static_cast<T>(1.0 / z);
-      for (int64_t j = 0; j < valid; ++j) sr[j] *= inv;
-    } else {
+    if (compute_lse) {
+      lse[i] = softmax_row_inplace(sr, valid);
+    } else {  // backward: probabilities from the saved log-sum-exp
       T l = lse[i];
       for (int64_t j = 0; j < valid; ++j) sr[j] = std::exp(sr[j] - l);
     }

@@ -12,17 +12,8 @@ template <class T>
 void softmax_forward_cpu(const T* x, T* y, int64_t rows, int64_t n) {
 #pragma omp parallel for schedule(static) if (rows * n > kParallelGrain)
   for (int64_t r = 0; r < rows; ++r) {
-    const T* xr = x + r * n;
-    T* yr = y + r * n;
-    T m = xr[0];
-    for (int64_t j = 1; j < n; ++j) m = std::max(m, xr[j]);
-    double z = 0.0;
-    for (int64_t j = 0; j < n; ++j) {
-      yr[j] = std::exp(xr[j] - m);
-      z += yr[j];
-    }
-    T inv = static_cast<T>(1.0 / z);
-    for (int64_t j = 0; j < n; ++j) yr[j] *= inv;
+    std::copy(x + r * n, x + (r + 1) * n, y + r * n);
+    softmax_row_inplace(y + r * n, n);
   }
 }
 

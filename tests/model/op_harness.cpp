@@ -76,7 +76,19 @@ Compare compare(const std::vector<double>& ours, const std::vector<double>& ref)
 
 namespace {
 
-// L = Σ_o Σ out_o ⊙ R_o, in double.
+// L = Σ_o Σ out_o ⊙ R_o as a recorded graph (backward gives each input's gradient for upstream R);
+// undefined when no output carries a gradient.
+Tensor upstream_loss(const std::vector<Tensor>& outs, const std::vector<Tensor>& upstream) {
+  Tensor loss;
+  for (size_t o = 0; o < outs.size(); ++o) {
+    if (!upstream[o].defined() || !outs[o].requires_grad()) continue;
+    Tensor term = sum(mul(outs[o], upstream[o]));
+    loss = loss.defined() ? add(loss, term) : term;
+  }
+  return loss;
+}
+
+// The same L evaluated in double without a graph (finite differences).
 double weighted_loss(const std::vector<Tensor>& outs, const std::vector<Tensor>& upstream) {
   double l = 0;
   for (size_t o = 0; o < outs.size(); ++o) {
@@ -100,12 +112,7 @@ CheckResult check_finite_differences(const OpCase& c, size_t case_index) {
   CaseInputs ci = make_inputs(c, case_index, DType::F64);
   std::vector<Tensor> outs = c.fn(ci.inputs, c.params);
   // Analytic: backward with the upstream gradients (a sum of outputs weighted by R).
-  Tensor loss;
-  for (size_t o = 0; o < outs.size(); ++o) {
-    if (!ci.upstream[o].defined() || !outs[o].requires_grad()) continue;
-    Tensor term = sum(mul(outs[o], ci.upstream[o]));
-    loss = loss.defined() ? add(loss, term) : term;
-  }
+  Tensor loss = upstream_loss(outs, ci.upstream);
   if (!loss.defined()) return {c.label() + ": no output requires grad"};
   loss.backward();
   CheckResult res;
@@ -160,12 +167,7 @@ std::vector<CheckResult> check_against_torch(const std::vector<OpCase>& cases) {
     const OpCase& c = cases[k];
     CaseInputs ci = make_inputs(c, k, DType::F32);
     std::vector<Tensor> outs = c.fn(ci.inputs, c.params);
-    Tensor loss;
-    for (size_t o = 0; o < outs.size(); ++o) {
-      if (!ci.upstream[o].defined() || !outs[o].requires_grad()) continue;
-      Tensor term = sum(mul(outs[o], ci.upstream[o]));
-      loss = loss.defined() ? add(loss, term) : term;
-    }
+    Tensor loss = upstream_loss(outs, ci.upstream);
     if (loss.defined()) loss.backward();
     nlohmann::json jc;
     jc["op"] = c.op;
