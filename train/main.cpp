@@ -13,7 +13,7 @@ const char* kUsage =
     "usage: mlamoe <command> [flags]\n"
     "commands:\n"
     "  smoke    train a one-block byte-level attention LM on a text file (library smoke run)\n"
-    "           --text FILE [--steps 300] [--batch 8] [--seq 64] [--lr 3e-3] [--seed 1]\n"
+    "           --text FILE [--steps 1000] [--batch 16] [--seq 128] [--lr 3e-3] [--seed 1]\n"
     "  version  print the build configuration\n";
 
 }  // namespace

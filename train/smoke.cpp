@@ -141,9 +141,9 @@ int print_version() {
 int run_smoke(const std::vector<std::string>& argv) {
   CliArgs args("smoke", argv);
   std::string path = args.get("text", "");
-  int64_t steps = args.get_int("steps", 300, 1, 1000000);
-  int64_t b = args.get_int("batch", 8, 1, 4096);
-  int64_t t = args.get_int("seq", 64, 2, 8192);
+  int64_t steps = args.get_int("steps", 1000, 1, 1000000);
+  int64_t b = args.get_int("batch", 16, 1, 4096);
+  int64_t t = args.get_int("seq", 128, 2, 8192);
   double lr = args.get_double("lr", 3e-3, 0.0, 1.0);
   uint64_t seed = static_cast<uint64_t>(args.get_int("seed", 1, 0, INT64_MAX));
   args.reject_unknown();
@@ -187,7 +187,7 @@ int run_smoke(const std::vector<std::string>& argv) {
     last_loss = loss.item();
     if (step == 1) first_loss = last_loss;
     MLAMOE_CHECK(std::isfinite(last_loss), "smoke: loss became " << last_loss << " at step " << step);
-    if (step == 1 || step % 25 == 0 || step == steps) {
+    if (step == 1 || step % 100 == 0 || step == steps) {
       double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       std::printf("step %5lld/%lld  loss %.4f  tokens/s %.0f\n", static_cast<long long>(step), static_cast<long long>(steps), last_loss,
                   static_cast<double>(step * b * t) / secs);
@@ -197,6 +197,22 @@ int run_smoke(const std::vector<std::string>& argv) {
   double held_out = eval(8);
   std::printf("smoke: train loss %.4f -> %.4f, held-out loss %.4f (bits/byte %.3f)\n", first_loss, last_loss, held_out,
               held_out / std::log(2.0));
+  // A greedy continuation, so a person can see what the model learned.
+  std::vector<int32_t> text = byte_encode("And God said");
+  {
+    NoGrad g;
+    for (int i = 0; i < 60; ++i) {
+      int64_t len = std::min<int64_t>(static_cast<int64_t>(text.size()), t);
+      std::vector<int32_t> window(text.end() - len, text.end());
+      Tensor logits = model.forward(Tensor::from_vector(window, {1, len}));
+      TopK best = topk(logits.narrow(0, len - 1, 1), 1);
+      text.push_back(static_cast<int32_t>(best.indices.item()));
+    }
+  }
+  std::string sample = byte_decode(text);
+  for (char& c : sample)
+    if (c == '\n') c = ' ';
+  std::printf("smoke: greedy sample: \"%s\"\n", sample.c_str());
   MLAMOE_CHECK(steps < 50 || last_loss < first_loss - 0.5, "smoke: the loss did not fall (" << first_loss << " -> " << last_loss << ")");
   return 0;
 }

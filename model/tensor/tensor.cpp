@@ -250,6 +250,19 @@ void Tensor::copy_(const Tensor& src) {
 
 void Tensor::fill_(double value) {
   MLAMOE_CHECK(device().is_cpu(), "Tensor::fill_: only host tensors (fill a host tensor and copy)");
+  if (is_contiguous()) {
+    int64_t n = numel();
+    size_t es = dtype_size(dtype());
+    char* d = static_cast<char*>(raw_data());
+    if (value == 0.0) {  // all-zero bits in every dtype
+      std::memset(d, 0, n * es);
+      return;
+    }
+    if (n == 0) return;
+    store_from_double(d, dtype(), 0, value);
+    for (int64_t i = 1; i < n; ++i) std::memcpy(d + i * es, d, es);
+    return;
+  }
   std::vector<int64_t> off;
   strided_offsets(shape(), strides(), off);
   for (int64_t o : off) store_from_double(raw_data(), dtype(), o, value);
