@@ -47,17 +47,19 @@ void matmul_forward_cpu(const Tensor& a, const Tensor& b, Tensor& c, int64_t bat
   const T* pa = A.data<T>();
   const T* pb = B.data<T>();
   T* pc = c.data<T>();
-  auto one = [&](int64_t i) {
-    gemm(oa.trans, ob.trans, m, n, k, T(1), pa + i * sa, oa.ld, pb + i * sb, ob.ld, T(0), pc + i * m * n, n);
+  auto one = [&](int64_t i, bool tiled) {
+    if (tiled) {
+      gemm_tiled(oa.trans, ob.trans, m, n, k, T(1), pa + i * sa, oa.ld, pb + i * sb, ob.ld, T(0), pc + i * m * n, n);
+    } else {
+      gemm(oa.trans, ob.trans, m, n, k, T(1), pa + i * sa, oa.ld, pb + i * sb, ob.ld, T(0), pc + i * m * n, n);
+    }
   };
-  // Many small matrices: one per thread. Few large ones: let BLAS thread each GEMM. (Not an
-  // `omp parallel if (...)`: BLAS called inside even an inactive region opens a nested team and
-  // creates threads on every call.)
+  // Many small matrices: one per thread. Otherwise each product is cut into tiles run in parallel.
   if (batch >= omp_get_max_threads() && m * n * k < (1 << 21)) {
 #pragma omp parallel for schedule(dynamic)
-    for (int64_t i = 0; i < batch; ++i) one(i);
+    for (int64_t i = 0; i < batch; ++i) one(i, false);
   } else {
-    for (int64_t i = 0; i < batch; ++i) one(i);
+    for (int64_t i = 0; i < batch; ++i) one(i, true);
   }
 }
 

@@ -1,5 +1,7 @@
 #include "tests/model/op_harness.h"
 
+#include <omp.h>
+
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -141,6 +143,39 @@ CheckResult check_finite_differences(const OpCase& c, size_t case_index) {
   return res;
 }
 
+Evaluation evaluate(const OpCase& c, size_t case_index, DType dtype) {
+  Evaluation ev{make_inputs(c, case_index, dtype), {}, {}};
+  ev.outputs = c.fn(ev.ci.inputs, c.params);
+  Tensor loss = upstream_loss(ev.outputs, ev.ci.upstream);
+  if (loss.defined()) loss.backward();
+  for (const Tensor& x : ev.ci.inputs) ev.grads.push_back(x.requires_grad() ? x.grad() : Tensor());
+  return ev;
+}
+
+CheckResult check_thread_determinism(const OpCase& c, size_t case_index, int threads) {
+  int saved = omp_get_max_threads();
+  omp_set_num_threads(1);
+  Evaluation one = evaluate(c, case_index, DType::F32);
+  omp_set_num_threads(threads);
+  Evaluation many = evaluate(c, case_index, DType::F32);
+  omp_set_num_threads(saved);
+  CheckResult res;
+  auto same = [&](const Tensor& a, const Tensor& b, const std::string& what) {
+    if (a.defined() != b.defined()) {
+      res.failure += c.label() + ": " + what + " defined with one thread count only\n";
+      return;
+    }
+    if (!a.defined()) return;
+    Compare cmp = compare(a.to_vector<double>(), b.to_vector<double>());
+    res.worst_rel = std::max(res.worst_rel, cmp.max_rel);
+    if (cmp.max_abs != 0)
+      res.failure += fmt_failure(c, what + " with 1 vs " + std::to_string(threads) + " threads:", cmp, 0.0) + "\n";
+  };
+  for (size_t o = 0; o < one.outputs.size(); ++o) same(one.outputs[o], many.outputs[o], "output " + std::to_string(o));
+  for (size_t i = 0; i < one.grads.size(); ++i) same(one.grads[i], many.grads[i], "gradient of input " + std::to_string(i));
+  return res;
+}
+
 namespace {
 
 nlohmann::json tensor_json(const Tensor& t) {
@@ -165,10 +200,8 @@ std::vector<CheckResult> check_against_torch(const std::vector<OpCase>& cases) {
   std::vector<std::vector<Tensor>> our_outs(cases.size()), our_grads(cases.size());
   for (size_t k = 0; k < cases.size(); ++k) {
     const OpCase& c = cases[k];
-    CaseInputs ci = make_inputs(c, k, DType::F32);
-    std::vector<Tensor> outs = c.fn(ci.inputs, c.params);
-    Tensor loss = upstream_loss(outs, ci.upstream);
-    if (loss.defined()) loss.backward();
+    Evaluation ev = evaluate(c, k, DType::F32);
+    const CaseInputs& ci = ev.ci;
     nlohmann::json jc;
     jc["op"] = c.op;
     jc["label"] = c.label();
@@ -177,10 +210,10 @@ std::vector<CheckResult> check_against_torch(const std::vector<OpCase>& cases) {
       nlohmann::json ji = tensor_json(ci.inputs[i]);
       ji["requires_grad"] = c.inputs[i].requires_grad;
       jc["inputs"].push_back(ji);
-      our_grads[k].push_back(ci.inputs[i].requires_grad() ? ci.inputs[i].grad() : Tensor());
     }
     for (const Tensor& u : ci.upstream) jc["upstream"].push_back(u.defined() ? tensor_json(u) : nlohmann::json());
-    our_outs[k] = outs;
+    our_outs[k] = ev.outputs;
+    our_grads[k] = ev.grads;
     request.push_back(jc);
   }
 

@@ -53,6 +53,15 @@ struct CaseInputs {
 // Deterministic inputs for a case (same values for f32 and f64 up to rounding).
 CaseInputs make_inputs(const OpCase& c, size_t case_index, DType dtype);
 
+// One forward + backward of a case: its inputs, outputs and the inputs' gradients (undefined for
+// inputs that take none).
+struct Evaluation {
+  CaseInputs ci;
+  std::vector<Tensor> outputs;
+  std::vector<Tensor> grads;
+};
+Evaluation evaluate(const OpCase& c, size_t case_index, DType dtype);
+
 struct Compare {
   double max_abs = 0, max_rel = 0;
 };
@@ -64,6 +73,10 @@ struct CheckResult {
 };
 
 CheckResult check_finite_differences(const OpCase& c, size_t case_index);
+
+// f32 outputs and gradients must be bitwise identical with 1 thread and with `threads` threads
+// (every reduction has a fixed order), so results never depend on the machine's core count.
+CheckResult check_thread_determinism(const OpCase& c, size_t case_index, int threads);
 
 // Runs the PyTorch reference once for every case and returns one result per case.
 std::vector<CheckResult> check_against_torch(const std::vector<OpCase>& cases);

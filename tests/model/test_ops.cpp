@@ -31,32 +31,48 @@ std::vector<OpCase> build_table() {
     t.push_back(OpCase{std::move(op), std::move(params), std::move(inputs), std::move(fn)});
     return t.back();
   };
+  // Rows large enough (> kParallelGrain elements) to take the multi-threaded branch of every
+  // kernel; too large for finite differences, so checked against PyTorch (and thread counts) only.
+  auto big = [&](std::string op, J params, std::vector<InputSpec> inputs, std::function<Outs(const Ins&, const J&)> fn) {
+    row(std::move(op), std::move(params), std::move(inputs), std::move(fn)).fd = false;
+  };
 
   // ---- matmul / linear ----
   auto mm = [](const Ins& x, const J&) { return Outs{matmul(x[0], x[1])}; };
   row("matmul", J::object(), {in({7, 5}), in({5, 6})}, mm);
-  row("matmul", J::object(), {in({3, 4, 5}), in({3, 5, 2})}, mm);
+  row("matmul", J::object(), {in({3, 4, 5}), in({3, 5, 2})}, mm);  // batched: one matrix per thread
   row("matmul", J::object(), {in({2, 3, 4}), in({4, 5})}, mm);
-  row("matmul", J::object(), {in({70, 33}), in({33, 65})}, mm).fd = false;  // big: PyTorch only
+  big("matmul", J::object(), {in({70, 33}), in({33, 65})}, mm);
   row("matmul_tt", J::object(), {in({5, 7}), in({6, 5})},  // both operands as transposed views
       [](const Ins& x, const J&) { return Outs{matmul(x[0].transpose(0, 1), x[1].transpose(0, 1))}; });
-  row("linear", J::object(), {in({2, 3, 8}), in({5, 8})}, [](const Ins& x, const J&) { return Outs{linear(x[0], x[1])}; });
+  auto lin = [](const Ins& x, const J&) { return Outs{linear(x[0], x[1])}; };
+  row("linear", J::object(), {in({2, 3, 8}), in({5, 8})}, lin);
+  big("linear", J::object(), {in({4, 64, 48}), in({96, 48})}, lin);
   auto& bf = row("matmul_bf16", J::object(), {in({6, 9}), in({9, 4})},
                  [](const Ins& x, const J&) { return Outs{matmul(x[0].to(DType::BF16), x[1].to(DType::BF16))}; });
   bf.fd = false;
   bf.torch_tol = 1e-2;
 
   // ---- elementwise with broadcasting ----
-  row("add", J::object(), {in({4, 5}), in({4, 5})}, [](const Ins& x, const J&) { return Outs{add(x[0], x[1])}; });
-  row("add", J::object(), {in({3, 4, 5}), in({5})}, [](const Ins& x, const J&) { return Outs{add(x[0], x[1])}; });
+  auto add_fn = [](const Ins& x, const J&) { return Outs{add(x[0], x[1])}; };
+  auto mul_fn = [](const Ins& x, const J&) { return Outs{mul(x[0], x[1])}; };
+  auto scale_fn = [](const Ins& x, const J& p) { return Outs{scale(x[0], p["s"])}; };
+  row("add", J::object(), {in({4, 5}), in({4, 5})}, add_fn);
+  row("add", J::object(), {in({3, 4, 5}), in({5})}, add_fn);
+  big("add", J::object(), {in({130, 130}), in({130, 130})}, add_fn);
+  big("add", J::object(), {in({64, 300}), in({300})}, add_fn);
   row("sub", J::object(), {in({3, 1, 5}), in({4, 1})}, [](const Ins& x, const J&) { return Outs{sub(x[0], x[1])}; });
-  row("mul", J::object(), {in({2, 3, 4}), in({2, 1, 4})}, [](const Ins& x, const J&) { return Outs{mul(x[0], x[1])}; });
-  row("scale", J{{"s", -0.75}}, {in({3, 7})}, [](const Ins& x, const J& p) { return Outs{scale(x[0], p["s"])}; });
+  row("mul", J::object(), {in({2, 3, 4}), in({2, 1, 4})}, mul_fn);
+  big("mul", J::object(), {in({8, 40, 64}), in({8, 1, 64})}, mul_fn);
+  row("scale", J{{"s", -0.75}}, {in({3, 7})}, scale_fn);
+  big("scale", J{{"s", 1.5}}, {in({200, 100})}, scale_fn);
 
   // ---- views, casts ----
   row("views", J::object(), {in({4, 5, 6})}, [](const Ins& x, const J&) {
     return Outs{x[0].permute({2, 0, 1}).narrow(1, 1, 2).reshape({6, -1}).transpose(0, 1).contiguous()};
   });
+  big("transpose_copy", J::object(), {in({40, 50, 40})},
+      [](const Ins& x, const J&) { return Outs{x[0].transpose(0, 2).contiguous()}; });
   row("expand", J::object(), {in({3, 1})}, [](const Ins& x, const J&) { return Outs{x[0].expand({2, 3, 4}).contiguous()}; });
   auto& cast = row("cast_bf16", J::object(), {in({5, 7})},
                    [](const Ins& x, const J&) { return Outs{x[0].to(DType::BF16).to(x[0].dtype())}; });
@@ -64,39 +80,56 @@ std::vector<OpCase> build_table() {
   cast.torch_tol = 0.0;  // round-to-nearest-even, exactly as torch
 
   // ---- embedding ----
-  row("embedding", J::object(), {in({11, 6}), idx({3, 4}, 0, 11)},
-      [](const Ins& x, const J&) { return Outs{embedding(x[0], x[1])}; });
+  auto emb = [](const Ins& x, const J&) { return Outs{embedding(x[0], x[1])}; };
+  row("embedding", J::object(), {in({11, 6}), idx({3, 4}, 0, 11)}, emb);
+  big("embedding", J::object(), {in({300, 64}), idx({8, 40}, 0, 300)}, emb);
 
   // ---- normalisation, rotary, attention ----
-  row("rmsnorm", J{{"eps", 1e-6}}, {in({3, 4, 16}), in({16}, InputKind::Positive)},
-      [](const Ins& x, const J& p) { return Outs{rmsnorm(x[0], x[1], p["eps"])}; });
+  auto rms = [](const Ins& x, const J& p) { return Outs{rmsnorm(x[0], x[1], p["eps"])}; };
+  row("rmsnorm", J{{"eps", 1e-6}}, {in({3, 4, 16}), in({16}, InputKind::Positive)}, rms);
+  big("rmsnorm", J{{"eps", 1e-6}}, {in({64, 8, 48}), in({48}, InputKind::Positive)}, rms);
   auto rope_fn = [](const Ins& x, const J& p) {
     RopeTables tab = rope_tables(p["start"], x[0].size(1), x[0].size(3), p["theta"], x[0].dtype());
     return Outs{rope(x[0], tab)};
   };
   row("rope", J{{"theta", 10000.0}, {"start", 0}}, {in({2, 5, 3, 8})}, rope_fn);
   row("rope", J{{"theta", 10000.0}, {"start", 17}}, {in({1, 6, 1, 16})}, rope_fn);
+  big("rope", J{{"theta", 10000.0}, {"start", 3}}, {in({4, 80, 4, 16})}, rope_fn);
   auto attn = [](const Ins& x, const J& p) { return Outs{causal_attention(x[0], x[1], x[2], p["scale"])}; };
   row("attention", J{{"scale", 0.41}}, {in({2, 9, 2, 6}), in({2, 9, 2, 6}), in({2, 9, 2, 4})}, attn);
   row("attention", J{{"scale", 0.3}}, {in({1, 70, 2, 5}), in({1, 70, 2, 5}), in({1, 70, 2, 3})}, attn);  // > 1 block
-  row("attention", J{{"scale", 0.125}}, {in({2, 130, 4, 24}), in({2, 130, 4, 24}), in({2, 130, 4, 16})}, attn).fd = false;
+  big("attention", J{{"scale", 0.125}}, {in({2, 130, 4, 24}), in({2, 130, 4, 24}), in({2, 130, 4, 16})}, attn);
 
   // ---- activations, softmax ----
-  row("silu", J::object(), {in({4, 9})}, [](const Ins& x, const J&) { return Outs{silu(x[0])}; });
-  row("sigmoid", J::object(), {in({4, 9})}, [](const Ins& x, const J&) { return Outs{sigmoid(x[0])}; });
-  row("swiglu", J::object(), {in({3, 10}), in({3, 10})}, [](const Ins& x, const J&) { return Outs{swiglu(x[0], x[1])}; });
-  row("softmax", J::object(), {in({5, 12})}, [](const Ins& x, const J&) { return Outs{softmax(x[0])}; });
+  auto silu_fn = [](const Ins& x, const J&) { return Outs{silu(x[0])}; };
+  auto sig_fn = [](const Ins& x, const J&) { return Outs{sigmoid(x[0])}; };
+  auto swiglu_fn = [](const Ins& x, const J&) { return Outs{swiglu(x[0], x[1])}; };
+  auto softmax_fn = [](const Ins& x, const J&) { return Outs{softmax(x[0])}; };
+  row("silu", J::object(), {in({4, 9})}, silu_fn);
+  big("silu", J::object(), {in({150, 130})}, silu_fn);
+  row("sigmoid", J::object(), {in({4, 9})}, sig_fn);
+  big("sigmoid", J::object(), {in({150, 130})}, sig_fn);
+  row("swiglu", J::object(), {in({3, 10}), in({3, 10})}, swiglu_fn);
+  big("swiglu", J::object(), {in({150, 130}), in({150, 130})}, swiglu_fn);
+  row("softmax", J::object(), {in({5, 12})}, softmax_fn);
+  big("softmax", J::object(), {in({100, 200})}, softmax_fn);
 
   // ---- top-k, gather, index ops (the MoE router, permute and un-permute) ----
-  row("topk", J{{"k", 3}}, {in({4, 10}, InputKind::Distinct)}, [](const Ins& x, const J& p) {
+  auto topk_fn = [](const Ins& x, const J& p) {
     TopK r = topk(x[0], p["k"]);
     return Outs{r.values, r.indices};
-  });
-  row("gather", J::object(), {in({3, 8}), idx({3, 5}, 0, 8)}, [](const Ins& x, const J&) { return Outs{gather(x[0], x[1])}; });
-  row("index_select", J::object(), {in({6, 5}), idx({9}, 0, 6)},
-      [](const Ins& x, const J&) { return Outs{index_select(x[0], x[1])}; });
-  row("index_add", J::object(), {in({6, 5}), idx({9}, 0, 6), in({9, 5})},
-      [](const Ins& x, const J&) { return Outs{index_add(x[0], x[1], x[2])}; });
+  };
+  auto gather_fn = [](const Ins& x, const J&) { return Outs{gather(x[0], x[1])}; };
+  auto select_fn = [](const Ins& x, const J&) { return Outs{index_select(x[0], x[1])}; };
+  auto index_add_fn = [](const Ins& x, const J&) { return Outs{index_add(x[0], x[1], x[2])}; };
+  row("topk", J{{"k", 3}}, {in({4, 10}, InputKind::Distinct)}, topk_fn);
+  big("topk", J{{"k", 8}}, {in({300, 64}, InputKind::Distinct)}, topk_fn);
+  row("gather", J::object(), {in({3, 8}), idx({3, 5}, 0, 8)}, gather_fn);
+  big("gather", J::object(), {in({200, 100}), idx({200, 90}, 0, 100)}, gather_fn);
+  row("index_select", J::object(), {in({6, 5}), idx({9}, 0, 6)}, select_fn);
+  big("index_select", J::object(), {in({500, 40}), idx({600}, 0, 500)}, select_fn);
+  row("index_add", J::object(), {in({6, 5}), idx({9}, 0, 6), in({9, 5})}, index_add_fn);
+  big("index_add", J::object(), {in({500, 40}), idx({600}, 0, 500), in({600, 40})}, index_add_fn);
 
   // ---- concat / split ----
   row("concat", J{{"dim", 1}}, {in({2, 3, 4}), in({2, 1, 4}), in({2, 2, 4})},
@@ -106,10 +139,13 @@ std::vector<OpCase> build_table() {
   });
 
   // ---- reductions ----
+  auto sum_dim = [](const Ins& x, const J& p) { return Outs{sum(x[0], p["dim"], p["keepdim"])}; };
+  auto mean_all = [](const Ins& x, const J&) { return Outs{mean(x[0])}; };
   row("sum", J::object(), {in({3, 4})}, [](const Ins& x, const J&) { return Outs{sum(x[0])}; });
-  row("sum_dim", J{{"dim", 1}, {"keepdim", false}}, {in({3, 4, 5})},
-      [](const Ins& x, const J& p) { return Outs{sum(x[0], p["dim"], p["keepdim"])}; });
-  row("mean", J::object(), {in({3, 4})}, [](const Ins& x, const J&) { return Outs{mean(x[0])}; });
+  row("sum_dim", J{{"dim", 1}, {"keepdim", false}}, {in({3, 4, 5})}, sum_dim);
+  big("sum_dim", J{{"dim", 1}, {"keepdim", false}}, {in({40, 30, 20})}, sum_dim);
+  row("mean", J::object(), {in({3, 4})}, mean_all);
+  big("mean", J::object(), {in({150, 130})}, mean_all);
   row("mean_dim", J{{"dim", -1}, {"keepdim", true}}, {in({3, 4, 5})},
       [](const Ins& x, const J& p) { return Outs{mean(x[0], p["dim"], p["keepdim"])}; });
 
@@ -121,6 +157,7 @@ std::vector<OpCase> build_table() {
     return Outs{cross_entropy(x[0], tgt, p["ignore_index"])};
   };
   row("cross_entropy", J{{"ignore_index", -100}}, {in({7, 11}), idx({7}, 0, 11)}, ce);
+  big("cross_entropy", J{{"ignore_index", -1}}, {in({96, 200}), idx({96}, 0, 200)}, ce);
   return t;
 }
 
@@ -158,12 +195,21 @@ TEST_P(OpVsPyTorch, OutputsAndGradientsMatch) {
   EXPECT_TRUE(r.failure.empty()) << r.failure;
 }
 
+class OpThreadDeterminism : public ::testing::TestWithParam<size_t> {};
+
+TEST_P(OpThreadDeterminism, OneAndTwoThreadsAgreeBitwise) {
+  const OpCase& c = op_table()[GetParam()];
+  CheckResult r = check_thread_determinism(c, GetParam(), 2);
+  EXPECT_TRUE(r.failure.empty()) << r.failure;
+}
+
 std::string case_name(const ::testing::TestParamInfo<size_t>& info) {
   return std::to_string(info.param) + "_" + op_table()[info.param].label();
 }
 
 INSTANTIATE_TEST_SUITE_P(Table, OpFiniteDifferences, ::testing::Range<size_t>(0, op_table().size()), case_name);
 INSTANTIATE_TEST_SUITE_P(Table, OpVsPyTorch, ::testing::Range<size_t>(0, op_table().size()), case_name);
+INSTANTIATE_TEST_SUITE_P(Table, OpThreadDeterminism, ::testing::Range<size_t>(0, op_table().size()), case_name);
 
 }  // namespace
 }  // namespace mlamoe::test

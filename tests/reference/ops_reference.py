@@ -54,6 +54,7 @@ OPS = {
     "scale": lambda x, p: [x[0] * p["s"]],
     "views": lambda x, p: [x[0].permute(2, 0, 1).narrow(1, 1, 2).reshape(6, -1).t()],
     "expand": lambda x, p: [x[0].expand(2, 3, 4)],
+    "transpose_copy": lambda x, p: [x[0].transpose(0, 2)],
     "cast_bf16": lambda x, p: [bf16(x[0])],
     "embedding": lambda x, p: [F.embedding(x[1], x[0])],
     "rmsnorm": lambda x, p: [x[0] * torch.rsqrt(x[0].pow(2).mean(-1, keepdim=True) + p["eps"]) * x[1]],
