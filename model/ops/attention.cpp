@@ -29,7 +29,8 @@ void block_probs(const T* q, const T* k, T* s, int64_t t0, int64_t t1, const Att
       lse[i] = softmax_row_inplace(sr, valid);
     } else {  // backward: probabilities from the saved log-sum-exp
       T l = lse[i];
-      for (int64_t j = 0; j < valid; ++j) sr[j] = std::exp(sr[j] - l);
+#pragma omp simd
+      for (int64_t j = 0; j < valid; ++j) sr[j] = fast_exp(sr[j] - l);
     }
     for (int64_t j = valid; j < t1; ++j) sr[j] = 0;
   }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "model/ops/fast_exp.h"
 #include "model/tensor/tensor.h"
 
 namespace mlamoe {
@@ -16,11 +17,10 @@ template <class T>
 T softmax_row_inplace(T* row, int64_t n) {
   T m = row[0];
   for (int64_t j = 1; j < n; ++j) m = std::max(m, row[j]);
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) row[j] = fast_exp(row[j] - m);
   double z = 0.0;
-  for (int64_t j = 0; j < n; ++j) {
-    row[j] = std::exp(row[j] - m);
-    z += row[j];
-  }
+  for (int64_t j = 0; j < n; ++j) z += row[j];
   T inv = static_cast<T>(1.0 / z);
   for (int64_t j = 0; j < n; ++j) row[j] *= inv;
   return static_cast<T>(m + std::log(z));
