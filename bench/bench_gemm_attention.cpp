@@ -78,9 +78,11 @@ void attention_row(int reps, int64_t b, int64_t t, int64_t h, int64_t dqk, int64
     }
   });
   double ref_flops = 2.0 * b * h * static_cast<double>(t) * t * (dqk + dv);
-  std::printf("attention  B%lld T%lld H%lld dqk%lld dv%lld   fwd %7.1f GFLOP/s  fwd+bwd %7.1f GFLOP/s   sgemm %7.1f GFLOP/s   ratio fwd %.3f\n",
-              (long long)b, (long long)t, (long long)h, (long long)dqk, (long long)dv, fwd_flops / fwd * 1e-9,
-              fb_flops / fwdbwd * 1e-9, ref_flops / ref * 1e-9, (fwd_flops / fwd) / (ref_flops / ref));
+  std::printf(
+      "attention  B%lld T%lld H%lld dqk%lld dv%lld   fwd %7.1f GFLOP/s  fwd+bwd %7.1f GFLOP/s   sgemm %7.1f GFLOP/s   ratio fwd "
+      "%.3f\n",
+      (long long)b, (long long)t, (long long)h, (long long)dqk, (long long)dv, fwd_flops / fwd * 1e-9, fb_flops / fwdbwd * 1e-9,
+      ref_flops / ref * 1e-9, (fwd_flops / fwd) / (ref_flops / ref));
 }
 
 }  // namespace
@@ -94,9 +96,9 @@ int main(int argc, char** argv) {
   // Shapes of configs Tiny-A / Tiny-B projections (tokens x out x in) and a square reference.
   gemm_row(reps, 512, 512, 512);
   gemm_row(reps, 1024, 1024, 1024);
-  gemm_row(reps, 2048, 192, 128);    // Tiny-A-like q_b_proj over 2048 tokens
-  gemm_row(reps, 2048, 1536, 512);   // Tiny-B dense MLP up-projection
-  gemm_row(reps, 2048, 8192, 512);   // Tiny-B head
+  gemm_row(reps, 2048, 192, 128);   // Tiny-A-like q_b_proj over 2048 tokens
+  gemm_row(reps, 2048, 1536, 512);  // Tiny-B dense MLP up-projection
+  gemm_row(reps, 2048, 8192, 512);  // Tiny-B head
   // MLA head dims: Tiny-A (dqk 48, dv 32), Tiny-B (dqk 96, dv 64), V3 (dqk 192, dv 128).
   attention_row(reps, 4, 256, 4, 48, 32);
   attention_row(reps, 2, 512, 8, 96, 64);

@@ -43,8 +43,7 @@ double CliArgs::get_double(const std::string& name, double fallback, double min,
 }
 
 void CliArgs::reject_unknown() const {
-  for (const auto& [name, value] : values_)
-    MLAMOE_CHECK(used_.count(name), command_ << ": unknown flag --" << name);
+  for (const auto& [name, value] : values_) MLAMOE_CHECK(used_.count(name), command_ << ": unknown flag --" << name);
 }
 
 }  // namespace mlamoe

@@ -21,18 +21,18 @@ namespace {
 constexpr int64_t D = 64, H = 4, DN = 8, DR = 8, DQK = DN + DR, DV = 16, FF = 176;
 
 struct SmokeModel {
-  Tensor embed;     // [V, D]
-  Tensor attn_norm; // [D]
-  Tensor wq;        // [H·DQK, D]
-  Tensor wk;        // [H·DQK, D]
-  Tensor wv;        // [H·DV, D]
-  Tensor wo;        // [D, H·DV]
-  Tensor mlp_norm;  // [D]
-  Tensor w_gate;    // [FF, D]
-  Tensor w_up;      // [FF, D]
-  Tensor w_down;    // [D, FF]
-  Tensor final_norm;// [D]
-  Tensor head;      // [V, D]
+  Tensor embed;       // [V, D]
+  Tensor attn_norm;   // [D]
+  Tensor wq;          // [H·DQK, D]
+  Tensor wk;          // [H·DQK, D]
+  Tensor wv;          // [H·DV, D]
+  Tensor wo;          // [D, H·DV]
+  Tensor mlp_norm;    // [D]
+  Tensor w_gate;      // [FF, D]
+  Tensor w_up;        // [FF, D]
+  Tensor w_down;      // [D, FF]
+  Tensor final_norm;  // [D]
+  Tensor head;        // [V, D]
 
   std::vector<Tensor> params() const {
     return {embed, attn_norm, wq, wk, wv, wo, mlp_norm, w_gate, w_up, w_down, final_norm, head};
@@ -134,7 +134,9 @@ int print_version() {
 #endif
   std::printf("mlamoe 0.1 (core)\n  CUDA backend: %s (devices visible: %d)\n  OpenMP threads: %d\n  OpenBLAS: %s\n", cuda,
               cuda_device_count(), omp_get_max_threads(),
-              openblas_get_parallel() == 2 ? "OpenMP build" : openblas_get_parallel() == 1 ? "pthread build" : "serial build");
+              openblas_get_parallel() == 2   ? "OpenMP build"
+              : openblas_get_parallel() == 1 ? "pthread build"
+                                             : "serial build");
   return 0;
 }
 
@@ -151,8 +153,8 @@ int run_smoke(const std::vector<std::string>& argv) {
 
   std::vector<int32_t> tokens = byte_encode(read_text_file(path));
   int64_t n = static_cast<int64_t>(tokens.size()), split_at = n - n / 10;  // last 10% held out
-  MLAMOE_CHECK(split_at - (t + 2) > 0 && n - split_at > t + 2,
-               "smoke: '" << path << "' has " << n << " bytes, too few for --seq " << t << " (need about " << 20 * (t + 2) << ")");
+  MLAMOE_CHECK(split_at - (t + 2) > 0 && n - split_at > t + 2, "smoke: '" << path << "' has " << n << " bytes, too few for --seq "
+                                                                          << t << " (need about " << 20 * (t + 2) << ")");
   std::printf("smoke: %s, %lld bytes (%lld train / %lld held out), batch %lld x seq %lld, %lld steps, %d threads\n", path.c_str(),
               static_cast<long long>(n), static_cast<long long>(split_at), static_cast<long long>(n - split_at),
               static_cast<long long>(b), static_cast<long long>(t), static_cast<long long>(steps), omp_get_max_threads());
@@ -162,7 +164,8 @@ int run_smoke(const std::vector<std::string>& argv) {
   Adam opt(model.params(), lr);
   int64_t nparams = 0;
   for (const Tensor& p : model.params()) nparams += p.numel();
-  std::printf("smoke: %lld parameters; initial loss should be near ln(256) = %.3f\n", static_cast<long long>(nparams), std::log(256.0));
+  std::printf("smoke: %lld parameters; initial loss should be near ln(256) = %.3f\n", static_cast<long long>(nparams),
+              std::log(256.0));
 
   auto eval = [&](int64_t batches) {
     NoGrad g;
@@ -189,8 +192,8 @@ int run_smoke(const std::vector<std::string>& argv) {
     MLAMOE_CHECK(std::isfinite(last_loss), "smoke: loss became " << last_loss << " at step " << step);
     if (step == 1 || step % 100 == 0 || step == steps) {
       double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      std::printf("step %5lld/%lld  loss %.4f  tokens/s %.0f\n", static_cast<long long>(step), static_cast<long long>(steps), last_loss,
-                  static_cast<double>(step * b * t) / secs);
+      std::printf("step %5lld/%lld  loss %.4f  tokens/s %.0f\n", static_cast<long long>(step), static_cast<long long>(steps),
+                  last_loss, static_cast<double>(step * b * t) / secs);
       std::fflush(stdout);
     }
   }
@@ -213,7 +216,8 @@ int run_smoke(const std::vector<std::string>& argv) {
   for (char& c : sample)
     if (c == '\n') c = ' ';
   std::printf("smoke: greedy sample: \"%s\"\n", sample.c_str());
-  MLAMOE_CHECK(steps < 50 || last_loss < first_loss - 0.5, "smoke: the loss did not fall (" << first_loss << " -> " << last_loss << ")");
+  MLAMOE_CHECK(steps < 50 || last_loss < first_loss - 0.5,
+               "smoke: the loss did not fall (" << first_loss << " -> " << last_loss << ")");
   return 0;
 }
 

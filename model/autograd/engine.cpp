@@ -58,8 +58,8 @@ void connect(Tensor& out, std::shared_ptr<Node> node, std::initializer_list<Tens
 std::vector<Tensor> AccumulateGrad::backward(const Tensor& dout) {
   std::shared_ptr<TensorImpl> impl = leaf.lock();
   if (!impl) return {};
-  MLAMOE_CHECK(dout.shape() == impl->shape, "AccumulateGrad: gradient " << shape_str(dout.shape())
-                                                 << " does not match leaf " << shape_str(impl->shape));
+  MLAMOE_CHECK(dout.shape() == impl->shape,
+               "AccumulateGrad: gradient " << shape_str(dout.shape()) << " does not match leaf " << shape_str(impl->shape));
   NoGrad guard;
   if (!impl->grad.defined()) {
     impl->grad = dout.clone();  // own copy: dout may be shared with other edges
@@ -71,13 +71,15 @@ std::vector<Tensor> AccumulateGrad::backward(const Tensor& dout) {
 
 void run_backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
   MLAMOE_CHECK(root.defined(), "backward: called on an undefined tensor");
-  MLAMOE_CHECK(root.requires_grad(), "backward: the tensor does not require grad (no parameter reaches it, or it was computed under NoGrad)");
+  MLAMOE_CHECK(root.requires_grad(),
+               "backward: the tensor does not require grad (no parameter reaches it, or it was computed under NoGrad)");
   Tensor seed = grad;
   if (!seed.defined()) {
     MLAMOE_CHECK(root.numel() == 1, "backward: a gradient must be given for a non-scalar root " << shape_str(root.shape()));
     seed = Tensor::ones(root.shape(), root.dtype(), root.device());
   }
-  MLAMOE_CHECK(seed.shape() == root.shape(), "backward: gradient " << shape_str(seed.shape()) << " does not match root " << shape_str(root.shape()));
+  MLAMOE_CHECK(seed.shape() == root.shape(),
+               "backward: gradient " << shape_str(seed.shape()) << " does not match root " << shape_str(root.shape()));
 
   NoGrad no_grad;  // backward computations are never recorded (no double backward)
   std::shared_ptr<Node> start = edge_of(root);
@@ -105,7 +107,8 @@ void run_backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
     ready.pop_back();
     std::vector<Tensor> dins;
     if (auto it = grads.find(n); it != grads.end()) {
-      MLAMOE_CHECK(!n->released, "backward: the graph through " << n->name()
+      MLAMOE_CHECK(!n->released, "backward: the graph through "
+                                     << n->name()
                                      << " was already used by a backward and released; pass retain_graph=true to the first one");
       Tensor dout = std::move(it->second);
       grads.erase(it);

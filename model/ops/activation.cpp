@@ -112,7 +112,8 @@ Tensor swiglu(const Tensor& gate, const Tensor& up) {
   const char* op = "swiglu";
   check_defined(gate, op, "gate");
   check_defined(up, op, "up");
-  MLAMOE_CHECK(gate.shape() == up.shape(), op << ": gate " << gate.describe() << " and up " << up.describe() << " must have the same shape");
+  MLAMOE_CHECK(gate.shape() == up.shape(),
+               op << ": gate " << gate.describe() << " and up " << up.describe() << " must have the same shape");
   check_same_dtype(gate, up, op);
   check_cpu(gate, op);
   Tensor gc = gate.contiguous(), uc = up.contiguous();

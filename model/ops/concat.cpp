@@ -34,10 +34,12 @@ Tensor concat(const std::vector<Tensor>& xs, int64_t dim) {
   std::vector<int64_t> sizes;
   for (size_t i = 0; i < xs.size(); ++i) {
     const Tensor& x = xs[i];
-    MLAMOE_CHECK(x.dim() == first.dim(), op << ": tensor " << i << " is " << x.describe() << ", tensor 0 is " << first.describe());
+    MLAMOE_CHECK(x.dim() == first.dim(),
+                 op << ": tensor " << i << " is " << x.describe() << ", tensor 0 is " << first.describe());
     for (int64_t d = 0; d < x.dim(); ++d)
-      MLAMOE_CHECK(d == dim || x.shape()[d] == first.shape()[d],
-                   op << ": tensor " << i << " " << x.describe() << " differs from tensor 0 " << first.describe() << " in dim " << d);
+      MLAMOE_CHECK(d == dim || x.shape()[d] == first.shape()[d], op << ": tensor " << i << " " << x.describe()
+                                                                    << " differs from tensor 0 " << first.describe() << " in dim "
+                                                                    << d);
     check_same_dtype(x, first, op);
     check_same_device(x, first, op);
     sizes.push_back(x.shape()[dim]);
@@ -70,8 +72,8 @@ std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, in
     MLAMOE_CHECK(s >= 0, op << ": negative size " << s);
     total += s;
   }
-  MLAMOE_CHECK(total == x.shape()[dim], op << ": sizes add up to " << total << ", dim " << dim << " of " << x.describe() << " is "
-                                           << x.shape()[dim]);
+  MLAMOE_CHECK(total == x.shape()[dim],
+               op << ": sizes add up to " << total << ", dim " << dim << " of " << x.describe() << " is " << x.shape()[dim]);
   std::vector<Tensor> parts;
   int64_t start = 0;
   for (int64_t s : sizes) {

@@ -32,7 +32,8 @@ double cross_entropy_forward_cpu(const T* x, const I* tgt, T* lse, int64_t rows,
 
 // dx_r = g/count · (softmax(x_r) − onehot(target_r)), 0 for ignored rows.
 template <class T, class I>
-void cross_entropy_backward_cpu(const T* x, const I* tgt, const T* lse, T* dx, int64_t rows, int64_t v, int64_t ignore, double g) {
+void cross_entropy_backward_cpu(const T* x, const I* tgt, const T* lse, T* dx, int64_t rows, int64_t v, int64_t ignore,
+                                double g) {
 #pragma omp parallel for schedule(static) if (rows * v > kParallelGrain)
   for (int64_t r = 0; r < rows; ++r) {
     T* dr = dx + r * v;
@@ -72,8 +73,8 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
   const char* op = "cross_entropy";
   check_dim(logits, 2, op, "logits [N, V]");
   check_dim(targets, 1, op, "targets [N]");
-  MLAMOE_CHECK(targets.shape()[0] == logits.shape()[0],
-               op << ": " << targets.shape()[0] << " targets for " << logits.shape()[0] << " rows of logits " << logits.describe());
+  MLAMOE_CHECK(targets.shape()[0] == logits.shape()[0], op << ": " << targets.shape()[0] << " targets for " << logits.shape()[0]
+                                                           << " rows of logits " << logits.describe());
   MLAMOE_CHECK(logits.shape()[1] > 0, op << ": empty vocabulary in " << logits.describe());
   check_cpu(logits, op);
   check_cpu(targets, op);
@@ -84,8 +85,8 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
     const I* p = t.data<I>();
     for (int64_t r = 0; r < rows; ++r) {
       if (p[r] == ignore_index) continue;
-      MLAMOE_CHECK(p[r] >= 0 && p[r] < v, op << ": target " << static_cast<int64_t>(p[r]) << " at row " << r << " is outside [0, " << v
-                                             << ") and is not the ignore index " << ignore_index);
+      MLAMOE_CHECK(p[r] >= 0 && p[r] < v, op << ": target " << static_cast<int64_t>(p[r]) << " at row " << r << " is outside [0, "
+                                             << v << ") and is not the ignore index " << ignore_index);
       ++count;
     }
   });

@@ -66,9 +66,15 @@ Tensor binary(const Tensor& a, const Tensor& b, BinOp op, const char* name) {
   dispatch_float(a.dtype(), name, [&](auto tag) {
     using T = decltype(tag);
     switch (op) {
-      case BinOp::Add: binary_forward_cpu<T, BinOp::Add>(a, b, out); break;
-      case BinOp::Sub: binary_forward_cpu<T, BinOp::Sub>(a, b, out); break;
-      case BinOp::Mul: binary_forward_cpu<T, BinOp::Mul>(a, b, out); break;
+      case BinOp::Add:
+        binary_forward_cpu<T, BinOp::Add>(a, b, out);
+        break;
+      case BinOp::Sub:
+        binary_forward_cpu<T, BinOp::Sub>(a, b, out);
+        break;
+      case BinOp::Mul:
+        binary_forward_cpu<T, BinOp::Mul>(a, b, out);
+        break;
     }
   });
   return out;

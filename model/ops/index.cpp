@@ -12,8 +12,8 @@ template <class I>
 void check_range(const Tensor& idx, int64_t n, const char* op) {
   const I* p = idx.data<I>();
   for (int64_t i = 0; i < idx.numel(); ++i)
-    MLAMOE_CHECK(p[i] >= 0 && p[i] < n, op << ": index " << static_cast<int64_t>(p[i]) << " at position " << i
-                                           << " is outside [0, " << n << ")");
+    MLAMOE_CHECK(p[i] >= 0 && p[i] < n,
+                 op << ": index " << static_cast<int64_t>(p[i]) << " at position " << i << " is outside [0, " << n << ")");
 }
 
 // ---- gather / its backward (scatter-add along the last dim) ----

@@ -86,8 +86,9 @@ struct MatmulBackward : Node {
 
 Tensor matmul_impl(const Tensor& a, const Tensor& b) {
   const char* op = "matmul";
-  MLAMOE_CHECK(a.dim() >= 2 && (b.dim() == 2 || b.dim() == a.dim()) && b.dim() <= 3,
-               op << ": supported are [M,K]x[K,N], [B,M,K]x[B,K,N] and [...,M,K]x[K,N]; got " << a.describe() << " x " << b.describe());
+  MLAMOE_CHECK(
+      a.dim() >= 2 && (b.dim() == 2 || b.dim() == a.dim()) && b.dim() <= 3,
+      op << ": supported are [M,K]x[K,N], [B,M,K]x[B,K,N] and [...,M,K]x[K,N]; got " << a.describe() << " x " << b.describe());
   MLAMOE_CHECK(a.shape().back() == b.shape()[b.dim() - 2],
                op << ": inner dimensions differ, " << a.describe() << " x " << b.describe());
   if (b.dim() == 3)
@@ -130,9 +131,9 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 Tensor linear(const Tensor& x, const Tensor& w) {
   check_dim(w, 2, "linear", "weight");
   check_defined(x, "linear", "x");
-  MLAMOE_CHECK(x.dim() >= 1 && x.shape().back() == w.shape()[1],
-               "linear: input features " << (x.dim() ? x.shape().back() : 0) << " (" << x.describe()
-                                         << ") do not match weight [out, in] = " << w.describe());
+  MLAMOE_CHECK(x.dim() >= 1 && x.shape().back() == w.shape()[1], "linear: input features "
+                                                                     << (x.dim() ? x.shape().back() : 0) << " (" << x.describe()
+                                                                     << ") do not match weight [out, in] = " << w.describe());
   if (x.dim() == 1) return matmul(x.unsqueeze(0), w.transpose(0, 1)).squeeze(0);
   return matmul(x, w.transpose(0, 1));
 }

@@ -15,8 +15,12 @@ namespace mlamoe {
 template <class F>
 void dispatch_float(DType dt, const char* op, F&& f) {
   switch (dt) {
-    case DType::F32: f(float{}); return;
-    case DType::F64: f(double{}); return;
+    case DType::F32:
+      f(float{});
+      return;
+    case DType::F64:
+      f(double{});
+      return;
     default:
       throw Error(std::string(op) + ": expected an f32 or f64 tensor, got " + dtype_name(dt) +
                   (dt == DType::BF16 ? " (bf16 is a storage type: cast to f32 with .to(DType::F32))" : ""));
@@ -27,9 +31,14 @@ void dispatch_float(DType dt, const char* op, F&& f) {
 template <class F>
 void dispatch_index(DType dt, const char* op, F&& f) {
   switch (dt) {
-    case DType::I32: f(int32_t{}); return;
-    case DType::I64: f(int64_t{}); return;
-    default: throw Error(std::string(op) + ": expected an i32 or i64 index tensor, got " + dtype_name(dt));
+    case DType::I32:
+      f(int32_t{});
+      return;
+    case DType::I64:
+      f(int64_t{});
+      return;
+    default:
+      throw Error(std::string(op) + ": expected an i32 or i64 index tensor, got " + dtype_name(dt));
   }
 }
 

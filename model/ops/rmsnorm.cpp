@@ -55,8 +55,10 @@ void rmsnorm_backward_cpu(const T* dy, const T* x, const T* w, const T* rstd, T*
 
 template void rmsnorm_forward_cpu<float>(const float*, const float*, float*, float*, int64_t, int64_t, double);
 template void rmsnorm_forward_cpu<double>(const double*, const double*, double*, double*, int64_t, int64_t, double);
-template void rmsnorm_backward_cpu<float>(const float*, const float*, const float*, const float*, float*, float*, int64_t, int64_t);
-template void rmsnorm_backward_cpu<double>(const double*, const double*, const double*, const double*, double*, double*, int64_t, int64_t);
+template void rmsnorm_backward_cpu<float>(const float*, const float*, const float*, const float*, float*, float*, int64_t,
+                                          int64_t);
+template void rmsnorm_backward_cpu<double>(const double*, const double*, const double*, const double*, double*, double*, int64_t,
+                                           int64_t);
 
 namespace {
 

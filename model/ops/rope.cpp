@@ -78,8 +78,8 @@ Tensor rope(const Tensor& x, const RopeTables& tables) {
   int64_t t = x.shape()[1], d = x.shape()[3];
   MLAMOE_CHECK(d % 2 == 0, op << ": rotary dim must be even, got " << x.describe());
   MLAMOE_CHECK(tables.cos.shape() == Shape({t, d / 2}) && tables.sin.shape() == Shape({t, d / 2}),
-               op << ": tables must be [" << t << ", " << d / 2 << "] for " << x.describe() << ", got "
-                  << tables.cos.describe() << " and " << tables.sin.describe());
+               op << ": tables must be [" << t << ", " << d / 2 << "] for " << x.describe() << ", got " << tables.cos.describe()
+                  << " and " << tables.sin.describe());
   check_same_dtype(x, tables.cos, op);
   check_cpu(x, op);
   Tensor xc = x.contiguous(), c = tables.cos.contiguous(), s = tables.sin.contiguous();

@@ -82,11 +82,12 @@ Tensor Tensor::reshape(const Shape& new_shape) const {
     }
   }
   if (infer >= 0) {
-    MLAMOE_CHECK(known > 0 && numel() % known == 0, "reshape: cannot infer -1 in " << shape_str(new_shape) << " from " << describe());
+    MLAMOE_CHECK(known > 0 && numel() % known == 0,
+                 "reshape: cannot infer -1 in " << shape_str(new_shape) << " from " << describe());
     shape[infer] = numel() / known;
   }
-  MLAMOE_CHECK(shape_numel(shape) == numel(), "reshape: " << describe() << " has " << numel() << " elements, "
-                                                          << shape_str(shape) << " needs " << shape_numel(shape));
+  MLAMOE_CHECK(shape_numel(shape) == numel(), "reshape: " << describe() << " has " << numel() << " elements, " << shape_str(shape)
+                                                          << " needs " << shape_numel(shape));
   Tensor base = contiguous();
   Tensor out = make_view(base, shape, contiguous_strides(shape), base.offset());
   auto n = std::make_shared<ReshapeBackward>();
@@ -137,7 +138,8 @@ Tensor Tensor::slice(int64_t d, int64_t start, int64_t end) const {
   int64_t n = shape()[d];
   if (start < 0) start += n;
   if (end < 0) end += n;
-  MLAMOE_CHECK(0 <= start && start <= end && end <= n, "slice: [" << start << ", " << end << ") out of range for dim " << d << " of " << describe());
+  MLAMOE_CHECK(0 <= start && start <= end && end <= n,
+               "slice: [" << start << ", " << end << ") out of range for dim " << d << " of " << describe());
   return narrow(d, start, end - start);
 }
 
@@ -157,7 +159,8 @@ Tensor Tensor::squeeze(int64_t d) const {
 }
 
 Tensor Tensor::expand(const Shape& target) const {
-  MLAMOE_CHECK(static_cast<int64_t>(target.size()) >= dim(), "expand: cannot expand " << describe() << " to fewer dims " << shape_str(target));
+  MLAMOE_CHECK(static_cast<int64_t>(target.size()) >= dim(),
+               "expand: cannot expand " << describe() << " to fewer dims " << shape_str(target));
   int64_t shift = static_cast<int64_t>(target.size()) - dim();
   Shape st(target.size(), 0);
   for (int64_t i = 0; i < dim(); ++i) {

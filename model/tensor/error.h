@@ -14,11 +14,11 @@ struct Error : std::runtime_error {
 }  // namespace mlamoe
 
 // MLAMOE_CHECK(cond, "rmsnorm: weight must have " << d << " elements, got " << n);
-#define MLAMOE_CHECK(cond, msg)                        \
-  do {                                                 \
-    if (!(cond)) {                                     \
-      std::ostringstream mlamoe_check_os_;             \
-      mlamoe_check_os_ << msg;                         \
-      throw ::mlamoe::Error(mlamoe_check_os_.str());   \
-    }                                                  \
+#define MLAMOE_CHECK(cond, msg)                      \
+  do {                                               \
+    if (!(cond)) {                                   \
+      std::ostringstream mlamoe_check_os_;           \
+      mlamoe_check_os_ << msg;                       \
+      throw ::mlamoe::Error(mlamoe_check_os_.str()); \
+    }                                                \
   } while (0)

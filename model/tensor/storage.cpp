@@ -47,9 +47,13 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
 #ifndef MLAMOE_WITH_CUDA
 int cuda_device_count() { return 0; }
 namespace detail {
-void* cuda_alloc(size_t, int) { throw Error("CUDA tensor requested, but this build has no CUDA backend (configure with -DMLAMOE_CUDA=ON)"); }
+void* cuda_alloc(size_t, int) {
+  throw Error("CUDA tensor requested, but this build has no CUDA backend (configure with -DMLAMOE_CUDA=ON)");
+}
 void cuda_free(void*, int) {}
-void cuda_copy(void*, Device, const void*, Device, size_t) { throw Error("CUDA copy requested, but this build has no CUDA backend"); }
+void cuda_copy(void*, Device, const void*, Device, size_t) {
+  throw Error("CUDA copy requested, but this build has no CUDA backend");
+}
 }  // namespace detail
 #endif
 

@@ -102,24 +102,42 @@ namespace {
 // Read/write one element of any dtype as double (for conversions and fills, not hot paths).
 double load_as_double(const void* base, DType t, int64_t i) {
   switch (t) {
-    case DType::F32: return static_cast<const float*>(base)[i];
-    case DType::F64: return static_cast<const double*>(base)[i];
-    case DType::BF16: return bf16_to_float(static_cast<const bf16*>(base)[i]);
-    case DType::I32: return static_cast<const int32_t*>(base)[i];
-    case DType::I64: return static_cast<double>(static_cast<const int64_t*>(base)[i]);
-    case DType::U8: return static_cast<const uint8_t*>(base)[i];
+    case DType::F32:
+      return static_cast<const float*>(base)[i];
+    case DType::F64:
+      return static_cast<const double*>(base)[i];
+    case DType::BF16:
+      return bf16_to_float(static_cast<const bf16*>(base)[i]);
+    case DType::I32:
+      return static_cast<const int32_t*>(base)[i];
+    case DType::I64:
+      return static_cast<double>(static_cast<const int64_t*>(base)[i]);
+    case DType::U8:
+      return static_cast<const uint8_t*>(base)[i];
   }
   return 0;
 }
 
 void store_from_double(void* base, DType t, int64_t i, double v) {
   switch (t) {
-    case DType::F32: static_cast<float*>(base)[i] = static_cast<float>(v); break;
-    case DType::F64: static_cast<double*>(base)[i] = v; break;
-    case DType::BF16: static_cast<bf16*>(base)[i] = float_to_bf16(static_cast<float>(v)); break;
-    case DType::I32: static_cast<int32_t*>(base)[i] = static_cast<int32_t>(v); break;
-    case DType::I64: static_cast<int64_t*>(base)[i] = static_cast<int64_t>(v); break;
-    case DType::U8: static_cast<uint8_t*>(base)[i] = static_cast<uint8_t>(v); break;
+    case DType::F32:
+      static_cast<float*>(base)[i] = static_cast<float>(v);
+      break;
+    case DType::F64:
+      static_cast<double*>(base)[i] = v;
+      break;
+    case DType::BF16:
+      static_cast<bf16*>(base)[i] = float_to_bf16(static_cast<float>(v));
+      break;
+    case DType::I32:
+      static_cast<int32_t*>(base)[i] = static_cast<int32_t>(v);
+      break;
+    case DType::I64:
+      static_cast<int64_t*>(base)[i] = static_cast<int64_t>(v);
+      break;
+    case DType::U8:
+      static_cast<uint8_t*>(base)[i] = static_cast<uint8_t>(v);
+      break;
   }
 }
 
@@ -154,12 +172,30 @@ Tensor Tensor::randint(const Shape& shape, Rng& rng, int64_t lo, int64_t hi, DTy
 
 #define MLAMOE_NEED_DEFINED() MLAMOE_CHECK(impl_ != nullptr, "use of an undefined (empty-handle) Tensor")
 
-const Shape& Tensor::shape() const { MLAMOE_NEED_DEFINED(); return impl_->shape; }
-const Shape& Tensor::strides() const { MLAMOE_NEED_DEFINED(); return impl_->strides; }
-int64_t Tensor::offset() const { MLAMOE_NEED_DEFINED(); return impl_->offset; }
-DType Tensor::dtype() const { MLAMOE_NEED_DEFINED(); return impl_->dtype; }
-Device Tensor::device() const { MLAMOE_NEED_DEFINED(); return impl_->storage->device(); }
-const std::shared_ptr<Storage>& Tensor::storage() const { MLAMOE_NEED_DEFINED(); return impl_->storage; }
+const Shape& Tensor::shape() const {
+  MLAMOE_NEED_DEFINED();
+  return impl_->shape;
+}
+const Shape& Tensor::strides() const {
+  MLAMOE_NEED_DEFINED();
+  return impl_->strides;
+}
+int64_t Tensor::offset() const {
+  MLAMOE_NEED_DEFINED();
+  return impl_->offset;
+}
+DType Tensor::dtype() const {
+  MLAMOE_NEED_DEFINED();
+  return impl_->dtype;
+}
+Device Tensor::device() const {
+  MLAMOE_NEED_DEFINED();
+  return impl_->storage->device();
+}
+const std::shared_ptr<Storage>& Tensor::storage() const {
+  MLAMOE_NEED_DEFINED();
+  return impl_->storage;
+}
 int64_t Tensor::size(int64_t d) const { return shape()[wrap_dim(d, dim(), "Tensor::size")]; }
 int64_t Tensor::stride(int64_t d) const { return strides()[wrap_dim(d, dim(), "Tensor::stride")]; }
 
@@ -184,8 +220,8 @@ std::string Tensor::describe() const {
 template <class T>
 T* Tensor::data() const {
   MLAMOE_NEED_DEFINED();
-  MLAMOE_CHECK(impl_->dtype == dtype_of<T>(), "Tensor::data: tensor is " << dtype_name(impl_->dtype)
-                                                  << ", accessed as " << dtype_name(dtype_of<T>()));
+  MLAMOE_CHECK(impl_->dtype == dtype_of<T>(),
+               "Tensor::data: tensor is " << dtype_name(impl_->dtype) << ", accessed as " << dtype_name(dtype_of<T>()));
   return static_cast<T*>(impl_->storage->data()) + impl_->offset;
 }
 template float* Tensor::data<float>() const;
@@ -220,8 +256,8 @@ template std::vector<int64_t> Tensor::to_vector<int64_t>() const;
 template std::vector<uint8_t> Tensor::to_vector<uint8_t>() const;
 
 void Tensor::copy_(const Tensor& src) {
-  MLAMOE_CHECK(src.shape() == shape(), "Tensor::copy_: source shape " << shape_str(src.shape())
-                                                                       << " differs from destination " << shape_str(shape()));
+  MLAMOE_CHECK(src.shape() == shape(),
+               "Tensor::copy_: source shape " << shape_str(src.shape()) << " differs from destination " << shape_str(shape()));
   int64_t n = numel();
   if (n == 0) return;
   bool same_layout = is_contiguous() && src.is_contiguous();
@@ -270,7 +306,10 @@ void Tensor::fill_(double value) {
 
 // ---------------------------------------------------------------- autograd fields
 
-bool Tensor::requires_grad() const { MLAMOE_NEED_DEFINED(); return impl_->requires_grad; }
+bool Tensor::requires_grad() const {
+  MLAMOE_NEED_DEFINED();
+  return impl_->requires_grad;
+}
 
 Tensor& Tensor::set_requires_grad(bool on) {
   MLAMOE_NEED_DEFINED();
@@ -280,15 +319,28 @@ Tensor& Tensor::set_requires_grad(bool on) {
   return *this;
 }
 
-bool Tensor::is_leaf() const { MLAMOE_NEED_DEFINED(); return impl_->grad_fn == nullptr; }
-Tensor Tensor::grad() const { MLAMOE_NEED_DEFINED(); return impl_->grad; }
+bool Tensor::is_leaf() const {
+  MLAMOE_NEED_DEFINED();
+  return impl_->grad_fn == nullptr;
+}
+Tensor Tensor::grad() const {
+  MLAMOE_NEED_DEFINED();
+  return impl_->grad;
+}
 void Tensor::set_grad(const Tensor& g) {
   MLAMOE_NEED_DEFINED();
-  MLAMOE_CHECK(!g.defined() || g.shape() == shape(), "set_grad: gradient shape " << shape_str(g.shape()) << " differs from tensor " << shape_str(shape()));
+  MLAMOE_CHECK(!g.defined() || g.shape() == shape(),
+               "set_grad: gradient shape " << shape_str(g.shape()) << " differs from tensor " << shape_str(shape()));
   impl_->grad = g;
 }
-void Tensor::zero_grad() { MLAMOE_NEED_DEFINED(); impl_->grad = Tensor(); }
-const std::shared_ptr<Node>& Tensor::grad_fn() const { MLAMOE_NEED_DEFINED(); return impl_->grad_fn; }
+void Tensor::zero_grad() {
+  MLAMOE_NEED_DEFINED();
+  impl_->grad = Tensor();
+}
+const std::shared_ptr<Node>& Tensor::grad_fn() const {
+  MLAMOE_NEED_DEFINED();
+  return impl_->grad_fn;
+}
 
 void Tensor::backward(const Tensor& grad, bool retain_graph) const { run_backward(*this, grad, retain_graph); }
 

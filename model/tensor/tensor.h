@@ -37,7 +37,8 @@ class Tensor {
   static Tensor zeros(const Shape& shape, DType dtype = DType::F32, Device device = Device::cpu());
   static Tensor ones(const Shape& shape, DType dtype = DType::F32, Device device = Device::cpu());
   static Tensor full(const Shape& shape, double value, DType dtype = DType::F32, Device device = Device::cpu());
-  template <class T> static Tensor from_vector(const std::vector<T>& values, const Shape& shape);
+  template <class T>
+  static Tensor from_vector(const std::vector<T>& values, const Shape& shape);
   static Tensor arange(int64_t n, DType dtype = DType::I64);
   static Tensor randn(const Shape& shape, Rng& rng, double std = 1.0, DType dtype = DType::F32);
   static Tensor uniform(const Shape& shape, Rng& rng, double lo, double hi, DType dtype = DType::F32);
@@ -62,11 +63,13 @@ class Tensor {
 
   // ---- Data access (host tensors) ----
   // Pointer to the first element; checks the element type.
-  template <class T> T* data() const;
+  template <class T>
+  T* data() const;
   void* raw_data() const;  // untyped pointer to the first element
   double item() const;     // value of a one-element tensor
   // Copy to host in logical (row-major) order, converting to T.
-  template <class T> std::vector<T> to_vector() const;
+  template <class T>
+  std::vector<T> to_vector() const;
   // Copy src (same shape, any dtype/device/strides) into this tensor's memory. Not recorded by autograd.
   void copy_(const Tensor& src);
   void fill_(double value);
@@ -79,7 +82,7 @@ class Tensor {
   bool is_leaf() const;
   Tensor grad() const;  // undefined until a backward reaches this leaf
   void set_grad(const Tensor& g);
-  void zero_grad();     // drop the gradient (the next backward starts it afresh)
+  void zero_grad();  // drop the gradient (the next backward starts it afresh)
   const std::shared_ptr<Node>& grad_fn() const;
   // Reverse-mode pass from this tensor. A scalar gets dL/dL = 1 unless `grad` is given.
   // The graph's saved tensors are released afterwards unless retain_graph is set.

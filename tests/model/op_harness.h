@@ -8,10 +8,9 @@
 // with O(1) entries do not blow up a relative error). A failing row prints op, shapes and both errors.
 #pragma once
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "model/tensor/tensor.h"
 
@@ -32,14 +31,14 @@ struct InputSpec {
 };
 
 struct OpCase {
-  std::string op;        // the name the PyTorch reference knows it by
+  std::string op;         // the name the PyTorch reference knows it by
   nlohmann::json params;  // passed to the op and to the reference
   std::vector<InputSpec> inputs;
   // Builds the outputs from inputs (f32 or f64, same order as `inputs`).
   std::function<std::vector<Tensor>(const std::vector<Tensor>&, const nlohmann::json&)> fn;
-  double fd_tol = 1e-6;     // normalised error bound of analytic vs finite-difference gradient (f64)
-  double torch_tol = 1e-4;  // normalised error bound vs PyTorch (f32 op vs f64 reference)
-  bool fd = true;           // false for ops that are piecewise constant (casts)
+  double fd_tol = 1e-6;       // normalised error bound of analytic vs finite-difference gradient (f64)
+  double torch_tol = 1e-4;    // normalised error bound vs PyTorch (f32 op vs f64 reference)
+  bool fd = true;             // false for ops that are piecewise constant (casts)
   std::string label() const;  // op and input shapes, also the gtest name
 };
 
@@ -68,8 +67,8 @@ struct Compare {
 Compare compare(const std::vector<double>& ours, const std::vector<double>& ref);
 
 struct CheckResult {
-  std::string failure;    // empty when the case passed
-  double worst_rel = 0;   // largest normalised error seen over all compared tensors
+  std::string failure;   // empty when the case passed
+  double worst_rel = 0;  // largest normalised error seen over all compared tensors
 };
 
 CheckResult check_finite_differences(const OpCase& c, size_t case_index);

@@ -132,11 +132,11 @@ std::vector<OpCase> build_table() {
   big("index_add", J::object(), {in({500, 40}), idx({600}, 0, 500), in({600, 40})}, index_add_fn);
 
   // ---- concat / split ----
-  row("concat", J{{"dim", 1}}, {in({2, 3, 4}), in({2, 1, 4}), in({2, 2, 4})},
-      [](const Ins& x, const J& p) { return Outs{concat({x[0], x[1], x[2]}, p["dim"])}; });
-  row("split", J{{"sizes", {2, 3, 1}}, {"dim", -1}}, {in({3, 6})}, [](const Ins& x, const J& p) {
-    return split(x[0], p["sizes"].get<std::vector<int64_t>>(), p["dim"]);
+  row("concat", J{{"dim", 1}}, {in({2, 3, 4}), in({2, 1, 4}), in({2, 2, 4})}, [](const Ins& x, const J& p) {
+    return Outs{concat({x[0], x[1], x[2]}, p["dim"])};
   });
+  row("split", J{{"sizes", {2, 3, 1}}, {"dim", -1}}, {in({3, 6})},
+      [](const Ins& x, const J& p) { return split(x[0], p["sizes"].get<std::vector<int64_t>>(), p["dim"]); });
 
   // ---- reductions ----
   auto sum_dim = [](const Ins& x, const J& p) { return Outs{sum(x[0], p["dim"], p["keepdim"])}; };

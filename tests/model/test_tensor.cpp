@@ -10,14 +10,14 @@ namespace mlamoe {
 namespace {
 
 // Expects `stmt` to throw mlamoe::Error whose message contains `needle`.
-#define EXPECT_ERROR(stmt, needle)                                                               \
-  do {                                                                                           \
-    try {                                                                                        \
-      stmt;                                                                                      \
-      ADD_FAILURE() << "expected an error containing '" << needle << "'";                        \
-    } catch (const Error& e) {                                                                   \
+#define EXPECT_ERROR(stmt, needle)                                                                 \
+  do {                                                                                             \
+    try {                                                                                          \
+      stmt;                                                                                        \
+      ADD_FAILURE() << "expected an error containing '" << needle << "'";                          \
+    } catch (const Error& e) {                                                                     \
       EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << "message: " << e.what(); \
-    }                                                                                            \
+    }                                                                                              \
   } while (0)
 
 Tensor iota_f32(const Shape& s) {

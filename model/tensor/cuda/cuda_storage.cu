@@ -8,9 +8,7 @@
 namespace mlamoe {
 
 namespace {
-void check_cuda(cudaError_t e, const char* what) {
-  MLAMOE_CHECK(e == cudaSuccess, what << ": " << cudaGetErrorString(e));
-}
+void check_cuda(cudaError_t e, const char* what) { MLAMOE_CHECK(e == cudaSuccess, what << ": " << cudaGetErrorString(e)); }
 }  // namespace
 
 int cuda_device_count() {
@@ -38,7 +36,7 @@ void cuda_free(void* p, int device) {
 }
 
 void cuda_copy(void* dst, Device dst_device, const void* src, Device src_device, size_t nbytes) {
-  cudaMemcpyKind kind = dst_device.is_cpu() ? cudaMemcpyDeviceToHost
+  cudaMemcpyKind kind = dst_device.is_cpu()   ? cudaMemcpyDeviceToHost
                         : src_device.is_cpu() ? cudaMemcpyHostToDevice
                                               : cudaMemcpyDeviceToDevice;
   check_cuda(cudaMemcpy(dst, src, nbytes, kind), "cudaMemcpy");
