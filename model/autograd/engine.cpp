@@ -26,6 +26,18 @@ Tensor sum_grads(const Tensor& a, const Tensor& b) {
 }
 }  // namespace
 
+Node::~Node() {
+  std::vector<std::shared_ptr<Node>> stack = std::move(next);
+  while (!stack.empty()) {
+    std::shared_ptr<Node> n = std::move(stack.back());
+    stack.pop_back();
+    if (n && n.use_count() == 1) {  // the last owner: take its edges before it is destroyed
+      for (auto& e : n->next) stack.push_back(std::move(e));
+      n->next.clear();
+    }
+  }
+}
+
 bool grad_enabled() { return t_grad_enabled; }
 NoGrad::NoGrad() : previous_(t_grad_enabled) { t_grad_enabled = false; }
 NoGrad::~NoGrad() { t_grad_enabled = previous_; }

@@ -17,7 +17,9 @@
 namespace mlamoe {
 
 struct Node {
-  virtual ~Node() = default;
+  // Frees the chain of nodes below it iteratively: a graph a million ops deep must not overflow the
+  // stack through recursive shared_ptr destructors.
+  virtual ~Node();
   virtual const char* name() const = 0;
   // Gradients with respect to each input, in the order of `next`. An undefined Tensor means
   // "no gradient flows to that input". `dout` has the shape of the op's output.

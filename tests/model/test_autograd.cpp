@@ -83,6 +83,14 @@ TEST(Autograd, FinishedBackwardReleasesMemory) {
   EXPECT_EQ(Storage::live_bytes(DeviceType::CPU), base);
 }
 
+TEST(Autograd, VeryDeepGraphIsWalkedAndFreedWithoutRecursion) {
+  Tensor x = param({1, 2}, {2});
+  Tensor y = x;
+  for (int i = 0; i < 1000000; ++i) y = scale(y, 1.0);
+  sum(y).backward();  // the engine is iterative; the graph's destruction must be too
+  EXPECT_EQ(x.grad().to_vector<float>(), (std::vector<float>{1, 1}));
+}
+
 TEST(Autograd, SecondBackwardNeedsRetainGraph) {
   Tensor x = param({1, 2}, {2});
   Tensor y = sum(mul(x, x));
