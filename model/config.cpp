@@ -1,5 +1,6 @@
 #include "model/config.h"
 
+#include <fstream>
 #include <set>
 
 #include "model/tensor/error.h"
@@ -102,6 +103,42 @@ RopeScaling parse_rope_scaling(const json& j, const std::string& where) {
 }
 
 }  // namespace
+
+json read_json_file(const std::string& path) {
+  std::ifstream f(path);
+  MLAMOE_CHECK(f.good(), "cannot open config file '" << path << "'");
+  try {
+    return json::parse(f);
+  } catch (const json::parse_error& e) {
+    // e.what() reads "[json.exception.parse_error.101] parse error at line 3, column 5: ..."
+    std::string msg = e.what();
+    size_t at = msg.find("parse error");
+    throw Error(path + ": invalid JSON: " + (at == std::string::npos ? msg : msg.substr(at)));
+  }
+}
+
+void apply_overrides(json& config, const std::vector<std::string>& overrides) {
+  for (const std::string& o : overrides) {
+    size_t eq = o.find('=');
+    MLAMOE_CHECK(eq != std::string::npos && eq > 0, "--set expects key=value (e.g. train.lr=3e-4), got '" << o << "'");
+    std::string key = o.substr(0, eq), text = o.substr(eq + 1);
+    json value = json::parse(text, nullptr, /*allow_exceptions=*/false);
+    if (value.is_discarded()) value = text;  // not JSON: a bare string such as scoring_func=softmax
+    json* node = &config;
+    size_t start = 0;
+    while (true) {
+      size_t dot = key.find('.', start);
+      std::string part = key.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+      MLAMOE_CHECK(!part.empty(), "--set: empty component in key '" << key << "'");
+      MLAMOE_CHECK(node->is_object() || node->is_null(),
+                   "--set: '" << key.substr(0, start - 1) << "' is not a section, cannot set '" << key << "'");
+      node = &(*node)[part];
+      if (dot == std::string::npos) break;
+      start = dot + 1;
+    }
+    *node = value;
+  }
+}
 
 ModelConfig parse_model_config(const json& j, const std::string& where) {
   Fields f(j, where, "");

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace mlamoe {
 
@@ -77,6 +78,15 @@ struct ModelConfig {
 // Parses the model fields of a config (a whole run config or a bare HF config.json) and validates
 // them. `where` names the source in messages (a file path). Throws mlamoe::Error.
 ModelConfig parse_model_config(const nlohmann::json& j, const std::string& where);
+
+// Reads a JSON config file; one-line errors for a missing file or invalid JSON (with the position).
+nlohmann::json read_json_file(const std::string& path);
+
+// Applies command-line overrides "a.b=value" (`--set`): value is read as JSON when it parses as
+// JSON (numbers, true/false, null, arrays, objects) and as a string otherwise. Intermediate
+// objects are created, so an HF field absent from the file can be set; whether the field exists at
+// all is decided by the parser that reads the result (unknown fields are errors there).
+void apply_overrides(nlohmann::json& config, const std::vector<std::string>& overrides);
 
 // Checks the combinations (heads, groups, top-k, ...); parse_model_config calls it.
 void validate_model_config(const ModelConfig& c, const std::string& where);
