@@ -2,6 +2,7 @@
 
 #include <fstream>
 #include <set>
+#include <type_traits>
 
 #include "model/tensor/error.h"
 
@@ -21,36 +22,32 @@ class Fields {
 
   bool has(const char* name) const { return j_.contains(name) && !j_.at(name).is_null(); }
 
-  void get(const char* name, int64_t& out, bool required = false) {
+  // One typed field: absent or null keeps the default (or is an error when required); a value of
+  // the wrong JSON type is an error naming the field.
+  template <class T>
+  void get(const char* name, T& out, bool required = false) {
     if (!take(name, required)) return;
     const json& v = j_.at(name);
-    MLAMOE_CHECK(v.is_number_integer(), where_ << ": field '" << path(name) << "' must be an integer, got " << v.dump());
-    out = v.get<int64_t>();
-  }
-  void get(const char* name, double& out, bool required = false) {
-    if (!take(name, required)) return;
-    const json& v = j_.at(name);
-    MLAMOE_CHECK(v.is_number(), where_ << ": field '" << path(name) << "' must be a number, got " << v.dump());
-    out = v.get<double>();
-  }
-  void get(const char* name, bool& out, bool required = false) {
-    if (!take(name, required)) return;
-    const json& v = j_.at(name);
-    MLAMOE_CHECK(v.is_boolean(), where_ << ": field '" << path(name) << "' must be true or false, got " << v.dump());
-    out = v.get<bool>();
-  }
-  void get(const char* name, std::string& out, bool required = false) {
-    if (!take(name, required)) return;
-    const json& v = j_.at(name);
-    MLAMOE_CHECK(v.is_string(), where_ << ": field '" << path(name) << "' must be a string, got " << v.dump());
-    out = v.get<std::string>();
+    bool ok;
+    const char* expected;
+    if constexpr (std::is_same_v<T, bool>) {
+      ok = v.is_boolean(), expected = "true or false";
+    } else if constexpr (std::is_integral_v<T>) {
+      ok = v.is_number_integer(), expected = "an integer";
+    } else if constexpr (std::is_floating_point_v<T>) {
+      ok = v.is_number(), expected = "a number";
+    } else {
+      ok = v.is_string(), expected = "a string";
+    }
+    MLAMOE_CHECK(ok, where_ << ": field '" << path(name) << "' must be " << expected << ", got " << v.dump());
+    out = v.get<T>();
   }
   // null or absent -> empty
   void get(const char* name, std::optional<int64_t>& out) {
     seen_.insert(name);
     if (!has(name)) return;
     int64_t v = 0;
-    get(name, v);
+    get<int64_t>(name, v);
     out = v;
   }
   // A field HF configs carry that has no effect on training here.
