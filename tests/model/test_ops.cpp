@@ -113,6 +113,9 @@ std::vector<OpCase> build_table() {
   big("swiglu", J::object(), {in({150, 130}), in({150, 130})}, swiglu_fn);
   row("softmax", J::object(), {in({5, 12})}, softmax_fn);
   big("softmax", J::object(), {in({100, 200})}, softmax_fn);
+  auto normalize_fn = [](const Ins& x, const J&) { return Outs{normalize_rows(x[0])}; };
+  row("normalize_rows", J::object(), {in({5, 7}, InputKind::Positive)}, normalize_fn);
+  big("normalize_rows", J::object(), {in({300, 64}, InputKind::Positive)}, normalize_fn);
 
   // ---- top-k, gather, index ops (the MoE router, permute and un-permute) ----
   auto topk_fn = [](const Ins& x, const J& p) {

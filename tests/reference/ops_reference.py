@@ -64,6 +64,7 @@ OPS = {
     "sigmoid": lambda x, p: [torch.sigmoid(x[0])],
     "swiglu": lambda x, p: [F.silu(x[0]) * x[1]],
     "softmax": lambda x, p: [torch.softmax(x[0], dim=-1)],
+    "normalize_rows": lambda x, p: [x[0] / x[0].sum(-1, keepdim=True)],
     "topk": lambda x, p: list(torch.topk(x[0], p["k"], dim=-1)),
     "gather": lambda x, p: [torch.gather(x[0], -1, x[1])],
     "index_select": lambda x, p: [x[0].index_select(0, x[1])],

@@ -1,0 +1,33 @@
+// One pre-norm decoder block (MODEL_SPEC §1): a = h + MLA(RMSNorm(h)); h' = a + FFN(RMSNorm(a)),
+// where FFN is a dense SwiGLU or a MoE layer by the HF rule (config.is_moe_layer).
+#pragma once
+#include <memory>
+#include <string>
+
+#include "model/modules/mla.h"
+#include "model/modules/moe.h"
+
+namespace mlamoe {
+
+// What a block's forward reports besides its output.
+struct LayerAux {
+  Tensor balance_loss;          // MoE layers with a balance loss; undefined otherwise
+  std::vector<int64_t> counts;  // MoE layers: tokens per expert
+};
+
+struct DecoderLayer {
+  DecoderLayer(ParamInit& init, const std::string& prefix, const ModelConfig& c, int64_t layer_index);
+
+  Tensor forward(const Tensor& h, const AttentionContext& ctx, LayerAux* aux) const;  // [B, T, d]
+  // One token per row through the absorbed-MLA cache; MoE statistics are not collected.
+  Tensor decode(const Tensor& h, const AttentionContext& ctx, MlaCache& cache) const;
+
+  int64_t index;
+  Tensor input_layernorm;           // [d]
+  Tensor post_attention_layernorm;  // [d]
+  MlaAttention self_attn;
+  SwiGluMlp mlp;                    // dense layers
+  std::unique_ptr<MoeLayer> moe;    // MoE layers (mlp.gate, mlp.experts.*, mlp.shared_experts.*)
+};
+
+}  // namespace mlamoe

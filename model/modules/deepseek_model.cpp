@@ -1,0 +1,127 @@
+#include "model/modules/deepseek_model.h"
+
+#include "model/ops/ops.h"
+
+namespace mlamoe {
+
+namespace {
+
+std::string layer_prefix(int64_t l) { return "model.layers." + std::to_string(l) + "."; }
+
+// Adds `part` to an optional running sum.
+void accumulate(Tensor& total, const Tensor& part) {
+  if (part.defined()) total = total.defined() ? add(total, part) : part;
+}
+
+}  // namespace
+
+DeepSeekModel::DeepSeekModel(const ModelConfig& c, uint64_t seed, DType dt) : cfg(c), dtype(dt) {
+  ParamInit init{params, seed, c.initializer_range, dt};
+  int64_t d = c.hidden_size, v = c.vocab_size, n_layers = c.num_hidden_layers;
+  embed_tokens = init.matrix("model.embed_tokens.weight", v, d);
+  for (int64_t l = 0; l < n_layers; ++l) layers.push_back(std::make_unique<DecoderLayer>(init, layer_prefix(l), cfg, l));
+  norm = init.norm("model.norm.weight", d);
+  lm_head = init.matrix("lm_head.weight", v, d);
+  for (int64_t k = 1; k <= c.num_nextn_predict_layers; ++k) {
+    int64_t l = n_layers + k - 1;
+    std::string p = layer_prefix(l);
+    MtpModule m;
+    m.enorm = init.norm(p + "enorm.weight", d);
+    m.hnorm = init.norm(p + "hnorm.weight", d);
+    m.eh_proj = init.matrix(p + "eh_proj.weight", d, 2 * d);
+    m.block = std::make_unique<DecoderLayer>(init, p, cfg, l);
+    m.shared_head_norm = init.norm(p + "shared_head.norm.weight", d);
+    mtp.push_back(std::move(m));
+  }
+  for (auto& l : layers)
+    if (l->moe) moe_layers_.push_back(l->moe.get()), moe_names_.push_back("model.layers." + std::to_string(l->index) + ".mlp");
+  for (auto& m : mtp)
+    if (m.block->moe)
+      moe_layers_.push_back(m.block->moe.get()), moe_names_.push_back("model.layers." + std::to_string(m.block->index) + ".mlp");
+}
+
+Tensor DeepSeekModel::trunk(const Tensor& ids, std::vector<LayerAux>& aux) const {
+  AttentionContext ctx = attention_context(cfg, 0, ids.size(1), dtype);
+  Tensor h = embedding(embed_tokens, ids);
+  for (const auto& l : layers) {
+    LayerAux a;
+    h = l->forward(h, ctx, &a);
+    if (l->moe) aux.push_back(std::move(a));
+  }
+  return rmsnorm(h, norm, cfg.rms_norm_eps);
+}
+
+ModelOutput DeepSeekModel::forward(const Tensor& windows, bool keep_logits) const {
+  MLAMOE_CHECK(windows.dim() == 2 && windows.size(1) >= 2 + cfg.num_nextn_predict_layers,
+               "model forward: expected token windows [B, T+1] with T > " << cfg.num_nextn_predict_layers << ", got "
+                                                                           << windows.describe());
+  int64_t b = windows.size(0), t = windows.size(1) - 1, v = cfg.vocab_size;
+  std::vector<LayerAux> aux;
+  Tensor x = windows.narrow(1, 0, t).contiguous();
+  Tensor h = trunk(x, aux);  // h⁰: the final-normed state that feeds the head (MODEL_SPEC §5, post-norm choice)
+  Tensor logits_main = linear(h, lm_head);
+  ModelOutput out;
+  out.lm_loss = cross_entropy(logits_main.reshape({b * t, v}), windows.narrow(1, 1, t).contiguous().reshape({b * t}));
+  if (keep_logits) out.logits = logits_main;
+
+  // MTP depth k: position i (0 ≤ i < T−k) combines h^{k−1}_i with Emb(w[i+k]) and predicts w[i+k+1].
+  Tensor h_prev = h;
+  for (size_t k1 = 0; k1 < mtp.size(); ++k1) {
+    const MtpModule& m = mtp[k1];
+    int64_t k = static_cast<int64_t>(k1) + 1, len = t - k;
+    Tensor emb = embedding(embed_tokens, windows.narrow(1, k, len).contiguous());
+    Tensor hk = h_prev.narrow(1, 0, len);
+    Tensor joined = concat({rmsnorm(emb, m.enorm, cfg.rms_norm_eps), rmsnorm(hk, m.hnorm, cfg.rms_norm_eps)}, 2);
+    LayerAux a;
+    Tensor hm = m.block->forward(linear(joined, m.eh_proj), attention_context(cfg, 0, len, dtype), &a);
+    if (m.block->moe) aux.push_back(std::move(a));
+    Tensor lk = linear(rmsnorm(hm, m.shared_head_norm, cfg.rms_norm_eps), lm_head);
+    Tensor loss_k = cross_entropy(lk.reshape({b * len, v}), windows.narrow(1, k + 1, len).contiguous().reshape({b * len}));
+    accumulate(out.mtp_loss, loss_k);
+    h_prev = hm;
+  }
+  if (!mtp.empty()) out.mtp_loss = scale(out.mtp_loss, 1.0 / static_cast<double>(mtp.size()));
+
+  for (auto& a : aux) {
+    accumulate(out.balance_loss, a.balance_loss);
+    out.counts.push_back(std::move(a.counts));
+  }
+  out.loss = out.lm_loss;
+  if (out.mtp_loss.defined()) out.loss = add(out.loss, scale(out.mtp_loss, cfg.mtp_loss_weight));
+  accumulate(out.loss, out.balance_loss);
+  return out;
+}
+
+Tensor DeepSeekModel::logits(const Tensor& ids) const {
+  std::vector<LayerAux> aux;
+  return linear(trunk(ids, aux), lm_head);
+}
+
+DeepSeekModel::DecodeState DeepSeekModel::new_decode_state(int64_t batch, int64_t capacity) const {
+  DecodeState s;
+  for (const auto& l : layers) s.caches.push_back(l->self_attn.new_cache(batch, capacity));
+  return s;
+}
+
+Tensor DeepSeekModel::decode_step(const Tensor& ids, DecodeState& state) const {
+  NoGrad ng;
+  AttentionContext ctx = attention_context(cfg, state.position, 1, dtype);
+  Tensor h = embedding(embed_tokens, ids);
+  for (size_t l = 0; l < layers.size(); ++l) h = layers[l]->decode(h, ctx, state.caches[l]);
+  ++state.position;
+  return linear(rmsnorm(h, norm, cfg.rms_norm_eps), lm_head);
+}
+
+void DeepSeekModel::update_biases(const std::vector<std::vector<int64_t>>& counts, double gamma) {
+  MLAMOE_CHECK(counts.size() == moe_layers_.size(),
+               "update_biases: counts for " << counts.size() << " MoE layers, the model has " << moe_layers_.size());
+  for (size_t i = 0; i < counts.size(); ++i) moe_layers_[i]->update_bias(counts[i], gamma);
+}
+
+std::vector<Tensor> DeepSeekModel::correction_biases() const {
+  std::vector<Tensor> out;
+  for (auto* m : moe_layers_) out.push_back(m->e_score_correction_bias);
+  return out;
+}
+
+}  // namespace mlamoe

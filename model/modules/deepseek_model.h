@@ -1,0 +1,75 @@
+// The DeepSeek-V3-style model (MODEL_SPEC §1-5): embedding, L decoder blocks (dense, then MoE),
+// final norm, untied head, and D multi-token-prediction modules that share the embedding and head.
+// Parameters carry the Hugging Face names; the MTP module of depth k lives under
+// `model.layers.{L+k-1}.*`, as in the V3 checkpoint.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model/modules/decoder_layer.h"
+
+namespace mlamoe {
+
+// Losses and routing statistics of one forward over a batch of windows.
+struct ModelOutput {
+  Tensor loss;          // scalar: lm_loss + λ·mtp_loss + balance_loss
+  Tensor lm_loss;       // token-mean next-token cross-entropy
+  Tensor mtp_loss;      // (1/D) Σ_k L_k, undefined when D = 0
+  Tensor balance_loss;  // Σ over MoE layers (MTP layers included), undefined when no α is set
+  Tensor logits;        // [B, T, V] when requested
+  std::vector<std::vector<int64_t>> counts;  // per MoE layer (moe_layer_names() order): tokens per expert
+};
+
+struct MtpModule {
+  Tensor enorm;             // [d]      RMSNorm on the token embedding
+  Tensor hnorm;             // [d]      RMSNorm on the previous depth's hidden state
+  Tensor eh_proj;           // [d, 2d]  applied to [enorm(emb) ; hnorm(h)] (embedding half first, as the weights)
+  Tensor shared_head_norm;  // [d]      shared_head.norm
+  std::unique_ptr<DecoderLayer> block;
+};
+
+class DeepSeekModel {
+ public:
+  // New parameters initialised from `seed` (MODEL_SPEC §6: N(0, initializer_range), norms 1,
+  // correction biases 0), in `dtype` (f32 for training; f64 for reference tests).
+  DeepSeekModel(const ModelConfig& c, uint64_t seed, DType dtype = DType::F32);
+  DeepSeekModel(const DeepSeekModel&) = delete;
+  DeepSeekModel& operator=(const DeepSeekModel&) = delete;
+
+  // windows [B, T+1] (i64 token ids): inputs are windows[:, :T], labels windows[:, 1:]; the MTP
+  // module of depth k predicts windows[:, i+k+1] from position i.
+  ModelOutput forward(const Tensor& windows, bool keep_logits = false) const;
+  Tensor logits(const Tensor& ids) const;  // ids [B, T] -> [B, T, V], main model only
+
+  // Incremental greedy decoding with the absorbed-MLA cache (one MlaCache per main layer).
+  struct DecodeState {
+    std::vector<MlaCache> caches;
+    int64_t position = 0;
+  };
+  DecodeState new_decode_state(int64_t batch, int64_t capacity) const;
+  Tensor decode_step(const Tensor& ids, DecodeState& state) const;  // ids [B, 1] -> logits [B, 1, V]
+
+  // b += γ·sign(mean − c) for every MoE layer with a correction bias, from one step's counts.
+  void update_biases(const std::vector<std::vector<int64_t>>& counts, double gamma);
+  // "model.layers.{l}.mlp" of each MoE layer, main layers then MTP layers.
+  const std::vector<std::string>& moe_layer_names() const { return moe_names_; }
+  std::vector<Tensor> correction_biases() const;  // parallel to moe_layer_names(); undefined entries without one
+
+  const ModelConfig cfg;
+  const DType dtype;
+  ParameterStore params;
+
+ private:
+  Tensor trunk(const Tensor& ids, std::vector<LayerAux>& aux) const;  // ids [B, T] -> final-normed h [B, T, d]
+  std::vector<MoeLayer*> moe_layers_;
+
+  Tensor embed_tokens;  // [V, d]
+  std::vector<std::unique_ptr<DecoderLayer>> layers;
+  Tensor norm;     // [d]
+  Tensor lm_head;  // [V, d]
+  std::vector<MtpModule> mtp;
+  std::vector<std::string> moe_names_;
+};
+
+}  // namespace mlamoe

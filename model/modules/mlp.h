@@ -1,0 +1,21 @@
+// The SwiGLU feed-forward block (MODEL_SPEC §3.1): down(silu(gate(x)) ⊙ up(x)). Dense layers, each
+// routed expert and the shared experts (one SwiGLU of width N_s·I_m) are all this.
+#pragma once
+#include <string>
+
+#include "model/modules/parameters.h"
+
+namespace mlamoe {
+
+struct SwiGluMlp {
+  SwiGluMlp() = default;
+  SwiGluMlp(ParamInit& init, const std::string& prefix, int64_t hidden, int64_t width);
+  Tensor forward(const Tensor& x) const;  // [..., d] -> [..., d]
+  bool defined() const { return gate_proj.defined(); }
+
+  Tensor gate_proj;  // [I, d]
+  Tensor up_proj;    // [I, d]
+  Tensor down_proj;  // [d, I]
+};
+
+}  // namespace mlamoe

@@ -1,0 +1,112 @@
+#include "model/ops/router.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+
+#include "model/ops/op_common.h"
+
+namespace mlamoe {
+
+namespace {
+
+// One token: biased scores, group mask, top-K. `work` holds N biased scores, `order` N indices.
+template <class T>
+void route_row_cpu(const T* s, const T* b, int64_t n, const RouteSpec& spec, int64_t* out, std::vector<double>& work,
+                   std::vector<int64_t>& order) {
+  for (int64_t e = 0; e < n; ++e) work[e] = static_cast<double>(s[e]) + (b ? static_cast<double>(b[e]) : 0.0);
+  if (spec.n_group > 1) {
+    int64_t per = n / spec.n_group;
+    std::vector<double> gscore(spec.n_group);
+    for (int64_t g = 0; g < spec.n_group; ++g) {
+      const double* w = work.data() + g * per;
+      if (spec.group_score == GroupScore::Max) {
+        gscore[g] = *std::max_element(w, w + per);
+      } else {  // sum of the two largest
+        double a = -std::numeric_limits<double>::infinity(), c = a;
+        for (int64_t i = 0; i < per; ++i) {
+          if (w[i] > a) {
+            c = a;
+            a = w[i];
+          } else if (w[i] > c) {
+            c = w[i];
+          }
+        }
+        gscore[g] = a + c;
+      }
+    }
+    std::vector<int64_t> groups(spec.n_group);
+    std::iota(groups.begin(), groups.end(), 0);
+    std::stable_sort(groups.begin(), groups.end(), [&](int64_t x, int64_t y) { return gscore[x] > gscore[y]; });
+    std::vector<char> keep(spec.n_group, 0);
+    for (int64_t i = 0; i < spec.topk_group; ++i) keep[groups[i]] = 1;
+    for (int64_t e = 0; e < n; ++e)
+      if (!keep[e / per]) work[e] = -std::numeric_limits<double>::infinity();
+  }
+  std::iota(order.begin(), order.end(), 0);
+  auto before = [&](int64_t x, int64_t y) { return work[x] > work[y] || (work[x] == work[y] && x < y); };
+  std::partial_sort(order.begin(), order.begin() + spec.top_k, order.end(), before);
+  std::copy(order.begin(), order.begin() + spec.top_k, out);
+}
+
+}  // namespace
+
+Tensor route_select(const Tensor& scores, const Tensor& bias, const RouteSpec& spec) {
+  const char* op = "route_select";
+  check_dim(scores, 2, op, "scores [T, N]");
+  check_cpu(scores, op);
+  int64_t t = scores.size(0), n = scores.size(1);
+  MLAMOE_CHECK(spec.top_k >= 1 && spec.top_k <= n, op << ": top_k = " << spec.top_k << " must be in [1, " << n << "]");
+  MLAMOE_CHECK(spec.n_group >= 1 && n % spec.n_group == 0,
+               op << ": n_group = " << spec.n_group << " must divide the " << n << " experts");
+  MLAMOE_CHECK(spec.topk_group >= 1 && spec.topk_group <= spec.n_group,
+               op << ": topk_group = " << spec.topk_group << " must be in [1, n_group = " << spec.n_group << "]");
+  MLAMOE_CHECK(spec.n_group == 1 || spec.topk_group * (n / spec.n_group) >= spec.top_k,
+               op << ": topk_group * experts per group = " << spec.topk_group * (n / spec.n_group) << " < top_k = " << spec.top_k);
+  MLAMOE_CHECK(spec.n_group == 1 || spec.group_score != GroupScore::Top2Sum || n / spec.n_group >= 2,
+               op << ": the top-2-sum group score needs at least 2 experts per group");
+  Tensor sc = scores.contiguous(), bc;
+  if (bias.defined()) {
+    check_dim(bias, 1, op, "bias [N]");
+    MLAMOE_CHECK(bias.size(0) == n, op << ": bias " << bias.describe() << " does not match " << n << " experts");
+    check_same_dtype(scores, bias, op);
+    bc = bias.contiguous();
+  }
+  Tensor idx = Tensor::empty({t, spec.top_k}, DType::I64, scores.device());
+  bool saw_nan = false;
+  dispatch_float(scores.dtype(), op, [&](auto tag) {
+    using T = decltype(tag);
+    const T* s = sc.data<T>();
+    const T* b = bc.defined() ? bc.data<T>() : nullptr;
+    int64_t* out = idx.data<int64_t>();
+    bool nan = false;
+#pragma omp parallel reduction(|| : nan) if (t * n > kParallelGrain)
+    {
+      std::vector<double> work(n);
+      std::vector<int64_t> order(n);
+#pragma omp for schedule(static)
+      for (int64_t r = 0; r < t; ++r) {
+        for (int64_t e = 0; e < n; ++e) nan = nan || std::isnan(s[r * n + e]);
+        route_row_cpu<T>(s + r * n, b, n, spec, out + r * spec.top_k, work, order);
+      }
+    }
+    saw_nan = nan;
+  });
+  MLAMOE_CHECK(!saw_nan, op << ": router scores contain NaN (" << scores.describe() << ")");
+  return idx;
+}
+
+std::vector<int64_t> expert_counts(const Tensor& indices, int64_t n_experts) {
+  MLAMOE_CHECK(indices.dtype() == DType::I64, "expert_counts: expected i64 indices, got " << indices.describe());
+  std::vector<int64_t> counts(n_experts, 0);
+  Tensor ic = indices.contiguous();
+  const int64_t* p = ic.data<int64_t>();
+  for (int64_t i = 0; i < ic.numel(); ++i) {
+    MLAMOE_CHECK(p[i] >= 0 && p[i] < n_experts, "expert_counts: index " << p[i] << " out of [0, " << n_experts << ")");
+    ++counts[p[i]];
+  }
+  return counts;
+}
+
+}  // namespace mlamoe
