@@ -6,14 +6,35 @@
 
 namespace mlamoe {
 
-CliArgs::CliArgs(const std::string& command, const std::vector<std::string>& args) : command_(command) {
+CliArgs::CliArgs(const std::string& command, const std::vector<std::string>& args, const std::set<std::string>& switches,
+                 const std::set<std::string>& repeatable)
+    : command_(command) {
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     MLAMOE_CHECK(a.rfind("--", 0) == 0 && a.size() > 2, command << ": expected a --flag, got '" << a << "'");
+    std::string name = a.substr(2);
+    if (switches.count(name)) {
+      MLAMOE_CHECK(switches_on_.insert(name).second, command << ": flag " << a << " given twice");
+      continue;
+    }
     MLAMOE_CHECK(i + 1 < args.size(), command << ": flag " << a << " needs a value");
-    MLAMOE_CHECK(values_.emplace(a.substr(2), args[i + 1]).second, command << ": flag " << a << " given twice");
+    if (repeatable.count(name))
+      repeated_[name].push_back(args[i + 1]);
+    else
+      MLAMOE_CHECK(values_.emplace(name, args[i + 1]).second, command << ": flag " << a << " given twice");
     ++i;
   }
+}
+
+bool CliArgs::has_switch(const std::string& name) {
+  used_.insert(name);
+  return switches_on_.count(name) != 0;
+}
+
+std::vector<std::string> CliArgs::get_all(const std::string& name) {
+  used_.insert(name);
+  auto it = repeated_.find(name);
+  return it == repeated_.end() ? std::vector<std::string>{} : it->second;
 }
 
 std::string CliArgs::get(const std::string& name, const std::string& fallback) {
@@ -44,6 +65,8 @@ double CliArgs::get_double(const std::string& name, double fallback, double min,
 
 void CliArgs::reject_unknown() const {
   for (const auto& [name, value] : values_) MLAMOE_CHECK(used_.count(name), command_ << ": unknown flag --" << name);
+  for (const auto& name : switches_on_) MLAMOE_CHECK(used_.count(name), command_ << ": unknown flag --" << name);
+  for (const auto& [name, values] : repeated_) MLAMOE_CHECK(used_.count(name), command_ << ": unknown flag --" << name);
 }
 
 }  // namespace mlamoe

@@ -5,16 +5,22 @@
 #include <vector>
 
 #include "model/tensor/error.h"
-#include "train/smoke.h"
+#include "train/data_command.h"
+#include "train/generate_command.h"
+#include "train/trainer.h"
+#include "train/version.h"
 
 namespace {
 
 const char* kUsage =
     "usage: mlamoe <command> [flags]\n"
     "commands:\n"
-    "  smoke    train a one-block byte-level attention LM on a text file (library smoke run)\n"
-    "           --text FILE [--steps 1000] [--batch 16] [--seq 128] [--lr 3e-3] [--seed 1]\n"
-    "  version  print the build configuration\n";
+    "  train     train a model: --config FILE [--set key=value ...] [--dry-run]\n"
+    "            (--dry-run prints parameter counts, FLOPs/token and memory per rank, then exits)\n"
+    "  data      prepare --input FILE[,FILE...] --output DATA.h5 [--tokenizer byte] [--overwrite]\n"
+    "  generate  --checkpoint RUN_DIR/weights.h5 --prompt TEXT [--tokens 200] [--verify]\n"
+    "            greedy decoding with the absorbed-MLA KV cache\n"
+    "  version   print the build configuration\n";
 
 }  // namespace
 
@@ -26,7 +32,9 @@ int main(int argc, char** argv) {
   std::string cmd = argv[1];
   std::vector<std::string> args(argv + 2, argv + argc);
   try {
-    if (cmd == "smoke") return mlamoe::run_smoke(args);
+    if (cmd == "train") return mlamoe::run_train_command(args);
+    if (cmd == "data") return mlamoe::run_data_command(args);
+    if (cmd == "generate") return mlamoe::run_generate_command(args);
     if (cmd == "version" || cmd == "--version") return mlamoe::print_version();
     if (cmd == "help" || cmd == "--help" || cmd == "-h") {
       std::fputs(kUsage, stdout);

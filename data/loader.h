@@ -1,0 +1,67 @@
+// Training and evaluation windows over a token dataset (token_dataset.h).
+//
+// The token stream is split once: the first tokens train, the last round(eval_fraction * N) are
+// held out for evaluation. Inside each part a window is seq_len + 1 consecutive tokens (inputs and
+// next-token targets) starting at a multiple of seq_len, so consecutive windows share one token.
+// Documents are packed without masking across them (MODEL_SPEC §1).
+//
+// Training order: epoch e visits every train window once, in a Fisher-Yates permutation drawn from
+// a splitmix64 stream seeded by (seed, e). The position is (epoch, index), all a checkpoint needs
+// to resume exactly. Every data-parallel rank draws the same global sequence and reads its slice.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "data/token_dataset.h"
+
+namespace mlamoe {
+
+struct LoaderState {
+  int64_t epoch = 0;
+  int64_t index = 0;  // next window of the epoch's permutation, in [0, windows_per_epoch())
+};
+
+class TokenLoader {
+ public:
+  // Throws mlamoe::Error naming the file and the sizes when the train part holds no window, or
+  // when eval_fraction > 0 leaves fewer than seq_len + 1 eval tokens. eval_fraction in [0, 1).
+  TokenLoader(const std::string& path, int64_t seq_len, uint64_t seed, double eval_fraction);
+
+  int64_t seq_len() const { return seq_len_; }
+  int64_t vocab_size() const { return dataset_.vocab_size(); }
+  int64_t eos_token_id() const { return dataset_.eos_token_id(); }
+  const TokenDataset& dataset() const { return dataset_; }
+  int64_t train_tokens() const { return train_tokens_; }
+  int64_t eval_tokens() const { return dataset_.num_tokens() - train_tokens_; }
+
+  // ---- Training ----
+  int64_t windows_per_epoch() const { return train_windows_; }
+  // out: [n, seq_len + 1] token ids. Advances by n windows, into the next epoch as needed.
+  void next_batch(int64_t n, int64_t* out);
+  // The same advance by global_n windows, but reads only windows [begin, begin + count) of them
+  // into out: [count, seq_len + 1]. Equals rows [begin, begin + count) of next_batch(global_n).
+  void next_batch_slice(int64_t global_n, int64_t begin, int64_t count, int64_t* out);
+  LoaderState state() const { return state_; }
+  void set_state(LoaderState s);  // throws for a position outside this dataset's epochs
+
+  // ---- Evaluation (held-out tail, in order, no shuffle) ----
+  int64_t eval_windows() const { return eval_windows_; }
+  // out: [n, seq_len + 1]: eval windows [first_window, first_window + n).
+  void eval_batch(int64_t first_window, int64_t n, int64_t* out);
+
+ private:
+  void read_window(int64_t first_token, int64_t* out);
+  const std::vector<int64_t>& permutation(int64_t epoch);  // train window ids of an epoch
+
+  TokenDataset dataset_;
+  int64_t seq_len_;
+  uint64_t seed_;
+  int64_t train_tokens_ = 0, train_windows_ = 0, eval_windows_ = 0;
+  LoaderState state_;
+  std::vector<int64_t> perm_;  // [train_windows_]: the permutation of epoch perm_epoch_
+  int64_t perm_epoch_ = -1;
+  std::vector<int32_t> window_;  // [seq_len + 1] read buffer
+};
+
+}  // namespace mlamoe

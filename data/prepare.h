@@ -1,0 +1,24 @@
+// `mlamoe data prepare`: text files to a token dataset (token_dataset.h). Each input file is one
+// document; the byte tokenizer maps bytes to ids 0..255 and ends every document with EOS (256).
+// Hugging Face tokenizer.json support comes with the fine-tuning / convert work.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace mlamoe {
+
+struct PrepareStats {
+  int64_t docs = 0;
+  int64_t tokens = 0;  // EOS included
+  int64_t bytes = 0;   // of input text
+  double seconds = 0;
+};
+
+// Streams every input in 1 MiB pieces (memory does not grow with file size) and publishes `output`
+// atomically: on any error it is left as it was. Throws mlamoe::Error for no inputs, an unknown
+// tokenizer, a missing or unreadable input, an existing output without overwrite, an empty corpus.
+PrepareStats prepare_text_dataset(const std::vector<std::string>& inputs, const std::string& output, const std::string& tokenizer,
+                                  bool overwrite);
+
+}  // namespace mlamoe

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# train_run.sh MLAMOE CONFIG DATA.h5 WORKDIR: a short run of the main job and the checks a user
+# relies on: the loss falls, metrics.jsonl and experts.jsonl have a line per step, the same run
+# directory is refused the second time (nothing overwritten), and `generate --verify` from the
+# written weights decodes with the absorbed cache exactly as the full forward does.
+set -euo pipefail
+mlamoe=$1 config=$2 data=$3 work=$4
+rm -rf "$work"
+run="$work/run"
+"$mlamoe" train --config "$config" --set data.path="$data" --set train.run_dir="$run" \
+  --set train.steps=40 --set train.warmup_steps=10 --set train.eval_every=20 --set train.eval_batches=2
+for f in config.json metrics.jsonl experts.jsonl weights.h5; do
+  [ -s "$run/$f" ] || { echo "FAIL: $run/$f missing"; exit 1; }
+done
+[ "$(wc -l <"$run/metrics.jsonl")" -eq 40 ] || { echo "FAIL: metrics.jsonl should have 40 lines"; exit 1; }
+[ "$(wc -l <"$run/experts.jsonl")" -eq 40 ] || { echo "FAIL: experts.jsonl should have 40 lines"; exit 1; }
+/usr/bin/python3 - "$run" <<'PY'
+import json, sys
+run = sys.argv[1]
+m = [json.loads(l) for l in open(run + "/metrics.jsonl")]
+first, last = m[0]["loss"], m[-1]["loss"]
+print(f"loss {first:.3f} -> {last:.3f}, held-out lm {m[-1]['eval_lm_loss']:.3f}")
+assert first > 7.5, "initial loss should be about 1.3 ln 512 = 8.1"
+assert last < first - 3.0, "the loss should fall by more than 3 nats in 40 steps"
+e = [json.loads(l) for l in open(run + "/experts.jsonl")]
+assert len(e[0]["layers"]) == 4, "tiny.json has 3 MoE layers and one MTP MoE layer"
+for layer in e[-1]["layers"]:
+    assert len(layer["counts"]) == 16 and len(layer["bias"]) == 16
+    assert layer["maxvio"] >= 0
+assert sum(e[0]["layers"][0]["counts"]) == 16 * 128 * 4, "counts must sum to tokens x top-k"
+PY
+if "$mlamoe" train --config "$config" --set data.path="$data" --set train.run_dir="$run" --set train.steps=1 2>"$work/err"; then
+  echo "FAIL: a second run into the same directory was accepted"; exit 1
+fi
+grep -q "already holds a run" "$work/err" || { echo "FAIL: unexpected message: $(cat "$work/err")"; exit 1; }
+"$mlamoe" generate --checkpoint "$run/weights.h5" --prompt "And God said" --tokens 40 --verify
+echo "train_run: ok"

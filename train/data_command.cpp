@@ -1,0 +1,53 @@
+// `mlamoe data prepare --input F1[,F2,...] --output OUT.h5 [--tokenizer byte] [--overwrite]`.
+// The work is data/prepare.cpp; this file only reads flags and prints the summary line.
+#include "train/data_command.h"
+
+#include <cstdio>
+
+#include "data/prepare.h"
+#include "model/tensor/error.h"
+#include "train/cli_args.h"
+
+namespace mlamoe {
+
+namespace {
+
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    size_t end = s.find(',', start);
+    if (end == std::string::npos) end = s.size();
+    if (end > start) out.push_back(s.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
+int run_prepare(const std::vector<std::string>& argv) {
+  CliArgs args("data prepare", argv, {"overwrite"});
+  std::string input = args.get("input", "");
+  std::string output = args.get("output", "");
+  std::string tokenizer = args.get("tokenizer", "byte");
+  bool overwrite = args.has_switch("overwrite");
+  args.reject_unknown();
+  MLAMOE_CHECK(!input.empty(), "data prepare: --input FILE[,FILE...] is required");
+  MLAMOE_CHECK(!output.empty(), "data prepare: --output FILE.h5 is required");
+
+  PrepareStats s = prepare_text_dataset(split_commas(input), output, tokenizer, overwrite);
+  std::printf("data prepare: %lld docs, %lld tokens, %.2f MB of text in %.2f s -> %s\n", static_cast<long long>(s.docs),
+              static_cast<long long>(s.tokens), static_cast<double>(s.bytes) / 1e6, s.seconds, output.c_str());
+  return 0;
+}
+
+}  // namespace
+
+int run_data_command(const std::vector<std::string>& args) {
+  MLAMOE_CHECK(!args.empty(), "data: missing command (supported: prepare)");
+  const std::string& cmd = args[0];
+  std::vector<std::string> rest(args.begin() + 1, args.end());
+  MLAMOE_CHECK(cmd == "prepare", "unknown data command '" << cmd << "' (supported: prepare)");
+  return run_prepare(rest);
+}
+
+}  // namespace mlamoe

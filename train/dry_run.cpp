@@ -1,0 +1,85 @@
+#include "train/dry_run.h"
+
+#include <cstdio>
+
+#include "model/model_size.h"
+
+namespace mlamoe {
+
+namespace {
+
+// f32 elements saved for backward per token and layer.
+double attention_saved(const ModelConfig& c) {
+  double h = static_cast<double>(c.num_attention_heads), dqk = static_cast<double>(c.qk_head_dim());
+  double rq = c.q_lora_rank ? 2.0 * static_cast<double>(*c.q_lora_rank) : 0.0;  // q_a out and its norm
+  return static_cast<double>(c.hidden_size) * 2                                  // norm input, residual
+         + rq + h * dqk * 2                                                      // q, rotated q
+         + static_cast<double>(c.kv_lora_rank + c.qk_rope_head_dim) + static_cast<double>(c.kv_lora_rank)  // kv_a, ĉ_kv
+         + h * static_cast<double>(c.qk_nope_head_dim + c.v_head_dim) + h * dqk  // kv, k
+         + h * static_cast<double>(c.v_head_dim);                                // attention output
+}
+
+double ffn_saved(const ModelConfig& c, bool moe, int64_t ep) {
+  double d = static_cast<double>(c.hidden_size);
+  if (!moe) return 2 * d + 3 * static_cast<double>(c.intermediate_size);
+  double k = static_cast<double>(c.num_experts_per_tok), im = static_cast<double>(c.moe_intermediate_size);
+  return 2 * d + 3 * static_cast<double>(c.n_routed_experts)  // router logits, scores
+         + k * (2 * d + 3 * im)                               // permuted rows, expert gate/up/act, outputs
+         + 3 * static_cast<double>(c.n_shared_experts) * im;
+}
+
+}  // namespace
+
+MemoryPlan plan_memory(const RunConfig& rc, int64_t world_size) {
+  const ModelConfig& c = rc.model;
+  ModelSize s = model_size(c, rc.data.seq_len);
+  int64_t pp = rc.parallel.pp, ep = rc.parallel.ep;
+  int64_t dp = std::max<int64_t>(1, world_size / pp);
+  double expert_params = 0;
+  for (int64_t l = 0; l < c.num_hidden_layers + c.num_nextn_predict_layers; ++l)
+    if (c.is_moe_layer(l)) expert_params += static_cast<double>(c.n_routed_experts * s.expert);
+  double dense_params = static_cast<double>(s.total) - expert_params;
+  MemoryPlan m;
+  m.params_per_rank = dense_params / pp + expert_params / (pp * ep);
+  m.weight_bytes = 4 * m.params_per_rank;
+  m.grad_bytes = 4 * m.params_per_rank;
+  m.adam_bytes = 8 * m.params_per_rank;  // not yet sharded: ZeRO-1 over dp comes with the parallel runtime
+  double micro = static_cast<double>(rc.train.global_batch) / static_cast<double>(dp * rc.parallel.micro_batches);
+  double tokens = micro * static_cast<double>(rc.data.seq_len);
+  double per_token = 0;
+  for (int64_t l = 0; l < c.num_hidden_layers + c.num_nextn_predict_layers; ++l)
+    per_token += attention_saved(c) + ffn_saved(c, c.is_moe_layer(l), ep);
+  m.activation_bytes = 4 * tokens * per_token / pp;
+  m.logits_bytes = 4 * 2 * tokens * static_cast<double>(c.vocab_size) * (1 + c.num_nextn_predict_layers);
+  return m;
+}
+
+void print_dry_run(const RunConfig& rc, int64_t world_size) {
+  const ModelConfig& c = rc.model;
+  ModelSize s = model_size(c, rc.data.seq_len);
+  auto b = [](double x) { return x / 1e9; };
+  std::printf("model: %s, %lld layers (%lld dense), d %lld, %lld heads, %lld routed + %lld shared experts, top-%lld, MTP depth %lld\n",
+              c.model_type.c_str(), static_cast<long long>(c.num_hidden_layers), static_cast<long long>(c.first_k_dense_replace),
+              static_cast<long long>(c.hidden_size), static_cast<long long>(c.num_attention_heads),
+              static_cast<long long>(c.n_routed_experts), static_cast<long long>(c.n_shared_experts),
+              static_cast<long long>(c.num_experts_per_tok), static_cast<long long>(c.num_nextn_predict_layers));
+  std::printf("parameters: total %.4gB (main %.4gB + MTP %.4gB), active per token %.4gB (%.4gB without the embedding)\n",
+              b(static_cast<double>(s.total)), b(static_cast<double>(s.main_total)),
+              b(static_cast<double>(s.total - s.main_total)), b(static_cast<double>(s.active_with_embedding)),
+              b(static_cast<double>(s.active_without_embedding)));
+  std::printf("training FLOPs per token (seq_len %lld, causal attention): %.4g (main %.4g + MTP %.4g)\n",
+              static_cast<long long>(rc.data.seq_len), s.flops_per_token(), s.flops_per_token_main, s.flops_per_token_mtp);
+  std::printf("absorbed-MLA KV cache: %lld elements/token = %lld bytes/token in bf16, %lld in f32\n",
+              static_cast<long long>(s.kv_cache_elements_per_token), static_cast<long long>(2 * s.kv_cache_elements_per_token),
+              static_cast<long long>(4 * s.kv_cache_elements_per_token));
+  MemoryPlan m = plan_memory(rc, world_size);
+  int64_t dp = std::max<int64_t>(1, world_size / rc.parallel.pp);
+  std::printf("layout: %lld ranks = pp %lld x dp %lld (ep %lld), global batch %lld x %lld tokens, %lld micro-batches per rank\n",
+              static_cast<long long>(world_size), static_cast<long long>(rc.parallel.pp), static_cast<long long>(dp),
+              static_cast<long long>(rc.parallel.ep), static_cast<long long>(rc.train.global_batch),
+              static_cast<long long>(rc.data.seq_len), static_cast<long long>(rc.parallel.micro_batches));
+  std::printf("memory per rank (f32): weights %.3f GB, gradients %.3f GB, AdamW %.3f GB, activations %.3f GB, logits %.3f GB; total %.3f GB\n",
+              b(m.weight_bytes), b(m.grad_bytes), b(m.adam_bytes), b(m.activation_bytes), b(m.logits_bytes), b(m.total()));
+}
+
+}  // namespace mlamoe

@@ -1,0 +1,28 @@
+// `mlamoe train --dry-run`: what a config costs before anything is allocated: parameter counts,
+// FLOPs per token, KV-cache bytes, and the memory one rank needs (parameters, gradients, AdamW
+// state, activations of one micro-batch) under the config's parallel layout.
+#pragma once
+#include <cstdint>
+
+#include "train/run_config.h"
+
+namespace mlamoe {
+
+struct MemoryPlan {
+  double params_per_rank = 0;       // parameters held by one rank (elements)
+  double weight_bytes = 0;          // f32 weights
+  double grad_bytes = 0;            // f32 gradients
+  double adam_bytes = 0;            // f32 m and v
+  double activation_bytes = 0;      // saved for backward, one micro-batch
+  double logits_bytes = 0;          // logits + their gradient, one micro-batch (main head and MTP heads)
+  double total() const { return weight_bytes + grad_bytes + adam_bytes + activation_bytes + logits_bytes; }
+};
+
+// Analytic need per rank. Activations count the tensors the CPU ops save for backward, per token:
+// attention projections and per-head q/k/v, the MoE's permuted rows and expert intermediates;
+// experts are split over ep and layers over pp (even split).
+MemoryPlan plan_memory(const RunConfig& rc, int64_t world_size);
+
+void print_dry_run(const RunConfig& rc, int64_t world_size);
+
+}  // namespace mlamoe

@@ -1,0 +1,61 @@
+#include "train/metrics.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "model/ops/ops.h"
+
+namespace mlamoe {
+
+JsonlWriter::JsonlWriter(const std::string& path) : path_(path), f_(std::fopen(path.c_str(), "w")) {
+  MLAMOE_CHECK(f_ != nullptr, "cannot create log file '" << path << "'");
+}
+
+JsonlWriter::~JsonlWriter() {
+  if (f_) std::fclose(f_);
+}
+
+void JsonlWriter::write(const nlohmann::json& line) {
+  std::string s = line.dump();
+  s.push_back('\n');
+  MLAMOE_CHECK(std::fwrite(s.data(), 1, s.size(), f_) == s.size() && std::fflush(f_) == 0,
+               "cannot write to log file '" << path_ << "' (disk full?)");
+}
+
+double max_violation(const std::vector<int64_t>& counts) {
+  if (counts.empty()) return 0.0;
+  double total = 0, mx = 0;
+  for (int64_t c : counts) total += static_cast<double>(c), mx = std::max(mx, static_cast<double>(c));
+  double mean = total / static_cast<double>(counts.size());
+  return mean > 0 ? (mx - mean) / mean : 0.0;
+}
+
+double measure_sgemm_gflops() {
+  NoGrad ng;
+  const int64_t n = 1024;
+  Rng rng(1);
+  Tensor a = Tensor::randn({n, n}, rng), b = Tensor::randn({n, n}, rng);
+  double best = 1e30;
+  for (int rep = 0; rep < 4; ++rep) {
+    auto t0 = std::chrono::steady_clock::now();
+    Tensor c = matmul(a, b);
+    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return 2.0 * n * n * n / best / 1e9;
+}
+
+std::string format_duration(double s) {
+  char buf[32];
+  if (!std::isfinite(s) || s < 0) return "?";
+  long t = std::lround(s);
+  if (t >= 3600)
+    std::snprintf(buf, sizeof buf, "%ldh%02ldm", t / 3600, (t / 60) % 60);
+  else if (t >= 60)
+    std::snprintf(buf, sizeof buf, "%ldm%02lds", t / 60, t % 60);
+  else
+    std::snprintf(buf, sizeof buf, "%lds", t);
+  return buf;
+}
+
+}  // namespace mlamoe

@@ -1,0 +1,86 @@
+#include "train/optimizer.h"
+
+#include <cmath>
+
+#include "model/ops/op_common.h"
+
+namespace mlamoe {
+
+AdamW::AdamW(const ParameterStore& params, const AdamWOptions& opt) : opt_(opt) {
+  for (const auto& p : params.all()) {
+    if (!p.trainable) continue;
+    slots_.push_back({p.name, p.tensor, Tensor::zeros(p.tensor.shape(), p.tensor.dtype()),
+                      Tensor::zeros(p.tensor.shape(), p.tensor.dtype()), p.tensor.dim() >= 2});
+  }
+}
+
+namespace {
+
+template <class T>
+void adamw_update_cpu(T* p, const T* g, T* m, T* v, int64_t n, double lr, double decay_mul, const AdamWOptions& o, double bc1,
+                      double bc2) {
+  double step = lr / bc1, rbc2 = 1.0 / std::sqrt(bc2);
+#pragma omp parallel for schedule(static) if (n > kParallelGrain)
+  for (int64_t i = 0; i < n; ++i) {
+    double gi = g ? static_cast<double>(g[i]) : 0.0;
+    double pi = static_cast<double>(p[i]) * decay_mul;
+    double mi = o.beta1 * m[i] + (1 - o.beta1) * gi;
+    double vi = o.beta2 * v[i] + (1 - o.beta2) * gi * gi;
+    m[i] = static_cast<T>(mi);
+    v[i] = static_cast<T>(vi);
+    p[i] = static_cast<T>(pi - step * mi / (std::sqrt(vi) * rbc2 + o.eps));
+  }
+}
+
+}  // namespace
+
+void AdamW::step(double lr) {
+  ++t_;
+  double bc1 = 1 - std::pow(opt_.beta1, static_cast<double>(t_));
+  double bc2 = 1 - std::pow(opt_.beta2, static_cast<double>(t_));
+  for (auto& s : slots_) {
+    Tensor g = s.param.grad();
+    if (g.defined()) g = g.contiguous();
+    double decay_mul = s.decay ? 1 - lr * opt_.weight_decay : 1.0;
+    dispatch_float(s.param.dtype(), "AdamW", [&](auto tag) {
+      using T = decltype(tag);
+      adamw_update_cpu<T>(s.param.data<T>(), g.defined() ? g.data<T>() : nullptr, s.m.data<T>(), s.v.data<T>(), s.param.numel(), lr,
+                          decay_mul, opt_, bc1, bc2);
+    });
+  }
+}
+
+double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
+  double sq = 0;
+  for (const auto& p : params) {
+    Tensor g = p.grad();
+    if (!g.defined()) continue;
+    dispatch_float(g.dtype(), "clip_grad_norm", [&](auto tag) {
+      using T = decltype(tag);
+      Tensor gc = g.contiguous();
+      const T* d = gc.data<T>();
+      double s = 0;
+#pragma omp parallel for reduction(+ : s) schedule(static) if (gc.numel() > kParallelGrain)
+      for (int64_t i = 0; i < gc.numel(); ++i) s += static_cast<double>(d[i]) * d[i];
+      sq += s;
+    });
+  }
+  double norm = std::sqrt(sq);
+  if (max_norm > 0 && std::isfinite(norm)) {
+    double coef = max_norm / (norm + 1e-6);
+    if (coef < 1.0)
+      for (const auto& p : params) {
+        Tensor g = p.grad();
+        if (!g.defined()) continue;
+        MLAMOE_CHECK(g.is_contiguous(), "clip_grad_norm: gradient of " << p.describe() << " is not contiguous");
+        dispatch_float(g.dtype(), "clip_grad_norm", [&](auto tag) {
+          using T = decltype(tag);
+          T* d = g.data<T>();
+          for (int64_t i = 0; i < g.numel(); ++i) d[i] = static_cast<T>(d[i] * coef);
+        });
+      }
+  }
+  return norm;
+}
+
+}  // namespace mlamoe

@@ -1,0 +1,49 @@
+// AdamW with decoupled weight decay on matrices only (MODEL_SPEC §7), in the update order of
+// torch.optim.AdamW so the golden test can check it against torch itself:
+//   p ← p·(1 − lr·wd);  m ← β1·m + (1−β1)·g;  v ← β2·v + (1−β2)·g²;
+//   p ← p − (lr / (1−β1^t)) · m / (sqrt(v / (1−β2^t)) + ε)
+// A parameter without a gradient this step (an expert no token was routed to) is stepped with
+// g = 0, as a contiguous gradient buffer would: its moments decay and weight decay applies.
+// The MoE correction biases are not trainable and never reach the optimizer.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "model/modules/parameters.h"
+
+namespace mlamoe {
+
+struct AdamWOptions {
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double eps = 1e-8;
+  double weight_decay = 0.1;
+};
+
+class AdamW {
+ public:
+  AdamW(const ParameterStore& params, const AdamWOptions& opt);
+  void step(double lr);
+  int64_t steps_taken() const { return t_; }
+
+  // The moments, parallel to the trainable parameters (checkpoints save them).
+  struct Slot {
+    std::string name;
+    Tensor param;
+    Tensor m, v;  // same shape as param, f32/f64 like it
+    bool decay;   // 2-D and larger
+  };
+  std::vector<Slot>& slots() { return slots_; }
+
+ private:
+  AdamWOptions opt_;
+  std::vector<Slot> slots_;
+  int64_t t_ = 0;
+};
+
+// Global L2 norm of all gradients (missing ones count as 0), and scaling of every gradient by
+// min(1, max_norm / (norm + 1e-6)) when max_norm > 0 (torch's clip_grad_norm_ rule). Returns the
+// norm before clipping.
+double clip_grad_norm(const std::vector<Tensor>& params, double max_norm);
+
+}  // namespace mlamoe

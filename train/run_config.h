@@ -1,0 +1,62 @@
+// A run config: the model (HF config.json fields, model/config.h) plus the "train", "data" and
+// "parallel" sections (DESIGN.md "Files on disk"). Each section rejects unknown fields and wrong
+// types, naming the field; values are checked for range and for fit with the model.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "model/config.h"
+#include "train/lr_schedule.h"
+
+namespace mlamoe {
+
+struct TrainConfig {
+  int64_t steps = 1000;                        // optimizer steps
+  int64_t global_batch = 16;                   // sequences per optimizer step, over all micro-batches and ranks
+  double lr = 3e-3;                            // peak learning rate
+  double min_lr = 3e-4;                        // cosine floor
+  int64_t warmup_steps = 100;
+  std::string lr_schedule = "cosine";          // "cosine", "step" (DeepSeek-V2) or "constant"
+  std::vector<double> lr_decay_at = {0.8, 0.9};  // step schedule: fractions of the run
+  double lr_decay_factor = 0.316;              // step schedule: factor at each boundary
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double eps = 1e-8;
+  double weight_decay = 0.1;                   // matrices only
+  double grad_clip = 1.0;                      // global norm; 0 disables
+  uint64_t seed = 1;                           // initialisation and data order
+  int64_t bias_freeze_tokens = 0;              // γ = 0 once this many tokens were seen (V3: the last 500B); 0 = never
+  int64_t eval_every = 100;                    // steps between held-out evaluations; 0 = only at the end
+  int64_t eval_batches = 8;                    // held-out batches (of global_batch sequences) per evaluation
+  std::string run_dir = "runs/run";            // metrics.jsonl, experts.jsonl, the final weights
+  std::string peak_gflops = "measure";         // MFU denominator: a number in GFLOP/s, or "measure" (sgemm, at start)
+};
+
+struct DataConfig {
+  std::string path;            // HDF5 token dataset from `mlamoe data prepare`
+  int64_t seq_len = 128;       // tokens per training sequence (windows hold seq_len + 1)
+  double eval_fraction = 0.01;  // held-out tail of the token stream
+};
+
+struct ParallelConfig {
+  int64_t pp = 1;              // pipeline stages
+  int64_t ep = 1;              // expert-parallel group size
+  int64_t micro_batches = 1;   // per data-parallel rank and step (gradient accumulation)
+};
+
+struct RunConfig {
+  ModelConfig model;
+  TrainConfig train;
+  DataConfig data;
+  ParallelConfig parallel;
+  nlohmann::json json;  // the whole config after --set overrides (saved with the run)
+};
+
+// Reads `path`, applies the `--set` overrides and parses every section. Throws one-line errors.
+RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides);
+RunConfig parse_run_config(const nlohmann::json& j, const std::string& where);
+
+// The learning-rate schedule the train section describes.
+LrSchedule lr_schedule_of(const TrainConfig& t);
+
+}  // namespace mlamoe

@@ -1,0 +1,33 @@
+// One optimizer step, the unit every layout must reproduce: forward and backward over the step's
+// micro-batches (gradients accumulate, each micro-batch's loss weighted 1/M so the step's gradient
+// is that of the batch mean), global-norm clipping, AdamW, then the aux-loss-free bias update from
+// the expert counts of the whole step (MODEL_SPEC §4.1: after the step, never within it).
+#pragma once
+#include <vector>
+
+#include "model/modules/deepseek_model.h"
+#include "train/optimizer.h"
+
+namespace mlamoe {
+
+struct StepStats {
+  double loss = 0, lm_loss = 0, mtp_loss = 0, balance_loss = 0;  // means over the micro-batches
+  double grad_norm = 0;                                           // before clipping
+  double lr = 0, gamma = 0;
+  int64_t tokens = 0;                                             // input tokens of the step
+  std::vector<std::vector<int64_t>> counts;                       // per MoE layer, summed over micro-batches
+};
+
+struct StepSettings {
+  double lr = 0;
+  double grad_clip = 0;  // 0 disables
+  double gamma = 0;      // bias update speed for this step (0 when frozen)
+};
+
+// micro_batches: token windows [b, T+1] each, all of the same shape.
+StepStats train_step(DeepSeekModel& model, AdamW& opt, const std::vector<Tensor>& micro_batches, const StepSettings& s);
+
+// Sum of per-layer expert counts: into += add.
+void add_counts(std::vector<std::vector<int64_t>>& into, const std::vector<std::vector<int64_t>>& add);
+
+}  // namespace mlamoe
