@@ -1,8 +1,10 @@
 #include "train/dry_run.h"
 
 #include <cstdio>
+#include <string>
 
 #include "model/model_size.h"
+#include "model/tensor/error.h"
 
 namespace mlamoe {
 
@@ -34,7 +36,12 @@ MemoryPlan plan_memory(const RunConfig& rc, int64_t world_size) {
   const ModelConfig& c = rc.model;
   ModelSize s = model_size(c, rc.data.seq_len);
   int64_t pp = rc.parallel.pp, ep = rc.parallel.ep;
-  int64_t dp = std::max<int64_t>(1, world_size / pp);
+  MLAMOE_CHECK(world_size % pp == 0, "layout: " << world_size << " ranks are not divisible by parallel.pp = " << pp);
+  int64_t dp = world_size / pp;
+  MLAMOE_CHECK(dp % ep == 0, "layout: parallel.ep = " << ep << " must divide the data-parallel size " << dp << " (= " << world_size
+                                                      << " ranks / pp " << pp << ")");
+  MLAMOE_CHECK(c.n_routed_experts == 0 || c.n_routed_experts % ep == 0,
+               "layout: parallel.ep = " << ep << " must divide n_routed_experts = " << c.n_routed_experts);
   double expert_params = 0;
   for (int64_t l = 0; l < c.num_hidden_layers + c.num_nextn_predict_layers; ++l)
     if (c.is_moe_layer(l)) expert_params += static_cast<double>(c.n_routed_experts * s.expert);
@@ -54,19 +61,31 @@ MemoryPlan plan_memory(const RunConfig& rc, int64_t world_size) {
   return m;
 }
 
+// 2.249M, 671B, 950K
+static std::string human(double n) {
+  char buf[32];
+  if (n >= 1e9)
+    std::snprintf(buf, sizeof buf, "%.4gB", n / 1e9);
+  else if (n >= 1e6)
+    std::snprintf(buf, sizeof buf, "%.4gM", n / 1e6);
+  else
+    std::snprintf(buf, sizeof buf, "%.4gK", n / 1e3);
+  return buf;
+}
+
 void print_dry_run(const RunConfig& rc, int64_t world_size) {
   const ModelConfig& c = rc.model;
   ModelSize s = model_size(c, rc.data.seq_len);
   auto b = [](double x) { return x / 1e9; };
+  auto h = [](int64_t x) { return human(static_cast<double>(x)); };
   std::printf("model: %s, %lld layers (%lld dense), d %lld, %lld heads, %lld routed + %lld shared experts, top-%lld, MTP depth %lld\n",
               c.model_type.c_str(), static_cast<long long>(c.num_hidden_layers), static_cast<long long>(c.first_k_dense_replace),
               static_cast<long long>(c.hidden_size), static_cast<long long>(c.num_attention_heads),
               static_cast<long long>(c.n_routed_experts), static_cast<long long>(c.n_shared_experts),
               static_cast<long long>(c.num_experts_per_tok), static_cast<long long>(c.num_nextn_predict_layers));
-  std::printf("parameters: total %.4gB (main %.4gB + MTP %.4gB), active per token %.4gB (%.4gB without the embedding)\n",
-              b(static_cast<double>(s.total)), b(static_cast<double>(s.main_total)),
-              b(static_cast<double>(s.total - s.main_total)), b(static_cast<double>(s.active_with_embedding)),
-              b(static_cast<double>(s.active_without_embedding)));
+  std::printf("parameters: total %s (main %s + MTP %s), active per token %s (%s without the embedding)\n", h(s.total).c_str(),
+              h(s.main_total).c_str(), h(s.total - s.main_total).c_str(), h(s.active_with_embedding).c_str(),
+              h(s.active_without_embedding).c_str());
   std::printf("training FLOPs per token (seq_len %lld, causal attention): %.4g (main %.4g + MTP %.4g)\n",
               static_cast<long long>(rc.data.seq_len), s.flops_per_token(), s.flops_per_token_main, s.flops_per_token_mtp);
   std::printf("absorbed-MLA KV cache: %lld elements/token = %lld bytes/token in bf16, %lld in f32\n",

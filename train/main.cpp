@@ -15,8 +15,8 @@ namespace {
 const char* kUsage =
     "usage: mlamoe <command> [flags]\n"
     "commands:\n"
-    "  train     train a model: --config FILE [--set key=value ...] [--dry-run]\n"
-    "            (--dry-run prints parameter counts, FLOPs/token and memory per rank, then exits)\n"
+    "  train     train a model: --config FILE [--set key=value ...] [--dry-run [--ranks N]]\n"
+    "            (--dry-run prints parameter counts, FLOPs/token and memory per rank of N ranks, then exits)\n"
     "  data      prepare --input FILE[,FILE...] --output DATA.h5 [--tokenizer byte] [--overwrite]\n"
     "  generate  --checkpoint RUN_DIR/weights.h5 --prompt TEXT [--tokens 200] [--verify]\n"
     "            greedy decoding with the absorbed-MLA KV cache\n"

@@ -29,6 +29,7 @@ TrainConfig parse_train(const nlohmann::json& j, const std::string& where) {
   f.get("bias_freeze_tokens", t.bias_freeze_tokens);
   f.get("eval_every", t.eval_every);
   f.get("eval_batches", t.eval_batches);
+  f.get("log_every", t.log_every);
   f.get("run_dir", t.run_dir);
   if (f.has("peak_gflops") && j.at("train").at("peak_gflops").is_number()) {
     double v = 0;
@@ -62,6 +63,7 @@ TrainConfig parse_train(const nlohmann::json& j, const std::string& where) {
   require(t.bias_freeze_tokens >= 0, "bias_freeze_tokens", "must be >= 0");
   require(t.eval_every >= 0, "eval_every", "must be >= 0");
   require(t.eval_batches >= 0, "eval_batches", "must be >= 0");
+  require(t.log_every >= 1, "log_every", "must be >= 1");
   require(!t.run_dir.empty(), "run_dir", "must not be empty");
   return t;
 }

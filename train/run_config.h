@@ -28,6 +28,7 @@ struct TrainConfig {
   int64_t bias_freeze_tokens = 0;              // γ = 0 once this many tokens were seen (V3: the last 500B); 0 = never
   int64_t eval_every = 100;                    // steps between held-out evaluations; 0 = only at the end
   int64_t eval_batches = 8;                    // held-out batches (of global_batch sequences) per evaluation
+  int64_t log_every = 1;                       // steps between progress lines on stdout (the logs get every step)
   std::string run_dir = "runs/run";            // metrics.jsonl, experts.jsonl, the final weights
   std::string peak_gflops = "measure";         // MFU denominator: a number in GFLOP/s, or "measure" (sgemm, at start)
 };

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -60,8 +61,17 @@ void prepare_run_dir(const std::string& dir) {
 
 }  // namespace
 
+// Ranks of an MPI launch, from the launcher's environment (the trainer does not initialise MPI yet).
+static int64_t launched_ranks() {
+  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_NTASKS"})
+    if (const char* s = std::getenv(v)) return std::atoll(s);
+  return 1;
+}
+
 int run_training(const RunConfig& rc) {
   const TrainConfig& tc = rc.train;
+  MLAMOE_CHECK(launched_ranks() <= 1, "launched as " << launched_ranks()
+                                                     << " MPI ranks: this build trains in one process until the distributed runtime lands");
   MLAMOE_CHECK(!rc.data.path.empty(), "config: field 'data.path' (the token dataset from `mlamoe data prepare`) is required");
   MLAMOE_CHECK(rc.parallel.pp == 1 && rc.parallel.ep == 1,
                "config: parallel.pp = " << rc.parallel.pp << ", parallel.ep = " << rc.parallel.ep
@@ -134,7 +144,7 @@ int run_training(const RunConfig& rc) {
 
     double elapsed = seconds_since(t_start);
     double eta = elapsed / static_cast<double>(step + 1) * static_cast<double>(tc.steps - step - 1);
-    if (step == 0 || (step + 1) % 10 == 0 || step + 1 == tc.steps || eval_now) {
+    if (step == 0 || (step + 1) % tc.log_every == 0 || step + 1 == tc.steps || eval_now) {
       std::printf("step %5lld/%lld | loss %.4f (lm %.4f mtp %.4f bal %.2e) | lr %.2e | gnorm %.3f | %.1fK tok/s | MFU %.1f%% | "
                   "maxvio %.2f | ETA %s",
                   static_cast<long long>(step + 1), static_cast<long long>(tc.steps), st.loss, st.lm_loss, st.mtp_loss,
@@ -155,13 +165,15 @@ int run_training(const RunConfig& rc) {
 int run_train_command(const std::vector<std::string>& args) {
   CliArgs a("train", args, {"dry-run"}, {"set"});
   std::string config = a.get("config", "");
+  int64_t ranks = a.get_int("ranks", 0, 1, 1 << 24);  // dry-run default: the smallest layout, pp·ep ranks
   std::vector<std::string> overrides = a.get_all("set");
   bool dry = a.has_switch("dry-run");
   a.reject_unknown();
   MLAMOE_CHECK(!config.empty(), "train: --config FILE is required");
+  MLAMOE_CHECK(dry || ranks == 0, "train: --ranks only plans a layout with --dry-run (launch ranks with mpirun)");
   RunConfig rc = load_run_config(config, overrides);
   if (dry) {
-    print_dry_run(rc, 1);
+    print_dry_run(rc, ranks > 0 ? ranks : rc.parallel.pp * rc.parallel.ep);
     return 0;
   }
   return run_training(rc);
