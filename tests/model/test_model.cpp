@@ -144,7 +144,8 @@ TEST(Model, GradientsMatchFiniteDifferences) {
   for (std::string variant : {"sigmoid", "softmax_noq"}) {
     std::vector<std::string> ov = {"seq_aux_alpha=0.05"};  // a large α so the balance gradient is visible
     if (variant == "softmax_noq")
-      ov.insert(ov.end(), {"scoring_func=softmax", "topk_method=group_limited_greedy", "norm_topk_prob=false", "q_lora_rank=null"});
+      ov.insert(ov.end(), {"scoring_func=softmax", "topk_method=group_limited_greedy", "norm_topk_prob=false", "q_lora_rank=null",
+                           "aux_loss_alpha=0.05"});  // and the V2 expert-level loss
     ModelConfig c = tiny(ov);
     DeepSeekModel m(c, 11, DType::F64);
     Tensor w = random_windows(2, 9, c.vocab_size, 4);
@@ -171,6 +172,17 @@ TEST(Model, GradientsMatchFiniteDifferences) {
     }
     EXPECT_GT(checked, 100);
   }
+}
+
+// YaRN (MODEL_SPEC §2.3-2.4): the softmax scale of the released configs with rope_scaling set.
+TEST(Model, YarnSoftmaxScaleMatchesTheSpec) {
+  auto scale_of = [](const std::string& file) {
+    nlohmann::json j = read_json_file(std::string(MLAMOE_SOURCE_DIR) + "/configs/" + file);
+    return attention_context(parse_model_config(j, file), 0, 4, DType::F64).scale;
+  };
+  EXPECT_NEAR(scale_of("deepseek-v3.json"), 0.135234, 1e-6);
+  EXPECT_NEAR(scale_of("deepseek-v2.json"), 0.114721, 1e-6);
+  EXPECT_NEAR(scale_of("tiny.json"), 1.0 / std::sqrt(48.0), 1e-12);
 }
 
 // Greedy decoding: the absorbed-MLA cache gives the same logits as the full forward (f64).
