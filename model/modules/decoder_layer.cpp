@@ -4,13 +4,14 @@
 
 namespace mlamoe {
 
-DecoderLayer::DecoderLayer(ParamInit& init, const std::string& p, const ModelConfig& c, int64_t layer_index)
+DecoderLayer::DecoderLayer(ParamInit& init, const std::string& p, const ModelConfig& c, int64_t layer_index,
+                           std::shared_ptr<ExpertDispatcher> dispatcher)
     : index(layer_index),
       input_layernorm(init.norm(p + "input_layernorm.weight", c.hidden_size)),
       post_attention_layernorm(init.norm(p + "post_attention_layernorm.weight", c.hidden_size)),
       self_attn(init, p + "self_attn.", c) {
   if (c.is_moe_layer(layer_index))
-    moe = std::make_unique<MoeLayer>(init, p + "mlp.", c);
+    moe = std::make_unique<MoeLayer>(init, p + "mlp.", c, std::move(dispatcher));
   else
     mlp = SwiGluMlp(init, p + "mlp.", c.hidden_size, c.intermediate_size);
 }

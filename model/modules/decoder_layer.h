@@ -16,7 +16,8 @@ struct LayerAux {
 };
 
 struct DecoderLayer {
-  DecoderLayer(ParamInit& init, const std::string& prefix, const ModelConfig& c, int64_t layer_index);
+  DecoderLayer(ParamInit& init, const std::string& prefix, const ModelConfig& c, int64_t layer_index,
+               std::shared_ptr<ExpertDispatcher> dispatcher = nullptr);
 
   Tensor forward(const Tensor& h, const AttentionContext& ctx, LayerAux* aux) const;  // [B, T, d]
   // One token per row through the absorbed-MLA cache; MoE statistics are not collected.

@@ -15,11 +15,21 @@ void accumulate(Tensor& total, const Tensor& part) {
 
 }  // namespace
 
-DeepSeekModel::DeepSeekModel(const ModelConfig& c, uint64_t seed, DType dt) : cfg(c), dtype(dt) {
+DeepSeekModel::DeepSeekModel(const ModelConfig& c, uint64_t seed, DType dt, ModelShard sh) : cfg(c), dtype(dt), shard(std::move(sh)) {
   ParamInit init{params, seed, c.initializer_range, dt};
   int64_t d = c.hidden_size, v = c.vocab_size, n_layers = c.num_hidden_layers;
-  embed_tokens = init.matrix("model.embed_tokens.weight", v, d);
-  for (int64_t l = 0; l < n_layers; ++l) layers.push_back(std::make_unique<DecoderLayer>(init, layer_prefix(l), cfg, l));
+  int64_t end = shard.end_layer < 0 ? n_layers : shard.end_layer;
+  MLAMOE_CHECK(shard.first_layer >= 0 && shard.first_layer <= end && end <= n_layers,
+               "model shard: layers [" << shard.first_layer << ", " << end << ") of " << n_layers);
+  bool mtp_here = shard.last_stage && c.num_nextn_predict_layers > 0;
+  if (shard.first_stage || mtp_here) embed_tokens = init.matrix("model.embed_tokens.weight", v, d);
+  for (int64_t l = shard.first_layer; l < end; ++l)
+    layers.push_back(std::make_unique<DecoderLayer>(init, layer_prefix(l), cfg, l, shard.dispatcher));
+  if (!shard.last_stage) {
+    for (auto& l : layers)
+      if (l->moe) moe_layers_.push_back(l->moe.get()), moe_names_.push_back("model.layers." + std::to_string(l->index) + ".mlp");
+    return;
+  }
   norm = init.norm("model.norm.weight", d);
   lm_head = init.matrix("lm_head.weight", v, d);
   for (int64_t k = 1; k <= c.num_nextn_predict_layers; ++k) {
@@ -29,7 +39,7 @@ DeepSeekModel::DeepSeekModel(const ModelConfig& c, uint64_t seed, DType dt) : cf
     m.enorm = init.norm(p + "enorm.weight", d);
     m.hnorm = init.norm(p + "hnorm.weight", d);
     m.eh_proj = init.matrix(p + "eh_proj.weight", d, 2 * d);
-    m.block = std::make_unique<DecoderLayer>(init, p, cfg, l);
+    m.block = std::make_unique<DecoderLayer>(init, p, cfg, l, shard.dispatcher);
     m.shared_head_norm = init.norm(p + "shared_head.norm.weight", d);
     mtp.push_back(std::move(m));
   }
@@ -52,13 +62,46 @@ Tensor DeepSeekModel::trunk(const Tensor& ids, std::vector<LayerAux>& aux) const
 }
 
 ModelOutput DeepSeekModel::forward(const Tensor& windows, bool keep_logits) const {
+  MLAMOE_CHECK(shard.first_stage && shard.last_stage, "model forward: this rank holds one pipeline stage; use forward_stage");
+  return forward_stage(windows, Tensor(), keep_logits);
+}
+
+ModelOutput DeepSeekModel::forward_stage(const Tensor& windows, const Tensor& hidden_in, bool keep_logits) const {
   MLAMOE_CHECK(windows.dim() == 2 && windows.size(1) >= 2 + cfg.num_nextn_predict_layers,
                "model forward: expected token windows [B, T+1] with T > " << cfg.num_nextn_predict_layers << ", got "
                                                                            << windows.describe());
-  int64_t b = windows.size(0), t = windows.size(1) - 1, v = cfg.vocab_size;
+  int64_t t = windows.size(1) - 1;
   std::vector<LayerAux> aux;
-  Tensor x = windows.narrow(1, 0, t).contiguous();
-  Tensor h = trunk(x, aux);  // h⁰: the final-normed state that feeds the head (MODEL_SPEC §5, post-norm choice)
+  Tensor h;
+  if (shard.first_stage) {
+    h = embedding(embed_tokens, windows.narrow(1, 0, t).contiguous());
+  } else {
+    MLAMOE_CHECK(hidden_in.defined() && hidden_in.dim() == 3 && hidden_in.size(1) == t,
+                 "model stage: expected the previous stage's hidden state [B, " << t << ", d], got "
+                                                                                << (hidden_in.defined() ? hidden_in.describe() : "none"));
+    h = hidden_in;
+  }
+  AttentionContext ctx = attention_context(cfg, 0, t, dtype);
+  for (const auto& l : layers) {
+    LayerAux a;
+    h = l->forward(h, ctx, &a);
+    if (l->moe) aux.push_back(std::move(a));
+  }
+  if (shard.last_stage) return head_and_mtp(rmsnorm(h, norm, cfg.rms_norm_eps), windows, keep_logits, aux);
+  ModelOutput out;
+  out.hidden = h;
+  for (auto& a : aux) {
+    accumulate(out.balance_loss, a.balance_loss);
+    out.counts.push_back(std::move(a.counts));
+  }
+  out.loss = out.balance_loss;
+  return out;
+}
+
+// h: the final-normed state [B, T, d]; aux holds this stage's MoE layers so far.
+ModelOutput DeepSeekModel::head_and_mtp(const Tensor& h, const Tensor& windows, bool keep_logits, std::vector<LayerAux>& aux) const {
+  int64_t b = windows.size(0), t = windows.size(1) - 1, v = cfg.vocab_size;
+  // h⁰ for MTP is this final-normed state that feeds the head (MODEL_SPEC §5, post-norm choice).
   Tensor logits_main = linear(h, lm_head);
   ModelOutput out;
   out.lm_loss = cross_entropy(logits_main.reshape({b * t, v}), windows.narrow(1, 1, t).contiguous().reshape({b * t}));
@@ -93,6 +136,7 @@ ModelOutput DeepSeekModel::forward(const Tensor& windows, bool keep_logits) cons
 }
 
 Tensor DeepSeekModel::logits(const Tensor& ids) const {
+  MLAMOE_CHECK(shard.first_stage && shard.last_stage, "model logits: needs the whole model on one rank");
   std::vector<LayerAux> aux;
   return linear(trunk(ids, aux), lm_head);
 }

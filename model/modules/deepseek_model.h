@@ -18,7 +18,20 @@ struct ModelOutput {
   Tensor mtp_loss;      // (1/D) Σ_k L_k, undefined when D = 0
   Tensor balance_loss;  // Σ over MoE layers (MTP layers included), undefined when no α is set
   Tensor logits;        // [B, T, V] when requested
+  Tensor hidden;        // [B, T, d]: the output of a stage that is not the last
   std::vector<std::vector<int64_t>> counts;  // per MoE layer (moe_layer_names() order): tokens per expert
+};
+
+// The part of the model one rank holds (DESIGN.md "Parallelism semantics"): its pipeline stage's
+// main layers, the embedding on the first stage, the final norm, head and MTP on the last (which
+// also holds the embedding when MTP is on: MTP reads it, and the runtime sums the two stages'
+// gradients of it), and with expert parallelism only its ep rank's experts.
+struct ModelShard {
+  std::shared_ptr<ExpertDispatcher> dispatcher;  // null: every expert local
+  int64_t first_layer = 0;                       // main layers [first_layer, end_layer) of this stage
+  int64_t end_layer = -1;                        // -1: through the last layer
+  bool first_stage = true;
+  bool last_stage = true;
 };
 
 struct MtpModule {
@@ -33,13 +46,17 @@ class DeepSeekModel {
  public:
   // New parameters initialised from `seed` (MODEL_SPEC §6: N(0, initializer_range), norms 1,
   // correction biases 0), in `dtype` (f32 for training; f64 for reference tests).
-  DeepSeekModel(const ModelConfig& c, uint64_t seed, DType dtype = DType::F32);
+  DeepSeekModel(const ModelConfig& c, uint64_t seed, DType dtype = DType::F32, ModelShard shard = {});
   DeepSeekModel(const DeepSeekModel&) = delete;
   DeepSeekModel& operator=(const DeepSeekModel&) = delete;
 
   // windows [B, T+1] (i64 token ids): inputs are windows[:, :T], labels windows[:, 1:]; the MTP
   // module of depth k predicts windows[:, i+k+1] from position i.
   ModelOutput forward(const Tensor& windows, bool keep_logits = false) const;
+  // One pipeline stage: the first stage embeds windows[:, :T], later stages take `hidden_in`
+  // [B, T, d] from the previous one. The last stage returns the losses; other stages return
+  // `hidden` for the next stage and their layers' balance loss (in balance_loss, also in loss).
+  ModelOutput forward_stage(const Tensor& windows, const Tensor& hidden_in, bool keep_logits = false) const;
   Tensor logits(const Tensor& ids) const;  // ids [B, T] -> [B, T, V], main model only
 
   // Incremental greedy decoding with the absorbed-MLA cache (one MlaCache per main layer).
@@ -58,10 +75,12 @@ class DeepSeekModel {
 
   const ModelConfig cfg;
   const DType dtype;
+  const ModelShard shard;
   ParameterStore params;
 
  private:
   Tensor trunk(const Tensor& ids, std::vector<LayerAux>& aux) const;  // ids [B, T] -> final-normed h [B, T, d]
+  ModelOutput head_and_mtp(const Tensor& h, const Tensor& windows, bool keep_logits, std::vector<LayerAux>& aux) const;
   std::vector<MoeLayer*> moe_layers_;
 
   Tensor embed_tokens;  // [V, d]

@@ -26,12 +26,15 @@ Permutation permute_by_expert(const Tensor& indices, int64_t n_experts) {
   return p;
 }
 
-MoeLayer::MoeLayer(ParamInit& init, const std::string& p, const ModelConfig& c) : cfg(c) {
+MoeLayer::MoeLayer(ParamInit& init, const std::string& p, const ModelConfig& c, std::shared_ptr<ExpertDispatcher> disp)
+    : cfg(c), dispatcher(disp ? std::move(disp) : std::make_shared<LocalDispatcher>()) {
   int64_t d = c.hidden_size;
   gate_weight = init.matrix(p + "gate.weight", c.n_routed_experts, d);
   if (c.topk_method == "noaux_tc") e_score_correction_bias = init.state(p + "gate.e_score_correction_bias", c.n_routed_experts);
-  experts.reserve(c.n_routed_experts);
-  for (int64_t e = 0; e < c.n_routed_experts; ++e)
+  int64_t local = c.n_routed_experts / dispatcher->ep_size();
+  first_expert = dispatcher->ep_rank() * local;
+  experts.reserve(local);
+  for (int64_t e = first_expert; e < first_expert + local; ++e)
     experts.emplace_back(init, p + "experts." + std::to_string(e) + ".", d, c.moe_intermediate_size);
   if (c.n_shared_experts > 0) shared_experts = SwiGluMlp(init, p + "shared_experts.", d, c.n_shared_experts * c.moe_intermediate_size);
 }
@@ -69,16 +72,24 @@ MoeOutput MoeLayer::forward(const Tensor& u) const {
   Tensor g = gather(s, idx);                                              // [S, K]
   Tensor w = scale(cfg.norm_topk_prob ? normalize_rows(g) : g, cfg.routed_scaling_factor);
 
-  // ---- routed experts on their tokens only: permute, one SwiGLU per expert, un-permute ----
+  // ---- routed experts on their tokens only: permute, dispatch to the experts' ranks, one SwiGLU
+  // per local expert, combine back, un-permute ----
   Permutation perm = permute_by_expert(idx, n);
   Tensor tok = Tensor::from_vector(perm.token, {static_cast<int64_t>(perm.token.size())});
   Tensor xp = index_select(u2, tok);  // [A, d], grouped by expert
+  std::vector<int64_t> counts(n);
+  for (int64_t e = 0; e < n; ++e) counts[e] = perm.offsets[e + 1] - perm.offsets[e];
+  Dispatched disp = dispatcher->dispatch(xp, counts);  // [R, d] for this rank's experts
   std::vector<Tensor> ys;
-  for (int64_t e = 0; e < n; ++e) {
-    int64_t cnt = perm.offsets[e + 1] - perm.offsets[e];
-    if (cnt > 0) ys.push_back(experts[e].forward(xp.narrow(0, perm.offsets[e], cnt)));
+  int64_t row = 0;
+  for (size_t e = 0; e < experts.size(); ++e) {
+    int64_t cnt = disp.local_counts[e];
+    if (cnt > 0) ys.push_back(experts[e].forward(disp.rows.narrow(0, row, cnt)));
+    row += cnt;
   }
-  Tensor yp = ys.size() == 1 ? ys[0] : concat(ys, 0);  // [A, d]
+  // A rank whose experts received no rows still takes part in the combine exchange.
+  Tensor y_local = ys.empty() ? scale(disp.rows, 0.0) : ys.size() == 1 ? ys[0] : concat(ys, 0);
+  Tensor yp = dispatcher->combine(y_local, disp);  // [A, d]
   Tensor wp = index_select(w.reshape({s_tok * k, 1}), Tensor::from_vector(perm.slot, {static_cast<int64_t>(perm.slot.size())}));
   Tensor y = index_add(Tensor::zeros({s_tok, d}, u.dtype()), tok, mul(yp, wp));
   if (shared_experts.defined()) y = add(y, shared_experts.forward(u2));

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "model/config.h"
+#include "model/modules/expert_dispatch.h"
 #include "model/modules/mlp.h"
 
 namespace mlamoe {
@@ -33,7 +34,9 @@ struct Permutation {
 Permutation permute_by_expert(const Tensor& indices, int64_t n_experts);
 
 struct MoeLayer {
-  MoeLayer(ParamInit& init, const std::string& prefix, const ModelConfig& c);
+  // Holds the routed experts of `dispatcher`'s ep rank only (N / ep of them, named by their global
+  // index); the router and shared experts are replicated.
+  MoeLayer(ParamInit& init, const std::string& prefix, const ModelConfig& c, std::shared_ptr<ExpertDispatcher> dispatcher = nullptr);
 
   MoeOutput forward(const Tensor& u) const;  // u [B, T, d]
   // b_i += γ·sign(mean(c) − c_i) from the counts of a whole step (§4.1). No-op without a bias.
@@ -42,7 +45,9 @@ struct MoeLayer {
   const ModelConfig& cfg;
   Tensor gate_weight;              // [N, d]  mlp.gate.weight
   Tensor e_score_correction_bias;  // [N]     fp32 state, selection only (noaux_tc); undefined otherwise
-  std::vector<SwiGluMlp> experts;  // N × ([I_m, d], [I_m, d], [d, I_m])
+  std::shared_ptr<ExpertDispatcher> dispatcher;
+  int64_t first_expert = 0;        // global index of experts[0]
+  std::vector<SwiGluMlp> experts;  // N/ep × ([I_m, d], [I_m, d], [d, I_m]): this rank's experts
   SwiGluMlp shared_experts;        // [N_s·I_m, d] ...; undefined when N_s = 0
 };
 
