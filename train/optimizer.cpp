@@ -66,21 +66,24 @@ double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
     });
   }
   double norm = std::sqrt(sq);
-  if (max_norm > 0 && std::isfinite(norm)) {
-    double coef = max_norm / (norm + 1e-6);
-    if (coef < 1.0)
-      for (const auto& p : params) {
-        Tensor g = p.grad();
-        if (!g.defined()) continue;
-        MLAMOE_CHECK(g.is_contiguous(), "clip_grad_norm: gradient of " << p.describe() << " is not contiguous");
-        dispatch_float(g.dtype(), "clip_grad_norm", [&](auto tag) {
-          using T = decltype(tag);
-          T* d = g.data<T>();
-          for (int64_t i = 0; i < g.numel(); ++i) d[i] = static_cast<T>(d[i] * coef);
-        });
-      }
-  }
+  clip_grads_to(params, norm, max_norm);
   return norm;
+}
+
+void clip_grads_to(const std::vector<Tensor>& params, double norm, double max_norm) {
+  if (max_norm <= 0 || !std::isfinite(norm)) return;
+  double coef = max_norm / (norm + 1e-6);
+  if (coef >= 1.0) return;
+  for (const auto& p : params) {
+    Tensor g = p.grad();
+    if (!g.defined()) continue;
+    MLAMOE_CHECK(g.is_contiguous(), "clip_grads_to: gradient of " << p.describe() << " is not contiguous");
+    dispatch_float(g.dtype(), "clip_grads_to", [&](auto tag) {
+      using T = decltype(tag);
+      T* d = g.data<T>();
+      for (int64_t i = 0; i < g.numel(); ++i) d[i] = static_cast<T>(d[i] * coef);
+    });
+  }
 }
 
 }  // namespace mlamoe

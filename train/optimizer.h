@@ -45,5 +45,8 @@ class AdamW {
 // min(1, max_norm / (norm + 1e-6)) when max_norm > 0 (torch's clip_grad_norm_ rule). Returns the
 // norm before clipping.
 double clip_grad_norm(const std::vector<Tensor>& params, double max_norm);
+// The same rule when the norm was computed elsewhere (over every rank's shard): scales the local
+// gradients by min(1, max_norm / (norm + 1e-6)).
+void clip_grads_to(const std::vector<Tensor>& params, double norm, double max_norm);
 
 }  // namespace mlamoe

@@ -1,6 +1,7 @@
 #include "train/train_step.h"
 
 #include "model/ops/ops.h"
+#include "parallel/pipeline.h"
 
 namespace mlamoe {
 
@@ -14,23 +15,49 @@ void add_counts(std::vector<std::vector<int64_t>>& into, const std::vector<std::
     for (size_t e = 0; e < add[l].size(); ++e) into[l][e] += add[l][e];
 }
 
-StepStats train_step(DeepSeekModel& model, AdamW& opt, const std::vector<Tensor>& micro_batches, const StepSettings& s) {
+StepStats train_step(DeepSeekModel& model, AdamW& opt, const std::vector<Tensor>& micro_batches, const StepSettings& s,
+                     const ParallelContext& par) {
   MLAMOE_CHECK(!micro_batches.empty(), "train_step: no micro-batches");
+  Mesh* mesh = par.mesh;
+  int64_t dp = mesh ? mesh->shape.dp : 1;
   std::vector<Tensor> params = model.params.trainable();
   for (auto& p : params) p.zero_grad();
   StepStats st;
-  double inv_m = 1.0 / static_cast<double>(micro_batches.size());
-  for (const Tensor& w : micro_batches) {
-    ModelOutput out = model.forward(w);
-    scale(out.loss, inv_m).backward();
-    st.loss += out.loss.item() * inv_m;
-    st.lm_loss += out.lm_loss.item() * inv_m;
-    if (out.mtp_loss.defined()) st.mtp_loss += out.mtp_loss.item() * inv_m;
-    if (out.balance_loss.defined()) st.balance_loss += out.balance_loss.item() * inv_m;
-    st.tokens += w.size(0) * (w.size(1) - 1);
-    add_counts(st.counts, out.counts);
+  // Every micro-batch of the global step weighs 1 / (micro-batches per rank · dp), so summed
+  // gradients are those of the mean over the whole global batch.
+  double loss_scale = 1.0 / static_cast<double>(micro_batches.size() * dp);
+  double lm = 0, mtp = 0, bal = 0;
+  if (mesh && mesh->shape.pp > 1) {
+    StageSums sums = run_pipeline(model, *mesh, micro_batches, loss_scale, par.sync);
+    lm = sums.lm, mtp = sums.mtp, bal = sums.balance;
+    st.counts = std::move(sums.counts);
+  } else {
+    for (size_t i = 0; i < micro_batches.size(); ++i) {
+      if (par.sync && i + 1 == micro_batches.size()) par.sync->begin_last_backward();
+      ModelOutput out = model.forward(micro_batches[i]);
+      scale(out.loss, loss_scale).backward();
+      lm += out.lm_loss.item() * loss_scale;
+      if (out.mtp_loss.defined()) mtp += out.mtp_loss.item() * loss_scale;
+      if (out.balance_loss.defined()) bal += out.balance_loss.item() * loss_scale;
+      add_counts(st.counts, out.counts);
+    }
   }
-  st.grad_norm = clip_grad_norm(params, s.grad_clip);
+  for (const Tensor& w : micro_batches) st.tokens += w.size(0) * (w.size(1) - 1);
+  if (mesh) {
+    par.sync->finish();
+    st.grad_norm = par.sync->global_grad_norm();
+    clip_grads_to(params, st.grad_norm, s.grad_clip);
+    // Loss parts: every (stage, dp rank) holds a distinct share; counts: summed over dp.
+    std::vector<double> parts = {lm, mtp, bal};
+    mesh->world->all_reduce_sum(parts);
+    lm = parts[0], mtp = parts[1], bal = parts[2];
+    for (auto& c : st.counts) mesh->dp->all_reduce_sum(c);
+    st.tokens *= dp;
+  } else {
+    st.grad_norm = clip_grad_norm(params, s.grad_clip);
+  }
+  st.lm_loss = lm, st.mtp_loss = mtp, st.balance_loss = bal;
+  st.loss = lm + model.cfg.mtp_loss_weight * mtp + bal;
   st.lr = s.lr;
   st.gamma = s.gamma;
   opt.step(s.lr);

@@ -6,6 +6,8 @@
 #include <vector>
 
 #include "model/modules/deepseek_model.h"
+#include "parallel/grad_sync.h"
+#include "parallel/mesh.h"
 #include "train/optimizer.h"
 
 namespace mlamoe {
@@ -24,8 +26,17 @@ struct StepSettings {
   double gamma = 0;      // bias update speed for this step (0 when frozen)
 };
 
-// micro_batches: token windows [b, T+1] each, all of the same shape.
-StepStats train_step(DeepSeekModel& model, AdamW& opt, const std::vector<Tensor>& micro_batches, const StepSettings& s);
+// The distributed runtime of a step: the mesh and the gradient reducer (null: one process).
+struct ParallelContext {
+  Mesh* mesh = nullptr;
+  GradSync* sync = nullptr;
+};
+
+// micro_batches: this rank's token windows [b, T+1] each, all of the same shape. With a parallel
+// context, losses, counts and the gradient norm are global (over every rank), so every rank returns
+// the same StepStats and applies the same bias update.
+StepStats train_step(DeepSeekModel& model, AdamW& opt, const std::vector<Tensor>& micro_batches, const StepSettings& s,
+                     const ParallelContext& par = {});
 
 // Sum of per-layer expert counts: into += add.
 void add_counts(std::vector<std::vector<int64_t>>& into, const std::vector<std::vector<int64_t>>& add);

@@ -67,6 +67,12 @@ void connect(Tensor& out, std::shared_ptr<Node> node, std::initializer_list<Tens
   connect(out, std::move(node), std::vector<Tensor>(inputs));
 }
 
+namespace {
+thread_local GradReadyHook grad_ready_hook;
+}  // namespace
+
+void set_grad_ready_hook(GradReadyHook hook) { grad_ready_hook = std::move(hook); }
+
 std::vector<Tensor> AccumulateGrad::backward(const Tensor& dout) {
   std::shared_ptr<TensorImpl> impl = leaf.lock();
   if (!impl) return {};
@@ -78,6 +84,7 @@ std::vector<Tensor> AccumulateGrad::backward(const Tensor& dout) {
   } else {
     add_(impl->grad, dout);
   }
+  if (grad_ready_hook) grad_ready_hook(impl.get());
   return {};
 }
 

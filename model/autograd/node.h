@@ -8,6 +8,7 @@
 //     connect(y, node, {x, w});
 //   }
 #pragma once
+#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <vector>
@@ -41,6 +42,14 @@ struct AccumulateGrad final : Node {
   std::vector<Tensor> backward(const Tensor& dout) override;
   std::weak_ptr<TensorImpl> leaf;  // weak: the leaf owns its accumulator, not the reverse
 };
+
+// ---- Gradient-ready hook ----
+// Called after a leaf's gradient for the running backward is complete (its AccumulateGrad ran:
+// once per backward, after every use of the leaf contributed). Data parallelism uses it to start
+// reducing a bucket of gradients while the rest of the backward still runs. One hook per thread;
+// an empty function removes it.
+using GradReadyHook = std::function<void(TensorImpl* leaf)>;
+void set_grad_ready_hook(GradReadyHook hook);
 
 // ---- Grad mode ----
 bool grad_enabled();

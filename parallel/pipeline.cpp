@@ -1,0 +1,132 @@
+#include "parallel/pipeline.h"
+
+#include <algorithm>
+#include <deque>
+
+#include "model/model_size.h"
+#include "model/ops/ops.h"
+
+namespace mlamoe {
+
+std::vector<int64_t> split_layers(const ModelConfig& c, int64_t pp) {
+  int64_t n = c.num_hidden_layers;
+  MLAMOE_CHECK(pp >= 1 && pp <= n, "pipeline: " << pp << " stages for " << n << " layers");
+  ModelSize s = model_size(c, 1);
+  double attn = static_cast<double>(s.attention_matmul);
+  std::vector<double> cost(n);
+  for (int64_t l = 0; l < n; ++l) cost[l] = attn + static_cast<double>(c.is_moe_layer(l) ? s.moe_active : s.dense_mlp);
+  // The last stage also runs the head and the MTP modules (each a layer plus a head).
+  double tail = static_cast<double>(c.vocab_size * c.hidden_size) +
+                static_cast<double>(c.num_nextn_predict_layers) * (static_cast<double>(s.mtp_active_matmul));
+  // Exactly pp non-empty contiguous stages minimising the largest stage cost: a small dynamic
+  // program (n ≤ a few hundred layers). best[k][i]: the bottleneck of the first i layers on k stages.
+  std::vector<double> prefix(n + 1, 0.0);
+  for (int64_t l = 0; l < n; ++l) prefix[l + 1] = prefix[l] + cost[l];
+  auto stage_cost = [&](int64_t a, int64_t b) { return prefix[b] - prefix[a] + (b == n ? tail : 0.0); };
+  const double inf = 1e300;
+  std::vector<std::vector<double>> best(pp + 1, std::vector<double>(n + 1, inf));
+  std::vector<std::vector<int64_t>> cut(pp + 1, std::vector<int64_t>(n + 1, 0));
+  best[0][0] = 0;
+  for (int64_t k = 1; k <= pp; ++k)
+    for (int64_t i = k; i <= n; ++i)
+      for (int64_t j = k - 1; j < i; ++j) {
+        double v = std::max(best[k - 1][j], stage_cost(j, i));
+        if (v < best[k][i]) best[k][i] = v, cut[k][i] = j;
+      }
+  std::vector<int64_t> begin(pp + 1, n);
+  for (int64_t k = pp, i = n; k >= 1; --k) {
+    begin[k] = i;
+    i = cut[k][i];
+    begin[k - 1] = i;
+  }
+  return begin;
+}
+
+namespace {
+
+constexpr int kActivationTag = 0, kGradientTag = 1;
+int tag_of(size_t mb, int kind) { return static_cast<int>(2 * mb) + kind; }
+
+struct InFlight {
+  size_t mb;
+  Tensor input;      // the received activation (a leaf), undefined on the first stage
+  ModelOutput out;
+};
+
+}  // namespace
+
+StageSums run_pipeline(const DeepSeekModel& model, Mesh& mesh, const std::vector<Tensor>& micro_batches, double loss_scale,
+                       GradSync* sync) {
+  const int64_t p = mesh.shape.pp, s = mesh.pp_rank, m = static_cast<int64_t>(micro_batches.size());
+  const int prev = static_cast<int>(s - 1), next = static_cast<int>(s + 1);
+  Communicator& pp = *mesh.pp;
+  StageSums sums;
+  std::deque<InFlight> flight;
+  std::vector<std::unique_ptr<Request>> sends;
+  std::vector<Tensor> send_buffers;  // kept alive until their sends complete
+  int64_t d = model.cfg.hidden_size;
+  size_t next_fwd = 0, backwards_done = 0;
+
+  auto forward = [&]() {
+    size_t mb = next_fwd++;
+    const Tensor& w = micro_batches[mb];
+    InFlight f{mb, Tensor(), {}};
+    if (!mesh.first_stage()) {
+      f.input = Tensor::empty({w.size(0), w.size(1) - 1, d}, model.dtype);
+      pp.recv(f.input.raw_data(), f.input.numel(), f.input.dtype(), prev, tag_of(mb, kActivationTag));
+      f.input.set_requires_grad(true);
+    }
+    f.out = model.forward_stage(w, f.input);
+    if (!mesh.last_stage()) {
+      Tensor h = f.out.hidden.detach().contiguous();
+      send_buffers.push_back(h);
+      sends.push_back(pp.isend(h.raw_data(), h.numel(), h.dtype(), next, tag_of(mb, kActivationTag)));
+    }
+    if (mesh.last_stage()) {
+      sums.lm += f.out.lm_loss.item() * loss_scale;
+      if (f.out.mtp_loss.defined()) sums.mtp += f.out.mtp_loss.item() * loss_scale;
+    }
+    if (f.out.balance_loss.defined()) sums.balance += f.out.balance_loss.item() * loss_scale;
+    if (sums.counts.empty())
+      sums.counts = f.out.counts;
+    else
+      for (size_t l = 0; l < sums.counts.size(); ++l)
+        for (size_t e = 0; e < sums.counts[l].size(); ++e) sums.counts[l][e] += f.out.counts[l][e];
+    flight.push_back(std::move(f));
+  };
+
+  auto backward = [&]() {
+    InFlight f = std::move(flight.front());
+    flight.pop_front();
+    if (sync && ++backwards_done == static_cast<size_t>(m)) sync->begin_last_backward();
+    Tensor surrogate;
+    if (mesh.last_stage()) {
+      surrogate = scale(f.out.loss, loss_scale);
+    } else {
+      // Σ h ⊙ dL/dh carries the next stage's gradient into this stage's graph; this stage's
+      // balance losses join the same backward.
+      Tensor g = Tensor::empty(f.out.hidden.shape(), f.out.hidden.dtype());
+      pp.recv(g.raw_data(), g.numel(), g.dtype(), next, tag_of(f.mb, kGradientTag));
+      surrogate = sum(mul(f.out.hidden, g));
+      if (f.out.balance_loss.defined()) surrogate = add(surrogate, scale(f.out.balance_loss, loss_scale));
+    }
+    surrogate.backward();
+    if (!mesh.first_stage()) {
+      Tensor gi = f.input.grad().contiguous();
+      send_buffers.push_back(gi);
+      sends.push_back(pp.isend(gi.raw_data(), gi.numel(), gi.dtype(), prev, tag_of(f.mb, kGradientTag)));
+    }
+  };
+
+  int64_t warmup = std::min(p - s - 1, m);
+  for (int64_t i = 0; i < warmup; ++i) forward();
+  for (int64_t i = warmup; i < m; ++i) {
+    forward();
+    backward();
+  }
+  while (!flight.empty()) backward();
+  for (auto& r : sends) r->wait();
+  return sums;
+}
+
+}  // namespace mlamoe
