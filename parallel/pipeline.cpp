@@ -129,4 +129,27 @@ StageSums run_pipeline(const DeepSeekModel& model, Mesh& mesh, const std::vector
   return sums;
 }
 
+double eval_pipeline(const DeepSeekModel& model, Mesh& mesh, const std::vector<Tensor>& micro_batches) {
+  NoGrad ng;
+  Communicator& pp = *mesh.pp;
+  const int prev = static_cast<int>(mesh.pp_rank - 1), next = static_cast<int>(mesh.pp_rank + 1);
+  double sum_loss = 0;
+  for (size_t mb = 0; mb < micro_batches.size(); ++mb) {
+    const Tensor& w = micro_batches[mb];
+    Tensor in;
+    if (!mesh.first_stage()) {
+      in = Tensor::empty({w.size(0), w.size(1) - 1, model.cfg.hidden_size}, model.dtype);
+      pp.recv(in.raw_data(), in.numel(), in.dtype(), prev, tag_of(mb, kActivationTag));
+    }
+    ModelOutput out = model.forward_stage(w, in);
+    if (mesh.last_stage()) {
+      sum_loss += out.lm_loss.item();
+    } else {
+      Tensor h = out.hidden.contiguous();
+      pp.send(h.raw_data(), h.numel(), h.dtype(), next, tag_of(mb, kActivationTag));
+    }
+  }
+  return sum_loss;
+}
+
 }  // namespace mlamoe

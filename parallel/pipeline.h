@@ -34,4 +34,8 @@ struct StageSums {
 StageSums run_pipeline(const DeepSeekModel& model, Mesh& mesh, const std::vector<Tensor>& micro_batches, double loss_scale,
                        GradSync* sync);
 
+// Forward only (evaluation, no autograd): the sum over the micro-batches of the main lm loss, on
+// the last stage (0 elsewhere).
+double eval_pipeline(const DeepSeekModel& model, Mesh& mesh, const std::vector<Tensor>& micro_batches);
+
 }  // namespace mlamoe

@@ -6,11 +6,27 @@
 
 namespace mlamoe {
 
-AdamW::AdamW(const ParameterStore& params, const AdamWOptions& opt) : opt_(opt) {
+AdamW::AdamW(const ParameterStore& params, const AdamWOptions& opt, ShardGroupFn shard_group) : opt_(opt) {
   for (const auto& p : params.all()) {
     if (!p.trainable) continue;
-    slots_.push_back({p.name, p.tensor, Tensor::zeros(p.tensor.shape(), p.tensor.dtype()),
-                      Tensor::zeros(p.tensor.shape(), p.tensor.dtype()), p.tensor.dim() >= 2});
+    Slot s;
+    s.name = p.name;
+    s.param = p.tensor;
+    s.decay = p.tensor.dim() >= 2;
+    s.group = shard_group ? shard_group(p.name) : nullptr;
+    int64_t n = p.tensor.numel();
+    if (s.group && s.group->size() > 1) {
+      int64_t g = s.group->size();
+      for (int64_t r = 0; r < g; ++r) s.shard_sizes.push_back(n * (r + 1) / g - n * r / g);
+      s.offset = n * s.group->rank() / g;
+      s.length = s.shard_sizes[s.group->rank()];
+    } else {
+      s.group = nullptr;
+      s.length = n;
+    }
+    s.m = Tensor::zeros({s.length}, p.tensor.dtype());
+    s.v = Tensor::zeros({s.length}, p.tensor.dtype());
+    slots_.push_back(std::move(s));
   }
 }
 
@@ -44,9 +60,13 @@ void AdamW::step(double lr) {
     double decay_mul = s.decay ? 1 - lr * opt_.weight_decay : 1.0;
     dispatch_float(s.param.dtype(), "AdamW", [&](auto tag) {
       using T = decltype(tag);
-      adamw_update_cpu<T>(s.param.data<T>(), g.defined() ? g.data<T>() : nullptr, s.m.data<T>(), s.v.data<T>(), s.param.numel(), lr,
-                          decay_mul, opt_, bc1, bc2);
+      adamw_update_cpu<T>(s.param.data<T>() + s.offset, g.defined() ? g.data<T>() + s.offset : nullptr, s.m.data<T>(), s.v.data<T>(),
+                          s.length, lr, decay_mul, opt_, bc1, bc2);
     });
+    if (s.group) {  // every rank of the group gets every shard's update
+      Tensor mine = s.param.reshape({s.param.numel()}).narrow(0, s.offset, s.length).contiguous();
+      s.group->all_gather_v(mine.raw_data(), s.param.raw_data(), s.shard_sizes, s.param.dtype());
+    }
   }
 }
 

@@ -6,10 +6,12 @@
 // g = 0, as a contiguous gradient buffer would: its moments decay and weight decay applies.
 // The MoE correction biases are not trainable and never reach the optimizer.
 #pragma once
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "model/modules/parameters.h"
+#include "parallel/communicator.h"
 
 namespace mlamoe {
 
@@ -20,9 +22,16 @@ struct AdamWOptions {
   double weight_decay = 0.1;
 };
 
+// ZeRO-1 (DESIGN.md "Parallelism semantics", DP): a parameter replicated over a group of ranks
+// (dense ones over dp, experts over edp) has its elements split into contiguous shards, one per
+// rank of the group; each rank keeps the moments and runs the update for its shard only, then
+// the group all-gathers the parameter. The update is elementwise, so the result is exactly the
+// unsharded one, with 1/group of the optimizer memory.
+using ShardGroupFn = std::function<Communicator*(const std::string& name)>;  // null: not sharded
+
 class AdamW {
  public:
-  AdamW(const ParameterStore& params, const AdamWOptions& opt);
+  AdamW(const ParameterStore& params, const AdamWOptions& opt, ShardGroupFn shard_group = nullptr);
   void step(double lr);
   int64_t steps_taken() const { return t_; }
 
@@ -30,8 +39,12 @@ class AdamW {
   struct Slot {
     std::string name;
     Tensor param;
-    Tensor m, v;  // same shape as param, f32/f64 like it
-    bool decay;   // 2-D and larger
+    Tensor m, v;                   // [length] moments of this rank's shard, f32/f64 like param
+    bool decay;                    // 2-D and larger
+    int64_t offset = 0;            // first element of this rank's shard
+    int64_t length = 0;            // elements in it (all of them when not sharded)
+    Communicator* group = nullptr; // the ranks sharing the parameter (null: not sharded)
+    std::vector<int64_t> shard_sizes;
   };
   std::vector<Slot>& slots() { return slots_; }
 

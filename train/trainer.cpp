@@ -1,6 +1,7 @@
 #include "train/trainer.h"
 
 #include <chrono>
+#include <climits>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -11,8 +12,11 @@
 #include "model/model_size.h"
 #include "model/modules/deepseek_model.h"
 #include "model/ops/ops.h"
+#include "parallel/mpi_runtime.h"
+#include "parallel/pipeline.h"
 #include "train/checkpoint.h"
 #include "train/cli_args.h"
+#include "train/distributed.h"
 #include "train/dry_run.h"
 #include "train/lr_schedule.h"
 #include "train/metrics.h"
@@ -27,26 +31,22 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-Tensor next_windows(TokenLoader& loader, int64_t n) {
-  Tensor w = Tensor::empty({n, loader.seq_len() + 1}, DType::I64);
-  loader.next_batch(n, w.data<int64_t>());
-  return w;
-}
+// Under mpirun (Open MPI, or a PMI launcher such as MPICH's or Slurm's) the trainer joins MPI.
+bool launched_by_mpi() { return std::getenv("OMPI_COMM_WORLD_SIZE") || std::getenv("PMI_SIZE"); }
 
-// Mean main-model loss over the held-out windows (at most `batches` batches of `batch` windows).
-double evaluate(const DeepSeekModel& model, TokenLoader& loader, int64_t batches, int64_t batch) {
-  NoGrad ng;
-  int64_t total = std::min(loader.eval_windows(), batches * batch);
-  double sum = 0;
-  int64_t done = 0;
-  while (done < total) {
-    int64_t n = std::min(batch, total - done);
-    Tensor w = Tensor::empty({n, loader.seq_len() + 1}, DType::I64);
-    loader.eval_batch(done, n, w.data<int64_t>());
-    sum += model.forward(w).lm_loss.item() * static_cast<double>(n);
-    done += n;
+// Set-up errors (config, data, run directory, layout) happen before any rank waits in a
+// collective: every rank learns whether any failed, the lowest failing rank prints its one line,
+// and all of them exit 1 together.
+bool setup_failed(Communicator* world, const std::string& err) {
+  if (!world) {
+    if (!err.empty()) std::fprintf(stderr, "mlamoe: error: %s\n", err.c_str());
+    return !err.empty();
   }
-  return total > 0 ? sum / static_cast<double>(total) : std::nan("");
+  int64_t neg_rank = err.empty() ? INT64_MIN : -static_cast<int64_t>(world->rank());  // max of −rank = the lowest failing rank
+  world->all_reduce(&neg_rank, 1, DType::I64, ReduceOp::Max);
+  if (neg_rank == INT64_MIN) return false;
+  if (-neg_rank == world->rank()) std::fprintf(stderr, "mlamoe: error: %s\n", err.c_str());
+  return true;
 }
 
 // Refuses to mix a new run's logs into an old one (nothing is overwritten).
@@ -59,88 +59,140 @@ void prepare_run_dir(const std::string& dir) {
   MLAMOE_CHECK(!ec, "cannot create run directory '" << dir << "': " << ec.message());
 }
 
-}  // namespace
+// Everything a run holds, set up before the first step.
+struct Run {
+  explicit Run(const RunConfig& c) : rc(c) {}
+  const RunConfig& rc;
+  std::unique_ptr<Mesh> mesh;
+  std::unique_ptr<GradSync> sync;
+  std::unique_ptr<TokenLoader> loader;
+  std::unique_ptr<DeepSeekModel> model;
+  std::unique_ptr<AdamW> opt;
+  std::unique_ptr<JsonlWriter> metrics, experts;
+  int64_t dp = 1, dp_rank = 0, rank = 0, world = 1;
+  double peak_gflops = 0;
+};
 
-// Ranks of an MPI launch, from the launcher's environment (the trainer does not initialise MPI yet).
-static int64_t launched_ranks() {
-  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_NTASKS"})
-    if (const char* s = std::getenv(v)) return std::atoll(s);
-  return 1;
+void set_up(Run& r, MpiRuntime* mpi) {
+  const RunConfig& rc = r.rc;
+  const TrainConfig& tc = rc.train;
+  MLAMOE_CHECK(!rc.data.path.empty(), "config: field 'data.path' (the token dataset from `mlamoe data prepare`) is required");
+  r.world = mpi ? mpi->size() : 1;
+  r.rank = mpi ? mpi->rank() : 0;
+  MeshShape shape = mesh_shape(r.world, rc.parallel.pp, rc.parallel.ep, rc.model.n_routed_experts, rc.model.num_hidden_layers);
+  r.dp = shape.dp;
+  MLAMOE_CHECK(tc.global_batch % (shape.dp * rc.parallel.micro_batches) == 0,
+               "layout: train.global_batch = " << tc.global_batch << " must be divisible by dp (" << shape.dp
+                                               << ") x parallel.micro_batches (" << rc.parallel.micro_batches << ")");
+  MLAMOE_CHECK(mpi || (shape.pp == 1 && shape.ep == 1), "layout: parallel.pp = " << shape.pp << ", parallel.ep = " << shape.ep
+                                                                                  << " need that many ranks: launch with mpirun (launch/run.sh)");
+  r.loader = std::make_unique<TokenLoader>(rc.data.path, rc.data.seq_len, tc.seed, rc.data.eval_fraction);
+  MLAMOE_CHECK(r.loader->vocab_size() <= rc.model.vocab_size, "data file '" << rc.data.path << "' has vocab_size " << r.loader->vocab_size()
+                                                                           << ", more than the model's vocab_size "
+                                                                           << rc.model.vocab_size);
+  if (r.rank == 0) {
+    prepare_run_dir(tc.run_dir);
+    std::ofstream(fs::path(tc.run_dir) / "config.json") << rc.json.dump(2) << "\n";
+    r.metrics = std::make_unique<JsonlWriter>((fs::path(tc.run_dir) / "metrics.jsonl").string());
+    r.experts = std::make_unique<JsonlWriter>((fs::path(tc.run_dir) / "experts.jsonl").string());
+  }
 }
 
-int run_training(const RunConfig& rc) {
+// Mean main-model loss over held-out windows, split over the dp ranks (every rank runs the same
+// number of forwards: expert and pipeline parallelism communicate inside them).
+double evaluate(Run& r) {
+  NoGrad ng;
+  const TrainConfig& tc = r.rc.train;
+  int64_t b = tc.global_batch / (r.dp * r.rc.parallel.micro_batches);
+  int64_t total = std::min(r.loader->eval_windows(), tc.eval_batches * tc.global_batch) / (r.dp * b) * (r.dp * b);
+  if (total == 0) return std::nan("");
+  int64_t per_rank = total / r.dp, seq = r.loader->seq_len();
+  std::vector<Tensor> chunks;
+  for (int64_t first = r.dp_rank * per_rank; first < (r.dp_rank + 1) * per_rank; first += b) {
+    Tensor w = Tensor::empty({b, seq + 1}, DType::I64);
+    r.loader->eval_batch(first, b, w.data<int64_t>());
+    chunks.push_back(w);
+  }
+  double sum = 0;
+  if (r.mesh && r.mesh->shape.pp > 1) {
+    sum = eval_pipeline(*r.model, *r.mesh, chunks);
+  } else {
+    for (const Tensor& w : chunks) sum += r.model->forward(w).lm_loss.item();
+  }
+  double count = (!r.mesh || r.mesh->last_stage()) ? static_cast<double>(chunks.size()) : 0.0;
+  if (r.mesh) {
+    std::vector<double> v = {sum, count};
+    r.mesh->world->all_reduce_sum(v);
+    sum = v[0], count = v[1];
+  }
+  return sum / count;
+}
+
+void train_loop(Run& r) {
+  const RunConfig& rc = r.rc;
   const TrainConfig& tc = rc.train;
-  MLAMOE_CHECK(launched_ranks() <= 1, "launched as " << launched_ranks()
-                                                     << " MPI ranks: this build trains in one process until the distributed runtime lands");
-  MLAMOE_CHECK(!rc.data.path.empty(), "config: field 'data.path' (the token dataset from `mlamoe data prepare`) is required");
-  MLAMOE_CHECK(rc.parallel.pp == 1 && rc.parallel.ep == 1,
-               "config: parallel.pp = " << rc.parallel.pp << ", parallel.ep = " << rc.parallel.ep
-                                        << ": this build trains in one process (pp = ep = 1) until the distributed runtime lands");
-  TokenLoader loader(rc.data.path, rc.data.seq_len, tc.seed, rc.data.eval_fraction);
-  MLAMOE_CHECK(loader.vocab_size() <= rc.model.vocab_size, "data file '" << rc.data.path << "' has vocab_size " << loader.vocab_size()
-                                                                        << ", more than the model's vocab_size "
-                                                                        << rc.model.vocab_size);
-  prepare_run_dir(tc.run_dir);
-  { std::ofstream(fs::path(tc.run_dir) / "config.json") << rc.json.dump(2) << "\n"; }
-
-  DeepSeekModel model(rc.model, tc.seed);
-  AdamW opt(model.params, {tc.beta1, tc.beta2, tc.eps, tc.weight_decay});
-  LrSchedule sched = lr_schedule_of(tc);
+  TokenLoader& loader = *r.loader;
   ModelSize size = model_size(rc.model, rc.data.seq_len);
-  double peak = tc.peak_gflops == "measure" ? measure_sgemm_gflops() : std::stod(tc.peak_gflops);
-  JsonlWriter metrics((fs::path(tc.run_dir) / "metrics.jsonl").string());
-  JsonlWriter experts((fs::path(tc.run_dir) / "experts.jsonl").string());
-
-  int64_t micro = rc.parallel.micro_batches, per_micro = tc.global_batch / micro;
-  std::printf("train: %s | %.3gM params (%.3gM active/token) | %lld steps x %lld seqs x %lld tokens | data %s: %lld train windows, "
-              "%lld held out | peak %.1f GFLOP/s (%s) | run dir %s\n",
-              rc.model.model_type.c_str(), static_cast<double>(size.total) / 1e6,
-              static_cast<double>(size.active_with_embedding) / 1e6, static_cast<long long>(tc.steps),
-              static_cast<long long>(tc.global_batch), static_cast<long long>(rc.data.seq_len), rc.data.path.c_str(),
-              static_cast<long long>(loader.windows_per_epoch()), static_cast<long long>(loader.eval_windows()), peak,
-              tc.peak_gflops == "measure" ? "measured sgemm" : "from config", tc.run_dir.c_str());
-  std::fflush(stdout);
-
+  LrSchedule sched = lr_schedule_of(tc);
+  int64_t micro = rc.parallel.micro_batches, b = tc.global_batch / (r.dp * micro), seq = rc.data.seq_len;
+  if (r.rank == 0) {
+    std::printf("train: %s | %.3gM params (%.3gM active/token) | %lld ranks (pp %lld, dp %lld, ep %lld) | %lld steps x %lld seqs x "
+                "%lld tokens | data %s: %lld train windows, %lld held out | peak %.1f GFLOP/s per rank (%s) | run dir %s\n",
+                rc.model.model_type.c_str(), static_cast<double>(size.total) / 1e6, static_cast<double>(size.active_with_embedding) / 1e6,
+                static_cast<long long>(r.world), static_cast<long long>(rc.parallel.pp), static_cast<long long>(r.dp),
+                static_cast<long long>(rc.parallel.ep), static_cast<long long>(tc.steps), static_cast<long long>(tc.global_batch),
+                static_cast<long long>(seq), rc.data.path.c_str(), static_cast<long long>(loader.windows_per_epoch()),
+                static_cast<long long>(loader.eval_windows()), r.peak_gflops,
+                tc.peak_gflops == "measure" ? "measured sgemm" : "from config", tc.run_dir.c_str());
+    std::fflush(stdout);
+  }
+  ParallelContext par{r.mesh.get(), r.sync.get()};
   int64_t tokens_seen = 0;
   double first_loss = 0, last_loss = 0, last_eval = std::nan("");
   auto t_start = Clock::now();
+  std::vector<int64_t> buf(b * micro * (seq + 1));
   for (int64_t step = 0; step < tc.steps; ++step) {
     auto t0 = Clock::now();
+    // Every rank draws the same global batch; dp rank r takes its contiguous slice of it.
+    loader.next_batch_slice(tc.global_batch, r.dp_rank * b * micro, b * micro, buf.data());
     std::vector<Tensor> batches;
-    for (int64_t m = 0; m < micro; ++m) batches.push_back(next_windows(loader, per_micro));
+    for (int64_t m = 0; m < micro; ++m)
+      batches.push_back(Tensor::from_vector(std::vector<int64_t>(buf.begin() + m * b * (seq + 1), buf.begin() + (m + 1) * b * (seq + 1)),
+                                            {b, seq + 1}));
     bool frozen = tc.bias_freeze_tokens > 0 && tokens_seen >= tc.bias_freeze_tokens;
-    StepStats st = train_step(model, opt, batches, {sched.at(step), tc.grad_clip, frozen ? 0.0 : rc.model.bias_update_speed});
+    StepStats st = train_step(*r.model, *r.opt, batches, {sched.at(step), tc.grad_clip, frozen ? 0.0 : rc.model.bias_update_speed}, par);
     MLAMOE_CHECK(std::isfinite(st.loss), "step " << step + 1 << ": the loss is " << st.loss << " (diverged; lower train.lr)");
     tokens_seen += st.tokens;
-    double dt = seconds_since(t0);
-    double tok_s = static_cast<double>(st.tokens) / dt;
-    double mfu = tok_s * size.flops_per_token() / (peak * 1e9);
-    if (step == 0) first_loss = st.loss;
-    last_loss = st.loss;
-
-    nlohmann::json layers = nlohmann::json::array();
-    std::vector<Tensor> biases = model.correction_biases();
-    double maxvio_sum = 0;
-    for (size_t l = 0; l < st.counts.size(); ++l) {
-      double mv = max_violation(st.counts[l]);
-      maxvio_sum += mv;
-      nlohmann::json entry = {{"layer", model.moe_layer_names()[l]}, {"counts", st.counts[l]}, {"maxvio", mv}};
-      entry["bias"] = biases[l].defined() ? nlohmann::json(biases[l].to_vector<double>()) : nlohmann::json(nullptr);
-      layers.push_back(std::move(entry));
-    }
-    double maxvio_mean = st.counts.empty() ? 0.0 : maxvio_sum / static_cast<double>(st.counts.size());
-    experts.write({{"step", step + 1}, {"tokens", st.tokens}, {"layers", std::move(layers)}});
-
+    ExpertView ev = global_expert_view(*r.model, r.mesh.get(), st.counts);
     bool eval_now = loader.eval_windows() > 0 && tc.eval_batches > 0 &&
                     ((tc.eval_every > 0 && (step + 1) % tc.eval_every == 0) || step + 1 == tc.steps);
-    if (eval_now) last_eval = evaluate(model, loader, tc.eval_batches, tc.global_batch);
+    if (eval_now) last_eval = evaluate(r);
+    double dt = seconds_since(t0);
+    if (step == 0) first_loss = st.loss;
+    last_loss = st.loss;
+    if (r.rank != 0) continue;
+
+    double tok_s = static_cast<double>(st.tokens) / dt;
+    double mfu = tok_s * size.flops_per_token() / (r.peak_gflops * 1e9 * static_cast<double>(r.world));
+    std::vector<std::string> names = all_moe_layer_names(rc.model);
+    nlohmann::json layers = nlohmann::json::array();
+    double maxvio_sum = 0;
+    for (size_t l = 0; l < names.size(); ++l) {
+      double mv = max_violation(ev.counts[l]);
+      maxvio_sum += mv;
+      nlohmann::json entry = {{"layer", names[l]}, {"counts", ev.counts[l]}, {"maxvio", mv}};
+      entry["bias"] = ev.bias[l].empty() ? nlohmann::json(nullptr) : nlohmann::json(ev.bias[l]);
+      layers.push_back(std::move(entry));
+    }
+    double maxvio_mean = names.empty() ? 0.0 : maxvio_sum / static_cast<double>(names.size());
+    r.experts->write({{"step", step + 1}, {"tokens", st.tokens}, {"layers", std::move(layers)}});
     nlohmann::json line = {{"step", step + 1},         {"loss", st.loss},        {"lm_loss", st.lm_loss},
                            {"mtp_loss", st.mtp_loss},  {"balance_loss", st.balance_loss}, {"lr", st.lr},
                            {"grad_norm", st.grad_norm}, {"gamma", st.gamma},     {"tokens", tokens_seen},
                            {"step_time_s", dt},        {"tokens_per_s", tok_s},  {"mfu", mfu},
                            {"maxvio_mean", maxvio_mean}};
     if (eval_now) line["eval_lm_loss"] = last_eval;
-    metrics.write(line);
+    r.metrics->write(line);
 
     double elapsed = seconds_since(t_start);
     double eta = elapsed / static_cast<double>(step + 1) * static_cast<double>(tc.steps - step - 1);
@@ -155,10 +207,55 @@ int run_training(const RunConfig& rc) {
     }
   }
   std::string weights = (fs::path(tc.run_dir) / "weights.h5").string();
-  save_weights(weights, model.params, rc.json, tc.steps);
-  std::printf("done: %lld steps, %lld tokens in %s | loss %.4f -> %.4f | held-out lm loss %.4f | weights %s\n",
-              static_cast<long long>(tc.steps), static_cast<long long>(tokens_seen), format_duration(seconds_since(t_start)).c_str(),
-              first_loss, last_loss, last_eval, weights.c_str());
+  if (r.mesh) {
+    std::unique_ptr<DeepSeekModel> full = r.rank == 0 ? std::make_unique<DeepSeekModel>(rc.model, tc.seed) : nullptr;
+    gather_weights_to_root(*r.model, *r.mesh, full.get());
+    if (r.rank == 0) save_weights(weights, full->params, rc.json, tc.steps);
+  } else {
+    save_weights(weights, r.model->params, rc.json, tc.steps);
+  }
+  if (r.rank == 0)
+    std::printf("done: %lld steps, %lld tokens in %s | loss %.4f -> %.4f | held-out lm loss %.4f | weights %s\n",
+                static_cast<long long>(tc.steps), static_cast<long long>(tokens_seen), format_duration(seconds_since(t_start)).c_str(),
+                first_loss, last_loss, last_eval, weights.c_str());
+}
+
+}  // namespace
+
+int run_training(const RunConfig& rc, MpiRuntime* mpi) {
+  Run r(rc);
+  std::string err;
+  std::unique_ptr<Communicator> world = mpi ? mpi_world_communicator() : nullptr;
+  try {
+    set_up(r, mpi);
+  } catch (const Error& e) {
+    err = e.what();
+  }
+  if (setup_failed(world.get(), err)) return 1;
+
+  // From here on ranks communicate: a failure on one rank aborts all of them (MpiRuntime::fail)
+  // rather than leaving the others waiting in a collective.
+  try {
+    const TrainConfig& tc = rc.train;
+    if (mpi) {
+      MeshShape shape = mesh_shape(r.world, rc.parallel.pp, rc.parallel.ep, rc.model.n_routed_experts, rc.model.num_hidden_layers);
+      r.mesh = std::make_unique<Mesh>(make_mesh(std::move(world), shape));
+      r.dp_rank = r.mesh->dp_rank;
+      r.model = std::make_unique<DeepSeekModel>(rc.model, tc.seed, DType::F32, shard_for(rc.model, *r.mesh));
+      r.sync = std::make_unique<GradSync>(r.model->params, *r.mesh);
+    } else {
+      r.model = std::make_unique<DeepSeekModel>(rc.model, tc.seed);
+    }
+    r.opt = std::make_unique<AdamW>(r.model->params, AdamWOptions{tc.beta1, tc.beta2, tc.eps, tc.weight_decay},
+                                    r.mesh ? zero1_groups(*r.mesh) : nullptr);
+    // The MFU denominator: one rank's sgemm rate, measured by rank 0 while the others wait.
+    r.peak_gflops = tc.peak_gflops == "measure" ? (r.rank == 0 ? measure_sgemm_gflops() : 0.0) : std::stod(tc.peak_gflops);
+    if (r.mesh) r.mesh->world->broadcast(&r.peak_gflops, 1, DType::F64, 0);
+    train_loop(r);
+  } catch (const std::exception& e) {
+    if (mpi && r.world > 1) mpi->fail(e.what());
+    throw;
+  }
   return 0;
 }
 
@@ -171,12 +268,23 @@ int run_train_command(const std::vector<std::string>& args) {
   a.reject_unknown();
   MLAMOE_CHECK(!config.empty(), "train: --config FILE is required");
   MLAMOE_CHECK(dry || ranks == 0, "train: --ranks only plans a layout with --dry-run (launch ranks with mpirun)");
-  RunConfig rc = load_run_config(config, overrides);
   if (dry) {
+    RunConfig rc = load_run_config(config, overrides);
     print_dry_run(rc, ranks > 0 ? ranks : rc.parallel.pp * rc.parallel.ep);
     return 0;
   }
-  return run_training(rc);
+  if (!launched_by_mpi()) return run_training(load_run_config(config, overrides), nullptr);
+  MpiRuntime mpi(nullptr, nullptr);
+  std::unique_ptr<RunConfig> rc;
+  std::string err;
+  try {
+    rc = std::make_unique<RunConfig>(load_run_config(config, overrides));
+  } catch (const Error& e) {
+    err = e.what();
+  }
+  auto world = mpi_world_communicator();
+  if (setup_failed(world.get(), err)) return 1;
+  return run_training(*rc, &mpi);
 }
 
 }  // namespace mlamoe

@@ -6,7 +6,10 @@
 
 namespace mlamoe {
 
-int run_training(const RunConfig& rc);
+class MpiRuntime;
+
+// mpi: null for a single process; under mpirun, every rank calls this with the same config.
+int run_training(const RunConfig& rc, MpiRuntime* mpi);
 
 // `mlamoe train --config C [--set k=v ...] [--dry-run]`
 int run_train_command(const std::vector<std::string>& args);

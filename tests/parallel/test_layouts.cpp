@@ -24,6 +24,7 @@
 #include "parallel/grad_sync.h"
 #include "parallel/mpi_runtime.h"
 #include "parallel/pipeline.h"
+#include "train/distributed.h"
 #include "train/lr_schedule.h"
 #include "train/train_step.h"
 
@@ -102,15 +103,9 @@ int run_layout(const std::string& dir, int64_t pp, int64_t ep, MpiRuntime& mpi) 
   ModelConfig cfg = parse_model_config(cj, "tiny.json");
   MeshShape shape = mesh_shape(mpi.size(), pp, ep, cfg.n_routed_experts, cfg.num_hidden_layers);
   Mesh mesh = make_mesh(mpi_world_communicator(), shape);
-  std::vector<int64_t> begin = split_layers(cfg, pp);
-  ModelShard shard;
-  shard.dispatcher = ep > 1 ? std::make_shared<EpDispatcher>(*mesh.ep, cfg.n_routed_experts) : nullptr;
-  shard.first_layer = begin[mesh.pp_rank];
-  shard.end_layer = begin[mesh.pp_rank + 1];
-  shard.first_stage = mesh.first_stage();
-  shard.last_stage = mesh.last_stage();
+  ModelShard shard = shard_for(cfg, mesh);
   DeepSeekModel model(cfg, 7, DType::F64, shard);
-  AdamW opt(model.params, {});
+  AdamW opt(model.params, {}, zero1_groups(mesh));  // ZeRO-1: moments sharded over dp / edp
   GradSync sync(model.params, mesh, 64 << 10);  // small buckets: several launch during backward
   auto ref = nlohmann::json::parse(std::ifstream(dir + "/reference.json"))["losses"].get<std::vector<double>>();
   int failures = 0;

@@ -1,0 +1,106 @@
+#include "train/distributed.h"
+
+#include <map>
+
+#include "parallel/ep_dispatcher.h"
+#include "parallel/grad_sync.h"
+#include "parallel/pipeline.h"
+
+namespace mlamoe {
+
+ModelShard shard_for(const ModelConfig& c, Mesh& mesh) {
+  std::vector<int64_t> begin = split_layers(c, mesh.shape.pp);
+  ModelShard s;
+  if (mesh.shape.ep > 1) s.dispatcher = std::make_shared<EpDispatcher>(*mesh.ep, c.n_routed_experts);
+  s.first_layer = begin[mesh.pp_rank];
+  s.end_layer = begin[mesh.pp_rank + 1];
+  s.first_stage = mesh.first_stage();
+  s.last_stage = mesh.last_stage();
+  return s;
+}
+
+ShardGroupFn zero1_groups(Mesh& mesh) {
+  return [&mesh](const std::string& name) { return GradSync::is_expert_param(name) ? mesh.edp.get() : mesh.dp.get(); };
+}
+
+std::vector<std::string> all_moe_layer_names(const ModelConfig& c) {
+  std::vector<std::string> out;
+  for (int64_t l = 0; l < c.num_hidden_layers + c.num_nextn_predict_layers; ++l)
+    if (c.is_moe_layer(l)) out.push_back("model.layers." + std::to_string(l) + ".mlp");
+  return out;
+}
+
+ExpertView global_expert_view(const DeepSeekModel& model, Mesh* mesh, const std::vector<std::vector<int64_t>>& counts) {
+  std::vector<std::string> names = all_moe_layer_names(model.cfg);
+  int64_t n = model.cfg.n_routed_experts;
+  std::map<std::string, size_t> slot;
+  for (size_t i = 0; i < names.size(); ++i) slot[names[i]] = i;
+  // Flat buffers over all layers; each stage fills its own layers, the pp sum assembles them.
+  std::vector<int64_t> c(names.size() * n, 0);
+  std::vector<double> b(names.size() * n, 0.0);
+  std::vector<int64_t> has_bias(names.size(), 0);
+  std::vector<Tensor> biases = model.correction_biases();
+  for (size_t l = 0; l < model.moe_layer_names().size(); ++l) {
+    size_t i = slot.at(model.moe_layer_names()[l]);
+    for (int64_t e = 0; e < n; ++e) c[i * n + e] = counts[l][e];
+    if (biases[l].defined()) {
+      has_bias[i] = 1;
+      auto v = biases[l].to_vector<double>();
+      for (int64_t e = 0; e < n; ++e) b[i * n + e] = v[e];
+    }
+  }
+  if (mesh && mesh->shape.pp > 1) {
+    mesh->pp->all_reduce_sum(c);
+    mesh->pp->all_reduce_sum(b);
+    mesh->pp->all_reduce_sum(has_bias);
+  }
+  ExpertView v;
+  for (size_t i = 0; i < names.size(); ++i) {
+    v.counts.emplace_back(c.begin() + i * n, c.begin() + (i + 1) * n);
+    v.bias.push_back(has_bias[i] ? std::vector<double>(b.begin() + i * n, b.begin() + (i + 1) * n) : std::vector<double>{});
+  }
+  return v;
+}
+
+void gather_weights_to_root(const DeepSeekModel& model, Mesh& mesh, DeepSeekModel* full) {
+  Communicator& world = *mesh.world;
+  constexpr int kTag = 7001;
+  auto owns = [&](const Parameter& p) {
+    if (GradSync::is_expert_param(p.name)) return mesh.edp_rank == 0;
+    if (p.name == "model.embed_tokens.weight" && !mesh.first_stage()) return false;  // the first stage's copy
+    return mesh.dp_rank == 0;
+  };
+  if (mesh.rank != 0) {
+    std::vector<const Parameter*> mine;
+    for (const auto& p : model.params.all())
+      if (owns(p)) mine.push_back(&p);
+    int64_t count = static_cast<int64_t>(mine.size());
+    world.send(&count, 1, DType::I64, 0, kTag);
+    for (const Parameter* p : mine) {
+      int64_t len = static_cast<int64_t>(p->name.size());
+      world.send(&len, 1, DType::I64, 0, kTag);
+      world.send(p->name.data(), len, DType::U8, 0, kTag);
+      Tensor t = p->tensor.contiguous();
+      world.send(t.raw_data(), t.numel(), t.dtype(), 0, kTag);
+    }
+    return;
+  }
+  for (const auto& p : model.params.all())
+    if (owns(p)) full->params.get(p.name).copy_(p.tensor);
+  for (int r = 1; r < world.size(); ++r) {
+    int64_t count = 0;
+    world.recv(&count, 1, DType::I64, r, kTag);
+    for (int64_t i = 0; i < count; ++i) {
+      int64_t len = 0;
+      world.recv(&len, 1, DType::I64, r, kTag);
+      std::string name(static_cast<size_t>(len), '\0');
+      world.recv(name.data(), len, DType::U8, r, kTag);
+      Tensor dst = full->params.get(name);
+      Tensor buf = Tensor::empty(dst.shape(), dst.dtype());
+      world.recv(buf.raw_data(), buf.numel(), buf.dtype(), r, kTag);
+      dst.copy_(buf);
+    }
+  }
+}
+
+}  // namespace mlamoe
