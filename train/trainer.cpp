@@ -1,6 +1,7 @@
 #include "train/trainer.h"
 
 #include <chrono>
+#include <csignal>
 #include <climits>
 #include <cmath>
 #include <cstdio>
@@ -47,6 +48,20 @@ bool setup_failed(Communicator* world, const std::string& err) {
   if (neg_rank == INT64_MIN) return false;
   if (-neg_rank == world->rank()) std::fprintf(stderr, "mlamoe: error: %s\n", err.c_str());
   return true;
+}
+
+// Fault injection for the fault-tolerance tests: MLAMOE_FAULT="throw@R:S" makes rank R throw at
+// step S, "kill@R:S" makes it die by SIGKILL (as a crashed node would). Unset in normal runs.
+void maybe_inject_fault(int64_t rank, int64_t step) {
+  const char* f = std::getenv("MLAMOE_FAULT");
+  if (!f) return;
+  std::string spec(f);
+  size_t at = spec.find('@'), colon = spec.find(':');
+  MLAMOE_CHECK(at != std::string::npos && colon != std::string::npos && colon > at,
+               "MLAMOE_FAULT must be throw@RANK:STEP or kill@RANK:STEP, got '" << spec << "'");
+  if (std::stoll(spec.substr(at + 1, colon - at - 1)) != rank || std::stoll(spec.substr(colon + 1)) != step) return;
+  if (spec.rfind("kill", 0) == 0) std::raise(SIGKILL);
+  throw Error("injected fault at step " + std::to_string(step) + " (MLAMOE_FAULT)");
 }
 
 // Refuses to mix a new run's logs into an old one (nothing is overwritten).
@@ -153,6 +168,7 @@ void train_loop(Run& r) {
   std::vector<int64_t> buf(b * micro * (seq + 1));
   for (int64_t step = 0; step < tc.steps; ++step) {
     auto t0 = Clock::now();
+    maybe_inject_fault(r.rank, step + 1);
     // Every rank draws the same global batch; dp rank r takes its contiguous slice of it.
     loader.next_batch_slice(tc.global_batch, r.dp_rank * b * micro, b * micro, buf.data());
     std::vector<Tensor> batches;
