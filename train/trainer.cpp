@@ -32,8 +32,14 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-// Under mpirun (Open MPI, or a PMI launcher such as MPICH's or Slurm's) the trainer joins MPI.
-bool launched_by_mpi() { return std::getenv("OMPI_COMM_WORLD_SIZE") || std::getenv("PMI_SIZE"); }
+// Under mpirun (Open MPI), a PMI/PMIx launcher (MPICH's, Slurm's srun) the trainer joins MPI; a
+// plain command line stays a single process without touching MPI.
+bool launched_by_mpi() {
+  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"})
+    if (std::getenv(v)) return true;
+  const char* n = std::getenv("SLURM_NTASKS");
+  return std::getenv("SLURM_PROCID") && n && std::atoll(n) > 1;
+}
 
 // Set-up errors (config, data, run directory, layout) happen before any rank waits in a
 // collective: every rank learns whether any failed, the lowest failing rank prints its one line,
