@@ -45,18 +45,24 @@ class Communicator {
   virtual std::unique_ptr<Request> iall_reduce(void* buf, int64_t count, DType dt, ReduceOp op) = 0;
   // send holds size()·recv_count elements; rank r receives the sum of every rank's block r.
   virtual void reduce_scatter(const void* send, void* recv, int64_t recv_count, DType dt) = 0;
+  virtual std::unique_ptr<Request> ireduce_scatter(const void* send, void* recv, int64_t recv_count, DType dt) = 0;
   // recv holds the concatenation of every rank's `counts[r]` elements (counts known to all).
   virtual void all_gather_v(const void* send, void* recv, const std::vector<int64_t>& counts, DType dt) = 0;
+  virtual std::unique_ptr<Request> iall_gather_v(const void* send, void* recv, const std::vector<int64_t>& counts, DType dt) = 0;
   // Block r of `send` (send_counts[r] elements, consecutive) goes to rank r; recv holds, in rank
   // order, recv_counts[r] elements from rank r.
   virtual void all_to_all_v(const void* send, const std::vector<int64_t>& send_counts, void* recv,
                             const std::vector<int64_t>& recv_counts, DType dt) = 0;
+  virtual std::unique_ptr<Request> iall_to_all_v(const void* send, const std::vector<int64_t>& send_counts, void* recv,
+                                                 const std::vector<int64_t>& recv_counts, DType dt) = 0;
   virtual void broadcast(void* buf, int64_t count, DType dt, int root) = 0;
+  virtual std::unique_ptr<Request> ibroadcast(void* buf, int64_t count, DType dt, int root) = 0;
   virtual void send(const void* buf, int64_t count, DType dt, int dest, int tag) = 0;
   virtual void recv(void* buf, int64_t count, DType dt, int source, int tag) = 0;
   virtual std::unique_ptr<Request> isend(const void* buf, int64_t count, DType dt, int dest, int tag) = 0;
   virtual std::unique_ptr<Request> irecv(void* buf, int64_t count, DType dt, int source, int tag) = 0;
   virtual void barrier() = 0;
+  virtual std::unique_ptr<Request> ibarrier() = 0;
 
   // A sub-communicator of the ranks passing the same color, ordered by key (collective).
   virtual std::unique_ptr<Communicator> split(int color, int key) = 0;

@@ -48,6 +48,8 @@ void check(int rc, const char* what) {
 class MpiRequest final : public Request {
  public:
   MpiRequest() = default;
+  // Counts and displacements of a v-collective must outlive it: the request keeps them.
+  std::vector<int> keep[4];
   ~MpiRequest() override {
     if (req_ != MPI_REQUEST_NULL) MPI_Wait(&req_, MPI_STATUS_IGNORE);
   }
@@ -99,6 +101,51 @@ class MpiCommunicator final : public Communicator {
   void reduce_scatter(const void* send, void* recv, int64_t recv_count, DType dt) override {
     stats_.add("reduce_scatter", recv_count * size_ * static_cast<int64_t>(dtype_size(dt)));
     check(MPI_Reduce_scatter_block(send, recv, as_int(recv_count, "reduce_scatter"), mpi_type(dt), MPI_SUM, comm_), "reduce_scatter");
+  }
+  std::unique_ptr<Request> ireduce_scatter(const void* send, void* recv, int64_t recv_count, DType dt) override {
+    stats_.add("reduce_scatter", recv_count * size_ * static_cast<int64_t>(dtype_size(dt)));
+    auto r = std::make_unique<MpiRequest>();
+    check(MPI_Ireduce_scatter_block(send, recv, as_int(recv_count, "ireduce_scatter"), mpi_type(dt), MPI_SUM, comm_, r->handle()),
+          "ireduce_scatter");
+    return r;
+  }
+  std::unique_ptr<Request> iall_gather_v(const void* send, void* recv, const std::vector<int64_t>& counts, DType dt) override {
+    MLAMOE_CHECK(static_cast<int>(counts.size()) == size_, "iall_gather_v: " << counts.size() << " counts for " << size_ << " ranks");
+    stats_.add("all_gather", counts[rank_] * static_cast<int64_t>(dtype_size(dt)));
+    auto r = std::make_unique<MpiRequest>();
+    r->keep[0] = to_ints(counts, "iall_gather_v");
+    r->keep[1] = displacements(r->keep[0]);
+    check(MPI_Iallgatherv(send, r->keep[0][rank_], mpi_type(dt), recv, r->keep[0].data(), r->keep[1].data(), mpi_type(dt), comm_,
+                          r->handle()),
+          "iall_gather_v");
+    return r;
+  }
+  std::unique_ptr<Request> iall_to_all_v(const void* send, const std::vector<int64_t>& send_counts, void* recv,
+                                         const std::vector<int64_t>& recv_counts, DType dt) override {
+    MLAMOE_CHECK(static_cast<int>(send_counts.size()) == size_ && static_cast<int>(recv_counts.size()) == size_,
+                 "iall_to_all_v: counts for " << send_counts.size() << "/" << recv_counts.size() << " ranks, the group has " << size_);
+    int64_t sent = std::accumulate(send_counts.begin(), send_counts.end(), int64_t{0}) - send_counts[rank_];
+    stats_.add("all_to_all", sent * static_cast<int64_t>(dtype_size(dt)));
+    auto r = std::make_unique<MpiRequest>();
+    r->keep[0] = to_ints(send_counts, "iall_to_all_v");
+    r->keep[1] = displacements(r->keep[0]);
+    r->keep[2] = to_ints(recv_counts, "iall_to_all_v");
+    r->keep[3] = displacements(r->keep[2]);
+    check(MPI_Ialltoallv(send, r->keep[0].data(), r->keep[1].data(), mpi_type(dt), recv, r->keep[2].data(), r->keep[3].data(),
+                         mpi_type(dt), comm_, r->handle()),
+          "iall_to_all_v");
+    return r;
+  }
+  std::unique_ptr<Request> ibroadcast(void* buf, int64_t count, DType dt, int root) override {
+    if (rank_ == root) stats_.add("broadcast", count * static_cast<int64_t>(dtype_size(dt)));
+    auto r = std::make_unique<MpiRequest>();
+    check(MPI_Ibcast(buf, as_int(count, "ibroadcast"), mpi_type(dt), root, comm_, r->handle()), "ibroadcast");
+    return r;
+  }
+  std::unique_ptr<Request> ibarrier() override {
+    auto r = std::make_unique<MpiRequest>();
+    check(MPI_Ibarrier(comm_, r->handle()), "ibarrier");
+    return r;
   }
   void all_gather_v(const void* send, void* recv, const std::vector<int64_t>& counts, DType dt) override {
     MLAMOE_CHECK(static_cast<int>(counts.size()) == size_, "all_gather_v: " << counts.size() << " counts for " << size_ << " ranks");

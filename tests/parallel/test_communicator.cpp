@@ -1,0 +1,164 @@
+// The MPI Communicator on 3 ranks (ctest: test_communicator_np3): every collective, blocking and
+// non-blocking, against values each rank can compute by itself; sub-communicators; the mesh's
+// coordinates and groups; layout errors; and the EP row exchange as an autograd op (its backward
+// is the reverse exchange).
+#include <gtest/gtest.h>
+
+#include <numeric>
+
+#include "model/ops/ops.h"
+#include "parallel/communicator.h"
+#include "parallel/ep_dispatcher.h"
+#include "parallel/mesh.h"
+#include "parallel/mpi_runtime.h"
+
+namespace mlamoe {
+namespace {
+
+std::unique_ptr<Communicator> world() { return mpi_world_communicator(); }
+
+TEST(Communicator, AllReduceBlockingAndNonBlocking) {
+  auto c = world();
+  int r = c->rank(), n = c->size();
+  std::vector<double> v = {1.0 * r, 2.0};
+  c->all_reduce(v.data(), 2, DType::F64, ReduceOp::Sum);
+  EXPECT_EQ(v[0], n * (n - 1) / 2.0);
+  EXPECT_EQ(v[1], 2.0 * n);
+  std::vector<float> f = {static_cast<float>(r)};
+  c->iall_reduce(f.data(), 1, DType::F32, ReduceOp::Max)->wait();
+  EXPECT_EQ(f[0], n - 1.0f);
+  EXPECT_EQ(c->stats().calls["all_reduce"], 2);
+}
+
+TEST(Communicator, ReduceScatterAllGatherBroadcast) {
+  auto c = world();
+  int r = c->rank(), n = c->size();
+  std::vector<int64_t> send(2 * n);
+  for (int i = 0; i < 2 * n; ++i) send[i] = i + 100 * r;  // rank r's block b holds 2b, 2b+1 (+100r)
+  for (bool nb : {false, true}) {
+    std::vector<int64_t> recv(2);
+    if (nb)
+      c->ireduce_scatter(send.data(), recv.data(), 2, DType::I64)->wait();
+    else
+      c->reduce_scatter(send.data(), recv.data(), 2, DType::I64);
+    int64_t hundreds = 100 * n * (n - 1) / 2;
+    EXPECT_EQ(recv[0], n * (2 * r) + hundreds);
+    EXPECT_EQ(recv[1], n * (2 * r + 1) + hundreds);
+  }
+  std::vector<int64_t> counts(n);
+  for (int i = 0; i < n; ++i) counts[i] = i + 1;  // rank i contributes i+1 values equal to i
+  std::vector<int32_t> mine(r + 1, r), all(n * (n + 1) / 2);
+  for (bool nb : {false, true}) {
+    std::fill(all.begin(), all.end(), -1);
+    if (nb)
+      c->iall_gather_v(mine.data(), all.data(), counts, DType::I32)->wait();
+    else
+      c->all_gather_v(mine.data(), all.data(), counts, DType::I32);
+    int k = 0;
+    for (int i = 0; i < n; ++i)
+      for (int j = 0; j <= i; ++j) EXPECT_EQ(all[k++], i);
+  }
+  double x = r == 1 ? 3.5 : 0.0;
+  c->broadcast(&x, 1, DType::F64, 1);
+  EXPECT_EQ(x, 3.5);
+  double y = r == 2 ? -1.0 : 0.0;
+  c->ibroadcast(&y, 1, DType::F64, 2)->wait();
+  EXPECT_EQ(y, -1.0);
+  c->barrier();
+  c->ibarrier()->wait();
+}
+
+TEST(Communicator, AllToAllVAndPointToPoint) {
+  auto c = world();
+  int r = c->rank(), n = c->size();
+  // Rank r sends (r + d + 1) values "10r + d" to rank d.
+  std::vector<int64_t> sc(n), rc(n);
+  std::vector<float> send;
+  for (int d = 0; d < n; ++d) {
+    sc[d] = r + d + 1;
+    rc[d] = d + r + 1;
+    for (int i = 0; i < sc[d]; ++i) send.push_back(static_cast<float>(10 * r + d));
+  }
+  for (bool nb : {false, true}) {
+    std::vector<float> recv(std::accumulate(rc.begin(), rc.end(), int64_t{0}));
+    if (nb)
+      c->iall_to_all_v(send.data(), sc, recv.data(), rc, DType::F32)->wait();
+    else
+      c->all_to_all_v(send.data(), sc, recv.data(), rc, DType::F32);
+    size_t k = 0;
+    for (int s = 0; s < n; ++s)
+      for (int i = 0; i < rc[s]; ++i) EXPECT_EQ(recv[k++], static_cast<float>(10 * s + r));
+  }
+  // A ring of messages, blocking and non-blocking.
+  int next = (r + 1) % n, prev = (r + n - 1) % n;
+  int64_t out = r, in = -1;
+  auto req = c->irecv(&in, 1, DType::I64, prev, 5);
+  c->isend(&out, 1, DType::I64, next, 5)->wait();
+  req->wait();
+  EXPECT_EQ(in, prev);
+  if (r == 0) c->send(&out, 1, DType::I64, 1, 6);
+  if (r == 1) {
+    c->recv(&in, 1, DType::I64, 0, 6);
+    EXPECT_EQ(in, 0);
+  }
+}
+
+TEST(Communicator, SplitAndMesh) {
+  auto c = world();
+  auto sub = c->split(c->rank() % 2, c->rank());
+  EXPECT_EQ(sub->size(), c->rank() % 2 == 0 ? (c->size() + 1) / 2 : c->size() / 2);
+  // 3 ranks: pp 3 (one rank per stage) — and the layout errors.
+  Mesh m = make_mesh(world(), mesh_shape(3, 3, 1, 16, 4));
+  EXPECT_EQ(m.pp_rank, c->rank());
+  EXPECT_EQ(m.dp->size(), 1);
+  EXPECT_EQ(m.pp->size(), 3);
+  EXPECT_EQ(m.embed->size(), c->rank() == 1 ? 1 : 2);  // first and last stage share the embedding
+  Mesh d = make_mesh(world(), mesh_shape(3, 1, 3, 6, 4));  // dp 3 = ep 3
+  EXPECT_EQ(d.ep_rank, c->rank());
+  EXPECT_EQ(d.edp->size(), 1);
+  EXPECT_THROW(mesh_shape(3, 2, 1, 16, 4), Error);   // 3 ranks, pp 2
+  EXPECT_THROW(mesh_shape(4, 1, 3, 16, 4), Error);   // ep 3 does not divide dp 4
+  EXPECT_THROW(mesh_shape(4, 1, 4, 6, 4), Error);    // ep 4 does not divide 6 experts
+  EXPECT_THROW(mesh_shape(8, 8, 1, 16, 4), Error);   // more stages than layers
+}
+
+// The row exchange's backward sends the gradients back: d(Σ w ⊙ exchange(x))/dx = exchange⁻¹(w).
+TEST(EpDispatch, RowExchangeBackwardIsTheReverseExchange) {
+  auto c = world();
+  int r = c->rank(), n = c->size();
+  std::vector<int64_t> send_rows(n), recv_rows(n);
+  for (int d = 0; d < n; ++d) send_rows[d] = (r + d) % 2 + 1, recv_rows[d] = (d + r) % 2 + 1;
+  int64_t rows = std::accumulate(send_rows.begin(), send_rows.end(), int64_t{0});
+  Rng rng(17 + r);
+  Tensor x = Tensor::randn({rows, 3}, rng, 1.0, DType::F64).set_requires_grad(true);
+  Tensor y = all_to_all_rows(x, send_rows, recv_rows, *c);
+  Tensor w = Tensor::randn(y.shape(), rng, 1.0, DType::F64);
+  sum(mul(y, w)).backward();
+  // Expected: the w rows this rank's x rows landed against, fetched by the reverse exchange.
+  Tensor back = all_to_all_rows(w, recv_rows, send_rows, *c);
+  auto g = x.grad().to_vector<double>(), e = back.to_vector<double>();
+  ASSERT_EQ(g.size(), e.size());
+  for (size_t i = 0; i < g.size(); ++i) EXPECT_EQ(g[i], e[i]);
+  // And forward: rows arrive grouped by source in rank order.
+  auto xs = x.to_vector<double>();
+  Tensor again = all_to_all_rows(x.detach(), send_rows, recv_rows, *c);
+  Tensor round_trip = all_to_all_rows(again, recv_rows, send_rows, *c);
+  EXPECT_EQ(round_trip.to_vector<double>(), xs);
+}
+
+}  // namespace
+}  // namespace mlamoe
+
+int main(int argc, char** argv) {
+  mlamoe::MpiRuntime mpi(&argc, &argv);
+  ::testing::InitGoogleTest(&argc, argv);
+  if (mpi.rank() != 0) {
+    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
+    delete listeners.Release(listeners.default_result_printer());
+  }
+  int failed = RUN_ALL_TESTS();
+  auto c = mlamoe::mpi_world_communicator();
+  int64_t any = failed;
+  c->all_reduce(&any, 1, mlamoe::DType::I64, mlamoe::ReduceOp::Max);
+  return any != 0;
+}
