@@ -72,6 +72,7 @@ GradSync::~GradSync() { set_grad_ready_hook(nullptr); }
 void GradSync::begin_last_backward() {
   for (auto& b : buckets_) b.ready = 0, b.req.reset();
   next_launch_ = 0;
+  launched_in_backward_ = 0;
   if (mesh_.shape.dp > 1) set_grad_ready_hook([this](TensorImpl* leaf) { on_ready(leaf); });
 }
 
@@ -83,8 +84,10 @@ void GradSync::on_ready(TensorImpl* leaf) {
 }
 
 void GradSync::launch_ready_prefix() {
-  while (next_launch_ < buckets_.size() && buckets_[next_launch_].ready == static_cast<int64_t>(buckets_[next_launch_].params.size()))
+  while (next_launch_ < buckets_.size() && buckets_[next_launch_].ready == static_cast<int64_t>(buckets_[next_launch_].params.size())) {
     launch(buckets_[next_launch_++]);
+    ++launched_in_backward_;
+  }
 }
 
 void GradSync::launch(Bucket& b) {

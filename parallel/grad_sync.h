@@ -35,6 +35,9 @@ class GradSync {
   double global_grad_norm() const;
 
   static bool is_expert_param(const std::string& name);
+  // Buckets the last step launched from the hook, i.e. while its backward was still running.
+  int64_t buckets_launched_in_backward() const { return launched_in_backward_; }
+  int64_t bucket_count() const { return static_cast<int64_t>(buckets_.size()); }
 
  private:
   struct Bucket {
@@ -51,6 +54,7 @@ class GradSync {
   std::vector<Bucket> buckets_;  // dense, in launch order
   std::unordered_map<TensorImpl*, size_t> bucket_of_;
   size_t next_launch_ = 0;
+  int64_t launched_in_backward_ = 0;
   std::vector<Tensor> experts_;
   Tensor embedding_;           // the shared embedding when both pipeline ends hold it
   bool embedding_counted_ = true;  // whether this rank's embedding counts in the norm

@@ -130,6 +130,12 @@ int run_layout(const std::string& dir, int64_t pp, int64_t ep, const Precision& 
       ++failures;
     }
     if (mesh.rank == 0) std::printf("step %lld loss %.12f (reference %.12f)\n", static_cast<long long>(s), st.loss, ref[s]);
+    // Data parallelism must overlap: most buckets start reducing before backward ends.
+    if (shape.dp > 1 && 2 * sync.buckets_launched_in_backward() < sync.bucket_count()) {
+      std::fprintf(stderr, "%s: only %lld of %lld gradient buckets were launched during backward\n", mesh.describe().c_str(),
+                   static_cast<long long>(sync.buckets_launched_in_backward()), static_cast<long long>(sync.bucket_count()));
+      ++failures;
+    }
   }
   // This rank's parameters against the reference's tensors of the same names.
   auto index = nlohmann::json::parse(std::ifstream(dir + "/reference_index.json"));
