@@ -62,45 +62,4 @@ ExpertView global_expert_view(const DeepSeekModel& model, Mesh* mesh, const std:
   return v;
 }
 
-void gather_weights_to_root(const DeepSeekModel& model, Mesh& mesh, DeepSeekModel* full) {
-  Communicator& world = *mesh.world;
-  constexpr int kTag = 7001;
-  auto owns = [&](const Parameter& p) {
-    if (GradSync::is_expert_param(p.name)) return mesh.edp_rank == 0;
-    if (p.name == "model.embed_tokens.weight" && !mesh.first_stage()) return false;  // the first stage's copy
-    return mesh.dp_rank == 0;
-  };
-  if (mesh.rank != 0) {
-    std::vector<const Parameter*> mine;
-    for (const auto& p : model.params.all())
-      if (owns(p)) mine.push_back(&p);
-    int64_t count = static_cast<int64_t>(mine.size());
-    world.send(&count, 1, DType::I64, 0, kTag);
-    for (const Parameter* p : mine) {
-      int64_t len = static_cast<int64_t>(p->name.size());
-      world.send(&len, 1, DType::I64, 0, kTag);
-      world.send(p->name.data(), len, DType::U8, 0, kTag);
-      Tensor t = p->tensor.contiguous();
-      world.send(t.raw_data(), t.numel(), t.dtype(), 0, kTag);
-    }
-    return;
-  }
-  for (const auto& p : model.params.all())
-    if (owns(p)) full->params.get(p.name).copy_(p.tensor);
-  for (int r = 1; r < world.size(); ++r) {
-    int64_t count = 0;
-    world.recv(&count, 1, DType::I64, r, kTag);
-    for (int64_t i = 0; i < count; ++i) {
-      int64_t len = 0;
-      world.recv(&len, 1, DType::I64, r, kTag);
-      std::string name(static_cast<size_t>(len), '\0');
-      world.recv(name.data(), len, DType::U8, r, kTag);
-      Tensor dst = full->params.get(name);
-      Tensor buf = Tensor::empty(dst.shape(), dst.dtype());
-      world.recv(buf.raw_data(), buf.numel(), buf.dtype(), r, kTag);
-      dst.copy_(buf);
-    }
-  }
-}
-
 }  // namespace mlamoe

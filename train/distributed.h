@@ -1,6 +1,6 @@
-// The trainer's side of the distributed runtime: which part of the model a rank builds, the
-// global view of per-layer expert statistics for the logs (every MoE layer, whatever stage holds
-// it), and the final weights gathered onto rank 0 for the weights file.
+// The trainer's side of the distributed runtime: which part of the model a rank builds, its
+// ZeRO-1 groups, and the global view of per-layer expert statistics for the logs (every MoE
+// layer, whatever stage holds it).
 #pragma once
 #include <string>
 #include <vector>
@@ -27,11 +27,5 @@ ExpertView global_expert_view(const DeepSeekModel& model, Mesh* mesh, const std:
 
 // ZeRO-1 groups for AdamW: experts over edp, everything else over dp.
 ShardGroupFn zero1_groups(Mesh& mesh);
-
-// Copies every parameter of the whole model into `full` (a complete single-process model, on
-// rank 0 only; other ranks pass null): each tensor is sent by one owner (dp rank 0 of its stage,
-// edp rank 0 for experts). Fine for the model sizes a weights file is meant for; sharded
-// checkpoints of large models are written per rank by the checkpoint code.
-void gather_weights_to_root(const DeepSeekModel& model, Mesh& mesh, DeepSeekModel* full);
 
 }  // namespace mlamoe

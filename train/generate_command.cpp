@@ -30,12 +30,12 @@ int run_generate_command(const std::vector<std::string>& args) {
   int64_t n_new = a.get_int("tokens", 200, 1, 1 << 20);
   bool verify = a.has_switch("verify");
   a.reject_unknown();
-  MLAMOE_CHECK(!ckpt.empty(), "generate: --checkpoint FILE is required (a run directory's weights.h5)");
+  MLAMOE_CHECK(!ckpt.empty(), "generate: --checkpoint FILE is required (a run directory's weights.h5 or checkpoints/step-*.h5)");
   MLAMOE_CHECK(!prompt.empty(), "generate: --prompt TEXT is required");
 
-  ModelConfig cfg = parse_model_config(read_weights_config(ckpt), ckpt);
+  ModelConfig cfg = parse_model_config(read_checkpoint_config(ckpt), ckpt);
   DeepSeekModel model(cfg, 0);
-  load_weights(ckpt, model.params);
+  load_checkpoint(ckpt, model, nullptr, nullptr);
   NoGrad ng;
 
   std::vector<int32_t> ids = byte_encode(prompt);

@@ -12,6 +12,34 @@ JsonlWriter::JsonlWriter(const std::string& path) : path_(path), f_(std::fopen(p
   MLAMOE_CHECK(f_ != nullptr, "cannot create log file '" << path << "'");
 }
 
+JsonlWriter::JsonlWriter(const std::string& path, int64_t through_step) : path_(path) {
+  std::vector<std::string> keep;
+  if (std::FILE* in = std::fopen(path.c_str(), "r")) {
+    std::string line;
+    int c;
+    auto flush_line = [&]() {
+      try {
+        auto j = nlohmann::json::parse(line);
+        if (j.contains("step") && j["step"].get<int64_t>() <= through_step) keep.push_back(line);
+      } catch (const std::exception&) {
+        // a partial line from a killed writer
+      }
+      line.clear();
+    };
+    while ((c = std::fgetc(in)) != EOF) {
+      if (c == '\n')
+        flush_line();
+      else
+        line.push_back(static_cast<char>(c));
+    }
+    std::fclose(in);
+  }
+  f_ = std::fopen(path.c_str(), "w");
+  MLAMOE_CHECK(f_ != nullptr, "cannot open log file '" << path << "'");
+  for (const auto& l : keep) std::fprintf(f_, "%s\n", l.c_str());
+  std::fflush(f_);
+}
+
 JsonlWriter::~JsonlWriter() {
   if (f_) std::fclose(f_);
 }

@@ -13,6 +13,9 @@ namespace mlamoe {
 class JsonlWriter {
  public:
   explicit JsonlWriter(const std::string& path);  // creates or truncates
+  // Resuming: keeps the lines whose "step" is at most `through_step` (a line half-written by a
+  // killed run, or steps after the checkpoint being resumed, are dropped), then appends.
+  JsonlWriter(const std::string& path, int64_t through_step);
   ~JsonlWriter();
   JsonlWriter(const JsonlWriter&) = delete;
   JsonlWriter& operator=(const JsonlWriter&) = delete;

@@ -16,9 +16,11 @@ AdamW::AdamW(const ParameterStore& params, const AdamWOptions& opt, ShardGroupFn
     s.group = shard_group ? shard_group(p.name) : nullptr;
     int64_t n = p.tensor.numel();
     if (s.group && s.group->size() > 1) {
-      int64_t g = s.group->size();
-      for (int64_t r = 0; r < g; ++r) s.shard_sizes.push_back(n * (r + 1) / g - n * r / g);
-      s.offset = n * s.group->rank() / g;
+      // Shards are whole rows (dim 0), so each is one rectangular block of the tensor: a
+      // checkpoint stores it as a hyperslab of the full-shape dataset.
+      int64_t g = s.group->size(), rows = p.tensor.size(0), row = n / rows;
+      for (int64_t r = 0; r < g; ++r) s.shard_sizes.push_back((rows * (r + 1) / g - rows * r / g) * row);
+      s.offset = rows * s.group->rank() / g * row;
       s.length = s.shard_sizes[s.group->rank()];
     } else {
       s.group = nullptr;

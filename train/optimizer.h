@@ -23,8 +23,8 @@ struct AdamWOptions {
 };
 
 // ZeRO-1 (DESIGN.md "Parallelism semantics", DP): a parameter replicated over a group of ranks
-// (dense ones over dp, experts over edp) has its elements split into contiguous shards, one per
-// rank of the group; each rank keeps the moments and runs the update for its shard only, then
+// (dense ones over dp, experts over edp) has its rows split into contiguous shards, one per rank
+// of the group (a rank may get none when there are fewer rows than ranks); each rank keeps the moments and runs the update for its shard only, then
 // the group all-gathers the parameter. The update is elementwise, so the result is exactly the
 // unsharded one, with 1/group of the optimizer memory.
 using ShardGroupFn = std::function<Communicator*(const std::string& name)>;  // null: not sharded
@@ -34,6 +34,7 @@ class AdamW {
   AdamW(const ParameterStore& params, const AdamWOptions& opt, ShardGroupFn shard_group = nullptr);
   void step(double lr);
   int64_t steps_taken() const { return t_; }
+  void set_steps_taken(int64_t t) { t_ = t; }  // resume
 
   // The moments, parallel to the trainable parameters (checkpoints save them).
   struct Slot {

@@ -31,6 +31,8 @@ TrainConfig parse_train(const nlohmann::json& j, const std::string& where) {
   f.get("eval_batches", t.eval_batches);
   f.get("log_every", t.log_every);
   f.get("run_dir", t.run_dir);
+  f.get("checkpoint_every", t.checkpoint_every);
+  f.get("keep_checkpoints", t.keep_checkpoints);
   if (f.has("peak_gflops") && j.at("train").at("peak_gflops").is_number()) {
     double v = 0;
     f.get("peak_gflops", v);
@@ -65,6 +67,8 @@ TrainConfig parse_train(const nlohmann::json& j, const std::string& where) {
   require(t.eval_batches >= 0, "eval_batches", "must be >= 0");
   require(t.log_every >= 1, "log_every", "must be >= 1");
   require(!t.run_dir.empty(), "run_dir", "must not be empty");
+  require(t.checkpoint_every >= 0, "checkpoint_every", "must be >= 0 (0: only the final weights)");
+  require(t.keep_checkpoints >= 1, "keep_checkpoints", "must be >= 1");
   return t;
 }
 

@@ -29,7 +29,9 @@ struct TrainConfig {
   int64_t eval_every = 100;                    // steps between held-out evaluations; 0 = only at the end
   int64_t eval_batches = 8;                    // held-out batches (of global_batch sequences) per evaluation
   int64_t log_every = 1;                       // steps between progress lines on stdout (the logs get every step)
-  std::string run_dir = "runs/run";            // metrics.jsonl, experts.jsonl, the final weights
+  std::string run_dir = "runs/run";            // metrics.jsonl, experts.jsonl, checkpoints/, the final weights
+  int64_t checkpoint_every = 0;                // steps between checkpoints (0: none until the end)
+  int64_t keep_checkpoints = 3;                // newest complete checkpoints kept
   std::string peak_gflops = "measure";         // MFU denominator: a number in GFLOP/s, or "measure" (sgemm, at start)
 };
 

@@ -92,9 +92,31 @@ struct Run {
   std::unique_ptr<JsonlWriter> metrics, experts;
   int64_t dp = 1, dp_rank = 0, rank = 0, world = 1;
   double peak_gflops = 0;
+  std::string run_dir;     // train.run_dir, or the --resume directory
+  std::string load_from;   // checkpoint to load after the model is built ("" for a fresh start)
+  bool load_optimizer = false;
+  TrainState state;        // where training starts
 };
 
-void set_up(Run& r, MpiRuntime* mpi) {
+// The model part of a run config (everything but the run sections), for matching a checkpoint.
+nlohmann::json model_fields(nlohmann::json j) {
+  for (const char* k : {"train", "data", "parallel"}) j.erase(k);
+  return j;
+}
+
+// A checkpoint only loads into the model it was written by: the first differing field is named.
+void check_same_model(const nlohmann::json& run, const nlohmann::json& ckpt, const std::string& path) {
+  nlohmann::json a = model_fields(run), b = model_fields(ckpt);
+  for (auto it = a.begin(); it != a.end(); ++it)
+    MLAMOE_CHECK(b.contains(it.key()) && b[it.key()] == it.value(),
+                 "config field '" << it.key() << "' is " << it.value().dump() << ", checkpoint '" << path << "' was written with "
+                                  << (b.contains(it.key()) ? b[it.key()].dump() : std::string("no such field")));
+  for (auto it = b.begin(); it != b.end(); ++it)
+    MLAMOE_CHECK(a.contains(it.key()), "checkpoint '" << path << "' was written with field '" << it.key() << "' = " << it.value().dump()
+                                                      << ", which the config does not set");
+}
+
+void set_up(Run& r, MpiRuntime* mpi, const StartOptions& start) {
   const RunConfig& rc = r.rc;
   const TrainConfig& tc = rc.train;
   MLAMOE_CHECK(!rc.data.path.empty(), "config: field 'data.path' (the token dataset from `mlamoe data prepare`) is required");
@@ -111,11 +133,27 @@ void set_up(Run& r, MpiRuntime* mpi) {
   MLAMOE_CHECK(r.loader->vocab_size() <= rc.model.vocab_size, "data file '" << rc.data.path << "' has vocab_size " << r.loader->vocab_size()
                                                                            << ", more than the model's vocab_size "
                                                                            << rc.model.vocab_size);
+  r.run_dir = tc.run_dir;
+  if (!start.resume_dir.empty()) {
+    r.run_dir = start.resume_dir;
+    r.load_from = latest_checkpoint(r.run_dir);
+    MLAMOE_CHECK(!r.load_from.empty(), "--resume " << r.run_dir << ": no complete checkpoint in " << r.run_dir
+                                                   << "/checkpoints (set train.checkpoint_every to write them)");
+    r.load_optimizer = true;
+  } else if (!start.init_from.empty()) {
+    r.load_from = start.init_from;
+  }
+  if (!r.load_from.empty()) check_same_model(rc.json, read_checkpoint_config(r.load_from), r.load_from);
   if (r.rank == 0) {
-    prepare_run_dir(tc.run_dir);
-    std::ofstream(fs::path(tc.run_dir) / "config.json") << rc.json.dump(2) << "\n";
-    r.metrics = std::make_unique<JsonlWriter>((fs::path(tc.run_dir) / "metrics.jsonl").string());
-    r.experts = std::make_unique<JsonlWriter>((fs::path(tc.run_dir) / "experts.jsonl").string());
+    bool resuming = !start.resume_dir.empty();
+    if (!resuming) prepare_run_dir(r.run_dir);
+    std::ofstream(fs::path(r.run_dir) / "config.json") << rc.json.dump(2) << "\n";
+    // Resuming keeps the log lines up to the checkpoint (its step is read again after loading).
+    int64_t through = resuming ? checkpoint_step(r.load_from) : -1;
+    r.metrics = resuming ? std::make_unique<JsonlWriter>((fs::path(r.run_dir) / "metrics.jsonl").string(), through)
+                         : std::make_unique<JsonlWriter>((fs::path(r.run_dir) / "metrics.jsonl").string());
+    r.experts = resuming ? std::make_unique<JsonlWriter>((fs::path(r.run_dir) / "experts.jsonl").string(), through)
+                         : std::make_unique<JsonlWriter>((fs::path(r.run_dir) / "experts.jsonl").string());
   }
 }
 
@@ -164,15 +202,18 @@ void train_loop(Run& r) {
                 static_cast<long long>(rc.parallel.ep), static_cast<long long>(tc.steps), static_cast<long long>(tc.global_batch),
                 static_cast<long long>(seq), rc.data.path.c_str(), static_cast<long long>(loader.windows_per_epoch()),
                 static_cast<long long>(loader.eval_windows()), r.peak_gflops,
-                tc.peak_gflops == "measure" ? "measured sgemm" : "from config", tc.run_dir.c_str());
+                tc.peak_gflops == "measure" ? "measured sgemm" : "from config", r.run_dir.c_str());
     std::fflush(stdout);
   }
   ParallelContext par{r.mesh.get(), r.sync.get()};
-  int64_t tokens_seen = 0;
+  int64_t tokens_seen = r.state.tokens_seen, first_step = r.state.step;
+  if (first_step > 0 && r.rank == 0)
+    std::printf("resumed from %s at step %lld (%lld tokens seen)\n", r.load_from.c_str(), static_cast<long long>(first_step),
+                static_cast<long long>(tokens_seen));
   double first_loss = 0, last_loss = 0, last_eval = std::nan("");
   auto t_start = Clock::now();
   std::vector<int64_t> buf(b * micro * (seq + 1));
-  for (int64_t step = 0; step < tc.steps; ++step) {
+  for (int64_t step = first_step; step < tc.steps; ++step) {
     auto t0 = Clock::now();
     maybe_inject_fault(r.rank, step + 1);
     // Every rank draws the same global batch; dp rank r takes its contiguous slice of it.
@@ -190,8 +231,14 @@ void train_loop(Run& r) {
                     ((tc.eval_every > 0 && (step + 1) % tc.eval_every == 0) || step + 1 == tc.steps);
     if (eval_now) last_eval = evaluate(r);
     double dt = seconds_since(t0);
-    if (step == 0) first_loss = st.loss;
+    if (step == first_step) first_loss = st.loss;
     last_loss = st.loss;
+    // Checkpoint after the step, with everything an exact resume needs.
+    if ((tc.checkpoint_every > 0 && (step + 1) % tc.checkpoint_every == 0) || (tc.checkpoint_every > 0 && step + 1 == tc.steps)) {
+      TrainState ts{step + 1, tokens_seen, r.opt->steps_taken(), loader.state()};
+      save_checkpoint(checkpoint_path(r.run_dir, step + 1), *r.model, r.opt.get(), ts, rc.json, r.mesh.get());
+      if (r.rank == 0) prune_checkpoints(r.run_dir, tc.keep_checkpoints);
+    }
     if (r.rank != 0) continue;
 
     double tok_s = static_cast<double>(st.tokens) / dt;
@@ -217,7 +264,7 @@ void train_loop(Run& r) {
     r.metrics->write(line);
 
     double elapsed = seconds_since(t_start);
-    double eta = elapsed / static_cast<double>(step + 1) * static_cast<double>(tc.steps - step - 1);
+    double eta = elapsed / static_cast<double>(step + 1 - first_step) * static_cast<double>(tc.steps - step - 1);
     if (step == 0 || (step + 1) % tc.log_every == 0 || step + 1 == tc.steps || eval_now) {
       std::printf("step %5lld/%lld | loss %.4f (lm %.4f mtp %.4f bal %.2e) | lr %.2e | gnorm %.3f | %.1fK tok/s | MFU %.1f%% | "
                   "maxvio %.2f | ETA %s",
@@ -228,28 +275,26 @@ void train_loop(Run& r) {
       std::fflush(stdout);
     }
   }
-  std::string weights = (fs::path(tc.run_dir) / "weights.h5").string();
-  if (r.mesh) {
-    std::unique_ptr<DeepSeekModel> full = r.rank == 0 ? std::make_unique<DeepSeekModel>(rc.model, tc.seed) : nullptr;
-    gather_weights_to_root(*r.model, *r.mesh, full.get());
-    if (r.rank == 0) save_weights(weights, full->params, rc.json, tc.steps);
-  } else {
-    save_weights(weights, r.model->params, rc.json, tc.steps);
-  }
+  // The final weights (the checkpoint format without optimizer state), written by all ranks.
+  std::string weights = (fs::path(r.run_dir) / "weights.h5").string();
+  TrainState final_state;
+  final_state.step = tc.steps;
+  final_state.tokens_seen = tokens_seen;
+  save_checkpoint(weights, *r.model, nullptr, final_state, rc.json, r.mesh.get());
   if (r.rank == 0)
     std::printf("done: %lld steps, %lld tokens in %s | loss %.4f -> %.4f | held-out lm loss %.4f | weights %s\n",
-                static_cast<long long>(tc.steps), static_cast<long long>(tokens_seen), format_duration(seconds_since(t_start)).c_str(),
+                static_cast<long long>(tc.steps - first_step), static_cast<long long>(tokens_seen), format_duration(seconds_since(t_start)).c_str(),
                 first_loss, last_loss, last_eval, weights.c_str());
 }
 
 }  // namespace
 
-int run_training(const RunConfig& rc, MpiRuntime* mpi) {
+int run_training(const RunConfig& rc, MpiRuntime* mpi, const StartOptions& start) {
   Run r(rc);
   std::string err;
   std::unique_ptr<Communicator> world = mpi ? mpi_world_communicator() : nullptr;
   try {
-    set_up(r, mpi);
+    set_up(r, mpi, start);
   } catch (const Error& e) {
     err = e.what();
   }
@@ -270,6 +315,16 @@ int run_training(const RunConfig& rc, MpiRuntime* mpi) {
     }
     r.opt = std::make_unique<AdamW>(r.model->params, AdamWOptions{tc.beta1, tc.beta2, tc.eps, tc.weight_decay},
                                     r.mesh ? zero1_groups(*r.mesh) : nullptr);
+    if (!r.load_from.empty()) {
+      // Resume: weights, biases, moments and progress under this run's layout (any layout can
+      // read any checkpoint). --init-from: weights and biases only; optimizer and schedule restart.
+      LoadResult lr = load_checkpoint_all(r.load_from, *r.model, r.load_optimizer ? r.opt.get() : nullptr, r.mesh.get());
+      if (lr.any_failed && setup_failed(r.mesh ? r.mesh->world.get() : nullptr, lr.error)) return 1;
+      if (r.load_optimizer) {
+        r.state = lr.state;
+        r.loader->set_state(lr.state.loader);
+      }
+    }
     // The MFU denominator: one rank's sgemm rate, measured by rank 0 while the others wait.
     r.peak_gflops = tc.peak_gflops == "measure" ? (r.rank == 0 ? measure_sgemm_gflops() : 0.0) : std::stod(tc.peak_gflops);
     if (r.mesh) r.mesh->world->broadcast(&r.peak_gflops, 1, DType::F64, 0);
@@ -287,7 +342,9 @@ int run_train_command(const std::vector<std::string>& args) {
   int64_t ranks = a.get_int("ranks", 0, 1, 1 << 24);  // dry-run default: the smallest layout, pp·ep ranks
   std::vector<std::string> overrides = a.get_all("set");
   bool dry = a.has_switch("dry-run");
+  StartOptions start{a.get("resume", ""), a.get("init-from", "")};
   a.reject_unknown();
+  MLAMOE_CHECK(start.resume_dir.empty() || start.init_from.empty(), "train: --resume and --init-from exclude each other");
   MLAMOE_CHECK(!config.empty(), "train: --config FILE is required");
   MLAMOE_CHECK(dry || ranks == 0, "train: --ranks only plans a layout with --dry-run (launch ranks with mpirun)");
   if (dry) {
@@ -295,7 +352,7 @@ int run_train_command(const std::vector<std::string>& args) {
     print_dry_run(rc, ranks > 0 ? ranks : rc.parallel.pp * rc.parallel.ep);
     return 0;
   }
-  if (!launched_by_mpi()) return run_training(load_run_config(config, overrides), nullptr);
+  if (!launched_by_mpi()) return run_training(load_run_config(config, overrides), nullptr, start);
   MpiRuntime mpi(nullptr, nullptr);
   std::unique_ptr<RunConfig> rc;
   std::string err;
@@ -306,7 +363,7 @@ int run_train_command(const std::vector<std::string>& args) {
   }
   auto world = mpi_world_communicator();
   if (setup_failed(world.get(), err)) return 1;
-  return run_training(*rc, &mpi);
+  return run_training(*rc, &mpi, start);
 }
 
 }  // namespace mlamoe
