@@ -56,7 +56,7 @@ struct InFlight {
 }  // namespace
 
 StageSums run_pipeline(const DeepSeekModel& model, Mesh& mesh, const std::vector<Tensor>& micro_batches, double loss_scale,
-                       GradSync* sync) {
+                       GradSync* sync, double backward_factor) {
   const int64_t p = mesh.shape.pp, s = mesh.pp_rank, m = static_cast<int64_t>(micro_batches.size());
   const int prev = static_cast<int>(s - 1), next = static_cast<int>(s + 1);
   Communicator& pp = *mesh.pp;
@@ -101,14 +101,15 @@ StageSums run_pipeline(const DeepSeekModel& model, Mesh& mesh, const std::vector
     if (sync && ++backwards_done == static_cast<size_t>(m)) sync->begin_last_backward();
     Tensor surrogate;
     if (mesh.last_stage()) {
-      surrogate = scale(f.out.loss, loss_scale);
+      surrogate = scale(f.out.loss, loss_scale * backward_factor);
     } else {
       // Σ h ⊙ dL/dh carries the next stage's gradient into this stage's graph; this stage's
       // balance losses join the same backward.
       Tensor g = Tensor::empty(f.out.hidden.shape(), f.out.hidden.dtype());
       pp.recv(g.raw_data(), g.numel(), g.dtype(), next, tag_of(f.mb, kGradientTag));
       surrogate = sum(mul(f.out.hidden, g));
-      if (f.out.balance_loss.defined()) surrogate = add(surrogate, scale(f.out.balance_loss, loss_scale));
+      if (backward_factor != 1.0) surrogate = scale(surrogate, backward_factor);
+      if (f.out.balance_loss.defined()) surrogate = add(surrogate, scale(f.out.balance_loss, loss_scale * backward_factor));
     }
     surrogate.backward();
     if (!mesh.first_stage()) {

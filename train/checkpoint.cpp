@@ -7,6 +7,7 @@
 #include "data/h5_util.h"
 #include "model/tensor/error.h"
 #include "parallel/grad_sync.h"
+#include "train/fault.h"
 
 namespace mlamoe {
 
@@ -147,7 +148,7 @@ Tensor as_f32(const Tensor& t) { return t.contiguous().to(DType::F32); }
 }  // namespace
 
 void save_checkpoint(const std::string& path, const DeepSeekModel& model, const AdamW* opt, const TrainState& st,
-                     const nlohmann::json& config, Mesh* mesh) {
+                     const nlohmann::json& config, Mesh* mesh, int64_t fault_step) {
   h5_silence_errors();
   std::string tmp = path + ".tmp", where = "checkpoint '" + tmp + "'";
   int rank = mesh ? static_cast<int>(mesh->rank) : 0, size = mesh ? mesh->world->size() : 1;
@@ -179,7 +180,9 @@ void save_checkpoint(const std::string& path, const DeepSeekModel& model, const 
         MLAMOE_CHECK(grp.valid(), "cannot create group '" << g << "' in " << where);
       }
     }
+    size_t written = 0;
     for (const auto& p : model.params.all()) {
+      if (++written == model.params.all().size() / 2) fault_point(rank, fault_step, FaultSite::Checkpoint);  // tests only
       if (!owns_parameter(p, mesh)) continue;
       Tensor t = as_f32(p.tensor);
       write_rows(f.get(), "model/" + p.name, t.shape(), t.data<float>(), {0, t.size(0)}, where);

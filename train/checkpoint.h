@@ -39,8 +39,9 @@ struct TrainState {
 };
 
 // Collective over mesh->world when mesh is given. opt null: weights and biases only.
+// fault_step: the step a test may kill this write at (fault.h), 0 for none.
 void save_checkpoint(const std::string& path, const DeepSeekModel& model, const AdamW* opt, const TrainState& state,
-                     const nlohmann::json& config, Mesh* mesh);
+                     const nlohmann::json& config, Mesh* mesh, int64_t fault_step = 0);
 
 // Reads this rank's part into model (and opt unless null) and checks every checksum; one-line
 // errors name the file and the tensor (missing, wrong shape, corrupt). Returns the saved progress.

@@ -33,6 +33,8 @@ TrainConfig parse_train(const nlohmann::json& j, const std::string& where) {
   f.get("run_dir", t.run_dir);
   f.get("checkpoint_every", t.checkpoint_every);
   f.get("keep_checkpoints", t.keep_checkpoints);
+  f.get("spike_sigma", t.spike_sigma);
+  f.get("max_bad_steps", t.max_bad_steps);
   if (f.has("peak_gflops") && j.at("train").at("peak_gflops").is_number()) {
     double v = 0;
     f.get("peak_gflops", v);
@@ -69,6 +71,8 @@ TrainConfig parse_train(const nlohmann::json& j, const std::string& where) {
   require(!t.run_dir.empty(), "run_dir", "must not be empty");
   require(t.checkpoint_every >= 0, "checkpoint_every", "must be >= 0 (0: only the final weights)");
   require(t.keep_checkpoints >= 1, "keep_checkpoints", "must be >= 1");
+  require(t.spike_sigma >= 0, "spike_sigma", "must be >= 0 (0 disables the spike check)");
+  require(t.max_bad_steps >= 1, "max_bad_steps", "must be >= 1");
   return t;
 }
 

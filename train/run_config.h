@@ -32,6 +32,8 @@ struct TrainConfig {
   std::string run_dir = "runs/run";            // metrics.jsonl, experts.jsonl, checkpoints/, the final weights
   int64_t checkpoint_every = 0;                // steps between checkpoints (0: none until the end)
   int64_t keep_checkpoints = 3;                // newest complete checkpoints kept
+  double spike_sigma = 6.0;                    // skip a step whose loss exceeds the recent mean by this many std (0: off)
+  int64_t max_bad_steps = 5;                   // stop after this many consecutive skipped steps
   std::string peak_gflops = "measure";         // MFU denominator: a number in GFLOP/s, or "measure" (sgemm, at start)
 };
 

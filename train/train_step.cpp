@@ -1,5 +1,8 @@
 #include "train/train_step.h"
 
+#include <cmath>
+#include <limits>
+
 #include "model/ops/ops.h"
 #include "parallel/pipeline.h"
 
@@ -27,15 +30,17 @@ StepStats train_step(DeepSeekModel& model, AdamW& opt, const std::vector<Tensor>
   // gradients are those of the mean over the whole global batch.
   double loss_scale = 1.0 / static_cast<double>(micro_batches.size() * dp);
   double lm = 0, mtp = 0, bal = 0;
+  // Tests: a NaN injected into this rank's backward (as an overflow would), losses left finite.
+  double backward_factor = s.inject_nan ? std::numeric_limits<double>::quiet_NaN() : 1.0;
   if (mesh && mesh->shape.pp > 1) {
-    StageSums sums = run_pipeline(model, *mesh, micro_batches, loss_scale, par.sync);
+    StageSums sums = run_pipeline(model, *mesh, micro_batches, loss_scale, par.sync, backward_factor);
     lm = sums.lm, mtp = sums.mtp, bal = sums.balance;
     st.counts = std::move(sums.counts);
   } else {
     for (size_t i = 0; i < micro_batches.size(); ++i) {
       if (par.sync && i + 1 == micro_batches.size()) par.sync->begin_last_backward();
       ModelOutput out = model.forward(micro_batches[i]);
-      scale(out.loss, loss_scale).backward();
+      scale(out.loss, loss_scale * backward_factor).backward();
       lm += out.lm_loss.item() * loss_scale;
       if (out.mtp_loss.defined()) mtp += out.mtp_loss.item() * loss_scale;
       if (out.balance_loss.defined()) bal += out.balance_loss.item() * loss_scale;
@@ -60,6 +65,14 @@ StepStats train_step(DeepSeekModel& model, AdamW& opt, const std::vector<Tensor>
   st.loss = lm + model.cfg.mtp_loss_weight * mtp + bal;
   st.lr = s.lr;
   st.gamma = s.gamma;
+  if (!std::isfinite(st.loss) || !std::isfinite(st.grad_norm)) {
+    st.skipped = true;
+    st.skip_reason = !std::isfinite(st.loss) ? "the loss is not finite" : "the gradient norm is not finite";
+  } else if (s.judge) {
+    st.skip_reason = s.judge(st.loss);
+    st.skipped = !st.skip_reason.empty();
+  }
+  if (st.skipped) return st;
   opt.step(s.lr);
   model.update_biases(st.counts, s.gamma);
   return st;

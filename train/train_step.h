@@ -2,7 +2,11 @@
 // micro-batches (gradients accumulate, each micro-batch's loss weighted 1/M so the step's gradient
 // is that of the batch mean), global-norm clipping, AdamW, then the aux-loss-free bias update from
 // the expert counts of the whole step (MODEL_SPEC §4.1: after the step, never within it).
+// A bad step (NaN/Inf loss or gradient norm, or one the judge rejects) changes nothing: weights,
+// optimizer state and biases stay as they were.
 #pragma once
+#include <functional>
+#include <string>
 #include <vector>
 
 #include "model/modules/deepseek_model.h"
@@ -18,12 +22,19 @@ struct StepStats {
   double lr = 0, gamma = 0;
   int64_t tokens = 0;                                             // input tokens of the step
   std::vector<std::vector<int64_t>> counts;                       // per MoE layer, summed over micro-batches
+  bool skipped = false;                                           // a bad step: nothing was updated
+  std::string skip_reason;
 };
 
 struct StepSettings {
   double lr = 0;
   double grad_clip = 0;  // 0 disables
   double gamma = 0;      // bias update speed for this step (0 when frozen)
+  // Bad-step guard: given the step's global loss, returns why it must be skipped ("" to accept).
+  // A non-finite loss or gradient norm is always skipped. Every rank sees the same global values,
+  // so every rank decides alike.
+  std::function<std::string(double loss)> judge = nullptr;
+  bool inject_nan = false;  // tests: a NaN in this rank's gradients (fault.h)
 };
 
 // The distributed runtime of a step: the mesh and the gradient reducer (null: one process).

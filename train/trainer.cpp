@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 
@@ -19,6 +20,7 @@
 #include "train/cli_args.h"
 #include "train/distributed.h"
 #include "train/dry_run.h"
+#include "train/fault.h"
 #include "train/lr_schedule.h"
 #include "train/metrics.h"
 #include "train/train_step.h"
@@ -56,19 +58,42 @@ bool setup_failed(Communicator* world, const std::string& err) {
   return true;
 }
 
-// Fault injection for the fault-tolerance tests: MLAMOE_FAULT="throw@R:S" makes rank R throw at
-// step S, "kill@R:S" makes it die by SIGKILL (as a crashed node would). Unset in normal runs.
-void maybe_inject_fault(int64_t rank, int64_t step) {
-  const char* f = std::getenv("MLAMOE_FAULT");
-  if (!f) return;
-  std::string spec(f);
-  size_t at = spec.find('@'), colon = spec.find(':');
-  MLAMOE_CHECK(at != std::string::npos && colon != std::string::npos && colon > at,
-               "MLAMOE_FAULT must be throw@RANK:STEP or kill@RANK:STEP, got '" << spec << "'");
-  if (std::stoll(spec.substr(at + 1, colon - at - 1)) != rank || std::stoll(spec.substr(colon + 1)) != step) return;
-  if (spec.rfind("kill", 0) == 0) std::raise(SIGKILL);
-  throw Error("injected fault at step " + std::to_string(step) + " (MLAMOE_FAULT)");
-}
+// A stop every rank decides alike (e.g. too many bad steps): reported once, every rank exits 1
+// without aborting the job.
+struct StopRun : Error {
+  using Error::Error;
+};
+
+// Loss-spike judge (MODEL_SPEC-independent training hygiene): a step whose loss exceeds the mean
+// of the last kWindow accepted losses by more than sigma standard deviations (and by more than
+// 10% of the mean, so a flat, noise-free curve does not trip it) is bad.
+class SpikeJudge {
+ public:
+  explicit SpikeJudge(double sigma) : sigma_(sigma) {}
+  std::string operator()(double loss) const {
+    if (sigma_ <= 0 || recent_.size() < kMinSamples) return "";
+    double mean = 0, var = 0;
+    for (double l : recent_) mean += l;
+    mean /= static_cast<double>(recent_.size());
+    for (double l : recent_) var += (l - mean) * (l - mean);
+    double sd = std::sqrt(var / static_cast<double>(recent_.size()));
+    double limit = mean + std::max(sigma_ * sd, 0.1 * mean);
+    if (loss <= limit) return "";
+    char msg[160];
+    std::snprintf(msg, sizeof msg, "loss spike: %.4f > %.4f (mean %.4f + %.1f std of the last %zu steps)", loss, limit, mean, sigma_,
+                  recent_.size());
+    return msg;
+  }
+  void accept(double loss) {
+    recent_.push_back(loss);
+    if (recent_.size() > kWindow) recent_.pop_front();
+  }
+
+ private:
+  static constexpr size_t kWindow = 32, kMinSamples = 16;
+  double sigma_;
+  std::deque<double> recent_;
+};
 
 // Refuses to mix a new run's logs into an old one (nothing is overwritten).
 void prepare_run_dir(const std::string& dir) {
@@ -213,9 +238,11 @@ void train_loop(Run& r) {
   double first_loss = 0, last_loss = 0, last_eval = std::nan("");
   auto t_start = Clock::now();
   std::vector<int64_t> buf(b * micro * (seq + 1));
+  SpikeJudge judge(tc.spike_sigma);
+  int64_t bad_in_a_row = 0;
   for (int64_t step = first_step; step < tc.steps; ++step) {
     auto t0 = Clock::now();
-    maybe_inject_fault(r.rank, step + 1);
+    fault_point(r.rank, step + 1, FaultSite::Step);
     // Every rank draws the same global batch; dp rank r takes its contiguous slice of it.
     loader.next_batch_slice(tc.global_batch, r.dp_rank * b * micro, b * micro, buf.data());
     std::vector<Tensor> batches;
@@ -223,9 +250,29 @@ void train_loop(Run& r) {
       batches.push_back(Tensor::from_vector(std::vector<int64_t>(buf.begin() + m * b * (seq + 1), buf.begin() + (m + 1) * b * (seq + 1)),
                                             {b, seq + 1}));
     bool frozen = tc.bias_freeze_tokens > 0 && tokens_seen >= tc.bias_freeze_tokens;
-    StepStats st = train_step(*r.model, *r.opt, batches, {sched.at(step), tc.grad_clip, frozen ? 0.0 : rc.model.bias_update_speed}, par);
-    MLAMOE_CHECK(std::isfinite(st.loss), "step " << step + 1 << ": the loss is " << st.loss << " (diverged; lower train.lr)");
+    StepSettings settings{sched.at(step), tc.grad_clip, frozen ? 0.0 : rc.model.bias_update_speed,
+                          [&judge](double loss) { return judge(loss); },
+                          planned_fault(r.rank, step + 1, FaultSite::Step) == FaultKind::Nan};
+    StepStats st = train_step(*r.model, *r.opt, batches, settings, par);
     tokens_seen += st.tokens;
+    if (st.skipped) {
+      // Nothing was updated; the step's data is consumed (a resumed run skips it alike).
+      ++bad_in_a_row;
+      if (r.rank == 0) {
+        std::printf("step %5lld/%lld | SKIPPED: %s (%lld in a row)\n", static_cast<long long>(step + 1), static_cast<long long>(tc.steps),
+                    st.skip_reason.c_str(), static_cast<long long>(bad_in_a_row));
+        std::fflush(stdout);
+        r.metrics->write({{"step", step + 1}, {"skipped", true}, {"reason", st.skip_reason}, {"tokens", tokens_seen}});
+      }
+      if (bad_in_a_row >= tc.max_bad_steps) {
+        std::string last = latest_checkpoint(r.run_dir);
+        throw StopRun(std::to_string(bad_in_a_row) + " bad steps in a row (last: " + st.skip_reason + ") at step " +
+                      std::to_string(step + 1) + "; the last good checkpoint is " + (last.empty() ? "none" : last));
+      }
+      continue;
+    }
+    bad_in_a_row = 0;
+    judge.accept(st.loss);
     ExpertView ev = global_expert_view(*r.model, r.mesh.get(), st.counts);
     bool eval_now = loader.eval_windows() > 0 && tc.eval_batches > 0 &&
                     ((tc.eval_every > 0 && (step + 1) % tc.eval_every == 0) || step + 1 == tc.steps);
@@ -236,7 +283,7 @@ void train_loop(Run& r) {
     // Checkpoint after the step, with everything an exact resume needs.
     if ((tc.checkpoint_every > 0 && (step + 1) % tc.checkpoint_every == 0) || (tc.checkpoint_every > 0 && step + 1 == tc.steps)) {
       TrainState ts{step + 1, tokens_seen, r.opt->steps_taken(), loader.state()};
-      save_checkpoint(checkpoint_path(r.run_dir, step + 1), *r.model, r.opt.get(), ts, rc.json, r.mesh.get());
+      save_checkpoint(checkpoint_path(r.run_dir, step + 1), *r.model, r.opt.get(), ts, rc.json, r.mesh.get(), step + 1);
       if (r.rank == 0) prune_checkpoints(r.run_dir, tc.keep_checkpoints);
     }
     if (r.rank != 0) continue;
@@ -328,7 +375,15 @@ int run_training(const RunConfig& rc, MpiRuntime* mpi, const StartOptions& start
     // The MFU denominator: one rank's sgemm rate, measured by rank 0 while the others wait.
     r.peak_gflops = tc.peak_gflops == "measure" ? (r.rank == 0 ? measure_sgemm_gflops() : 0.0) : std::stod(tc.peak_gflops);
     if (r.mesh) r.mesh->world->broadcast(&r.peak_gflops, 1, DType::F64, 0);
+    if (r.state.step >= tc.steps) {
+      if (r.rank == 0) std::printf("nothing to do: %s is at step %lld of train.steps = %lld\n", r.load_from.c_str(),
+                                   static_cast<long long>(r.state.step), static_cast<long long>(tc.steps));
+      return 0;
+    }
     train_loop(r);
+  } catch (const StopRun& e) {
+    if (r.rank == 0) std::fprintf(stderr, "mlamoe: error: %s\n", e.what());
+    return 1;
   } catch (const std::exception& e) {
     if (mpi && r.world > 1) mpi->fail(e.what());
     throw;
