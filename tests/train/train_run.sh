@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # train_run.sh MLAMOE CONFIG DATA.h5 WORKDIR: a short run of the main job and the checks a user
 # relies on: the loss falls, metrics.jsonl and experts.jsonl have a line per step, the same run
-# directory is refused the second time (nothing overwritten), and `generate --verify` from the
-# written weights decodes with the absorbed cache exactly as the full forward does.
+# directory is refused the second time (nothing overwritten), `generate --verify` from the
+# written weights decodes with the absorbed cache exactly as the full forward does, and bad
+# checkpoint input (a config that does not match, nothing to resume, a cut file) is one error line.
 set -euo pipefail
 mlamoe=$1 config=$2 data=$3 work=$4
 rm -rf "$work"
@@ -34,4 +35,15 @@ if "$mlamoe" train --config "$config" --set data.path="$data" --set train.run_di
 fi
 grep -q "already holds a run" "$work/err" || { echo "FAIL: unexpected message: $(cat "$work/err")"; exit 1; }
 "$mlamoe" generate --checkpoint "$run/weights.h5" --prompt "And God said" --tokens 40 --verify
+
+# Checkpoint bad input: each one line naming the problem, exit 1, nothing written.
+expect=$(dirname "$0")/expect_error.sh
+"$expect" 1 "config field 'qk_rope_head_dim' is 32, checkpoint '.*weights.h5' was written with 16" -- \
+  "$mlamoe" train --config "$config" --set data.path="$data" --set qk_rope_head_dim=32 --set train.run_dir="$work/never" \
+  --init-from "$run/weights.h5"
+"$expect" 1 "--resume $work/empty: no complete checkpoint" -- "$mlamoe" train --config "$config" --set data.path="$data" --resume "$work/empty"
+"$expect" 1 "--resume and --init-from exclude each other" -- "$mlamoe" train --config "$config" --resume a --init-from b
+head -c 5000 "$run/weights.h5" >"$work/cut.h5"
+"$expect" 1 "cut.h5" -- "$mlamoe" generate --checkpoint "$work/cut.h5" --prompt x
+[ ! -e "$work/never" ] || { echo "FAIL: a refused run created its directory"; exit 1; }
 echo "train_run: ok"
