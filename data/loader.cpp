@@ -33,6 +33,12 @@ TokenLoader::TokenLoader(const std::string& path, int64_t seq_len, uint64_t seed
 void TokenLoader::read_window(int64_t first_token, int64_t* out) {
   dataset_.read(first_token, seq_len_ + 1, window_.data());
   for (int64_t i = 0; i <= seq_len_; ++i) out[i] = window_[i];
+  if (!dataset_.has_loss_mask()) return;
+  // SFT data: a token that is context, not a target, is handed on as −(id + 1) (see loader.h).
+  mask_.resize(seq_len_ + 1);
+  dataset_.read_mask(first_token, seq_len_ + 1, mask_.data());
+  for (int64_t i = 0; i <= seq_len_; ++i)
+    if (!mask_[i]) out[i] = -out[i] - 1;
 }
 
 const std::vector<int64_t>& TokenLoader::permutation(int64_t epoch) {

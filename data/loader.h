@@ -8,6 +8,10 @@
 // Training order: epoch e visits every train window once, in a Fisher-Yates permutation drawn from
 // a splitmix64 stream seeded by (seed, e). The position is (epoch, index), all a checkpoint needs
 // to resume exactly. Every data-parallel rank draws the same global sequence and reads its slice.
+//
+// SFT data (a dataset with a loss_mask): a token whose mask is 0 — prompt or template, context but
+// not a training target — comes out as −(id + 1); the model decodes it back to the id as input and does not
+// count its prediction (DeepSeekModel::forward). Plain datasets give only ids ≥ 0.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -59,6 +63,7 @@ class TokenLoader {
   uint64_t seed_;
   int64_t train_tokens_ = 0, train_windows_ = 0, eval_windows_ = 0;
   LoaderState state_;
+  std::vector<uint8_t> mask_;  // loss mask of the window being read (SFT data)
   std::vector<int64_t> perm_;  // [train_windows_]: the permutation of epoch perm_epoch_
   int64_t perm_epoch_ = -1;
   std::vector<int32_t> window_;  // [seq_len + 1] read buffer

@@ -135,13 +135,24 @@ struct TokenDatasetWriter::Impl {
   H5Id file;
   std::optional<ChunkedAppender<uint32_t>> tokens;
   std::optional<ChunkedAppender<uint64_t>> offsets;
+  std::optional<ChunkedAppender<uint8_t>> mask;  // SFT datasets only
   int64_t doc_start = 0;  // first token of the document being appended
   int64_t num_docs = 0;
   bool finished = false;
+
+  void push_ids(const int32_t* ids, int64_t n) {
+    MLAMOE_CHECK(!finished, where << ": append after finish()");
+    MLAMOE_CHECK(n >= 0 && (n == 0 || ids), where << ": append of " << n << " tokens from a null pointer");
+    for (int64_t i = 0; i < n; ++i) {
+      MLAMOE_CHECK(ids[i] >= 0 && ids[i] < vocab_size, where << ": token id " << ids[i] << " in document " << num_docs
+                                                             << " is outside [0, vocab_size " << vocab_size << ")");
+      tokens->push(static_cast<uint32_t>(ids[i]));
+    }
+  }
 };
 
 TokenDatasetWriter::TokenDatasetWriter(const std::string& path, const std::string& tokenizer, int64_t vocab_size,
-                                       int64_t eos_token_id)
+                                       int64_t eos_token_id, bool with_loss_mask)
     : impl_(std::make_unique<Impl>()) {
   h5_silence_errors();
   Impl& m = *impl_;
@@ -163,21 +174,25 @@ TokenDatasetWriter::TokenDatasetWriter(const std::string& path, const std::strin
   m.tokens.emplace(m.file.get(), "tokens", H5T_STD_U32LE, H5T_NATIVE_UINT32, kTokenChunk, m.where);
   m.offsets.emplace(m.file.get(), "doc_offsets", H5T_STD_U64LE, H5T_NATIVE_UINT64, kOffsetChunk, m.where);
   m.offsets->push(0);
+  if (with_loss_mask) m.mask.emplace(m.file.get(), "loss_mask", H5T_STD_U8LE, H5T_NATIVE_UINT8, kTokenChunk, m.where);
 }
 
 TokenDatasetWriter::~TokenDatasetWriter() = default;
 TokenDatasetWriter::TokenDatasetWriter(TokenDatasetWriter&&) noexcept = default;
 TokenDatasetWriter& TokenDatasetWriter::operator=(TokenDatasetWriter&&) noexcept = default;
 
+void TokenDatasetWriter::append_tokens(const int32_t* ids, const uint8_t* mask, int64_t n) {
+  Impl& m = *impl_;
+  MLAMOE_CHECK(m.mask, m.where << ": mask values given for a dataset created without a loss mask");
+  MLAMOE_CHECK(n == 0 || mask, m.where << ": append of " << n << " mask values from a null pointer");
+  m.push_ids(ids, n);
+  for (int64_t i = 0; i < n; ++i) m.mask->push(mask[i] ? 1 : 0);
+}
+
 void TokenDatasetWriter::append_tokens(const int32_t* ids, int64_t n) {
   Impl& m = *impl_;
-  MLAMOE_CHECK(!m.finished, m.where << ": append after finish()");
-  MLAMOE_CHECK(n >= 0 && (n == 0 || ids), m.where << ": append of " << n << " tokens from a null pointer");
-  for (int64_t i = 0; i < n; ++i) {
-    MLAMOE_CHECK(ids[i] >= 0 && ids[i] < m.vocab_size, m.where << ": token id " << ids[i] << " in document " << m.num_docs
-                                                               << " is outside [0, vocab_size " << m.vocab_size << ")");
-    m.tokens->push(static_cast<uint32_t>(ids[i]));
-  }
+  MLAMOE_CHECK(!m.mask, m.where << ": this dataset has a loss mask: append tokens with their mask values");
+  m.push_ids(ids, n);
 }
 
 void TokenDatasetWriter::end_document() {
@@ -201,13 +216,14 @@ void TokenDatasetWriter::finish() {
   MLAMOE_CHECK(m.tokens->size() > 0, m.where << ": empty dataset (no tokens were appended)");
   m.tokens->flush();
   m.offsets->flush();
+  if (m.mask) m.mask->flush();
   hid_t root = m.file.get();  // attributes on the file id land on the root group
   h5_write_string_attribute(root, "format", kTokenFormat, m.where);
   h5_write_int_attribute(root, "format_version", kTokenFormatVersion, H5T_STD_I32LE, m.where);
   h5_write_string_attribute(root, "tokenizer", m.tokenizer, m.where);
   h5_write_int_attribute(root, "vocab_size", m.vocab_size, H5T_STD_I64LE, m.where);
   h5_write_int_attribute(root, "eos_token_id", m.eos_token_id, H5T_STD_I64LE, m.where);
-  bool ok = m.tokens->close() && m.offsets->close();
+  bool ok = m.tokens->close() && m.offsets->close() && (!m.mask || m.mask->close());
   ok = m.file.reset() && ok;
   MLAMOE_CHECK(ok, m.where << ": cannot close '" << m.tmp.path << "' (disk full?)");
   // Data on disk before the name points at it: a crash leaves either the old file or the new one.
@@ -228,7 +244,7 @@ int64_t TokenDatasetWriter::num_docs() const { return impl_->num_docs; }
 struct TokenDataset::Impl {
   std::string path, where, tokenizer;
   int64_t num_tokens = 0, num_docs = 0, vocab_size = 0, eos_token_id = 0;
-  H5Id file, tokens, offsets;
+  H5Id file, tokens, offsets, mask;
 };
 
 namespace {
@@ -313,6 +329,11 @@ TokenDataset TokenDataset::open(const std::string& path) {
   std::tie(m->offsets, num_offsets) = open_vector(file, "doc_offsets", 8, where);
   check_offsets(m->offsets.get(), num_offsets, m->num_tokens, where);
   m->num_docs = num_offsets - 1;
+  if (H5Lexists(file, "loss_mask", H5P_DEFAULT) > 0) {
+    int64_t n_mask = 0;
+    std::tie(m->mask, n_mask) = open_vector(file, "loss_mask", 1, where);
+    MLAMOE_CHECK(n_mask == m->num_tokens, where << ": loss_mask has " << n_mask << " entries, tokens " << m->num_tokens);
+  }
   return TokenDataset(std::move(m));
 }
 
@@ -336,6 +357,20 @@ void TokenDataset::read(int64_t start, int64_t count, int32_t* out) const {
     uint32_t id = static_cast<uint32_t>(out[i]);
     MLAMOE_CHECK(id < vocab, m.where << ": token id " << id << " at position " << start + i << " is >= vocab_size " << vocab);
   }
+}
+
+bool TokenDataset::has_loss_mask() const { return impl_->mask.valid(); }
+
+void TokenDataset::read_mask(int64_t start, int64_t count, uint8_t* out) const {
+  const Impl& m = *impl_;
+  MLAMOE_CHECK(start >= 0 && count >= 0 && start + count <= m.num_tokens, m.where << ": read of loss_mask [" << start << ", "
+                                                                                  << start + count << ") is outside its "
+                                                                                  << m.num_tokens << " tokens");
+  if (!m.mask.valid()) {
+    std::fill(out, out + count, uint8_t{1});
+    return;
+  }
+  MLAMOE_CHECK(read_range(m.mask.get(), H5T_NATIVE_UINT8, start, count, out), m.where << ": cannot read loss_mask");
 }
 
 std::vector<int64_t> TokenDataset::read_doc_offsets() const {

@@ -1,10 +1,12 @@
 // The token dataset on disk (DESIGN.md "Files on disk"): one HDF5 file holding
 //   tokens       u32 little-endian, 1-D, chunked, extendible: all documents back to back
 //   doc_offsets  u64, 1-D, n_docs + 1 entries: document i is tokens[off[i], off[i+1])
+//   loss_mask    u8, 1-D, parallel to tokens (SFT data only): 1 where the token is a training
+//                target (a response), 0 where it is context (prompt, template)
 //   attributes   format = "mlamoe-tokens", format_version = 1, tokenizer, vocab_size, eos_token_id
 // TokenDatasetWriter streams a corpus into it with bounded memory and publishes it atomically;
-// TokenDataset validates a file and reads token ranges. Training windows are in loader.h; SFT
-// loss masks come later. Not thread-safe (the serial HDF5 library is not).
+// TokenDataset validates a file and reads token ranges. Training windows are in loader.h. Not
+// thread-safe (the serial HDF5 library is not).
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -20,7 +22,9 @@ class TokenDatasetWriter {
  public:
   // Creates path + ".tmp" (replacing a stale one). Throws mlamoe::Error when it cannot, or when
   // vocab_size < 1 or eos_token_id is not in [0, vocab_size).
-  TokenDatasetWriter(const std::string& path, const std::string& tokenizer, int64_t vocab_size, int64_t eos_token_id);
+  // with_loss_mask: the dataset gets a loss_mask, and every token appended needs its mask value.
+  TokenDatasetWriter(const std::string& path, const std::string& tokenizer, int64_t vocab_size, int64_t eos_token_id,
+                     bool with_loss_mask = false);
   // Without finish() (an error, say): closes and removes the temporary file; `path` is untouched.
   ~TokenDatasetWriter();
   TokenDatasetWriter(TokenDatasetWriter&&) noexcept;
@@ -31,6 +35,8 @@ class TokenDatasetWriter {
   // A document in pieces, for inputs too large to hold: append_tokens any number of times, then
   // end_document(). append_document(ids, n) is append_tokens(ids, n) + end_document().
   void append_tokens(const int32_t* ids, int64_t n);
+  // For a dataset with a loss mask: ids with their mask values (1: train on it, 0: context).
+  void append_tokens(const int32_t* ids, const uint8_t* mask, int64_t n);
   void end_document();
   // Writes doc_offsets and the attributes, closes, syncs and renames the file to `path`. Throws on
   // zero tokens ("empty dataset") or an unfinished document.
@@ -62,6 +68,9 @@ class TokenDataset {
 
   // tokens[start, start + count) into out; throws for a range outside the file or an id >= vocab_size.
   void read(int64_t start, int64_t count, int32_t* out) const;
+  bool has_loss_mask() const;
+  // loss_mask[start, start + count) into out (a dataset without a mask reads as all 1).
+  void read_mask(int64_t start, int64_t count, uint8_t* out) const;
   // All n_docs + 1 offsets (8 bytes per document: meant for tests and tools, not the training loop).
   std::vector<int64_t> read_doc_offsets() const;
 

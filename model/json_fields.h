@@ -61,6 +61,15 @@ class Fields {
     MLAMOE_CHECK(ok, where_ << ": field '" << path(name) << "' must be a list of numbers, got " << v.dump());
     out = v.get<std::vector<double>>();
   }
+  // A list of strings.
+  void get(const char* name, std::vector<std::string>& out) {
+    if (!take(name, false)) return;
+    const nlohmann::json& v = j_.at(name);
+    bool ok = v.is_array();
+    for (const auto& x : v) ok = ok && x.is_string();
+    MLAMOE_CHECK(ok, where_ << ": field '" << path(name) << "' must be a list of strings, got " << v.dump());
+    out = v.get<std::vector<std::string>>();
+  }
   // A field HF configs carry that has no effect on training here.
   void ignore(const char* name) { seen_.insert(name); }
 

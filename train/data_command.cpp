@@ -1,10 +1,13 @@
-// `mlamoe data prepare --input F1[,F2,...] --output OUT.h5 [--tokenizer byte] [--overwrite]`.
+// `mlamoe data prepare --input F1[,F2,...] --output OUT.h5 [--tokenizer byte] [--format text|sft] [--overwrite]`.
+// text: each file one document (pretraining). sft: JSONL conversations with a loss mask on the
+// responses (data/sft.h); the default for inputs ending in .jsonl.
 // The work is data/prepare.cpp; this file only reads flags and prints the summary line.
 #include "train/data_command.h"
 
 #include <cstdio>
 
 #include "data/prepare.h"
+#include "data/sft.h"
 #include "model/tensor/error.h"
 #include "train/cli_args.h"
 
@@ -29,12 +32,22 @@ int run_prepare(const std::vector<std::string>& argv) {
   std::string input = args.get("input", "");
   std::string output = args.get("output", "");
   std::string tokenizer = args.get("tokenizer", "byte");
+  std::string format = args.get("format", "");
   bool overwrite = args.has_switch("overwrite");
   args.reject_unknown();
   MLAMOE_CHECK(!input.empty(), "data prepare: --input FILE[,FILE...] is required");
   MLAMOE_CHECK(!output.empty(), "data prepare: --output FILE.h5 is required");
 
-  PrepareStats s = prepare_text_dataset(split_commas(input), output, tokenizer, overwrite);
+  std::vector<std::string> inputs = split_commas(input);
+  if (format.empty()) format = !inputs.empty() && inputs[0].size() > 6 && inputs[0].substr(inputs[0].size() - 6) == ".jsonl" ? "sft" : "text";
+  MLAMOE_CHECK(format == "text" || format == "sft", "data prepare: --format must be text or sft, got '" << format << "'");
+  PrepareStats s;
+  if (format == "sft") {
+    MLAMOE_CHECK(tokenizer == "byte", "unknown tokenizer '" << tokenizer << "' (supported: byte)");
+    s = prepare_sft_dataset(inputs, output, byte_text_encoder(), overwrite);
+  } else {
+    s = prepare_text_dataset(inputs, output, tokenizer, overwrite);
+  }
   std::printf("data prepare: %lld docs, %lld tokens, %.2f MB of text in %.2f s -> %s\n", static_cast<long long>(s.docs),
               static_cast<long long>(s.tokens), static_cast<double>(s.bytes) / 1e6, s.seconds, output.c_str());
   return 0;

@@ -35,6 +35,8 @@ TrainConfig parse_train(const nlohmann::json& j, const std::string& where) {
   f.get("keep_checkpoints", t.keep_checkpoints);
   f.get("spike_sigma", t.spike_sigma);
   f.get("max_bad_steps", t.max_bad_steps);
+  f.get("train_only", t.train_only);
+  f.get("freeze", t.freeze);
   if (f.has("peak_gflops") && j.at("train").at("peak_gflops").is_number()) {
     double v = 0;
     f.get("peak_gflops", v);

@@ -34,6 +34,11 @@ struct TrainConfig {
   int64_t keep_checkpoints = 3;                // newest complete checkpoints kept
   double spike_sigma = 6.0;                    // skip a step whose loss exceeds the recent mean by this many std (0: off)
   int64_t max_bad_steps = 5;                   // stop after this many consecutive skipped steps
+  // Fine-tuning: which parameters train, by substrings of their HF names. train_only (if not
+  // empty) keeps only matching parameters trainable, e.g. [".mlp.experts."] or [".self_attn."];
+  // freeze then freezes matching ones, e.g. ["model.embed_tokens", "lm_head"].
+  std::vector<std::string> train_only;
+  std::vector<std::string> freeze;
   std::string peak_gflops = "measure";         // MFU denominator: a number in GFLOP/s, or "measure" (sgemm, at start)
 };
 

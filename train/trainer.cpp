@@ -95,6 +95,25 @@ class SpikeJudge {
   std::deque<double> recent_;
 };
 
+// Fine-tuning selection (train.train_only, train.freeze): frozen parameters get no gradient and
+// no optimizer state. Identical on every rank (names only), so every rank agrees.
+void apply_freezing(DeepSeekModel& model, const TrainConfig& tc) {
+  if (tc.train_only.empty() && tc.freeze.empty()) return;
+  auto matches = [](const std::string& name, const std::vector<std::string>& pats) {
+    for (const auto& p : pats)
+      if (name.find(p) != std::string::npos) return true;
+    return false;
+  };
+  std::vector<std::string> names;
+  for (const auto& p : model.params.all())
+    if (p.trainable) names.push_back(p.name);
+  for (const auto& n : names) {
+    bool on = (tc.train_only.empty() || matches(n, tc.train_only)) && !matches(n, tc.freeze);
+    if (!on) model.params.set_trainable(n, false);
+  }
+  MLAMOE_CHECK(!model.params.trainable().empty(), "config: train.train_only / train.freeze leave no parameter to train");
+}
+
 // Refuses to mix a new run's logs into an old one (nothing is overwritten).
 void prepare_run_dir(const std::string& dir) {
   for (const char* f : {"metrics.jsonl", "experts.jsonl", "weights.h5"})
@@ -130,8 +149,12 @@ nlohmann::json model_fields(nlohmann::json j) {
 }
 
 // A checkpoint only loads into the model it was written by: the first differing field is named.
-void check_same_model(const nlohmann::json& run, const nlohmann::json& ckpt, const std::string& path) {
+// Training knobs (γ, α, λ) may change; fine-tuning (--init-from) may also drop the MTP modules.
+void check_same_model(const nlohmann::json& run, const nlohmann::json& ckpt, const std::string& path, bool init_from) {
   nlohmann::json a = model_fields(run), b = model_fields(ckpt);
+  for (const char* knob : {"bias_update_speed", "seq_aux_alpha", "mtp_loss_weight", "aux_loss_alpha"}) a.erase(knob), b.erase(knob);
+  const char* mtp = "num_nextn_predict_layers";
+  if (init_from && a.value(mtp, 0) < b.value(mtp, 0)) a.erase(mtp), b.erase(mtp);
   for (auto it = a.begin(); it != a.end(); ++it)
     MLAMOE_CHECK(b.contains(it.key()) && b[it.key()] == it.value(),
                  "config field '" << it.key() << "' is " << it.value().dump() << ", checkpoint '" << path << "' was written with "
@@ -168,7 +191,7 @@ void set_up(Run& r, MpiRuntime* mpi, const StartOptions& start) {
   } else if (!start.init_from.empty()) {
     r.load_from = start.init_from;
   }
-  if (!r.load_from.empty()) check_same_model(rc.json, read_checkpoint_config(r.load_from), r.load_from);
+  if (!r.load_from.empty()) check_same_model(rc.json, read_checkpoint_config(r.load_from), r.load_from, !start.init_from.empty());
   if (r.rank == 0) {
     bool resuming = !start.resume_dir.empty();
     if (!resuming) prepare_run_dir(r.run_dir);
@@ -360,6 +383,7 @@ int run_training(const RunConfig& rc, MpiRuntime* mpi, const StartOptions& start
     } else {
       r.model = std::make_unique<DeepSeekModel>(rc.model, tc.seed);
     }
+    apply_freezing(*r.model, tc);
     r.opt = std::make_unique<AdamW>(r.model->params, AdamWOptions{tc.beta1, tc.beta2, tc.eps, tc.weight_decay},
                                     r.mesh ? zero1_groups(*r.mesh) : nullptr);
     if (!r.load_from.empty()) {

@@ -8,6 +8,24 @@ namespace {
 
 std::string layer_prefix(int64_t l) { return "model.layers." + std::to_string(l) + "."; }
 
+// Windows carry the loss mask in the sign (see the header): token ids for the inputs ...
+Tensor input_ids(const Tensor& w) {
+  Tensor out = w.contiguous().clone();
+  int64_t* p = out.data<int64_t>();
+  for (int64_t i = 0; i < out.numel(); ++i)
+    if (p[i] < 0) p[i] = -p[i] - 1;
+  return out;
+}
+
+// ... and targets with the masked ones set to cross_entropy's ignore index.
+Tensor target_ids(const Tensor& w) {
+  Tensor out = w.contiguous().clone();
+  int64_t* p = out.data<int64_t>();
+  for (int64_t i = 0; i < out.numel(); ++i)
+    if (p[i] < 0) p[i] = -100;
+  return out;
+}
+
 // Adds `part` to an optional running sum.
 void accumulate(Tensor& total, const Tensor& part) {
   if (part.defined()) total = total.defined() ? add(total, part) : part;
@@ -74,7 +92,7 @@ ModelOutput DeepSeekModel::forward_stage(const Tensor& windows, const Tensor& hi
   std::vector<LayerAux> aux;
   Tensor h;
   if (shard.first_stage) {
-    h = embedding(embed_tokens, windows.narrow(1, 0, t).contiguous());
+    h = embedding(embed_tokens, input_ids(windows.narrow(1, 0, t)));
   } else {
     MLAMOE_CHECK(hidden_in.defined() && hidden_in.dim() == 3 && hidden_in.size(1) == t,
                  "model stage: expected the previous stage's hidden state [B, " << t << ", d], got "
@@ -104,7 +122,7 @@ ModelOutput DeepSeekModel::head_and_mtp(const Tensor& h, const Tensor& windows, 
   // h⁰ for MTP is this final-normed state that feeds the head (MODEL_SPEC §5, post-norm choice).
   Tensor logits_main = linear(h, lm_head);
   ModelOutput out;
-  out.lm_loss = cross_entropy(logits_main.reshape({b * t, v}), windows.narrow(1, 1, t).contiguous().reshape({b * t}));
+  out.lm_loss = cross_entropy(logits_main.reshape({b * t, v}), target_ids(windows.narrow(1, 1, t)).reshape({b * t}));
   if (keep_logits) out.logits = logits_main;
 
   // MTP depth k: position i (0 ≤ i < T−k) combines h^{k−1}_i with Emb(w[i+k]) and predicts w[i+k+1].
@@ -112,14 +130,14 @@ ModelOutput DeepSeekModel::head_and_mtp(const Tensor& h, const Tensor& windows, 
   for (size_t k1 = 0; k1 < mtp.size(); ++k1) {
     const MtpModule& m = mtp[k1];
     int64_t k = static_cast<int64_t>(k1) + 1, len = t - k;
-    Tensor emb = embedding(embed_tokens, windows.narrow(1, k, len).contiguous());
+    Tensor emb = embedding(embed_tokens, input_ids(windows.narrow(1, k, len)));
     Tensor hk = h_prev.narrow(1, 0, len);
     Tensor joined = concat({rmsnorm(emb, m.enorm, cfg.rms_norm_eps), rmsnorm(hk, m.hnorm, cfg.rms_norm_eps)}, 2);
     LayerAux a;
     Tensor hm = m.block->forward(linear(joined, m.eh_proj), attention_context(cfg, 0, len, dtype), &a);
     if (m.block->moe) aux.push_back(std::move(a));
     Tensor lk = linear(rmsnorm(hm, m.shared_head_norm, cfg.rms_norm_eps), lm_head);
-    Tensor loss_k = cross_entropy(lk.reshape({b * len, v}), windows.narrow(1, k + 1, len).contiguous().reshape({b * len}));
+    Tensor loss_k = cross_entropy(lk.reshape({b * len, v}), target_ids(windows.narrow(1, k + 1, len)).reshape({b * len}));
     accumulate(out.mtp_loss, loss_k);
     h_prev = hm;
   }

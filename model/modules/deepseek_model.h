@@ -51,7 +51,8 @@ class DeepSeekModel {
   DeepSeekModel& operator=(const DeepSeekModel&) = delete;
 
   // windows [B, T+1] (i64 token ids): inputs are windows[:, :T], labels windows[:, 1:]; the MTP
-  // module of depth k predicts windows[:, i+k+1] from position i.
+  // module of depth k predicts windows[:, i+k+1] from position i. An entry −(id + 1) is token id
+  // as an input but not a target (the SFT loss mask): its prediction is left out of the losses.
   ModelOutput forward(const Tensor& windows, bool keep_logits = false) const;
   // One pipeline stage: the first stage embeds windows[:, :T], later stages take `hidden_in`
   // [B, T, d] from the previous one. The last stage returns the losses; other stages return

@@ -19,6 +19,14 @@ Tensor ParameterStore::get(const std::string& name) const {
   return params_[it->second].tensor;
 }
 
+void ParameterStore::set_trainable(const std::string& name, bool on) {
+  auto it = index_.find(name);
+  MLAMOE_CHECK(it != index_.end(), "no parameter named '" << name << "'");
+  Parameter& p = params_[it->second];
+  p.trainable = on;
+  p.tensor.set_requires_grad(on);
+}
+
 std::vector<Tensor> ParameterStore::trainable() const {
   std::vector<Tensor> out;
   for (const auto& p : params_)

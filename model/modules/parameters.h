@@ -29,6 +29,9 @@ class ParameterStore {
   Tensor get(const std::string& name) const;
   bool contains(const std::string& name) const { return index_.count(name) != 0; }
   std::vector<Tensor> trainable() const;
+  // Freezes (or unfreezes) a parameter: no gradient, no optimizer state. Correction biases stay
+  // state either way.
+  void set_trainable(const std::string& name, bool on);
   int64_t numel(bool trainable_only) const;
 
  private:

@@ -1,7 +1,8 @@
-// checkpoint_diff A.h5 B.h5 [TOL]: loads two checkpoints of the same model into single-process
-// models (with optimizer state when both have it) and compares every tensor: exit 0 when all are
-// bitwise equal (TOL omitted) or within max|a − b| ≤ TOL·max|b| per tensor, else 1, naming the
-// worst tensors. The kill/resume and resharding tests use it.
+// checkpoint_diff A.h5 B.h5 [TOL] [--only SUBSTR]: loads two checkpoints into single-process
+// models built from B's config (so A may hold more, e.g. MTP modules B dropped), with optimizer
+// state when both have it, and compares every tensor (or those whose name contains SUBSTR):
+// exit 0 when all are bitwise equal (TOL omitted or 0) or within max|a − b| ≤ TOL·max|b| per
+// tensor, else 1, naming the worst tensors. The resume, resharding and fine-tuning tests use it.
 #include <cmath>
 #include <cstdio>
 #include <string>
@@ -35,16 +36,23 @@ int main(int argc, char** argv) {
   }
   try {
     h5_silence_errors();
-    std::string pa = argv[1], pb = argv[2];
-    double tol = argc > 3 ? std::stod(argv[3]) : 0.0;
-    ModelConfig cfg = parse_model_config(read_checkpoint_config(pa), pa);
+    std::string pa = argv[1], pb = argv[2], only;
+    double tol = 0.0;
+    for (int i = 3; i < argc; ++i) {
+      if (std::string(argv[i]) == "--only" && i + 1 < argc)
+        only = argv[++i];
+      else
+        tol = std::stod(argv[i]);
+    }
+    ModelConfig cfg = parse_model_config(read_checkpoint_config(pb), pb);
     DeepSeekModel ma(cfg, 0), mb(cfg, 0);
-    bool opt = has_optimizer(pa) && has_optimizer(pb);
+    bool opt = only.empty() && has_optimizer(pa) && has_optimizer(pb);
     AdamW oa(ma.params, {}), ob(mb.params, {});
     TrainState sa = load_checkpoint(pa, ma, opt ? &oa : nullptr, nullptr);
     TrainState sb = load_checkpoint(pb, mb, opt ? &ob : nullptr, nullptr);
     int bad = 0;
     auto check = [&](const std::string& name, const Tensor& a, const Tensor& b) {
+      if (!only.empty() && name.find(only) == std::string::npos) return;
       double mag = 0, d = diff(a, b, &mag);
       if (tol == 0.0 ? d != 0.0 : d > tol * mag) {
         if (++bad <= 10) std::printf("differs: %s by %.3g (max |b| %.3g)\n", name.c_str(), d, mag);
@@ -56,8 +64,8 @@ int main(int argc, char** argv) {
         check("exp_avg/" + oa.slots()[i].name, oa.slots()[i].m, ob.slots()[i].m);
         check("exp_avg_sq/" + oa.slots()[i].name, oa.slots()[i].v, ob.slots()[i].v);
       }
-    if (sa.step != sb.step || (opt && (sa.optimizer_steps != sb.optimizer_steps || sa.loader.epoch != sb.loader.epoch ||
-                                       sa.loader.index != sb.loader.index || sa.tokens_seen != sb.tokens_seen))) {
+    if (only.empty() && (sa.step != sb.step || (opt && (sa.optimizer_steps != sb.optimizer_steps || sa.loader.epoch != sb.loader.epoch ||
+                                       sa.loader.index != sb.loader.index || sa.tokens_seen != sb.tokens_seen)))) {
       std::printf("differs: progress (step %lld vs %lld)\n", static_cast<long long>(sa.step), static_cast<long long>(sb.step));
       ++bad;
     }
