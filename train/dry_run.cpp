@@ -50,7 +50,8 @@ MemoryPlan plan_memory(const RunConfig& rc, int64_t world_size) {
   m.params_per_rank = dense_params / pp + expert_params / (pp * ep);
   m.weight_bytes = 4 * m.params_per_rank;
   m.grad_bytes = 4 * m.params_per_rank;
-  m.adam_bytes = 8 * m.params_per_rank;  // not yet sharded: ZeRO-1 over dp comes with the parallel runtime
+  // ZeRO-1: moments of dense parameters sharded over dp, of experts over edp = dp / ep.
+  m.adam_bytes = 8 * (dense_params / pp / static_cast<double>(dp) + expert_params / (pp * ep) / static_cast<double>(dp / ep));
   double micro = static_cast<double>(rc.train.global_batch) / static_cast<double>(dp * rc.parallel.micro_batches);
   double tokens = micro * static_cast<double>(rc.data.seq_len);
   double per_token = 0;
