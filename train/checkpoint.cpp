@@ -1,6 +1,7 @@
 #include "train/checkpoint.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cstring>
 #include <filesystem>
 
@@ -145,6 +146,75 @@ H5Id open_checkpoint(const std::string& path) {
 
 Tensor as_f32(const Tensor& t) { return t.contiguous().to(DType::F32); }
 
+// The root attributes (complete = 0) and the groups of a new checkpoint file.
+void write_header(hid_t f, const nlohmann::json& config, const TrainState& st, bool has_optimizer, const std::string& where) {
+  h5_write_string_attribute(f, "format", kFormat, where);
+  h5_write_int_attribute(f, "format_version", kFormatVersion, H5T_STD_I64LE, where);
+  h5_write_string_attribute(f, "config", config.dump(), where);
+  h5_write_int_attribute(f, "step", st.step, H5T_STD_I64LE, where);
+  h5_write_int_attribute(f, "tokens_seen", st.tokens_seen, H5T_STD_I64LE, where);
+  h5_write_int_attribute(f, "optimizer_steps", st.optimizer_steps, H5T_STD_I64LE, where);
+  h5_write_int_attribute(f, "loader_epoch", st.loader.epoch, H5T_STD_I64LE, where);
+  h5_write_int_attribute(f, "loader_index", st.loader.index, H5T_STD_I64LE, where);
+  h5_write_int_attribute(f, "has_optimizer", has_optimizer ? 1 : 0, H5T_STD_I64LE, where);
+  h5_write_int_attribute(f, "complete", 0, H5T_STD_I64LE, where);
+  H5Id gcpl(H5Pcreate(H5P_GROUP_CREATE), H5Pclose);
+  H5Pset_obj_track_times(gcpl.get(), 0);
+  for (const char* g : {"model", "optim", "optim/exp_avg", "optim/exp_avg_sq"}) {
+    H5Id grp(H5Gcreate2(f, g, H5P_DEFAULT, gcpl.get(), H5P_DEFAULT), H5Gclose);
+    MLAMOE_CHECK(grp.valid(), "cannot create group '" << g << "' in " << where);
+  }
+}
+
+// The last step of every write: the closed <tmp> is marked complete, then renamed to <path>.
+void complete_and_rename(const std::string& tmp, const std::string& path) {
+  std::string where = "checkpoint '" + tmp + "'";
+  {
+    H5Id f(H5Fopen(tmp.c_str(), H5F_ACC_RDWR, H5P_DEFAULT), H5Fclose);
+    MLAMOE_CHECK(f.valid(), "cannot reopen " << where);
+    H5Adelete(f.get(), "complete");
+    h5_write_int_attribute(f.get(), "complete", 1, H5T_STD_I64LE, where);
+    MLAMOE_CHECK(f.reset(), "cannot close " << where << " (disk full?)");
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  MLAMOE_CHECK(!ec, "cannot rename '" << tmp << "' to '" << path << "': " << ec.message());
+}
+
+// The shape of an existing dataset.
+Shape dataset_shape(hid_t file, const std::string& name, const std::string& where) {
+  H5Id ds(H5Dopen2(file, name.c_str(), H5P_DEFAULT), H5Dclose);
+  MLAMOE_CHECK(ds.valid(), where << ": cannot open tensor '" << name << "'");
+  H5Id space(H5Dget_space(ds.get()), H5Sclose);
+  int nd = H5Sget_simple_extent_ndims(space.get());
+  MLAMOE_CHECK(nd >= 1, where << ": tensor '" << name << "' is not an array");
+  std::vector<hsize_t> dims(static_cast<size_t>(nd));
+  H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
+  return Shape(dims.begin(), dims.end());
+}
+
+// "model.layers.2.x" < "model.layers.10.x": runs of digits compare by value.
+bool natural_less(const std::string& a, const std::string& b) {
+  size_t i = 0, j = 0;
+  while (i < a.size() && j < b.size()) {
+    if (std::isdigit(static_cast<unsigned char>(a[i])) && std::isdigit(static_cast<unsigned char>(b[j]))) {
+      size_t i2 = i, j2 = j;
+      while (i2 < a.size() && std::isdigit(static_cast<unsigned char>(a[i2]))) ++i2;
+      while (j2 < b.size() && std::isdigit(static_cast<unsigned char>(b[j2]))) ++j2;
+      std::string x = a.substr(i, i2 - i), y = b.substr(j, j2 - j);
+      x.erase(0, std::min(x.find_first_not_of('0'), x.size()));
+      y.erase(0, std::min(y.find_first_not_of('0'), y.size()));
+      if (x.size() != y.size()) return x.size() < y.size();
+      if (x != y) return x < y;
+      i = i2, j = j2;
+    } else {
+      if (a[i] != b[j]) return a[i] < b[j];
+      ++i, ++j;
+    }
+  }
+  return a.size() - i < b.size() - j;
+}
+
 }  // namespace
 
 void save_checkpoint(const std::string& path, const DeepSeekModel& model, const AdamW* opt, const TrainState& st,
@@ -162,24 +232,7 @@ void save_checkpoint(const std::string& path, const DeepSeekModel& model, const 
     H5Id f(rank == 0 ? H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT) : H5Fopen(tmp.c_str(), H5F_ACC_RDWR, H5P_DEFAULT),
            H5Fclose);
     MLAMOE_CHECK(f.valid(), "cannot " << (rank == 0 ? "create" : "open") << " " << where);
-    if (rank == 0) {
-      h5_write_string_attribute(f.get(), "format", kFormat, where);
-      h5_write_int_attribute(f.get(), "format_version", kFormatVersion, H5T_STD_I64LE, where);
-      h5_write_string_attribute(f.get(), "config", config.dump(), where);
-      h5_write_int_attribute(f.get(), "step", st.step, H5T_STD_I64LE, where);
-      h5_write_int_attribute(f.get(), "tokens_seen", st.tokens_seen, H5T_STD_I64LE, where);
-      h5_write_int_attribute(f.get(), "optimizer_steps", st.optimizer_steps, H5T_STD_I64LE, where);
-      h5_write_int_attribute(f.get(), "loader_epoch", st.loader.epoch, H5T_STD_I64LE, where);
-      h5_write_int_attribute(f.get(), "loader_index", st.loader.index, H5T_STD_I64LE, where);
-      h5_write_int_attribute(f.get(), "has_optimizer", opt ? 1 : 0, H5T_STD_I64LE, where);
-      h5_write_int_attribute(f.get(), "complete", 0, H5T_STD_I64LE, where);
-      H5Id gcpl(H5Pcreate(H5P_GROUP_CREATE), H5Pclose);
-      H5Pset_obj_track_times(gcpl.get(), 0);
-      for (const char* g : {"model", "optim", "optim/exp_avg", "optim/exp_avg_sq"}) {
-        H5Id grp(H5Gcreate2(f.get(), g, H5P_DEFAULT, gcpl.get(), H5P_DEFAULT), H5Gclose);
-        MLAMOE_CHECK(grp.valid(), "cannot create group '" << g << "' in " << where);
-      }
-    }
+    if (rank == 0) write_header(f.get(), config, st, opt != nullptr, where);
     size_t written = 0;
     for (const auto& p : model.params.all()) {
       if (++written == model.params.all().size() / 2) fault_point(rank, fault_step, FaultSite::Checkpoint);  // tests only
@@ -202,16 +255,7 @@ void save_checkpoint(const std::string& path, const DeepSeekModel& model, const 
   if (size > 1 && rank == size - 1) mesh->world->send(&token, 1, DType::I64, 0, kTokenTag);
   if (rank == 0) {
     if (size > 1) mesh->world->recv(&token, 1, DType::I64, size - 1, kTokenTag);
-    {
-      H5Id f(H5Fopen(tmp.c_str(), H5F_ACC_RDWR, H5P_DEFAULT), H5Fclose);
-      MLAMOE_CHECK(f.valid(), "cannot reopen " << where);
-      H5Adelete(f.get(), "complete");
-      h5_write_int_attribute(f.get(), "complete", 1, H5T_STD_I64LE, where);
-      MLAMOE_CHECK(f.reset(), "cannot close " << where << " (disk full?)");
-    }
-    std::error_code ec;
-    fs::rename(tmp, path, ec);
-    MLAMOE_CHECK(!ec, "cannot rename '" << tmp << "' to '" << path << "': " << ec.message());
+    complete_and_rename(tmp, path);
   }
   if (mesh) mesh->world->barrier();  // nobody reads or prunes before the file is in place
 }
@@ -355,6 +399,105 @@ void prune_checkpoints(const std::string& run_dir, int64_t keep) {
   fs::path dir = fs::path(run_dir) / "checkpoints";
   for (const auto& e : fs::directory_iterator(dir, ec))
     if (e.path().extension() == ".tmp") fs::remove(e.path(), ec);
+}
+
+// ---- tensor-by-tensor access (converters) ----
+
+struct CheckpointTensorWriter::Impl {
+  std::string path, tmp, where;
+  H5Id file;
+  bool finished = false;
+};
+
+CheckpointTensorWriter::CheckpointTensorWriter(const std::string& path, const nlohmann::json& config, int64_t step)
+    : impl_(std::make_unique<Impl>()) {
+  h5_silence_errors();
+  impl_->path = path;
+  impl_->tmp = path + ".tmp";
+  impl_->where = "checkpoint '" + impl_->tmp + "'";
+  std::error_code ec;
+  fs::create_directories(fs::path(path).parent_path().empty() ? fs::path(".") : fs::path(path).parent_path(), ec);
+  impl_->file = H5Id(H5Fcreate(impl_->tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
+  MLAMOE_CHECK(impl_->file.valid(), "cannot create " << impl_->where);
+  TrainState st;
+  st.step = step;
+  try {
+    write_header(impl_->file.get(), config, st, false, impl_->where);
+  } catch (...) {
+    impl_->file.reset();
+    fs::remove(impl_->tmp, ec);
+    throw;
+  }
+}
+
+CheckpointTensorWriter::~CheckpointTensorWriter() {
+  if (impl_->finished) return;
+  impl_->file.reset();
+  std::error_code ec;
+  fs::remove(impl_->tmp, ec);
+}
+
+void CheckpointTensorWriter::write(const std::string& name, const Shape& shape, const float* data) {
+  MLAMOE_CHECK(!impl_->finished && impl_->file.valid(), impl_->where << ": already finished");
+  MLAMOE_CHECK(
+      !shape.empty() && std::all_of(shape.begin(), shape.end(), [](int64_t d) { return d > 0; }),
+      impl_->where << ": tensor '" << name << "' has shape " << shape_str(shape) << "; checkpoints hold non-empty arrays");
+  std::string ds = "model/" + name;
+  MLAMOE_CHECK(H5Lexists(impl_->file.get(), ds.c_str(), H5P_DEFAULT) <= 0,
+               impl_->where << ": tensor '" << name << "' written twice");
+  write_rows(impl_->file.get(), ds, shape, data, {0, shape[0]}, impl_->where);
+}
+
+void CheckpointTensorWriter::finish() {
+  MLAMOE_CHECK(!impl_->finished, impl_->where << ": already finished");
+  MLAMOE_CHECK(impl_->file.reset(), "cannot close " << impl_->where << " (disk full?)");
+  complete_and_rename(impl_->tmp, impl_->path);
+  impl_->finished = true;
+}
+
+namespace {
+
+std::vector<std::pair<std::string, Shape>> list_model_tensors(hid_t f, const std::string& where) {
+  MLAMOE_CHECK(H5Lexists(f, "model", H5P_DEFAULT) > 0, where << " has no 'model' group");
+  std::vector<std::string> names;
+  H5Id grp(H5Gopen2(f, "model", H5P_DEFAULT), H5Gclose);
+  MLAMOE_CHECK(grp.valid(), where << ": cannot open the 'model' group");
+  H5G_info_t gi;
+  MLAMOE_CHECK(H5Gget_info(grp.get(), &gi) >= 0, where << ": cannot list the 'model' group");
+  for (hsize_t i = 0; i < gi.nlinks; ++i) {  // by index: the same call in HDF5 1.10 and 1.12+
+    ssize_t len = H5Lget_name_by_idx(grp.get(), ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
+    MLAMOE_CHECK(len >= 0, where << ": cannot list the 'model' group");
+    std::string name(static_cast<size_t>(len) + 1, '\0');
+    H5Lget_name_by_idx(grp.get(), ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), name.size(), H5P_DEFAULT);
+    name.resize(static_cast<size_t>(len));
+    names.push_back(std::move(name));
+  }
+  std::sort(names.begin(), names.end(), natural_less);
+  std::vector<std::pair<std::string, Shape>> out;
+  for (auto& n : names) out.emplace_back(n, dataset_shape(f, "model/" + n, where));
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::pair<std::string, Shape>> list_checkpoint_tensors(const std::string& path) {
+  H5Id f = open_checkpoint(path);
+  return list_model_tensors(f.get(), "checkpoint '" + path + "'");
+}
+
+void for_each_checkpoint_tensor(const std::string& path,
+                                const std::function<void(const std::string&, const Shape&, const std::vector<float>&)>& fn) {
+  H5Id f = open_checkpoint(path);
+  std::string where = "checkpoint '" + path + "'";
+  std::vector<float> buf;
+  for (const auto& [name, shape] : list_model_tensors(f.get(), where)) {
+    MLAMOE_CHECK(!shape.empty() && shape_numel(shape) > 0, where << ": tensor 'model/" << name << "' is empty");
+    buf.resize(static_cast<size_t>(shape_numel(shape)));
+    uint64_t stored = 0;
+    uint64_t got = read_rows(f.get(), "model/" + name, shape, buf.data(), {0, shape[0]}, where, &stored);
+    MLAMOE_CHECK(got == stored, where << ": tensor 'model/" << name << "' fails its checksum (the file is damaged)");
+    fn(name, shape, buf);
+  }
 }
 
 }  // namespace mlamoe

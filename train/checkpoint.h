@@ -18,7 +18,10 @@
 // renamed, so a crash at any moment leaves either the previous checkpoints or a stray .tmp that is
 // never picked up.
 #pragma once
+#include <functional>
+#include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -77,5 +80,35 @@ inline void save_weights(const std::string& path, const DeepSeekModel& model, co
   st.step = step;
   save_checkpoint(path, model, nullptr, st, config, nullptr);
 }
+
+// Tensor-by-tensor access to the weights (`model/`) of a checkpoint file, for converters that must
+// never hold a whole model in memory (a 671B-parameter import or export).
+
+// Writes a weights-only checkpoint (has_optimizer = 0, progress zero but `step`) one tensor at a
+// time: the same root attributes, groups, dataset layout and checksums as save_checkpoint, to
+// <path>.tmp, marked complete and renamed by finish(). Destroyed before finish(), it removes the
+// .tmp and leaves <path> as it was.
+class CheckpointTensorWriter {
+ public:
+  CheckpointTensorWriter(const std::string& path, const nlohmann::json& config, int64_t step);
+  CheckpointTensorWriter(const CheckpointTensorWriter&) = delete;
+  CheckpointTensorWriter& operator=(const CheckpointTensorWriter&) = delete;
+  ~CheckpointTensorWriter();
+  // name without the "model/" prefix (an HF name); data holds numel(shape) f32 values.
+  void write(const std::string& name, const Shape& shape, const float* data);
+  void finish();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// The `model/` tensors of a complete checkpoint with their shapes, in natural order (numbers inside
+// names compare as numbers: layers 2 before 10).
+std::vector<std::pair<std::string, Shape>> list_checkpoint_tensors(const std::string& path);
+// Calls fn(name, shape, values) for each of them in that order, with the values in f32 once their
+// checksum has been verified; one tensor is in memory at a time.
+void for_each_checkpoint_tensor(const std::string& path,
+                                const std::function<void(const std::string&, const Shape&, const std::vector<float>&)>& fn);
 
 }  // namespace mlamoe

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "model/tensor/error.h"
+#include "train/convert_command.h"
 #include "train/data_command.h"
 #include "train/generate_command.h"
 #include "train/trainer.h"
@@ -15,11 +16,16 @@ namespace {
 const char* kUsage =
     "usage: mlamoe <command> [flags]\n"
     "commands:\n"
-    "  train     train a model: --config FILE [--set key=value ...] [--dry-run [--ranks N]]\n"
+    "  train     train a model: --config FILE [--set key=value ...] [--resume RUN_DIR | --init-from CKPT]\n"
+    "            [--dry-run [--ranks N]]\n"
     "            (--dry-run prints parameter counts, FLOPs/token and memory per rank of N ranks, then exits)\n"
     "  data      prepare --input FILE[,FILE...] --output DATA.h5 [--tokenizer byte] [--overwrite]\n"
     "  generate  --checkpoint RUN_DIR/weights.h5 --prompt TEXT [--tokens 200] [--verify]\n"
     "            greedy decoding with the absorbed-MLA KV cache\n"
+    "  convert   --from-hf DIR --to CKPT.h5 [--overwrite]\n"
+    "            import a Hugging Face DeepSeek-V2/V3 checkpoint (config.json + *.safetensors; FP8 dequantised)\n"
+    "            --from CKPT.h5 --to-hf DIR [--dtype bf16|f32] [--shard-size-mb 4096] [--overwrite]\n"
+    "            export to Hugging Face safetensors shards + config.json (other files in DIR are kept)\n"
     "  version   print the build configuration\n";
 
 }  // namespace
@@ -35,6 +41,7 @@ int main(int argc, char** argv) {
     if (cmd == "train") return mlamoe::run_train_command(args);
     if (cmd == "data") return mlamoe::run_data_command(args);
     if (cmd == "generate") return mlamoe::run_generate_command(args);
+    if (cmd == "convert") return mlamoe::run_convert_command(args);
     if (cmd == "version" || cmd == "--version") return mlamoe::print_version();
     if (cmd == "help" || cmd == "--help" || cmd == "-h") {
       std::fputs(kUsage, stdout);
