@@ -16,9 +16,15 @@ PACKAGES=(
   libhdf5-dev                              # checkpoints and token datasets
   nlohmann-json3-dev                       # configs, logs
   libgtest-dev                             # unit tests
-  python3 python3-torch                    # the PyTorch reference tests
+  python3 python3-torch python3-pip        # the PyTorch reference tests (pip: optional HF packages below)
   bible-kjv                                # the default English corpus (tools/prepare_corpus.sh)
 )
+
+SUDO=()
+CAN_INSTALL=1
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null; then SUDO=(sudo); else CAN_INSTALL=0; fi
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -26,16 +32,21 @@ for p in "${PACKAGES[@]}"; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
-  if [ "$(id -u)" -eq 0 ]; then
-    SUDO=()
-  elif command -v sudo >/dev/null; then
-    SUDO=(sudo)
-  else
+  if [ "$CAN_INSTALL" -eq 0 ]; then
     echo "setup: error: packages missing (${missing[*]}) and neither root nor sudo is available" >&2
     exit 1
   fi
   "${SUDO[@]}" apt-get update -qq
   "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Optional Python packages for reference tests (the suite skips those tests without them):
+# Hugging Face `safetensors` (reads our exported checkpoints) and `tokenizers` (the BPE reference).
+py=/usr/bin/python3
+if [ "$CAN_INSTALL" -eq 1 ] && ! "$py" -c "import safetensors, tokenizers" 2>/dev/null; then
+  echo "setup: pip-installing safetensors and tokenizers (optional reference tests)"
+  "${SUDO[@]}" "$py" -m pip install --quiet --break-system-packages safetensors tokenizers >/dev/null 2>&1 ||
+    echo "setup: warning: could not pip-install safetensors/tokenizers; their reference tests will be skipped"
 fi
 
 jobs=$(nproc 2>/dev/null || echo 2)
