@@ -1,6 +1,7 @@
 // Text files to a token dataset with the byte tokenizer (prepare.h).
 #include "data/prepare.h"
 
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -9,6 +10,7 @@
 #include <memory>
 
 #include "data/byte_tokenizer.h"
+#include "data/text_encoder.h"
 #include "data/token_dataset.h"
 #include "model/tensor/error.h"
 
@@ -33,14 +35,28 @@ File open_input(const std::string& path) {
   return f;
 }
 
+// Where the text read so far may be cut and encoded on its own. Any point for bytes; for BPE the
+// last line start whose first character is an ASCII letter or digit: no pre-tokenizer piece of the
+// DeepSeek or GPT-2 patterns joins a newline with a following letter or digit. 0: no such point.
+size_t safe_cut(const std::string& text, bool byte_level) {
+  if (byte_level) return text.size();
+  for (size_t p = text.size(); p-- > 1;) {
+    unsigned char c = static_cast<unsigned char>(text[p]);
+    if (text[p - 1] == '\n' && c < 128 && std::isalnum(c)) return p;
+  }
+  return 0;
+}
+
 }  // namespace
 
 PrepareStats prepare_text_dataset(const std::vector<std::string>& inputs, const std::string& output, const std::string& tokenizer,
                                   bool overwrite) {
+  return prepare_text_dataset(inputs, output, text_encoder(tokenizer), overwrite);
+}
+
+PrepareStats prepare_text_dataset(const std::vector<std::string>& inputs, const std::string& output, const TextEncoder& enc,
+                                  bool overwrite) {
   auto t0 = std::chrono::steady_clock::now();
-  MLAMOE_CHECK(tokenizer == "byte",
-               "data prepare: unknown tokenizer '"
-                   << tokenizer << "' (supported: byte); Hugging Face tokenizer.json support comes with fine-tuning/convert");
   MLAMOE_CHECK(!inputs.empty(), "data prepare: no input files");
   MLAMOE_CHECK(!output.empty(), "data prepare: no output file");
   std::error_code ec;
@@ -51,19 +67,28 @@ PrepareStats prepare_text_dataset(const std::vector<std::string>& inputs, const 
   for (const std::string& in : inputs) open_input(in);
 
   PrepareStats stats;
-  TokenDatasetWriter writer(output, tokenizer, kByteDatasetVocab, kByteEosId);
-  std::vector<unsigned char> bytes(kReadChunk);
-  std::vector<int32_t> ids(kReadChunk);
+  TokenDatasetWriter writer(output, enc.name, enc.vocab_size, enc.eos_id);
+  std::vector<char> chunk(kReadChunk);
+  const int32_t eos = static_cast<int32_t>(enc.eos_id);
   for (const std::string& in : inputs) {
     File f = open_input(in);
+    std::string text;  // unencoded text: what is left after the last safe cut
     size_t n = 0;
-    while ((n = std::fread(bytes.data(), 1, kReadChunk, f.get())) > 0) {
-      for (size_t i = 0; i < n; ++i) ids[i] = bytes[i];
-      writer.append_tokens(ids.data(), static_cast<int64_t>(n));
+    auto put = [&](const std::string& piece) {
+      std::vector<int32_t> ids = enc.encode(piece);
+      writer.append_tokens(ids.data(), static_cast<int64_t>(ids.size()));
+    };
+    while ((n = std::fread(chunk.data(), 1, kReadChunk, f.get())) > 0) {
+      text.append(chunk.data(), n);
       stats.bytes += static_cast<int64_t>(n);
+      size_t cut = safe_cut(text, enc.byte_level);
+      if (cut == 0) continue;  // no safe point yet: keep reading (bounded by the longest line)
+      put(text.substr(0, cut));
+      text.erase(0, cut);
     }
     MLAMOE_CHECK(!std::ferror(f.get()), "data prepare: error reading input '" << in << "': " << std::strerror(errno));
-    writer.append_tokens(&kByteEosId, 1);
+    if (!text.empty()) put(text);
+    writer.append_tokens(&eos, 1);
     writer.end_document();
   }
   // The writer's destructor removes its temporary file on this path: nothing is left behind.

@@ -1,6 +1,6 @@
 // `mlamoe data prepare`: text files to a token dataset (token_dataset.h). Each input file is one
-// document; the byte tokenizer maps bytes to ids 0..255 and ends every document with EOS (256).
-// Hugging Face tokenizer.json support comes with the fine-tuning / convert work.
+// document, ended with the tokenizer's EOS; the byte tokenizer maps bytes to ids 0..255 (EOS 256),
+// a Hugging Face tokenizer.json gives its BPE ids (text_encoder.h).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -19,6 +19,12 @@ struct PrepareStats {
 // atomically: on any error it is left as it was. Throws mlamoe::Error for no inputs, an unknown
 // tokenizer, a missing or unreadable input, an existing output without overwrite, an empty corpus.
 PrepareStats prepare_text_dataset(const std::vector<std::string>& inputs, const std::string& output, const std::string& tokenizer,
+                                  bool overwrite);
+// The same with an encoder already loaded. A BPE text is cut into pieces at line starts that no
+// pre-tokenizer piece can span (after "\n", before an ASCII letter or digit), so the ids equal
+// those of encoding the whole file at once.
+struct TextEncoder;
+PrepareStats prepare_text_dataset(const std::vector<std::string>& inputs, const std::string& output, const TextEncoder& enc,
                                   bool overwrite);
 
 }  // namespace mlamoe

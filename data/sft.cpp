@@ -54,15 +54,6 @@ std::vector<Turn> turns_of(const nlohmann::json& j, const std::string& where) {
 
 }  // namespace
 
-TextEncoder byte_text_encoder() {
-  TextEncoder e;
-  e.name = "byte";
-  e.vocab_size = kByteDatasetVocab;
-  e.eos_id = kByteEosId;
-  e.encode = [](const std::string& s) { return byte_encode(s); };
-  return e;
-}
-
 PrepareStats prepare_sft_dataset(const std::vector<std::string>& inputs, const std::string& output, const TextEncoder& enc,
                                  bool overwrite) {
   auto t0 = std::chrono::steady_clock::now();

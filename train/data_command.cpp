@@ -1,4 +1,4 @@
-// `mlamoe data prepare --input F1[,F2,...] --output OUT.h5 [--tokenizer byte] [--format text|sft] [--overwrite]`.
+// `mlamoe data prepare --input F1[,F2,...] --output OUT.h5 [--tokenizer byte|tokenizer.json] [--format text|sft] [--overwrite]`.
 // text: each file one document (pretraining). sft: JSONL conversations with a loss mask on the
 // responses (data/sft.h); the default for inputs ending in .jsonl.
 // The work is data/prepare.cpp; this file only reads flags and prints the summary line.
@@ -8,6 +8,7 @@
 
 #include "data/prepare.h"
 #include "data/sft.h"
+#include "data/text_encoder.h"
 #include "model/tensor/error.h"
 #include "train/cli_args.h"
 
@@ -42,12 +43,8 @@ int run_prepare(const std::vector<std::string>& argv) {
   if (format.empty()) format = !inputs.empty() && inputs[0].size() > 6 && inputs[0].substr(inputs[0].size() - 6) == ".jsonl" ? "sft" : "text";
   MLAMOE_CHECK(format == "text" || format == "sft", "data prepare: --format must be text or sft, got '" << format << "'");
   PrepareStats s;
-  if (format == "sft") {
-    MLAMOE_CHECK(tokenizer == "byte", "unknown tokenizer '" << tokenizer << "' (supported: byte)");
-    s = prepare_sft_dataset(inputs, output, byte_text_encoder(), overwrite);
-  } else {
-    s = prepare_text_dataset(inputs, output, tokenizer, overwrite);
-  }
+  TextEncoder enc = text_encoder(tokenizer);
+  s = format == "sft" ? prepare_sft_dataset(inputs, output, enc, overwrite) : prepare_text_dataset(inputs, output, enc, overwrite);
   std::printf("data prepare: %lld docs, %lld tokens, %.2f MB of text in %.2f s -> %s\n", static_cast<long long>(s.docs),
               static_cast<long long>(s.tokens), static_cast<double>(s.bytes) / 1e6, s.seconds, output.c_str());
   return 0;

@@ -2,7 +2,7 @@
 
 #include <cstdio>
 
-#include "data/byte_tokenizer.h"
+#include "data/text_encoder.h"
 #include "model/model_size.h"
 #include "model/modules/deepseek_model.h"
 #include "model/ops/ops.h"
@@ -26,6 +26,7 @@ int64_t argmax_last(const Tensor& logits) {  // logits [1, 1, V]
 int run_generate_command(const std::vector<std::string>& args) {
   CliArgs a("generate", args, {"verify"});
   std::string ckpt = a.get("checkpoint", "");
+  TextEncoder enc = text_encoder(a.get("tokenizer", "byte"));
   std::string prompt = a.get("prompt", "");
   int64_t n_new = a.get_int("tokens", 200, 1, 1 << 20);
   bool verify = a.has_switch("verify");
@@ -38,7 +39,8 @@ int run_generate_command(const std::vector<std::string>& args) {
   load_checkpoint(ckpt, model, nullptr, nullptr);
   NoGrad ng;
 
-  std::vector<int32_t> ids = byte_encode(prompt);
+  std::vector<int32_t> ids = enc.encode(prompt);
+  if (enc.bos_id >= 0) ids.insert(ids.begin(), static_cast<int32_t>(enc.bos_id));
   for (int32_t id : ids) MLAMOE_CHECK(id < cfg.vocab_size, "generate: prompt token " << id << " >= vocab_size " << cfg.vocab_size);
   int64_t capacity = static_cast<int64_t>(ids.size()) + n_new;
   MLAMOE_CHECK(cfg.max_position_embeddings == 0 || capacity <= cfg.max_position_embeddings,
@@ -56,12 +58,12 @@ int run_generate_command(const std::vector<std::string>& args) {
       Tensor full = model.logits(Tensor::from_vector(all, {1, static_cast<int64_t>(all.size())}));
       if (argmax_last(full.narrow(1, full.size(1) - 1, 1).contiguous()) != next) ++mismatches;
     }
-    if (next == kByteEosId) break;
+    if (next == enc.eos_id) break;
     all.push_back(next);
-    out.push_back(static_cast<int32_t>(next < 256 ? next : '?'));
+    out.push_back(static_cast<int32_t>(next));
     if (i + 1 < n_new) logits = model.decode_step(Tensor::from_vector<int64_t>({next}, {1, 1}), state);
   }
-  std::printf("%s%s\n", prompt.c_str(), byte_decode(out).c_str());
+  std::printf("%s%s\n", prompt.c_str(), enc.decode(out).c_str());
 
   int64_t cached = 0;
   for (const auto& c : state.caches) cached += c.kv.size(2) + c.pe.size(2);

@@ -17,6 +17,9 @@
 #include <random>
 
 #include "data/bpe_tokenizer.h"
+#include "data/sft.h"
+#include "data/text_encoder.h"
+#include "data/token_dataset.h"
 #include "model/tensor/error.h"
 
 namespace mlamoe {
@@ -442,6 +445,44 @@ TEST(BpeSpeed, OneMegabyteRoundTrip) {
   const double enc = std::chrono::duration<double>(t1 - t0).count(), dec = std::chrono::duration<double>(t2 - t1).count();
   std::printf("encode %.2f MB -> %zu ids in %.3f s (%.1f MB/s); decode %.4f s\n", text.size() / 1e6, ids.size(), enc,
               text.size() / 1e6 / enc, dec);
+}
+
+// `data prepare` with a tokenizer.json: a text of several read chunks is cut only where no
+// pre-tokenizer piece can span the cut, so its ids equal encoding the whole text at once; SFT
+// conversations get the tokenizer's BOS and EOS.
+TEST(BpeTokenizer, PrepareDatasetsWithIt) {
+  write_file(tmp("prep.json"), hand_tokenizer().dump());
+  TextEncoder enc = text_encoder(tmp("prep.json"));
+  BpeTokenizer tok = BpeTokenizer::load(tmp("prep.json"));
+  EXPECT_EQ(enc.eos_id, 261);
+  EXPECT_EQ(enc.bos_id, 260);
+  std::string text;
+  std::mt19937 rng(3);
+  const std::vector<std::string> words = {"the", " the", "in", "then", "  ", "\n", "\n\n", "123456", "雨が", "x", "\t", "the\n  in"};
+  while (text.size() < 3u << 20) text += words[rng() % words.size()];
+  write_file(tmp("prep.txt"), text);
+  PrepareStats st = prepare_text_dataset({tmp("prep.txt")}, tmp("prep.h5"), enc, true);
+  TokenDataset ds = TokenDataset::open(tmp("prep.h5"));
+  std::vector<int32_t> got(ds.num_tokens());
+  ds.read(0, ds.num_tokens(), got.data());
+  std::vector<int32_t> want = tok.encode(text);
+  want.push_back(261);
+  EXPECT_EQ(st.tokens, static_cast<int64_t>(want.size()));
+  EXPECT_TRUE(got == want) << "chunked encoding differs from whole-text encoding";
+  EXPECT_EQ(ds.tokenizer(), tmp("prep.json"));
+
+  write_file(tmp("chat.jsonl"), "{\"prompt\": \"in the\", \"response\": \"then\"}\n");
+  prepare_sft_dataset({tmp("chat.jsonl")}, tmp("chat.h5"), enc, true);
+  TokenDataset chat = TokenDataset::open(tmp("chat.h5"));
+  std::vector<int32_t> ids(chat.num_tokens());
+  std::vector<uint8_t> mask(chat.num_tokens());
+  chat.read(0, chat.num_tokens(), ids.data());
+  chat.read_mask(0, chat.num_tokens(), mask.data());
+  EXPECT_EQ(ids.front(), 260);
+  EXPECT_EQ(mask.front(), 0);
+  EXPECT_EQ(ids.back(), 261);
+  EXPECT_EQ(mask.back(), 1);
+  EXPECT_EQ(tok.decode(ids), kBos + "User: in the\n\nAssistant: then" + kEos);
 }
 
 }  // namespace

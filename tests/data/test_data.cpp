@@ -313,7 +313,7 @@ TEST(Prepare, Errors) {
       "cannot open input '/nonexistent/a.txt': No such file or directory");
   expect_error([&] { prepare_text_dataset({MLAMOE_TEST_TMPDIR}, out, "byte", false); }, "is a directory, expected a text file");
   expect_error([&] { prepare_text_dataset({tmp("one.txt")}, out, "gpt2", false); },
-               "unknown tokenizer 'gpt2' (supported: byte); Hugging Face tokenizer.json support comes with fine-tuning/convert");
+               "unknown tokenizer 'gpt2' (supported: byte, or a Hugging Face tokenizer.json path)");
   expect_error(
       [&] {
         prepare_text_dataset({tmp("zero1.txt"), tmp("zero2.txt")}, out, "byte", false);
