@@ -34,10 +34,17 @@ JsonlWriter::JsonlWriter(const std::string& path, int64_t through_step) : path_(
     }
     std::fclose(in);
   }
-  f_ = std::fopen(path.c_str(), "w");
+  // The kept lines go to a new file that replaces the old one by rename: a run killed right here
+  // still finds its log whole on the next resume.
+  std::string tmp = path + ".tmp";
+  std::FILE* out = std::fopen(tmp.c_str(), "w");
+  MLAMOE_CHECK(out != nullptr, "cannot create log file '" << tmp << "'");
+  for (const auto& l : keep) std::fprintf(out, "%s\n", l.c_str());
+  bool ok = std::fflush(out) == 0;
+  ok = std::fclose(out) == 0 && ok;
+  MLAMOE_CHECK(ok && std::rename(tmp.c_str(), path.c_str()) == 0, "cannot rewrite log file '" << path << "' (disk full?)");
+  f_ = std::fopen(path.c_str(), "a");
   MLAMOE_CHECK(f_ != nullptr, "cannot open log file '" << path << "'");
-  for (const auto& l : keep) std::fprintf(f_, "%s\n", l.c_str());
-  std::fflush(f_);
 }
 
 JsonlWriter::~JsonlWriter() {

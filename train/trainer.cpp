@@ -1,9 +1,9 @@
 #include "train/trainer.h"
 
 #include <chrono>
-#include <csignal>
 #include <climits>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
@@ -80,8 +80,8 @@ class SpikeJudge {
     double limit = mean + std::max(sigma_ * sd, 0.1 * mean);
     if (loss <= limit) return "";
     char msg[160];
-    std::snprintf(msg, sizeof msg, "loss spike: %.4f > %.4f (mean %.4f + %.1f std of the last %zu steps)", loss, limit, mean, sigma_,
-                  recent_.size());
+    std::snprintf(msg, sizeof msg, "loss spike: %.4f > %.4f (mean %.4f + %.1f std of the last %zu steps)", loss, limit, mean,
+                  sigma_, recent_.size());
     return msg;
   }
   void accept(double loss) {
@@ -117,8 +117,8 @@ void apply_freezing(DeepSeekModel& model, const TrainConfig& tc) {
 // Refuses to mix a new run's logs into an old one (nothing is overwritten).
 void prepare_run_dir(const std::string& dir) {
   for (const char* f : {"metrics.jsonl", "experts.jsonl", "weights.h5"})
-    MLAMOE_CHECK(!fs::exists(fs::path(dir) / f), "run directory '" << dir << "' already holds a run (" << f
-                                                                     << "); choose another with --set train.run_dir=DIR");
+    MLAMOE_CHECK(!fs::exists(fs::path(dir) / f),
+                 "run directory '" << dir << "' already holds a run (" << f << "); choose another with --set train.run_dir=DIR");
   std::error_code ec;
   fs::create_directories(dir, ec);
   MLAMOE_CHECK(!ec, "cannot create run directory '" << dir << "': " << ec.message());
@@ -136,10 +136,10 @@ struct Run {
   std::unique_ptr<JsonlWriter> metrics, experts;
   int64_t dp = 1, dp_rank = 0, rank = 0, world = 1;
   double peak_gflops = 0;
-  std::string run_dir;     // train.run_dir, or the --resume directory
-  std::string load_from;   // checkpoint to load after the model is built ("" for a fresh start)
+  std::string run_dir;    // train.run_dir, or the --resume directory
+  std::string load_from;  // checkpoint to load after the model is built ("" for a fresh start)
   bool load_optimizer = false;
-  TrainState state;        // where training starts
+  TrainState state;  // where training starts
 };
 
 // The model part of a run config (everything but the run sections), for matching a checkpoint.
@@ -152,7 +152,8 @@ nlohmann::json model_fields(nlohmann::json j) {
 // Training knobs (γ, α, λ) may change; fine-tuning (--init-from) may also drop the MTP modules.
 void check_same_model(const nlohmann::json& run, const nlohmann::json& ckpt, const std::string& path, bool init_from) {
   nlohmann::json a = model_fields(run), b = model_fields(ckpt);
-  for (const char* knob : {"bias_update_speed", "seq_aux_alpha", "mtp_loss_weight", "aux_loss_alpha"}) a.erase(knob), b.erase(knob);
+  for (const char* knob : {"bias_update_speed", "seq_aux_alpha", "mtp_loss_weight", "aux_loss_alpha"})
+    a.erase(knob), b.erase(knob);
   const char* mtp = "num_nextn_predict_layers";
   if (init_from && a.value(mtp, 0) < b.value(mtp, 0)) a.erase(mtp), b.erase(mtp);
   for (auto it = a.begin(); it != a.end(); ++it)
@@ -160,8 +161,8 @@ void check_same_model(const nlohmann::json& run, const nlohmann::json& ckpt, con
                  "config field '" << it.key() << "' is " << it.value().dump() << ", checkpoint '" << path << "' was written with "
                                   << (b.contains(it.key()) ? b[it.key()].dump() : std::string("no such field")));
   for (auto it = b.begin(); it != b.end(); ++it)
-    MLAMOE_CHECK(a.contains(it.key()), "checkpoint '" << path << "' was written with field '" << it.key() << "' = " << it.value().dump()
-                                                      << ", which the config does not set");
+    MLAMOE_CHECK(a.contains(it.key()), "checkpoint '" << path << "' was written with field '" << it.key()
+                                                      << "' = " << it.value().dump() << ", which the config does not set");
 }
 
 void set_up(Run& r, MpiRuntime* mpi, const StartOptions& start) {
@@ -175,12 +176,13 @@ void set_up(Run& r, MpiRuntime* mpi, const StartOptions& start) {
   MLAMOE_CHECK(tc.global_batch % (shape.dp * rc.parallel.micro_batches) == 0,
                "layout: train.global_batch = " << tc.global_batch << " must be divisible by dp (" << shape.dp
                                                << ") x parallel.micro_batches (" << rc.parallel.micro_batches << ")");
-  MLAMOE_CHECK(mpi || (shape.pp == 1 && shape.ep == 1), "layout: parallel.pp = " << shape.pp << ", parallel.ep = " << shape.ep
-                                                                                  << " need that many ranks: launch with mpirun (launch/run.sh)");
+  MLAMOE_CHECK(mpi || (shape.pp == 1 && shape.ep == 1),
+               "layout: parallel.pp = " << shape.pp << ", parallel.ep = " << shape.ep
+                                        << " need that many ranks: launch with mpirun (launch/run.sh)");
   r.loader = std::make_unique<TokenLoader>(rc.data.path, rc.data.seq_len, tc.seed, rc.data.eval_fraction);
-  MLAMOE_CHECK(r.loader->vocab_size() <= rc.model.vocab_size, "data file '" << rc.data.path << "' has vocab_size " << r.loader->vocab_size()
-                                                                           << ", more than the model's vocab_size "
-                                                                           << rc.model.vocab_size);
+  MLAMOE_CHECK(r.loader->vocab_size() <= rc.model.vocab_size,
+               "data file '" << rc.data.path << "' has vocab_size " << r.loader->vocab_size()
+                             << ", more than the model's vocab_size " << rc.model.vocab_size);
   r.run_dir = tc.run_dir;
   if (!start.resume_dir.empty()) {
     r.run_dir = start.resume_dir;
@@ -243,14 +245,15 @@ void train_loop(Run& r) {
   LrSchedule sched = lr_schedule_of(tc);
   int64_t micro = rc.parallel.micro_batches, b = tc.global_batch / (r.dp * micro), seq = rc.data.seq_len;
   if (r.rank == 0) {
-    std::printf("train: %s | %.3gM params (%.3gM active/token) | %lld ranks (pp %lld, dp %lld, ep %lld) | %lld steps x %lld seqs x "
-                "%lld tokens | data %s: %lld train windows, %lld held out | peak %.1f GFLOP/s per rank (%s) | run dir %s\n",
-                rc.model.model_type.c_str(), static_cast<double>(size.total) / 1e6, static_cast<double>(size.active_with_embedding) / 1e6,
-                static_cast<long long>(r.world), static_cast<long long>(rc.parallel.pp), static_cast<long long>(r.dp),
-                static_cast<long long>(rc.parallel.ep), static_cast<long long>(tc.steps), static_cast<long long>(tc.global_batch),
-                static_cast<long long>(seq), rc.data.path.c_str(), static_cast<long long>(loader.windows_per_epoch()),
-                static_cast<long long>(loader.eval_windows()), r.peak_gflops,
-                tc.peak_gflops == "measure" ? "measured sgemm" : "from config", r.run_dir.c_str());
+    std::printf(
+        "train: %s | %.3gM params (%.3gM active/token) | %lld ranks (pp %lld, dp %lld, ep %lld) | %lld steps x %lld seqs x "
+        "%lld tokens | data %s: %lld train windows, %lld held out | peak %.1f GFLOP/s per rank (%s) | run dir %s\n",
+        rc.model.model_type.c_str(), static_cast<double>(size.total) / 1e6, static_cast<double>(size.active_with_embedding) / 1e6,
+        static_cast<long long>(r.world), static_cast<long long>(rc.parallel.pp), static_cast<long long>(r.dp),
+        static_cast<long long>(rc.parallel.ep), static_cast<long long>(tc.steps), static_cast<long long>(tc.global_batch),
+        static_cast<long long>(seq), rc.data.path.c_str(), static_cast<long long>(loader.windows_per_epoch()),
+        static_cast<long long>(loader.eval_windows()), r.peak_gflops,
+        tc.peak_gflops == "measure" ? "measured sgemm" : "from config", r.run_dir.c_str());
     std::fflush(stdout);
   }
   ParallelContext par{r.mesh.get(), r.sync.get()};
@@ -261,56 +264,10 @@ void train_loop(Run& r) {
   double first_loss = 0, last_loss = 0, last_eval = std::nan("");
   auto t_start = Clock::now();
   std::vector<int64_t> buf(b * micro * (seq + 1));
-  SpikeJudge judge(tc.spike_sigma);
-  int64_t bad_in_a_row = 0;
-  for (int64_t step = first_step; step < tc.steps; ++step) {
-    auto t0 = Clock::now();
-    fault_point(r.rank, step + 1, FaultSite::Step);
-    // Every rank draws the same global batch; dp rank r takes its contiguous slice of it.
-    loader.next_batch_slice(tc.global_batch, r.dp_rank * b * micro, b * micro, buf.data());
-    std::vector<Tensor> batches;
-    for (int64_t m = 0; m < micro; ++m)
-      batches.push_back(Tensor::from_vector(std::vector<int64_t>(buf.begin() + m * b * (seq + 1), buf.begin() + (m + 1) * b * (seq + 1)),
-                                            {b, seq + 1}));
-    bool frozen = tc.bias_freeze_tokens > 0 && tokens_seen >= tc.bias_freeze_tokens;
-    StepSettings settings{sched.at(step), tc.grad_clip, frozen ? 0.0 : rc.model.bias_update_speed,
-                          [&judge](double loss) { return judge(loss); },
-                          planned_fault(r.rank, step + 1, FaultSite::Step) == FaultKind::Nan};
-    StepStats st = train_step(*r.model, *r.opt, batches, settings, par);
-    tokens_seen += st.tokens;
-    if (st.skipped) {
-      // Nothing was updated; the step's data is consumed (a resumed run skips it alike).
-      ++bad_in_a_row;
-      if (r.rank == 0) {
-        std::printf("step %5lld/%lld | SKIPPED: %s (%lld in a row)\n", static_cast<long long>(step + 1), static_cast<long long>(tc.steps),
-                    st.skip_reason.c_str(), static_cast<long long>(bad_in_a_row));
-        std::fflush(stdout);
-        r.metrics->write({{"step", step + 1}, {"skipped", true}, {"reason", st.skip_reason}, {"tokens", tokens_seen}});
-      }
-      if (bad_in_a_row >= tc.max_bad_steps) {
-        std::string last = latest_checkpoint(r.run_dir);
-        throw StopRun(std::to_string(bad_in_a_row) + " bad steps in a row (last: " + st.skip_reason + ") at step " +
-                      std::to_string(step + 1) + "; the last good checkpoint is " + (last.empty() ? "none" : last));
-      }
-      continue;
-    }
-    bad_in_a_row = 0;
-    judge.accept(st.loss);
-    ExpertView ev = global_expert_view(*r.model, r.mesh.get(), st.counts);
-    bool eval_now = loader.eval_windows() > 0 && tc.eval_batches > 0 &&
-                    ((tc.eval_every > 0 && (step + 1) % tc.eval_every == 0) || step + 1 == tc.steps);
-    if (eval_now) last_eval = evaluate(r);
-    double dt = seconds_since(t0);
-    if (step == first_step) first_loss = st.loss;
-    last_loss = st.loss;
-    // Checkpoint after the step, with everything an exact resume needs.
-    if ((tc.checkpoint_every > 0 && (step + 1) % tc.checkpoint_every == 0) || (tc.checkpoint_every > 0 && step + 1 == tc.steps)) {
-      TrainState ts{step + 1, tokens_seen, r.opt->steps_taken(), loader.state()};
-      save_checkpoint(checkpoint_path(r.run_dir, step + 1), *r.model, r.opt.get(), ts, rc.json, r.mesh.get(), step + 1);
-      if (r.rank == 0) prune_checkpoints(r.run_dir, tc.keep_checkpoints);
-    }
-    if (r.rank != 0) continue;
-
+  // The step's lines in metrics.jsonl and experts.jsonl and on stdout (rank 0). Written before the
+  // step's checkpoint: a run killed in between redoes the step and rewrites its lines on resume.
+  auto log_step = [&](const StepStats& st, const ExpertView& ev, int64_t step, double dt, int64_t tokens_seen, bool eval_now,
+                      double last_eval, int64_t first_step, Clock::time_point t_start) {
     double tok_s = static_cast<double>(st.tokens) / dt;
     double mfu = tok_s * size.flops_per_token() / (r.peak_gflops * 1e9 * static_cast<double>(r.world));
     std::vector<std::string> names = all_moe_layer_names(rc.model);
@@ -325,10 +282,18 @@ void train_loop(Run& r) {
     }
     double maxvio_mean = names.empty() ? 0.0 : maxvio_sum / static_cast<double>(names.size());
     r.experts->write({{"step", step + 1}, {"tokens", st.tokens}, {"layers", std::move(layers)}});
-    nlohmann::json line = {{"step", step + 1},         {"loss", st.loss},        {"lm_loss", st.lm_loss},
-                           {"mtp_loss", st.mtp_loss},  {"balance_loss", st.balance_loss}, {"lr", st.lr},
-                           {"grad_norm", st.grad_norm}, {"gamma", st.gamma},     {"tokens", tokens_seen},
-                           {"step_time_s", dt},        {"tokens_per_s", tok_s},  {"mfu", mfu},
+    nlohmann::json line = {{"step", step + 1},
+                           {"loss", st.loss},
+                           {"lm_loss", st.lm_loss},
+                           {"mtp_loss", st.mtp_loss},
+                           {"balance_loss", st.balance_loss},
+                           {"lr", st.lr},
+                           {"grad_norm", st.grad_norm},
+                           {"gamma", st.gamma},
+                           {"tokens", tokens_seen},
+                           {"step_time_s", dt},
+                           {"tokens_per_s", tok_s},
+                           {"mfu", mfu},
                            {"maxvio_mean", maxvio_mean}};
     if (eval_now) line["eval_lm_loss"] = last_eval;
     r.metrics->write(line);
@@ -336,15 +301,70 @@ void train_loop(Run& r) {
     double elapsed = seconds_since(t_start);
     double eta = elapsed / static_cast<double>(step + 1 - first_step) * static_cast<double>(tc.steps - step - 1);
     if (step == 0 || (step + 1) % tc.log_every == 0 || step + 1 == tc.steps || eval_now) {
-      std::printf("step %5lld/%lld | loss %.4f (lm %.4f mtp %.4f bal %.2e) | lr %.2e | gnorm %.3f | %.1fK tok/s | MFU %.1f%% | "
-                  "maxvio %.2f | ETA %s",
-                  static_cast<long long>(step + 1), static_cast<long long>(tc.steps), st.loss, st.lm_loss, st.mtp_loss,
-                  st.balance_loss, st.lr, st.grad_norm, tok_s / 1e3, 100 * mfu, maxvio_mean, format_duration(eta).c_str());
+      std::printf(
+          "step %5lld/%lld | loss %.4f (lm %.4f mtp %.4f bal %.2e) | lr %.2e | gnorm %.3f | %.1fK tok/s | MFU %.1f%% | "
+          "maxvio %.2f | ETA %s",
+          static_cast<long long>(step + 1), static_cast<long long>(tc.steps), st.loss, st.lm_loss, st.mtp_loss, st.balance_loss,
+          st.lr, st.grad_norm, tok_s / 1e3, 100 * mfu, maxvio_mean, format_duration(eta).c_str());
       if (eval_now) std::printf(" | eval lm %.4f", last_eval);
       std::printf("\n");
       std::fflush(stdout);
     }
+  };
+  // Checkpoint after the step, with everything an exact resume needs (every rank writes its part).
+  auto checkpoint_if_due = [&](int64_t done, int64_t tokens) {
+    if (tc.checkpoint_every <= 0 || (done % tc.checkpoint_every != 0 && done != tc.steps)) return;
+    TrainState ts{done, tokens, r.opt->steps_taken(), loader.state()};
+    save_checkpoint(checkpoint_path(r.run_dir, done), *r.model, r.opt.get(), ts, rc.json, r.mesh.get(), done);
+    if (r.rank == 0) prune_checkpoints(r.run_dir, tc.keep_checkpoints);
+  };
+  SpikeJudge judge(tc.spike_sigma);
+  int64_t bad_in_a_row = 0;
+  for (int64_t step = first_step; step < tc.steps; ++step) {
+    auto t0 = Clock::now();
+    fault_point(r.rank, step + 1, FaultSite::Step);
+    // Every rank draws the same global batch; dp rank r takes its contiguous slice of it.
+    loader.next_batch_slice(tc.global_batch, r.dp_rank * b * micro, b * micro, buf.data());
+    std::vector<Tensor> batches;
+    for (int64_t m = 0; m < micro; ++m)
+      batches.push_back(Tensor::from_vector(
+          std::vector<int64_t>(buf.begin() + m * b * (seq + 1), buf.begin() + (m + 1) * b * (seq + 1)), {b, seq + 1}));
+    bool frozen = tc.bias_freeze_tokens > 0 && tokens_seen >= tc.bias_freeze_tokens;
+    StepSettings settings{sched.at(step), tc.grad_clip, frozen ? 0.0 : rc.model.bias_update_speed,
+                          [&judge](double loss) { return judge(loss); },
+                          planned_fault(r.rank, step + 1, FaultSite::Step) == FaultKind::Nan};
+    StepStats st = train_step(*r.model, *r.opt, batches, settings, par);
+    tokens_seen += st.tokens;
+    if (st.skipped) {
+      // Nothing was updated; the step's data is consumed (a resumed run skips it alike).
+      ++bad_in_a_row;
+      if (r.rank == 0) {
+        std::printf("step %5lld/%lld | SKIPPED: %s (%lld in a row)\n", static_cast<long long>(step + 1),
+                    static_cast<long long>(tc.steps), st.skip_reason.c_str(), static_cast<long long>(bad_in_a_row));
+        std::fflush(stdout);
+        r.metrics->write({{"step", step + 1}, {"skipped", true}, {"reason", st.skip_reason}, {"tokens", tokens_seen}});
+      }
+      if (bad_in_a_row >= tc.max_bad_steps) {
+        std::string last = latest_checkpoint(r.run_dir);
+        throw StopRun(std::to_string(bad_in_a_row) + " bad steps in a row (last: " + st.skip_reason + ") at step " +
+                      std::to_string(step + 1) + "; the last good checkpoint is " + (last.empty() ? "none" : last));
+      }
+      checkpoint_if_due(step + 1, tokens_seen);
+      continue;
+    }
+    bad_in_a_row = 0;
+    judge.accept(st.loss);
+    ExpertView ev = global_expert_view(*r.model, r.mesh.get(), st.counts);
+    bool eval_now = loader.eval_windows() > 0 && tc.eval_batches > 0 &&
+                    ((tc.eval_every > 0 && (step + 1) % tc.eval_every == 0) || step + 1 == tc.steps);
+    if (eval_now) last_eval = evaluate(r);
+    double dt = seconds_since(t0);
+    if (step == first_step) first_loss = st.loss;
+    last_loss = st.loss;
+    if (r.rank == 0) log_step(st, ev, step, dt, tokens_seen, eval_now, last_eval, first_step, t_start);
+    checkpoint_if_due(step + 1, tokens_seen);
   }
+
   // The final weights (the checkpoint format without optimizer state), written by all ranks.
   std::string weights = (fs::path(r.run_dir) / "weights.h5").string();
   TrainState final_state;
@@ -353,8 +373,8 @@ void train_loop(Run& r) {
   save_checkpoint(weights, *r.model, nullptr, final_state, rc.json, r.mesh.get());
   if (r.rank == 0)
     std::printf("done: %lld steps, %lld tokens in %s | loss %.4f -> %.4f | held-out lm loss %.4f | weights %s\n",
-                static_cast<long long>(tc.steps - first_step), static_cast<long long>(tokens_seen), format_duration(seconds_since(t_start)).c_str(),
-                first_loss, last_loss, last_eval, weights.c_str());
+                static_cast<long long>(tc.steps - first_step), static_cast<long long>(tokens_seen),
+                format_duration(seconds_since(t_start)).c_str(), first_loss, last_loss, last_eval, weights.c_str());
 }
 
 }  // namespace
@@ -375,7 +395,8 @@ int run_training(const RunConfig& rc, MpiRuntime* mpi, const StartOptions& start
   try {
     const TrainConfig& tc = rc.train;
     if (mpi) {
-      MeshShape shape = mesh_shape(r.world, rc.parallel.pp, rc.parallel.ep, rc.model.n_routed_experts, rc.model.num_hidden_layers);
+      MeshShape shape =
+          mesh_shape(r.world, rc.parallel.pp, rc.parallel.ep, rc.model.n_routed_experts, rc.model.num_hidden_layers);
       r.mesh = std::make_unique<Mesh>(make_mesh(std::move(world), shape));
       r.dp_rank = r.mesh->dp_rank;
       r.model = std::make_unique<DeepSeekModel>(rc.model, tc.seed, DType::F32, shard_for(rc.model, *r.mesh));
@@ -399,12 +420,10 @@ int run_training(const RunConfig& rc, MpiRuntime* mpi, const StartOptions& start
     // The MFU denominator: one rank's sgemm rate, measured by rank 0 while the others wait.
     r.peak_gflops = tc.peak_gflops == "measure" ? (r.rank == 0 ? measure_sgemm_gflops() : 0.0) : std::stod(tc.peak_gflops);
     if (r.mesh) r.mesh->world->broadcast(&r.peak_gflops, 1, DType::F64, 0);
-    if (r.state.step >= tc.steps) {
-      if (r.rank == 0) std::printf("nothing to do: %s is at step %lld of train.steps = %lld\n", r.load_from.c_str(),
-                                   static_cast<long long>(r.state.step), static_cast<long long>(tc.steps));
-      return 0;
-    }
-    train_loop(r);
+    if (r.state.step >= tc.steps && r.rank == 0)
+      std::printf("nothing left to train: %s is at step %lld of train.steps = %lld\n", r.load_from.c_str(),
+                  static_cast<long long>(r.state.step), static_cast<long long>(tc.steps));
+    train_loop(r);  // with nothing left it only (re)writes the final weights, which a kill may have cut short
   } catch (const StopRun& e) {
     if (r.rank == 0) std::fprintf(stderr, "mlamoe: error: %s\n", e.what());
     return 1;
