@@ -87,6 +87,8 @@ StageSums run_pipeline(const DeepSeekModel& model, Mesh& mesh, const std::vector
       if (f.out.mtp_loss.defined()) sums.mtp += f.out.mtp_loss.item() * loss_scale;
     }
     if (f.out.balance_loss.defined()) sums.balance += f.out.balance_loss.item() * loss_scale;
+    sums.layer_balance.resize(f.out.layer_balance.size(), 0.0);
+    for (size_t l = 0; l < f.out.layer_balance.size(); ++l) sums.layer_balance[l] += f.out.layer_balance[l] * loss_scale;
     if (sums.counts.empty())
       sums.counts = f.out.counts;
     else

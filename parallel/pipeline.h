@@ -26,6 +26,7 @@ std::vector<int64_t> split_layers(const ModelConfig& c, int64_t pp);
 struct StageSums {
   double lm = 0, mtp = 0, balance = 0;
   std::vector<std::vector<int64_t>> counts;  // per MoE layer of this stage
+  std::vector<double> layer_balance;         // per MoE layer of this stage, scaled like the losses
 };
 
 // Runs forward and backward of every micro-batch through this rank's stage with the 1F1B order;

@@ -30,7 +30,8 @@ std::vector<std::string> all_moe_layer_names(const ModelConfig& c) {
   return out;
 }
 
-ExpertView global_expert_view(const DeepSeekModel& model, Mesh* mesh, const std::vector<std::vector<int64_t>>& counts) {
+ExpertView global_expert_view(const DeepSeekModel& model, Mesh* mesh, const std::vector<std::vector<int64_t>>& counts,
+                              const std::vector<double>& layer_balance) {
   std::vector<std::string> names = all_moe_layer_names(model.cfg);
   int64_t n = model.cfg.n_routed_experts;
   std::map<std::string, size_t> slot;
@@ -39,10 +40,12 @@ ExpertView global_expert_view(const DeepSeekModel& model, Mesh* mesh, const std:
   std::vector<int64_t> c(names.size() * n, 0);
   std::vector<double> b(names.size() * n, 0.0);
   std::vector<int64_t> has_bias(names.size(), 0);
+  std::vector<double> bal(names.size(), 0.0);
   std::vector<Tensor> biases = model.correction_biases();
   for (size_t l = 0; l < model.moe_layer_names().size(); ++l) {
     size_t i = slot.at(model.moe_layer_names()[l]);
     for (int64_t e = 0; e < n; ++e) c[i * n + e] = counts[l][e];
+    if (l < layer_balance.size()) bal[i] = layer_balance[l];
     if (biases[l].defined()) {
       has_bias[i] = 1;
       auto v = biases[l].to_vector<double>();
@@ -53,8 +56,10 @@ ExpertView global_expert_view(const DeepSeekModel& model, Mesh* mesh, const std:
     mesh->pp->all_reduce_sum(c);
     mesh->pp->all_reduce_sum(b);
     mesh->pp->all_reduce_sum(has_bias);
+    mesh->pp->all_reduce_sum(bal);
   }
   ExpertView v;
+  v.balance = bal;
   for (size_t i = 0; i < names.size(); ++i) {
     v.counts.emplace_back(c.begin() + i * n, c.begin() + (i + 1) * n);
     v.bias.push_back(has_bias[i] ? std::vector<double>(b.begin() + i * n, b.begin() + (i + 1) * n) : std::vector<double>{});

@@ -22,8 +22,10 @@ std::vector<std::string> all_moe_layer_names(const ModelConfig& c);
 struct ExpertView {
   std::vector<std::vector<int64_t>> counts;
   std::vector<std::vector<double>> bias;  // empty vector for a layer without a correction bias
+  std::vector<double> balance;            // the layer's balance loss this step
 };
-ExpertView global_expert_view(const DeepSeekModel& model, Mesh* mesh, const std::vector<std::vector<int64_t>>& counts);
+ExpertView global_expert_view(const DeepSeekModel& model, Mesh* mesh, const std::vector<std::vector<int64_t>>& counts,
+                              const std::vector<double>& layer_balance);
 
 // ZeRO-1 groups for AdamW: experts over edp, everything else over dp.
 ShardGroupFn zero1_groups(Mesh& mesh);

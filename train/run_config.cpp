@@ -35,6 +35,10 @@ TrainConfig parse_train(const nlohmann::json& j, const std::string& where) {
   f.get("keep_checkpoints", t.keep_checkpoints);
   f.get("spike_sigma", t.spike_sigma);
   f.get("max_bad_steps", t.max_bad_steps);
+  f.get("experts_log", t.experts_log);
+  f.get("dead_window", t.dead_window);
+  f.get("maxvio_alert", t.maxvio_alert);
+  f.get("alert_window", t.alert_window);
   f.get("train_only", t.train_only);
   f.get("freeze", t.freeze);
   if (f.has("peak_gflops") && j.at("train").at("peak_gflops").is_number()) {
@@ -75,6 +79,11 @@ TrainConfig parse_train(const nlohmann::json& j, const std::string& where) {
   require(t.keep_checkpoints >= 1, "keep_checkpoints", "must be >= 1");
   require(t.spike_sigma >= 0, "spike_sigma", "must be >= 0 (0 disables the spike check)");
   require(t.max_bad_steps >= 1, "max_bad_steps", "must be >= 1");
+  require(t.dead_window >= 1, "dead_window", "must be >= 1");
+  require(t.experts_log == "auto" || t.experts_log == "full" || t.experts_log == "stats", "experts_log",
+          "must be \"auto\", \"full\" or \"stats\", got \"" + t.experts_log + "\"");
+  require(t.maxvio_alert >= 0, "maxvio_alert", "must be >= 0 (0 disables the alert)");
+  require(t.alert_window >= 1, "alert_window", "must be >= 1");
   return t;
 }
 

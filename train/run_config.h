@@ -37,6 +37,13 @@ struct TrainConfig {
   // Fine-tuning: which parameters train, by substrings of their HF names. train_only (if not
   // empty) keeps only matching parameters trainable, e.g. [".mlp.experts."] or [".self_attn."];
   // freeze then freezes matching ones, e.g. ["model.embed_tokens", "lm_head"].
+  // experts.jsonl per MoE layer: "full" (counts and bias arrays plus statistics), "stats" (the
+  // statistics only; the arrays are in experts.h5 either way), or "auto": full up to 4096
+  // layer × expert entries (e.g. 61 × 256 = 15616 gets stats).
+  std::string experts_log = "auto";
+  int64_t dead_window = 50;                    // expert-load monitor: steps without a token before an expert is dead
+  double maxvio_alert = 1.0;                   // alert when a layer's MaxVio stays above this (0: off) ...
+  int64_t alert_window = 50;                   // ... for this many steps in a row
   std::vector<std::string> train_only;
   std::vector<std::string> freeze;
   std::string peak_gflops = "measure";         // MFU denominator: a number in GFLOP/s, or "measure" (sgemm, at start)

@@ -36,6 +36,7 @@ StepStats train_step(DeepSeekModel& model, AdamW& opt, const std::vector<Tensor>
     StageSums sums = run_pipeline(model, *mesh, micro_batches, loss_scale, par.sync, backward_factor);
     lm = sums.lm, mtp = sums.mtp, bal = sums.balance;
     st.counts = std::move(sums.counts);
+    st.layer_balance = std::move(sums.layer_balance);
   } else {
     for (size_t i = 0; i < micro_batches.size(); ++i) {
       if (par.sync && i + 1 == micro_batches.size()) par.sync->begin_last_backward();
@@ -44,6 +45,8 @@ StepStats train_step(DeepSeekModel& model, AdamW& opt, const std::vector<Tensor>
       lm += out.lm_loss.item() * loss_scale;
       if (out.mtp_loss.defined()) mtp += out.mtp_loss.item() * loss_scale;
       if (out.balance_loss.defined()) bal += out.balance_loss.item() * loss_scale;
+      st.layer_balance.resize(out.layer_balance.size(), 0.0);
+      for (size_t l = 0; l < out.layer_balance.size(); ++l) st.layer_balance[l] += out.layer_balance[l] * loss_scale;
       add_counts(st.counts, out.counts);
     }
   }
@@ -57,6 +60,7 @@ StepStats train_step(DeepSeekModel& model, AdamW& opt, const std::vector<Tensor>
     mesh->world->all_reduce_sum(parts);
     lm = parts[0], mtp = parts[1], bal = parts[2];
     for (auto& c : st.counts) mesh->dp->all_reduce_sum(c);
+    if (!st.layer_balance.empty()) mesh->dp->all_reduce_sum(st.layer_balance);
     st.tokens *= dp;
   } else {
     st.grad_norm = clip_grad_norm(params, s.grad_clip);

@@ -22,6 +22,7 @@ struct StepStats {
   double lr = 0, gamma = 0;
   int64_t tokens = 0;                                             // input tokens of the step
   std::vector<std::vector<int64_t>> counts;                       // per MoE layer, summed over micro-batches
+  std::vector<double> layer_balance;                              // per MoE layer: balance loss, mean over micro-batches
   bool skipped = false;                                           // a bad step: nothing was updated
   std::string skip_reason;
 };

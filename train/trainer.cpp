@@ -20,6 +20,8 @@
 #include "train/cli_args.h"
 #include "train/distributed.h"
 #include "train/dry_run.h"
+#include "train/expert_series.h"
+#include "train/expert_stats.h"
 #include "train/fault.h"
 #include "train/lr_schedule.h"
 #include "train/metrics.h"
@@ -114,6 +116,17 @@ void apply_freezing(DeepSeekModel& model, const TrainConfig& tc) {
   MLAMOE_CHECK(!model.params.trainable().empty(), "config: train.train_only / train.freeze leave no parameter to train");
 }
 
+// Bias values to 7 significant digits (f32 precision): a third of the JSON of full doubles.
+std::vector<double> short_floats(const std::vector<double>& v) {
+  std::vector<double> out;
+  char buf[32];
+  for (double x : v) {
+    std::snprintf(buf, sizeof buf, "%.7g", x);
+    out.push_back(std::strtod(buf, nullptr));
+  }
+  return out;
+}
+
 // Refuses to mix a new run's logs into an old one (nothing is overwritten).
 void prepare_run_dir(const std::string& dir) {
   for (const char* f : {"metrics.jsonl", "experts.jsonl", "weights.h5"})
@@ -134,6 +147,7 @@ struct Run {
   std::unique_ptr<DeepSeekModel> model;
   std::unique_ptr<AdamW> opt;
   std::unique_ptr<JsonlWriter> metrics, experts;
+  std::unique_ptr<ExpertSeriesWriter> series;
   int64_t dp = 1, dp_rank = 0, rank = 0, world = 1;
   double peak_gflops = 0;
   std::string run_dir;    // train.run_dir, or the --resume directory
@@ -204,6 +218,10 @@ void set_up(Run& r, MpiRuntime* mpi, const StartOptions& start) {
                          : std::make_unique<JsonlWriter>((fs::path(r.run_dir) / "metrics.jsonl").string());
     r.experts = resuming ? std::make_unique<JsonlWriter>((fs::path(r.run_dir) / "experts.jsonl").string(), through)
                          : std::make_unique<JsonlWriter>((fs::path(r.run_dir) / "experts.jsonl").string());
+    int64_t moe_layers = static_cast<int64_t>(all_moe_layer_names(rc.model).size());
+    if (moe_layers > 0)
+      r.series = std::make_unique<ExpertSeriesWriter>((fs::path(r.run_dir) / "experts.h5").string(), moe_layers,
+                                                      rc.model.n_routed_experts, resuming ? through : -1);
   }
 }
 
@@ -264,24 +282,38 @@ void train_loop(Run& r) {
   double first_loss = 0, last_loss = 0, last_eval = std::nan("");
   auto t_start = Clock::now();
   std::vector<int64_t> buf(b * micro * (seq + 1));
+  std::vector<std::string> names = all_moe_layer_names(rc.model);
+  ExpertMonitor monitor(names, rc.parallel.ep, tc.dead_window, tc.maxvio_alert, tc.alert_window);
+  bool full_expert_log = tc.experts_log == "full" ||
+                         (tc.experts_log == "auto" && static_cast<int64_t>(names.size()) * rc.model.n_routed_experts <= 4096);
   // The step's lines in metrics.jsonl and experts.jsonl and on stdout (rank 0). Written before the
   // step's checkpoint: a run killed in between redoes the step and rewrites its lines on resume.
   auto log_step = [&](const StepStats& st, const ExpertView& ev, int64_t step, double dt, int64_t tokens_seen, bool eval_now,
                       double last_eval, int64_t first_step, Clock::time_point t_start) {
     double tok_s = static_cast<double>(st.tokens) / dt;
     double mfu = tok_s * size.flops_per_token() / (r.peak_gflops * 1e9 * static_cast<double>(r.world));
-    std::vector<std::string> names = all_moe_layer_names(rc.model);
+    std::vector<LayerLoadStats> stats = monitor.update(ev.counts);
     nlohmann::json layers = nlohmann::json::array();
     double maxvio_sum = 0;
     for (size_t l = 0; l < names.size(); ++l) {
-      double mv = max_violation(ev.counts[l]);
-      maxvio_sum += mv;
-      nlohmann::json entry = {{"layer", names[l]}, {"counts", ev.counts[l]}, {"maxvio", mv}};
-      entry["bias"] = ev.bias[l].empty() ? nlohmann::json(nullptr) : nlohmann::json(ev.bias[l]);
+      const LayerLoadStats& ls = stats[l];
+      maxvio_sum += ls.maxvio;
+      nlohmann::json entry = {{"layer", names[l]},   {"maxvio", ls.maxvio},
+                              {"min", ls.min},       {"max", ls.max},                  {"mean", ls.mean},
+                              {"std", ls.std},       {"cv", ls.cv},                    {"dead", ls.dead},
+                              {"entropy", ls.entropy}, {"entropy_max", ls.entropy_max}, {"ep_load", ls.ep_load},
+                              {"ep_max_over_mean", ls.ep_max_over_mean}};
+      if (full_expert_log) {
+        entry["counts"] = ev.counts[l];
+        entry["bias"] = ev.bias[l].empty() ? nlohmann::json(nullptr) : nlohmann::json(short_floats(ev.bias[l]));
+      }
+      entry["balance_loss"] = ev.balance[l];
       layers.push_back(std::move(entry));
     }
+    if (r.series) r.series->append(step + 1, ev.counts, ev.bias);
+    for (const auto& a : monitor.alerts()) std::printf("ALERT step %lld: %s\n", static_cast<long long>(step + 1), a.c_str());
     double maxvio_mean = names.empty() ? 0.0 : maxvio_sum / static_cast<double>(names.size());
-    r.experts->write({{"step", step + 1}, {"tokens", st.tokens}, {"layers", std::move(layers)}});
+    r.experts->write({{"step", step + 1}, {"tokens", st.tokens}, {"ep", rc.parallel.ep}, {"layers", std::move(layers)}});
     nlohmann::json line = {{"step", step + 1},
                            {"loss", st.loss},
                            {"lm_loss", st.lm_loss},
@@ -354,7 +386,7 @@ void train_loop(Run& r) {
     }
     bad_in_a_row = 0;
     judge.accept(st.loss);
-    ExpertView ev = global_expert_view(*r.model, r.mesh.get(), st.counts);
+    ExpertView ev = global_expert_view(*r.model, r.mesh.get(), st.counts, st.layer_balance);
     bool eval_now = loader.eval_windows() > 0 && tc.eval_batches > 0 &&
                     ((tc.eval_every > 0 && (step + 1) % tc.eval_every == 0) || step + 1 == tc.steps);
     if (eval_now) last_eval = evaluate(r);

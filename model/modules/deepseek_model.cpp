@@ -110,6 +110,7 @@ ModelOutput DeepSeekModel::forward_stage(const Tensor& windows, const Tensor& hi
   out.hidden = h;
   for (auto& a : aux) {
     accumulate(out.balance_loss, a.balance_loss);
+    out.layer_balance.push_back(a.balance_loss.defined() ? a.balance_loss.item() : 0.0);
     out.counts.push_back(std::move(a.counts));
   }
   out.loss = out.balance_loss;
@@ -145,6 +146,7 @@ ModelOutput DeepSeekModel::head_and_mtp(const Tensor& h, const Tensor& windows, 
 
   for (auto& a : aux) {
     accumulate(out.balance_loss, a.balance_loss);
+    out.layer_balance.push_back(a.balance_loss.defined() ? a.balance_loss.item() : 0.0);
     out.counts.push_back(std::move(a.counts));
   }
   out.loss = out.lm_loss;

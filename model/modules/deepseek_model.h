@@ -20,6 +20,7 @@ struct ModelOutput {
   Tensor logits;        // [B, T, V] when requested
   Tensor hidden;        // [B, T, d]: the output of a stage that is not the last
   std::vector<std::vector<int64_t>> counts;  // per MoE layer (moe_layer_names() order): tokens per expert
+  std::vector<double> layer_balance;         // per MoE layer: its balance loss (0 when none)
 };
 
 // The part of the model one rank holds (DESIGN.md "Parallelism semantics"): its pipeline stage's
