@@ -41,12 +41,13 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # Optional Python packages for reference tests (the suite skips those tests without them):
-# Hugging Face `safetensors` (reads our exported checkpoints) and `tokenizers` (the BPE reference).
+# Hugging Face `safetensors` (reads our exported checkpoints), `tokenizers` (the BPE reference) and
+# `tensorboard` (reads our event files back).
 py=/usr/bin/python3
-if [ "$CAN_INSTALL" -eq 1 ] && ! "$py" -c "import safetensors, tokenizers" 2>/dev/null; then
-  echo "setup: pip-installing safetensors and tokenizers (optional reference tests)"
-  "${SUDO[@]}" "$py" -m pip install --quiet --break-system-packages safetensors tokenizers >/dev/null 2>&1 ||
-    echo "setup: warning: could not pip-install safetensors/tokenizers; their reference tests will be skipped"
+if [ "$CAN_INSTALL" -eq 1 ] && ! "$py" -c "import safetensors, tokenizers, tensorboard" 2>/dev/null; then
+  echo "setup: pip-installing safetensors, tokenizers and tensorboard (optional reference tests)"
+  "${SUDO[@]}" "$py" -m pip install --quiet --break-system-packages safetensors tokenizers tensorboard >/dev/null 2>&1 ||
+    echo "setup: warning: could not pip-install safetensors/tokenizers/tensorboard; their reference tests will be skipped"
 fi
 
 jobs=$(nproc 2>/dev/null || echo 2)

@@ -22,6 +22,7 @@
 #include "train/dry_run.h"
 #include "train/expert_series.h"
 #include "train/expert_stats.h"
+#include "train/tensorboard.h"
 #include "train/fault.h"
 #include "train/lr_schedule.h"
 #include "train/metrics.h"
@@ -148,6 +149,7 @@ struct Run {
   std::unique_ptr<AdamW> opt;
   std::unique_ptr<JsonlWriter> metrics, experts;
   std::unique_ptr<ExpertSeriesWriter> series;
+  std::unique_ptr<TensorBoardWriter> tensorboard;
   int64_t dp = 1, dp_rank = 0, rank = 0, world = 1;
   double peak_gflops = 0;
   std::string run_dir;    // train.run_dir, or the --resume directory
@@ -218,6 +220,9 @@ void set_up(Run& r, MpiRuntime* mpi, const StartOptions& start) {
                          : std::make_unique<JsonlWriter>((fs::path(r.run_dir) / "metrics.jsonl").string());
     r.experts = resuming ? std::make_unique<JsonlWriter>((fs::path(r.run_dir) / "experts.jsonl").string(), through)
                          : std::make_unique<JsonlWriter>((fs::path(r.run_dir) / "experts.jsonl").string());
+    // Resuming starts a new TensorBoard session at the first redone step, which hides what a killed
+    // run logged after its checkpoint.
+    if (tc.tensorboard) r.tensorboard = std::make_unique<TensorBoardWriter>(r.run_dir, resuming ? through + 1 : 0);
     int64_t moe_layers = static_cast<int64_t>(all_moe_layer_names(rc.model).size());
     if (moe_layers > 0)
       r.series = std::make_unique<ExpertSeriesWriter>((fs::path(r.run_dir) / "experts.h5").string(), moe_layers,
@@ -311,6 +316,23 @@ void train_loop(Run& r) {
       layers.push_back(std::move(entry));
     }
     if (r.series) r.series->append(step + 1, ev.counts, ev.bias);
+    if (r.tensorboard) {
+      TensorBoardWriter& tb = *r.tensorboard;
+      int64_t s1 = step + 1;
+      tb.scalar("loss/total", s1, st.loss);
+      tb.scalar("loss/lm", s1, st.lm_loss);
+      tb.scalar("loss/mtp", s1, st.mtp_loss);
+      tb.scalar("loss/balance", s1, st.balance_loss);
+      tb.scalar("train/lr", s1, st.lr);
+      tb.scalar("train/grad_norm", s1, st.grad_norm);
+      tb.scalar("perf/tokens_per_s", s1, static_cast<double>(st.tokens) / dt);
+      if (eval_now) tb.scalar("eval/lm_loss", s1, last_eval);
+      for (size_t l = 0; l < names.size(); ++l) {
+        tb.scalar("experts/" + names[l] + "/maxvio", s1, stats[l].maxvio);
+        tb.histogram("experts/" + names[l] + "/load", s1, std::vector<double>(ev.counts[l].begin(), ev.counts[l].end()));
+      }
+      tb.flush();  // whole steps on disk before the step's checkpoint
+    }
     for (const auto& a : monitor.alerts()) std::printf("ALERT step %lld: %s\n", static_cast<long long>(step + 1), a.c_str());
     double maxvio_mean = names.empty() ? 0.0 : maxvio_sum / static_cast<double>(names.size());
     r.experts->write({{"step", step + 1}, {"tokens", st.tokens}, {"ep", rc.parallel.ep}, {"layers", std::move(layers)}});

@@ -9,7 +9,7 @@ mlamoe=$1 config=$2 data=$3 work=$4
 rm -rf "$work"
 run="$work/run"
 "$mlamoe" train --config "$config" --set data.path="$data" --set train.run_dir="$run" \
-  --set train.steps=40 --set train.warmup_steps=10 --set train.eval_every=20 --set train.eval_batches=2
+  --set train.steps=40 --set train.warmup_steps=10 --set train.eval_every=20 --set train.eval_batches=2 --set train.tensorboard=true
 for f in config.json metrics.jsonl experts.jsonl weights.h5; do
   [ -s "$run/$f" ] || { echo "FAIL: $run/$f missing"; exit 1; }
 done
@@ -30,6 +30,24 @@ for layer in e[-1]["layers"]:
     assert layer["maxvio"] >= 0
 assert sum(e[0]["layers"][0]["counts"]) == 16 * 128 * 4, "counts must sum to tokens x top-k"
 PY
+# TensorBoard event files, read back with TensorBoard's own reader when it is installed.
+src=$(cd "$(dirname "$0")/../.." && pwd)
+if /usr/bin/python3 -c "import tensorboard" 2>/dev/null; then
+  /usr/bin/python3 "$src/tests/reference/read_tfevents.py" "$run" >"$work/tb.json"
+  /usr/bin/python3 - "$work/tb.json" "$run/metrics.jsonl" <<'PY'
+import json, sys
+tb = json.load(open(sys.argv[1]))
+m = [json.loads(l) for l in open(sys.argv[2])]
+loss = tb["scalars"]["loss/total"]
+assert [s for s, _ in loss] == list(range(1, 41)), "one loss/total point per step"
+assert all(abs(v - x["loss"]) <= 1e-6 * abs(x["loss"]) for (_, v), x in zip(loss, m)), "TensorBoard losses equal metrics.jsonl"
+hist = [t for t in tb["histograms"] if t.endswith("/load")]
+assert len(hist) == 4, hist
+print("train_run: TensorBoard reads 40 loss points equal to metrics.jsonl and 4 expert-load histograms")
+PY
+else
+  echo "train_run: tensorboard not installed, event files not read back"
+fi
 if "$mlamoe" train --config "$config" --set data.path="$data" --set train.run_dir="$run" --set train.steps=1 2>"$work/err"; then
   echo "FAIL: a second run into the same directory was accepted"; exit 1
 fi
