@@ -18,6 +18,7 @@ PACKAGES=(
   libgtest-dev                             # unit tests
   python3 python3-torch python3-pip        # the PyTorch reference tests (pip: optional HF packages below)
   bible-kjv                                # the default English corpus (tools/prepare_corpus.sh)
+  chromium                                 # renders the expert-load HTML report in its test
 )
 
 SUDO=()

@@ -7,6 +7,7 @@
 #include "model/tensor/error.h"
 #include "train/convert_command.h"
 #include "train/data_command.h"
+#include "train/experts_command.h"
 #include "train/generate_command.h"
 #include "train/trainer.h"
 #include "train/version.h"
@@ -27,6 +28,9 @@ const char* kUsage =
     "            import a Hugging Face DeepSeek-V2/V3 checkpoint (config.json + *.safetensors; FP8 dequantised)\n"
     "            --from CKPT.h5 --to-hf DIR [--dtype bf16|f32] [--shard-size-mb 4096] [--overwrite]\n"
     "            export to Hugging Face safetensors shards + config.json (other files in DIR are kept)\n"
+    "  experts   RUN_DIR [--window 50] [--html FILE] [--follow [--follow-seconds S]]\n"
+    "            expert-load summary of a run: worst layers by MaxVio, dead experts, bias, EP; --html writes a\n"
+    "            self-contained report; --follow re-reads the logs every second (Ctrl-C stops)\n"
     "  version   print the build configuration\n";
 
 }  // namespace
@@ -43,6 +47,7 @@ int main(int argc, char** argv) {
     if (cmd == "data") return mlamoe::run_data_command(args);
     if (cmd == "generate") return mlamoe::run_generate_command(args);
     if (cmd == "convert") return mlamoe::run_convert_command(args);
+    if (cmd == "experts") return mlamoe::run_experts_command(args);
     if (cmd == "version" || cmd == "--version") return mlamoe::print_version();
     if (cmd == "help" || cmd == "--help" || cmd == "-h") {
       std::fputs(kUsage, stdout);

@@ -1,0 +1,346 @@
+// Reading and folding a run directory's logs (see run_logs.h): lines are parsed one at a time and
+// anything unusable becomes a note, never an exception, so a half-written run still shows what it has.
+#include "train/run_logs.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace fs = std::filesystem;
+
+namespace mlamoe {
+
+namespace {
+
+constexpr size_t kMaxLineNotes = 10;  // a garbled file should not bury the summary in notes
+
+double number_or_nan(const nlohmann::json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_number() ? it->get<double>() : NAN;
+}
+
+// A list of numbers, or empty when absent, null or not all numbers (then it cannot be trusted).
+std::vector<double> numbers(const nlohmann::json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end() || !it->is_array()) return {};
+  std::vector<double> v;
+  v.reserve(it->size());
+  for (const auto& x : *it) {
+    if (!x.is_number()) return {};
+    v.push_back(x.get<double>());
+  }
+  return v;
+}
+
+void add_into(std::vector<double>& sum, const std::vector<double>& v) {
+  if (sum.size() < v.size()) sum.resize(v.size(), 0.0);
+  for (size_t i = 0; i < v.size(); ++i) sum[i] += v[i];
+}
+
+double max_violation_of(const std::vector<double>& c) {
+  double total = 0, mx = 0;
+  for (double x : c) total += x, mx = std::max(mx, x);
+  double mean = c.empty() ? 0.0 : total / static_cast<double>(c.size());
+  return mean > 0 ? (mx - mean) / mean : 0.0;
+}
+
+}  // namespace
+
+JsonlReader::JsonlReader(std::string path) : path_(std::move(path)), name_(fs::path(path_).filename().string()) {}
+
+bool JsonlReader::replaced() const {
+  struct stat st;
+  if (::stat(path_.c_str(), &st) != 0) return offset_ > 0;
+  return (inode_ != 0 && static_cast<uint64_t>(st.st_ino) != inode_) || static_cast<uint64_t>(st.st_size) < offset_;
+}
+
+void JsonlReader::restart() {
+  offset_ = inode_ = 0;
+  lines_ = 0;
+  tail_.clear();
+  notes_.clear();
+}
+
+bool JsonlReader::poll(const std::function<std::string(const nlohmann::json&)>& on_line) {
+  struct stat st;
+  if (::stat(path_.c_str(), &st) != 0) return false;
+  std::ifstream in(path_, std::ios::binary);
+  if (!in) return false;
+  inode_ = static_cast<uint64_t>(st.st_ino);
+  in.seekg(static_cast<std::streamoff>(offset_));
+  auto note = [&](const std::string& what) {
+    if (notes_.size() <= kMaxLineNotes) notes_.push_back(name_ + " line " + std::to_string(lines_) + ": " + what + ", skipped");
+  };
+  std::vector<char> buf(1 << 16);
+  while (in) {
+    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    std::streamsize got = in.gcount();
+    if (got <= 0) break;
+    offset_ += static_cast<uint64_t>(got);
+    const char* p = buf.data();
+    const char* end = p + got;
+    while (p < end) {
+      const char* nl = std::find(p, end, '\n');
+      tail_.append(p, nl);
+      if (nl == end) break;
+      p = nl + 1;
+      ++lines_;
+      std::string line;
+      line.swap(tail_);
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+      if (j.is_discarded()) {
+        note("not valid JSON");
+      } else if (!j.is_object()) {
+        note("not a JSON object");
+      } else if (std::string why = on_line(j); !why.empty()) {
+        note(why);
+      }
+    }
+  }
+  return true;
+}
+
+std::vector<std::string> JsonlReader::notes() const {
+  std::vector<std::string> n(notes_.begin(), notes_.begin() + static_cast<long>(std::min(notes_.size(), kMaxLineNotes)));
+  if (notes_.size() > kMaxLineNotes) n.push_back(name_ + ": more lines skipped after those");
+  if (tail_.find_first_not_of(" \t\r") != std::string::npos)
+    n.push_back(name_ + " line " + std::to_string(lines_ + 1) + ": cut short (" + std::to_string(tail_.size()) +
+                " bytes, no newline: a run killed while writing, or a line being written), skipped");
+  return n;
+}
+
+JsonlFile read_jsonl(const std::string& path) {
+  JsonlFile f;
+  JsonlReader r(path);
+  f.exists = r.poll([&](const nlohmann::json& j) {
+    f.records.push_back(j);
+    return std::string();
+  });
+  if (f.exists) f.skipped = r.notes();
+  return f;
+}
+
+std::string config_summary(const nlohmann::json& c) {
+  if (!c.is_object()) return "";
+  auto num = [&](const char* k) -> std::string {
+    auto it = c.find(k);
+    return it != c.end() && it->is_number_integer() ? std::to_string(it->get<int64_t>()) : "?";
+  };
+  std::string s = c.contains("model_type") && c["model_type"].is_string() ? c["model_type"].get<std::string>() : "model";
+  s += ", " + num("num_hidden_layers") + " layers (first " + num("first_k_dense_replace") + " dense)";
+  if (num("num_nextn_predict_layers") != "?" && num("num_nextn_predict_layers") != "0")
+    s += " + " + num("num_nextn_predict_layers") + " MTP";
+  s += ", " + num("n_routed_experts") + " routed experts top-" + num("num_experts_per_tok") + " + " + num("n_shared_experts") +
+       " shared";
+  auto par = c.find("parallel");
+  if (par != c.end() && par->is_object()) {
+    for (const char* k : {"pp", "ep"}) {
+      auto it = par->find(k);
+      if (it != par->end() && it->is_number_integer()) s += std::string(", ") + k + " " + std::to_string(it->get<int64_t>());
+    }
+  }
+  return s;
+}
+
+void LayerSpan::add(const LayerStep& s) {
+  if (!s.present) return;
+  ++steps;
+  add_into(counts, s.counts);
+  if (!s.bias.empty()) bias = s.bias;
+  add_into(ep_load, s.ep_load);
+  if (!std::isnan(s.maxvio)) maxvio_sum += s.maxvio, maxvio_max = std::max(maxvio_max, s.maxvio), ++maxvio_steps;
+  double ep_ratio = s.ep_max_over_mean;
+  if (std::isnan(ep_ratio) && s.ep_load.size() > 1) ep_ratio = max_violation_of(s.ep_load) + 1.0;
+  if (!std::isnan(ep_ratio)) ep_ratio_sum += ep_ratio, ++ep_ratio_steps;
+}
+
+void LayerSpan::merge(const LayerSpan& later) {
+  steps += later.steps;
+  add_into(counts, later.counts);
+  if (!later.bias.empty()) bias = later.bias;
+  add_into(ep_load, later.ep_load);
+  maxvio_sum += later.maxvio_sum, maxvio_steps += later.maxvio_steps;
+  if (later.maxvio_steps) maxvio_max = std::max(maxvio_max, later.maxvio_max);
+  ep_ratio_sum += later.ep_ratio_sum, ep_ratio_steps += later.ep_ratio_steps;
+}
+
+void StepSpan::add(const ExpertStep& s) {
+  if (steps++ == 0) first_step = s.step;
+  last_step = s.step;
+  if (layers.size() < s.layers.size()) layers.resize(s.layers.size());
+  for (size_t i = 0; i < s.layers.size(); ++i) layers[i].add(s.layers[i]);
+}
+
+void StepSpan::merge(const StepSpan& later) {
+  if (later.steps == 0) return;
+  if (steps == 0) first_step = later.first_step;
+  steps += later.steps;
+  last_step = later.last_step;
+  if (layers.size() < later.layers.size()) layers.resize(later.layers.size());
+  for (size_t i = 0; i < later.layers.size(); ++i) layers[i].merge(later.layers[i]);
+}
+
+void MetricSpan::add(const nlohmann::json& line) {
+  int64_t step = line.at("step").get<int64_t>();
+  if (steps++ == 0) first_step = step;
+  last_step = step;
+  for (auto it = line.begin(); it != line.end(); ++it) {
+    if (it.key() == "step" || !it->is_number()) continue;
+    auto& [sum, n] = sums[it.key()];
+    sum += it->get<double>(), ++n;
+  }
+}
+
+void MetricSpan::merge(const MetricSpan& later) {
+  if (later.steps == 0) return;
+  if (steps == 0) first_step = later.first_step;
+  steps += later.steps;
+  last_step = later.last_step;
+  for (const auto& [k, v] : later.sums) sums[k].first += v.first, sums[k].second += v.second;
+}
+
+RunLogs::RunLogs(std::string run_dir, int64_t window)
+    : dir_(std::move(run_dir)),
+      window_(std::max<int64_t>(1, window)),
+      experts_reader_((fs::path(dir_) / "experts.jsonl").string()),
+      metrics_reader_((fs::path(dir_) / "metrics.jsonl").string()) {}
+
+std::string RunLogs::run_name() const {
+  std::error_code ec;
+  fs::path p = fs::absolute(dir_, ec).lexically_normal();  // "." names the directory it stands for
+  if (p.filename().empty()) p = p.parent_path();
+  return p.filename().string();
+}
+
+void RunLogs::reset_experts() {
+  names_.clear();
+  index_.clear();
+  recent_.clear();
+  columns_ = Downsampled<StepSpan>();
+  steps_seen_ = first_step_ = 0;
+  steps_without_counts_ = 0;
+}
+
+bool RunLogs::refresh() {
+  if (!config_read_) {  // read once it is whole; a run that is starting may not have written it yet
+    std::ifstream in(fs::path(dir_) / "config.json");
+    if (!in) {
+      config_note_ = "config.json missing: no model summary";
+    } else {
+      std::stringstream ss;
+      ss << in.rdbuf();
+      config_ = nlohmann::json::parse(ss.str(), nullptr, false);
+      config_read_ = !config_.is_discarded() && config_.is_object();
+      config_note_ = config_read_ ? "" : "config.json is not a whole JSON object: no model summary";
+      if (!config_read_) config_ = nullptr;
+    }
+  }
+  bool changed = false;
+  if (experts_reader_.replaced()) {
+    experts_reader_.restart();
+    reset_experts();
+    changed = true;
+  }
+  int64_t before = steps_seen_;
+  has_experts_ = experts_reader_.poll([this](const nlohmann::json& j) { return take_expert_line(j); });
+  if (metrics_reader_.replaced()) {
+    metrics_reader_.restart();
+    metrics_ = Downsampled<MetricSpan>();
+    last_metrics_ = nullptr;
+    last_eval_ = NAN;
+    trainer_skipped_ = 0, last_metric_step_ = -1;
+  }
+  has_metrics_ = metrics_reader_.poll([this](const nlohmann::json& j) { return take_metric_line(j); });
+  return changed || steps_seen_ != before;
+}
+
+std::string RunLogs::take_expert_line(const nlohmann::json& j) {
+  auto step_it = j.find("step");
+  if (step_it == j.end() || !step_it->is_number_integer()) return "no integer \"step\"";
+  auto layers_it = j.find("layers");
+  if (layers_it == j.end() || !layers_it->is_array()) return "no \"layers\" list";
+  ExpertStep s;
+  s.step = step_it->get<int64_t>();
+  if (!recent_.empty() && s.step <= recent_.back().step)
+    return "step " + std::to_string(s.step) + " does not follow step " + std::to_string(recent_.back().step);
+  auto tok = j.find("tokens");
+  s.tokens = tok != j.end() && tok->is_number_integer() ? tok->get<int64_t>() : 0;
+  for (const auto& l : *layers_it) {
+    if (!l.is_object() || !l.contains("layer") || !l["layer"].is_string()) continue;
+    std::string name = l["layer"].get<std::string>();
+    auto [it, added] = index_.emplace(name, names_.size());
+    if (added) names_.push_back(name);
+    if (s.layers.size() < names_.size()) s.layers.resize(names_.size());
+    LayerStep& ls = s.layers[it->second];
+    ls.present = true;
+    ls.counts = numbers(l, "counts");
+    ls.bias = numbers(l, "bias");
+    ls.ep_load = numbers(l, "ep_load");
+    ls.maxvio = number_or_nan(l, "maxvio");
+    if (std::isnan(ls.maxvio) && !ls.counts.empty()) ls.maxvio = max_violation_of(ls.counts);
+    ls.entropy = number_or_nan(l, "entropy");
+    ls.entropy_max = number_or_nan(l, "entropy_max");
+    ls.cv = number_or_nan(l, "cv");
+    ls.balance_loss = number_or_nan(l, "balance_loss");
+    ls.ep_max_over_mean = number_or_nan(l, "ep_max_over_mean");
+    ls.dead = number_or_nan(l, "dead");
+    if (ls.counts.empty()) ++steps_without_counts_;
+  }
+  if (s.layers.empty()) return "no usable entry in \"layers\"";
+  if (steps_seen_++ == 0) first_step_ = s.step;
+  recent_.push_back(std::move(s));
+  while (static_cast<int64_t>(recent_.size()) > 2 * window_) recent_.pop_front();
+  columns_.add(recent_.back());
+  return "";
+}
+
+std::string RunLogs::take_metric_line(const nlohmann::json& j) {
+  auto step_it = j.find("step");
+  if (step_it == j.end() || !step_it->is_number_integer()) return "no integer \"step\"";
+  int64_t step = step_it->get<int64_t>();
+  if (step < last_metric_step_)
+    return "step " + std::to_string(step) + " goes back from step " + std::to_string(last_metric_step_);
+  auto sk = j.find("skipped");
+  if (sk != j.end() && sk->is_boolean() && sk->get<bool>()) {  // the trainer dropped a bad step
+    ++trainer_skipped_;
+    auto r = j.find("reason");
+    last_skip_ = "step " + std::to_string(step) + (r != j.end() && r->is_string() ? ": " + r->get<std::string>() : "");
+    last_metric_step_ = step;
+    return "";
+  }
+  metrics_.add(j);
+  if (step != last_metric_step_ || !last_metrics_.is_object()) last_metrics_ = nlohmann::json::object();
+  for (auto it = j.begin(); it != j.end(); ++it) last_metrics_[it.key()] = *it;  // an eval line may share its step
+  double ev = number_or_nan(j, "eval_lm_loss");
+  if (!std::isnan(ev)) last_eval_ = ev;
+  last_metric_step_ = step;
+  return "";
+}
+
+StepSpan RunLogs::recent_span(int64_t n, int64_t skip) const {
+  StepSpan span;
+  int64_t end = static_cast<int64_t>(recent_.size()) - skip;
+  for (int64_t i = std::max<int64_t>(0, end - n); i < end; ++i) span.add(recent_[static_cast<size_t>(i)]);
+  return span;
+}
+
+std::vector<std::string> RunLogs::notes() const {
+  std::vector<std::string> n;
+  if (!has_experts_) n.push_back("experts.jsonl missing: no expert load to show");
+  if (!has_metrics_) n.push_back("metrics.jsonl missing: no loss, lr or throughput");
+  if (!config_note_.empty()) n.push_back(config_note_);
+  for (const auto& s : experts_reader_.notes()) n.push_back(s);
+  for (const auto& s : metrics_reader_.notes()) n.push_back(s);
+  if (steps_without_counts_ > 0)
+    n.push_back("experts.jsonl: " + std::to_string(steps_without_counts_) +
+                " layer-steps carry no \"counts\" (a statistics-only log, train.experts_log): no per-expert load for them");
+  if (trainer_skipped_ > 0)
+    n.push_back("the trainer skipped " + std::to_string(trainer_skipped_) + " bad step(s) (last: " + last_skip_ + ")");
+  return n;
+}
+
+}  // namespace mlamoe
