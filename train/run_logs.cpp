@@ -9,6 +9,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "data/h5_util.h"
+
 namespace fs = std::filesystem;
 
 namespace mlamoe {
@@ -48,6 +50,89 @@ double max_violation_of(const std::vector<double>& c) {
 }
 
 }  // namespace
+
+// experts.h5 (train/expert_series.h) opened for one refresh(): re-opened on every poll, since the
+// trainer appends a step and flushes while we read. Only the `step` column is buffered (a block at a
+// time); counts and bias are read one step's [L, E] hyperslab at a time.
+struct ExpertsH5 {
+  std::string path;
+  bool tried = false, ok = false;
+  std::string note;  // why it cannot be used
+  H5Id file, step_ds, counts_ds, bias_ds;
+  int64_t rows = 0, L = 0, E = 0;
+  bool has_bias = false;
+  std::vector<int64_t> block;  // step values of rows [block_at, block_at + block.size())
+  int64_t block_at = 0;
+
+  bool open() {
+    if (tried) return ok;
+    tried = true;
+    if (!fs::exists(path)) return false;  // no note: the steps without counts say it
+    h5_silence_errors();
+    note = "experts.h5: cannot be read (damaged, or being rewritten?): no per-expert load from it";
+    H5Id fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
+    // The trainer holds the file open for writing; a reader must not be refused by its lock.
+#if (H5_VERS_MAJOR == 1 && H5_VERS_MINOR == 10 && H5_VERS_RELEASE >= 7) || H5_VERSION_GE(1, 12, 1)
+    if (fapl.valid()) H5Pset_file_locking(fapl.get(), false, true);
+#endif
+    file = H5Id(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.valid() ? fapl.get() : H5P_DEFAULT), H5Fclose);
+    if (!file.valid()) return false;
+    step_ds = H5Id(H5Dopen2(file.get(), "step", H5P_DEFAULT), H5Dclose);
+    counts_ds = H5Id(H5Dopen2(file.get(), "counts", H5P_DEFAULT), H5Dclose);
+    if (!step_ds.valid() || !counts_ds.valid()) {
+      note = "experts.h5: no \"step\" or \"counts\" dataset: no per-expert load from it";
+      return false;
+    }
+    hsize_t sd[3] = {0, 0, 0}, cd[3] = {0, 0, 0}, bd[3] = {0, 0, 0};
+    {
+      H5Id sp(H5Dget_space(step_ds.get()), H5Sclose), cp(H5Dget_space(counts_ds.get()), H5Sclose);
+      if (!sp.valid() || !cp.valid() || H5Sget_simple_extent_ndims(sp.get()) != 1 ||
+          H5Sget_simple_extent_ndims(cp.get()) != 3) {
+        note = "experts.h5: \"step\" is not [S] or \"counts\" not [S, L, E]: no per-expert load from it";
+        return false;
+      }
+      H5Sget_simple_extent_dims(sp.get(), sd, nullptr);
+      H5Sget_simple_extent_dims(cp.get(), cd, nullptr);
+    }
+    rows = static_cast<int64_t>(std::min(sd[0], cd[0]));
+    L = static_cast<int64_t>(cd[1]), E = static_cast<int64_t>(cd[2]);
+    bias_ds = H5Id(H5Dopen2(file.get(), "bias", H5P_DEFAULT), H5Dclose);
+    if (bias_ds.valid()) {
+      H5Id bp(H5Dget_space(bias_ds.get()), H5Sclose);
+      has_bias = bp.valid() && H5Sget_simple_extent_ndims(bp.get()) == 3 && H5Sget_simple_extent_dims(bp.get(), bd, nullptr) == 3 &&
+                 bd[0] >= static_cast<hsize_t>(rows) && bd[1] == cd[1] && bd[2] == cd[2];
+    }
+    note.clear();
+    ok = true;
+    return true;
+  }
+
+  // The step held in `row` (< rows), or -1 when it cannot be read.
+  int64_t step_at(int64_t row) {
+    if (row < block_at || row >= block_at + static_cast<int64_t>(block.size())) {
+      hsize_t start = static_cast<hsize_t>(row), count = static_cast<hsize_t>(std::min<int64_t>(4096, rows - row));
+      block.assign(count, -1);
+      block_at = row;
+      H5Id fspace(H5Dget_space(step_ds.get()), H5Sclose), ms(H5Screate_simple(1, &count, nullptr), H5Sclose);
+      if (H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, &start, nullptr, &count, nullptr) < 0 ||
+          H5Dread(step_ds.get(), H5T_NATIVE_INT64, ms.get(), fspace.get(), H5P_DEFAULT, block.data()) < 0) {
+        block.clear();
+        return -1;
+      }
+    }
+    return block[static_cast<size_t>(row - block_at)];
+  }
+
+  // One step's [L, E] rows of a dataset, converted to `mem_type` (T).
+  template <class T>
+  bool read_row(hid_t ds, hid_t mem_type, int64_t row, std::vector<T>& out) {
+    hsize_t start[3] = {static_cast<hsize_t>(row), 0, 0}, count[3] = {1, static_cast<hsize_t>(L), static_cast<hsize_t>(E)};
+    out.assign(static_cast<size_t>(L * E), T{});
+    H5Id fspace(H5Dget_space(ds), H5Sclose), ms(H5Screate_simple(3, count, nullptr), H5Sclose);
+    return H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, start, nullptr, count, nullptr) >= 0 &&
+           H5Dread(ds, mem_type, ms.get(), fspace.get(), H5P_DEFAULT, out.data()) >= 0;
+  }
+};
 
 JsonlReader::JsonlReader(std::string path) : path_(std::move(path)), name_(fs::path(path_).filename().string()) {}
 
@@ -223,6 +308,7 @@ void RunLogs::reset_experts() {
   columns_ = Downsampled<StepSpan>();
   steps_seen_ = first_step_ = 0;
   steps_without_counts_ = 0;
+  h5_row_ = 0;
 }
 
 bool RunLogs::refresh() {
@@ -246,7 +332,12 @@ bool RunLogs::refresh() {
     changed = true;
   }
   int64_t before = steps_seen_;
+  ExpertsH5 h5;
+  h5.path = (fs::path(dir_) / "experts.h5").string();
+  h5_ = &h5;
   has_experts_ = experts_reader_.poll([this](const nlohmann::json& j) { return take_expert_line(j); });
+  h5_ = nullptr;
+  if (h5.tried) h5_note_ = h5.note;
   if (metrics_reader_.replaced()) {
     metrics_reader_.restart();
     metrics_ = Downsampled<MetricSpan>();
@@ -269,7 +360,11 @@ std::string RunLogs::take_expert_line(const nlohmann::json& j) {
     return "step " + std::to_string(s.step) + " does not follow step " + std::to_string(recent_.back().step);
   auto tok = j.find("tokens");
   s.tokens = tok != j.end() && tok->is_number_integer() ? tok->get<int64_t>() : 0;
+  std::vector<std::pair<size_t, size_t>> missing;  // (position in the line, layer index) lacking counts or bias
+  std::vector<bool> want_bias;
+  size_t pos = 0;
   for (const auto& l : *layers_it) {
+    size_t at = pos++;
     if (!l.is_object() || !l.contains("layer") || !l["layer"].is_string()) continue;
     std::string name = l["layer"].get<std::string>();
     auto [it, added] = index_.emplace(name, names_.size());
@@ -288,14 +383,51 @@ std::string RunLogs::take_expert_line(const nlohmann::json& j) {
     ls.balance_loss = number_or_nan(l, "balance_loss");
     ls.ep_max_over_mean = number_or_nan(l, "ep_max_over_mean");
     ls.dead = number_or_nan(l, "dead");
-    if (ls.counts.empty()) ++steps_without_counts_;
+    bool no_bias = !l.contains("bias");  // null says the layer has none; absent, that it was not logged
+    if (ls.counts.empty() || no_bias) missing.emplace_back(at, it->second), want_bias.push_back(no_bias);
   }
   if (s.layers.empty()) return "no usable entry in \"layers\"";
+  if (!missing.empty() && h5_) fill_from_h5(s, missing, want_bias);
+  for (const auto& [at, li] : missing) {
+    LayerStep& ls = s.layers[li];
+    if (std::isnan(ls.maxvio) && !ls.counts.empty()) ls.maxvio = max_violation_of(ls.counts);
+    if (ls.counts.empty()) ++steps_without_counts_;
+  }
   if (steps_seen_++ == 0) first_step_ = s.step;
   recent_.push_back(std::move(s));
   while (static_cast<int64_t>(recent_.size()) > 2 * window_) recent_.pop_front();
   columns_.add(recent_.back());
   return "";
+}
+
+void RunLogs::fill_from_h5(ExpertStep& s, const std::vector<std::pair<size_t, size_t>>& missing,
+                           const std::vector<bool>& want_bias) {
+  ExpertsH5& h5 = *h5_;
+  if (!h5.open()) return;
+  if (h5_row_ > h5.rows) h5_row_ = 0;  // the file was rewritten shorter
+  // Rows hold increasing steps (a resumed run truncates, then appends): skip those before this step.
+  int64_t step = -1;
+  while (h5_row_ < h5.rows && (step = h5.step_at(h5_row_)) >= 0 && step < s.step) ++h5_row_;
+  if (h5_row_ >= h5.rows || step != s.step) return;  // not (yet) in experts.h5
+  std::vector<uint32_t> counts;
+  std::vector<float> bias;
+  bool counts_ok = h5.read_row(h5.counts_ds.get(), H5T_NATIVE_UINT32, h5_row_, counts);
+  bool bias_ok = h5.has_bias && h5.read_row(h5.bias_ds.get(), H5T_NATIVE_FLOAT, h5_row_, bias);
+  if (!counts_ok) h5.note = "experts.h5: a step's counts cannot be read (damaged?): no per-expert load from it for that step";
+  for (size_t i = 0; i < missing.size(); ++i) {
+    auto [at, li] = missing[i];
+    if (static_cast<int64_t>(at) >= h5.L) continue;
+    LayerStep& ls = s.layers[li];
+    size_t base = at * static_cast<size_t>(h5.E);
+    if (counts_ok && ls.counts.empty()) {
+      ls.counts.assign(counts.begin() + static_cast<long>(base), counts.begin() + static_cast<long>(base + h5.E));
+    }
+    if (bias_ok && want_bias[i] && ls.bias.empty()) {
+      auto b = bias.begin() + static_cast<long>(base), e = b + h5.E;
+      if (std::any_of(b, e, [](float x) { return x != 0.0f; }))  // all zeros: a layer without a correction bias
+        ls.bias.assign(b, e);
+    }
+  }
 }
 
 std::string RunLogs::take_metric_line(const nlohmann::json& j) {
@@ -335,9 +467,11 @@ std::vector<std::string> RunLogs::notes() const {
   if (!config_note_.empty()) n.push_back(config_note_);
   for (const auto& s : experts_reader_.notes()) n.push_back(s);
   for (const auto& s : metrics_reader_.notes()) n.push_back(s);
+  if (!h5_note_.empty()) n.push_back(h5_note_);
   if (steps_without_counts_ > 0)
     n.push_back("experts.jsonl: " + std::to_string(steps_without_counts_) +
-                " layer-steps carry no \"counts\" (a statistics-only log, train.experts_log): no per-expert load for them");
+                " layer-steps carry no \"counts\" (a statistics-only log, train.experts_log) and experts.h5 " +
+                (fs::exists(fs::path(dir_) / "experts.h5") ? "does not hold them" : "is missing") + ": no per-expert load for them");
   if (trainer_skipped_ > 0)
     n.push_back("the trainer skipped " + std::to_string(trainer_skipped_) + " bad step(s) (last: " + last_skip_ + ")");
   return n;

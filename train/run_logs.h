@@ -1,8 +1,10 @@
-// Reading a run directory's logs (config.json, metrics.jsonl, experts.jsonl) for `mlamoe experts`:
+// Reading a run directory's logs (config.json, metrics.jsonl, experts.jsonl, experts.h5) for `mlamoe experts`:
 // a JSONL reader that tolerates a cut last line and can be polled while the run appends, and
 // RunLogs, which folds the lines into what the terminal summary and the HTML report show. Every
 // field but "step" is optional (older logs lack the statistics, large runs the count arrays), so
-// nothing here throws on a line: unusable lines become notes. Not here: drawing or printing.
+// nothing here throws on a line: unusable lines become notes. A layer-step without "counts"/"bias"
+// takes them from experts.h5 (the same step's [L, E] rows, read one step at a time) when that file
+// has them. Not here: drawing or printing.
 // Legend: E experts of a layer, R expert-parallel ranks.
 #pragma once
 #include <cmath>
@@ -133,6 +135,8 @@ class Downsampled {
 };
 
 // Everything `mlamoe experts` shows, built from a run directory and kept up to date by refresh().
+struct ExpertsH5;  // run_logs.cpp: experts.h5 opened for one refresh()
+
 class RunLogs {
  public:
   RunLogs(std::string run_dir, int64_t window);
@@ -163,6 +167,8 @@ class RunLogs {
   void reset_experts();
   std::string take_expert_line(const nlohmann::json& j);
   std::string take_metric_line(const nlohmann::json& j);
+  // Fills the layers (by position in the line, the order of experts.h5) that lack counts or bias.
+  void fill_from_h5(ExpertStep& s, const std::vector<std::pair<size_t, size_t>>& missing, const std::vector<bool>& want_bias);
 
   std::string dir_;
   int64_t window_;
@@ -173,6 +179,9 @@ class RunLogs {
   std::vector<std::string> names_;
   std::map<std::string, size_t> index_;
   int64_t steps_seen_ = 0, first_step_ = 0, steps_without_counts_ = 0;
+  ExpertsH5* h5_ = nullptr;  // set during refresh(); opened when a line first needs it
+  int64_t h5_row_ = 0;       // experts.h5 rows before it hold steps already taken
+  std::string h5_note_;      // why experts.h5 could not be used, "" when it could (or was not needed)
   std::deque<ExpertStep> recent_;  // the last 2 × window steps: window and trend
   Downsampled<StepSpan> columns_;
   Downsampled<MetricSpan> metrics_;
