@@ -18,7 +18,7 @@ const char* kUsage =
     "usage: mlamoe <command> [flags]\n"
     "commands:\n"
     "  train     train a model: --config FILE [--set key=value ...] [--resume RUN_DIR | --init-from CKPT]\n"
-    "            [--dry-run [--ranks N]]\n"
+    "            [--dry-run [--ranks N]] [--profile]\n"
     "            (--dry-run prints parameter counts, FLOPs/token and memory per rank of N ranks, then exits)\n"
     "  data      prepare --input FILE[,FILE...] --output DATA.h5 [--tokenizer byte|tokenizer.json] [--format text|sft]\n"
     "            [--overwrite]   (.jsonl inputs: SFT conversations with a loss mask on the responses)\n"

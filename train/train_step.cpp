@@ -1,5 +1,6 @@
 #include "train/train_step.h"
 
+#include <chrono>
 #include <cmath>
 #include <limits>
 
@@ -32,16 +33,24 @@ StepStats train_step(DeepSeekModel& model, AdamW& opt, const std::vector<Tensor>
   double lm = 0, mtp = 0, bal = 0;
   // Tests: a NaN injected into this rank's backward (as an overflow would), losses left finite.
   double backward_factor = s.inject_nan ? std::numeric_limits<double>::quiet_NaN() : 1.0;
+  using Clock = std::chrono::steady_clock;
+  auto since = [](Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); };
+  auto t0 = Clock::now();
   if (mesh && mesh->shape.pp > 1) {
     StageSums sums = run_pipeline(model, *mesh, micro_batches, loss_scale, par.sync, backward_factor);
+    st.t_pipeline = since(t0);
     lm = sums.lm, mtp = sums.mtp, bal = sums.balance;
     st.counts = std::move(sums.counts);
     st.layer_balance = std::move(sums.layer_balance);
   } else {
     for (size_t i = 0; i < micro_batches.size(); ++i) {
       if (par.sync && i + 1 == micro_batches.size()) par.sync->begin_last_backward();
+      auto tf = Clock::now();
       ModelOutput out = model.forward(micro_batches[i]);
+      st.t_forward += since(tf);
+      auto tb = Clock::now();
       scale(out.loss, loss_scale * backward_factor).backward();
+      st.t_backward += since(tb);
       lm += out.lm_loss.item() * loss_scale;
       if (out.mtp_loss.defined()) mtp += out.mtp_loss.item() * loss_scale;
       if (out.balance_loss.defined()) bal += out.balance_loss.item() * loss_scale;
@@ -51,6 +60,7 @@ StepStats train_step(DeepSeekModel& model, AdamW& opt, const std::vector<Tensor>
     }
   }
   for (const Tensor& w : micro_batches) st.tokens += w.size(0) * (w.size(1) - 1);
+  auto ts = Clock::now();
   if (mesh) {
     par.sync->finish();
     st.grad_norm = par.sync->global_grad_norm();
@@ -65,6 +75,7 @@ StepStats train_step(DeepSeekModel& model, AdamW& opt, const std::vector<Tensor>
   } else {
     st.grad_norm = clip_grad_norm(params, s.grad_clip);
   }
+  st.t_sync = since(ts);
   st.lm_loss = lm, st.mtp_loss = mtp, st.balance_loss = bal;
   st.loss = lm + model.cfg.mtp_loss_weight * mtp + bal;
   st.lr = s.lr;
@@ -77,8 +88,10 @@ StepStats train_step(DeepSeekModel& model, AdamW& opt, const std::vector<Tensor>
     st.skipped = !st.skip_reason.empty();
   }
   if (st.skipped) return st;
+  auto to = Clock::now();
   opt.step(s.lr);
   model.update_biases(st.counts, s.gamma);
+  st.t_optimizer = since(to);
   return st;
 }
 

@@ -23,6 +23,8 @@ struct StepStats {
   int64_t tokens = 0;                                             // input tokens of the step
   std::vector<std::vector<int64_t>> counts;                       // per MoE layer, summed over micro-batches
   std::vector<double> layer_balance;                              // per MoE layer: balance loss, mean over micro-batches
+  // Wall time of the step's phases, seconds (pipeline: forward and backward interleaved by 1F1B).
+  double t_forward = 0, t_backward = 0, t_pipeline = 0, t_sync = 0, t_optimizer = 0;
   bool skipped = false;                                           // a bad step: nothing was updated
   std::string skip_reason;
 };

@@ -6,11 +6,14 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <algorithm>
 #include <deque>
+#include <map>
 #include <filesystem>
 #include <fstream>
 
 #include "data/loader.h"
+#include "model/autograd/node.h"
 #include "model/model_size.h"
 #include "model/modules/deepseek_model.h"
 #include "model/ops/ops.h"
@@ -128,6 +131,27 @@ std::vector<double> short_floats(const std::vector<double>& v) {
   return out;
 }
 
+// The --profile table: phases of the step, then the backward by op family (node type).
+void print_profile(const std::map<std::string, double>& phase, double total) {
+  std::printf("profile: %.2f s of training\n  %-44s %9s %6s\n", total, "phase", "seconds", "%");
+  double accounted = 0;
+  for (const auto& [name, sec] : phase) {
+    if (sec <= 0) continue;
+    accounted += sec;
+    std::printf("  %-44s %9.3f %5.1f%%\n", name.c_str(), sec, 100 * sec / total);
+  }
+  std::printf("  %-44s %9.3f %5.1f%%\n", "logs, evaluation, checkpoints (the rest)", total - accounted, 100 * (total - accounted) / total);
+  auto nodes = backward_profile(true);
+  std::sort(nodes.begin(), nodes.end(), [](const auto& a, const auto& b) { return a.second.first > b.second.first; });
+  double bw = 0;
+  for (const auto& n : nodes) bw += n.second.first;
+  std::printf("  backward by op family (%.3f s):\n  %-44s %9s %6s %9s\n", bw, "node", "seconds", "%", "calls");
+  for (size_t i = 0; i < nodes.size() && i < 16; ++i)
+    std::printf("  %-44s %9.3f %5.1f%% %9lld\n", nodes[i].first.c_str(), nodes[i].second.first, 100 * nodes[i].second.first / bw,
+                static_cast<long long>(nodes[i].second.second));
+  std::fflush(stdout);
+}
+
 // Refuses to mix a new run's logs into an old one (nothing is overwritten).
 void prepare_run_dir(const std::string& dir) {
   for (const char* f : {"metrics.jsonl", "experts.jsonl", "weights.h5"})
@@ -152,6 +176,7 @@ struct Run {
   std::unique_ptr<TensorBoardWriter> tensorboard;
   int64_t dp = 1, dp_rank = 0, rank = 0, world = 1;
   double peak_gflops = 0;
+  bool profile = false;
   std::string run_dir;    // train.run_dir, or the --resume directory
   std::string load_from;  // checkpoint to load after the model is built ("" for a fresh start)
   bool load_optimizer = false;
@@ -374,9 +399,13 @@ void train_loop(Run& r) {
   };
   SpikeJudge judge(tc.spike_sigma);
   int64_t bad_in_a_row = 0;
+  // --profile: seconds per phase over the run (rank 0's view), and backward time per node type.
+  std::map<std::string, double> phase;
+  set_backward_profiling(r.profile);
   for (int64_t step = first_step; step < tc.steps; ++step) {
     auto t0 = Clock::now();
     fault_point(r.rank, step + 1, FaultSite::Step);
+    auto t_data = Clock::now();
     // Every rank draws the same global batch; dp rank r takes its contiguous slice of it.
     loader.next_batch_slice(tc.global_batch, r.dp_rank * b * micro, b * micro, buf.data());
     std::vector<Tensor> batches;
@@ -387,7 +416,13 @@ void train_loop(Run& r) {
     StepSettings settings{sched.at(step), tc.grad_clip, frozen ? 0.0 : rc.model.bias_update_speed,
                           [&judge](double loss) { return judge(loss); },
                           planned_fault(r.rank, step + 1, FaultSite::Step) == FaultKind::Nan};
+    phase["data loading"] += seconds_since(t_data);
     StepStats st = train_step(*r.model, *r.opt, batches, settings, par);
+    phase["forward"] += st.t_forward;
+    phase["backward"] += st.t_backward;
+    phase["pipeline (1F1B forward + backward + p2p)"] += st.t_pipeline;
+    phase["gradient sync + clipping"] += st.t_sync;
+    phase["optimizer + bias update"] += st.t_optimizer;
     tokens_seen += st.tokens;
     if (st.skipped) {
       // Nothing was updated; the step's data is consumed (a resumed run skips it alike).
@@ -419,6 +454,7 @@ void train_loop(Run& r) {
     checkpoint_if_due(step + 1, tokens_seen);
   }
 
+  if (r.profile && r.rank == 0) print_profile(phase, seconds_since(t_start));
   // The final weights (the checkpoint format without optimizer state), written by all ranks.
   std::string weights = (fs::path(r.run_dir) / "weights.h5").string();
   TrainState final_state;
@@ -438,6 +474,7 @@ int run_training(const RunConfig& rc, MpiRuntime* mpi, const StartOptions& start
   std::string err;
   std::unique_ptr<Communicator> world = mpi ? mpi_world_communicator() : nullptr;
   try {
+    r.profile = start.profile;
     set_up(r, mpi, start);
   } catch (const Error& e) {
     err = e.what();
@@ -489,12 +526,13 @@ int run_training(const RunConfig& rc, MpiRuntime* mpi, const StartOptions& start
 }
 
 int run_train_command(const std::vector<std::string>& args) {
-  CliArgs a("train", args, {"dry-run"}, {"set"});
+  CliArgs a("train", args, {"dry-run", "profile"}, {"set"});
   std::string config = a.get("config", "");
   int64_t ranks = a.get_int("ranks", 0, 1, 1 << 24);  // dry-run default: the smallest layout, pp·ep ranks
   std::vector<std::string> overrides = a.get_all("set");
   bool dry = a.has_switch("dry-run");
-  StartOptions start{a.get("resume", ""), a.get("init-from", "")};
+  StartOptions start{a.get("resume", ""), a.get("init-from", ""), false};
+  start.profile = a.has_switch("profile");
   a.reject_unknown();
   MLAMOE_CHECK(start.resume_dir.empty() || start.init_from.empty(), "train: --resume and --init-from exclude each other");
   MLAMOE_CHECK(!config.empty(), "train: --config FILE is required");

@@ -15,6 +15,7 @@ class MpiRuntime;
 struct StartOptions {
   std::string resume_dir;  // --resume RUN_DIR
   std::string init_from;   // --init-from CHECKPOINT
+  bool profile = false;    // --profile: print where the step time went at the end
 };
 
 // mpi: null for a single process; under mpirun, every rank calls this with the same config.

@@ -1,5 +1,8 @@
 #include "model/autograd/engine.h"
 
+#include <chrono>
+#include <map>
+
 #include <unordered_map>
 
 #include "model/autograd/node.h"
@@ -69,7 +72,17 @@ void connect(Tensor& out, std::shared_ptr<Node> node, std::initializer_list<Tens
 
 namespace {
 thread_local GradReadyHook grad_ready_hook;
+bool profiling = false;
+std::map<std::string, std::pair<double, int64_t>> profile_table;
 }  // namespace
+
+void set_backward_profiling(bool on) { profiling = on; }
+
+std::vector<std::pair<std::string, std::pair<double, int64_t>>> backward_profile(bool reset) {
+  std::vector<std::pair<std::string, std::pair<double, int64_t>>> out(profile_table.begin(), profile_table.end());
+  if (reset) profile_table.clear();
+  return out;
+}
 
 void set_grad_ready_hook(GradReadyHook hook) { grad_ready_hook = std::move(hook); }
 
@@ -131,7 +144,15 @@ void run_backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
                                      << " was already used by a backward and released; pass retain_graph=true to the first one");
       Tensor dout = std::move(it->second);
       grads.erase(it);
-      dins = n->backward(dout);
+      if (profiling) {
+        auto t0 = std::chrono::steady_clock::now();
+        dins = n->backward(dout);
+        auto& slot = profile_table[n->name()];
+        slot.first += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        ++slot.second;
+      } else {
+        dins = n->backward(dout);
+      }
     }
     MLAMOE_CHECK(dins.empty() || dins.size() == n->next.size(),
                  "autograd: " << n->name() << " returned " << dins.size() << " gradients for " << n->next.size() << " inputs");

@@ -11,6 +11,8 @@
 #include <functional>
 #include <initializer_list>
 #include <memory>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "model/tensor/tensor.h"
@@ -50,6 +52,13 @@ struct AccumulateGrad final : Node {
 // an empty function removes it.
 using GradReadyHook = std::function<void(TensorImpl* leaf)>;
 void set_grad_ready_hook(GradReadyHook hook);
+
+// ---- Backward profile ----
+// When enabled, the engine adds each node's backward time to a table by node name
+// (`RmsNormBackward`, ...), which `mlamoe train --profile` prints per op family.
+void set_backward_profiling(bool on);
+// name -> (seconds, calls) since the last reset
+std::vector<std::pair<std::string, std::pair<double, int64_t>>> backward_profile(bool reset);
 
 // ---- Grad mode ----
 bool grad_enabled();
