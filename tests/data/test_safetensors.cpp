@@ -15,6 +15,8 @@
 #include "model/tensor/dtype.h"
 #include "model/tensor/error.h"
 
+#include "tests/test_util.h"
+
 namespace mlamoe {
 namespace {
 
@@ -25,16 +27,7 @@ std::string tmp(const std::string& name) {
   return std::string(MLAMOE_TEST_TMPDIR) + "/safetensors/" + name;
 }
 
-void expect_error(const std::function<void()>& f, const std::string& needle) {
-  try {
-    f();
-    ADD_FAILURE() << "no error; expected one containing '" << needle << "'";
-  } catch (const Error& e) {
-    std::string msg = e.what();
-    EXPECT_NE(msg.find(needle), std::string::npos) << "message: " << msg;
-    EXPECT_EQ(msg.find('\n'), std::string::npos) << "not one line: " << msg;
-  }
-}
+using test::expect_error;
 
 // A safetensors file from a header text and the data area, byte for byte.
 void write_raw(const std::string& path, const std::string& header, const std::string& data) {

@@ -12,6 +12,8 @@
 #include "model/modules/deepseek_model.h"
 #include "model/ops/ops.h"
 
+#include "tests/test_util.h"
+
 namespace mlamoe {
 namespace {
 
@@ -28,14 +30,7 @@ std::string write_file(const std::string& name, const std::string& text) {
   return p;
 }
 
-void expect_error(const std::function<void()>& f, const std::string& needle) {
-  try {
-    f();
-    ADD_FAILURE() << "no error; expected '" << needle << "'";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-  }
-}
+using test::expect_error;
 
 TEST(Sft, TemplateAndMask) {
   std::string in = write_file("chat.jsonl",

@@ -13,6 +13,8 @@
 #include "train/checkpoint.h"
 #include "train/train_step.h"
 
+#include "tests/test_util.h"
+
 namespace mlamoe {
 namespace {
 
@@ -42,14 +44,7 @@ struct Trained {
   }
 };
 
-void expect_error(const std::function<void()>& f, const std::string& needle) {
-  try {
-    f();
-    ADD_FAILURE() << "no error; expected one containing '" << needle << "'";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-  }
-}
+using test::expect_error;
 
 TEST(Checkpoint, RoundTripRestoresEverything) {
   Trained a;

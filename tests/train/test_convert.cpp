@@ -18,6 +18,8 @@
 #include "train/convert_command.h"
 #include "train/generate_command.h"
 
+#include "tests/test_util.h"
+
 namespace mlamoe {
 namespace {
 
@@ -36,16 +38,7 @@ nlohmann::json tiny_json(const std::vector<std::string>& overrides = {}) {
   return j;
 }
 
-void expect_error(const std::function<void()>& f, const std::string& needle) {
-  try {
-    f();
-    ADD_FAILURE() << "no error; expected one containing '" << needle << "'";
-  } catch (const Error& e) {
-    std::string msg = e.what();
-    EXPECT_NE(msg.find(needle), std::string::npos) << "message: " << msg;
-    EXPECT_EQ(msg.find('\n'), std::string::npos) << "not one line: " << msg;
-  }
-}
+using test::expect_error;
 
 // A Tiny-A model with non-zero correction biases (a fresh model's are 0, which would hide a
 // conversion that loses them), saved with save_weights.
