@@ -19,6 +19,7 @@
 #include "model/ops/ops.h"
 #include "parallel/mpi_runtime.h"
 #include "parallel/pipeline.h"
+#include "train/blas_kernels.h"
 #include "train/checkpoint.h"
 #include "train/cli_args.h"
 #include "train/distributed.h"
@@ -295,13 +296,13 @@ void train_loop(Run& r) {
   if (r.rank == 0) {
     std::printf(
         "train: %s | %.3gM params (%.3gM active/token) | %lld ranks (pp %lld, dp %lld, ep %lld) | %lld steps x %lld seqs x "
-        "%lld tokens | data %s: %lld train windows, %lld held out | peak %.1f GFLOP/s per rank (%s) | run dir %s\n",
+        "%lld tokens | data %s: %lld train windows, %lld held out | peak %.1f GFLOP/s per rank (%s, OpenBLAS %s) | run dir %s\n",
         rc.model.model_type.c_str(), static_cast<double>(size.total) / 1e6, static_cast<double>(size.active_with_embedding) / 1e6,
         static_cast<long long>(r.world), static_cast<long long>(rc.parallel.pp), static_cast<long long>(r.dp),
         static_cast<long long>(rc.parallel.ep), static_cast<long long>(tc.steps), static_cast<long long>(tc.global_batch),
         static_cast<long long>(seq), rc.data.path.c_str(), static_cast<long long>(loader.windows_per_epoch()),
         static_cast<long long>(loader.eval_windows()), r.peak_gflops,
-        tc.peak_gflops == "measure" ? "measured sgemm" : "from config", r.run_dir.c_str());
+        tc.peak_gflops == "measure" ? "measured sgemm" : "from config", blas_kernel_name().c_str(), r.run_dir.c_str());
     std::fflush(stdout);
   }
   ParallelContext par{r.mesh.get(), r.sync.get()};

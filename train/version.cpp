@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "model/tensor/device.h"
+#include "train/blas_kernels.h"
 
 extern "C" int openblas_get_parallel(void);
 
@@ -16,11 +17,12 @@ int print_version() {
 #else
   const char* cuda = "off";
 #endif
-  std::printf("mlamoe 0.2\n  CUDA backend: %s (devices visible: %d)\n  OpenMP threads: %d\n  OpenBLAS: %s\n", cuda,
+  std::printf("mlamoe 0.2\n  CUDA backend: %s (devices visible: %d)\n  OpenMP threads: %d\n  OpenBLAS: %s, %s kernels\n", cuda,
               cuda_device_count(), omp_get_max_threads(),
               openblas_get_parallel() == 2   ? "OpenMP build"
               : openblas_get_parallel() == 1 ? "pthread build"
-                                             : "serial build");
+                                             : "serial build",
+              blas_kernel_name().c_str());
   return 0;
 }
 

@@ -93,7 +93,11 @@ std::vector<Tensor> AccumulateGrad::backward(const Tensor& dout) {
                "AccumulateGrad: gradient " << shape_str(dout.shape()) << " does not match leaf " << shape_str(impl->shape));
   NoGrad guard;
   if (!impl->grad.defined()) {
-    impl->grad = dout.clone();  // own copy: dout may be shared with other edges
+    // Keep dout itself when nothing else can see its memory (one handle, one storage owner, a
+    // plain layout); otherwise take a copy: dout may be shared with other edges or be a view.
+    bool sole_owner = dout.is_contiguous() && dout.storage().use_count() == 1 && dout.impl()->offset == 0 &&
+                      dout.storage()->nbytes() == static_cast<size_t>(dout.numel()) * dtype_size(dout.dtype());
+    impl->grad = sole_owner ? dout.detach() : dout.clone();
   } else {
     add_(impl->grad, dout);
   }

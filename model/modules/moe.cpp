@@ -80,18 +80,19 @@ MoeOutput MoeLayer::forward(const Tensor& u) const {
   std::vector<int64_t> counts(n);
   for (int64_t e = 0; e < n; ++e) counts[e] = perm.offsets[e + 1] - perm.offsets[e];
   Dispatched disp = dispatcher->dispatch(xp, counts);  // [R, d] for this rank's experts
-  std::vector<Tensor> ys;
-  int64_t row = 0;
+  std::vector<int64_t> active_counts;
+  std::vector<Tensor> gate, up, down;
   for (size_t e = 0; e < experts.size(); ++e) {
-    int64_t cnt = disp.local_counts[e];
-    if (cnt > 0) ys.push_back(experts[e].forward(disp.rows.narrow(0, row, cnt)));
-    row += cnt;
+    if (disp.local_counts[e] == 0) continue;  // an expert with no rows takes no part in the step
+    active_counts.push_back(disp.local_counts[e]);
+    gate.push_back(experts[e].gate_proj);
+    up.push_back(experts[e].up_proj);
+    down.push_back(experts[e].down_proj);
   }
   // A rank whose experts received no rows still takes part in the combine exchange.
-  Tensor y_local = ys.empty() ? scale(disp.rows, 0.0) : ys.size() == 1 ? ys[0] : concat(ys, 0);
+  Tensor y_local = active_counts.empty() ? scale(disp.rows, 0.0) : expert_swiglu(disp.rows, active_counts, gate, up, down);
   Tensor yp = dispatcher->combine(y_local, disp);  // [A, d]
-  Tensor wp = index_select(w.reshape({s_tok * k, 1}), Tensor::from_vector(perm.slot, {static_cast<int64_t>(perm.slot.size())}));
-  Tensor y = index_add(Tensor::zeros({s_tok, d}, u.dtype()), tok, mul(yp, wp));
+  Tensor y = moe_combine(yp, w, Tensor::from_vector(perm.slot, {static_cast<int64_t>(perm.slot.size())}));
   if (shared_experts.defined()) y = add(y, shared_experts.forward(u2));
 
   MoeOutput out;

@@ -2,18 +2,12 @@
 
 #include <cmath>
 
+#include "model/ops/fast_exp.h"
 #include "model/ops/op_common.h"
 
 namespace mlamoe {
 
 namespace {
-
-template <class T>
-inline T sigmoid_scalar(T x) {  // stable for large |x|
-  if (x >= 0) return T(1) / (T(1) + std::exp(-x));
-  T e = std::exp(x);
-  return e / (T(1) + e);
-}
 
 enum class Act { Silu, Sigmoid };
 
@@ -21,7 +15,7 @@ template <class T>
 void act_forward_cpu(Act a, const T* x, T* y, int64_t n) {
 #pragma omp parallel for schedule(static) if (n > kParallelGrain)
   for (int64_t i = 0; i < n; ++i) {
-    T s = sigmoid_scalar(x[i]);
+    T s = stable_sigmoid(x[i]);
     y[i] = a == Act::Silu ? x[i] * s : s;
   }
 }
@@ -31,7 +25,7 @@ template <class T>
 void act_backward_cpu(Act a, const T* x, const T* dy, T* dx, int64_t n) {
 #pragma omp parallel for schedule(static) if (n > kParallelGrain)
   for (int64_t i = 0; i < n; ++i) {
-    T s = sigmoid_scalar(x[i]);
+    T s = stable_sigmoid(x[i]);
     dx[i] = dy[i] * (a == Act::Silu ? s * (T(1) + x[i] * (T(1) - s)) : s * (T(1) - s));
   }
 }
@@ -39,14 +33,14 @@ void act_backward_cpu(Act a, const T* x, const T* dy, T* dx, int64_t n) {
 template <class T>
 void swiglu_forward_cpu(const T* g, const T* u, T* y, int64_t n) {
 #pragma omp parallel for schedule(static) if (n > kParallelGrain)
-  for (int64_t i = 0; i < n; ++i) y[i] = g[i] * sigmoid_scalar(g[i]) * u[i];
+  for (int64_t i = 0; i < n; ++i) y[i] = g[i] * stable_sigmoid(g[i]) * u[i];
 }
 
 template <class T>
 void swiglu_backward_cpu(const T* g, const T* u, const T* dy, T* dg, T* du, int64_t n) {
 #pragma omp parallel for schedule(static) if (n > kParallelGrain)
   for (int64_t i = 0; i < n; ++i) {
-    T s = sigmoid_scalar(g[i]);
+    T s = stable_sigmoid(g[i]);
     if (dg) dg[i] = dy[i] * u[i] * s * (T(1) + g[i] * (T(1) - s));
     if (du) du[i] = dy[i] * g[i] * s;
   }

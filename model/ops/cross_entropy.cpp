@@ -3,6 +3,7 @@
 #include <cmath>
 #include <vector>
 
+#include "model/ops/fast_exp.h"
 #include "model/ops/op_common.h"
 
 namespace mlamoe {
@@ -20,7 +21,7 @@ double cross_entropy_forward_cpu(const T* x, const I* tgt, T* lse, int64_t rows,
     T m = xr[0];
     for (int64_t j = 1; j < v; ++j) m = std::max(m, xr[j]);
     double z = 0.0;
-    for (int64_t j = 0; j < v; ++j) z += std::exp(static_cast<double>(xr[j] - m));
+    for (int64_t j = 0; j < v; ++j) z += static_cast<double>(fast_exp(xr[j] - m));
     double l = static_cast<double>(m) + std::log(z);
     lse[r] = static_cast<T>(l);
     if (tgt[r] != ignore) row_loss[r] = l - static_cast<double>(xr[tgt[r]]);
@@ -42,7 +43,8 @@ void cross_entropy_backward_cpu(const T* x, const I* tgt, const T* lse, T* dx, i
       continue;
     }
     const T* xr = x + r * v;
-    for (int64_t j = 0; j < v; ++j) dr[j] = static_cast<T>(g * std::exp(static_cast<double>(xr[j] - lse[r])));
+    T gt = static_cast<T>(g), l = lse[r];
+    for (int64_t j = 0; j < v; ++j) dr[j] = gt * fast_exp(xr[j] - l);
     dr[tgt[r]] -= static_cast<T>(g);
   }
 }

@@ -199,16 +199,29 @@ Tensor sum_to(const Tensor& g, const Shape& shape) {
   check_cpu(g, "sum_to");
   Tensor out = Tensor::zeros(shape, g.dtype());
   Tensor gc = g.contiguous();
-  // Walk g in order and add each element into the output element it was broadcast from
-  // (serial: a fixed summation order keeps the result deterministic).
+  // Walk g in order, a row of its last dimension at a time, and add each element into the output
+  // element it was broadcast from (serial: a fixed summation order keeps the result deterministic).
   Tensor view = out.expand(g.shape());
+  const Shape& gs = g.shape();
+  int64_t nd = g.dim();
+  int64_t inner = nd ? gs[nd - 1] : 1, istride = nd ? view.strides()[nd - 1] : 0;
   std::vector<int64_t> off;
-  strided_offsets(view.shape(), view.strides(), off);
+  strided_offsets(Shape(gs.begin(), nd ? gs.end() - 1 : gs.end()), Shape(view.strides().begin(), nd ? view.strides().end() - 1 : view.strides().end()), off);
   dispatch_float(g.dtype(), "sum_to", [&](auto tag) {
     using T = decltype(tag);
     const T* pg = gc.data<T>();
     T* po = out.data<T>();
-    for (size_t i = 0; i < off.size(); ++i) po[off[i]] += pg[i];
+    for (size_t r = 0; r < off.size(); ++r) {
+      const T* gr = pg + r * inner;
+      T* orow = po + off[r];
+      if (istride == 0) {
+        T acc = orow[0];
+        for (int64_t j = 0; j < inner; ++j) acc += gr[j];
+        orow[0] = acc;
+      } else {
+        for (int64_t j = 0; j < inner; ++j) orow[j * istride] += gr[j];
+      }
+    }
   });
   return out;
 }

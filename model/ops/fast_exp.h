@@ -31,4 +31,12 @@ inline float fast_exp(float x) {
 
 inline double fast_exp(double x) { return std::exp(x); }
 
+// 1/(1+e^−x), stable for large |x| (e^−|x| never overflows), vectorised for float.
+template <class T>
+inline T stable_sigmoid(T x) {
+  T e = fast_exp(-std::abs(x));
+  T r = T(1) / (T(1) + e);
+  return x >= 0 ? r : e * r;
+}
+
 }  // namespace mlamoe

@@ -49,7 +49,7 @@ void matmul_forward_cpu(const Tensor& a, const Tensor& b, Tensor& c, int64_t bat
   T* pc = c.data<T>();
   auto one = [&](int64_t i, bool tiled) {
     if (tiled) {
-      gemm_tiled(oa.trans, ob.trans, m, n, k, T(1), pa + i * sa, oa.ld, pb + i * sb, ob.ld, T(0), pc + i * m * n, n);
+      gemm_tiled(oa.trans, ob.trans, m, n, k, pa + i * sa, oa.ld, pb + i * sb, ob.ld, T(0), pc + i * m * n, n);
     } else {
       gemm(oa.trans, ob.trans, m, n, k, T(1), pa + i * sa, oa.ld, pb + i * sb, ob.ld, T(0), pc + i * m * n, n);
     }

@@ -8,6 +8,7 @@
 #include "model/ops/cross_entropy.h"
 #include "model/ops/elementwise.h"
 #include "model/ops/embedding.h"
+#include "model/ops/experts.h"
 #include "model/ops/index.h"
 #include "model/ops/matmul.h"
 #include "model/ops/normalize.h"

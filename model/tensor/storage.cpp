@@ -5,19 +5,17 @@
 #include <cstring>
 
 #include "model/tensor/error.h"
+#include "model/tensor/host_allocator.h"
 
 namespace mlamoe {
 
 namespace {
 std::atomic<int64_t> g_live_bytes[2];
-constexpr size_t kCpuAlignment = 64;  // one cache line; also what AVX-512 loads like
 }  // namespace
 
 Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device) {
   if (device.is_cpu()) {
-    size_t rounded = (nbytes + kCpuAlignment - 1) / kCpuAlignment * kCpuAlignment;
-    data_ = std::aligned_alloc(kCpuAlignment, rounded == 0 ? kCpuAlignment : rounded);
-    MLAMOE_CHECK(data_ != nullptr, "out of host memory allocating " << nbytes << " bytes");
+    data_ = host_alloc(nbytes);
   } else {
     data_ = detail::cuda_alloc(nbytes, device.index);
   }
@@ -27,7 +25,7 @@ Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device
 Storage::~Storage() {
   g_live_bytes[static_cast<int>(device_.type)] -= static_cast<int64_t>(nbytes_);
   if (device_.is_cpu()) {
-    std::free(data_);
+    host_free(data_, nbytes_);
   } else {
     detail::cuda_free(data_, device_.index);
   }

@@ -56,6 +56,66 @@ void strided_offsets(const Shape& shape, const Shape& strides, std::vector<int64
   }
 }
 
+namespace {
+
+// dst[i] = src[i] over one strided run of `inner` elements of `es` bytes each.
+template <class E>
+void copy_run(char* d, int64_t ds, const char* s, int64_t ss, int64_t inner) {
+  E* de = reinterpret_cast<E*>(d);
+  const E* se = reinterpret_cast<const E*>(s);
+  for (int64_t j = 0; j < inner; ++j) de[j * ds] = se[j * ss];
+}
+
+}  // namespace
+
+void strided_copy(void* dst, const Shape& dst_strides, const void* src, const Shape& src_strides, const Shape& shape,
+                  size_t es) {
+  // Drop size-1 dims and merge a dim into the next one where both layouts are contiguous across
+  // them, so that the inner loop runs over the longest possible run.
+  Shape sh, ds, ss;
+  for (size_t d = 0; d < shape.size(); ++d) {
+    if (shape[d] == 1) continue;
+    if (!sh.empty() && ds.back() == dst_strides[d] * shape[d] && ss.back() == src_strides[d] * shape[d]) {
+      sh.back() *= shape[d];
+      ds.back() = dst_strides[d];
+      ss.back() = src_strides[d];
+      continue;
+    }
+    sh.push_back(shape[d]);
+    ds.push_back(dst_strides[d]);
+    ss.push_back(src_strides[d]);
+  }
+  if (sh.empty()) sh = ds = ss = {1};
+  int64_t nd = static_cast<int64_t>(sh.size());
+  int64_t inner = sh[nd - 1], ids = ds[nd - 1], iss = ss[nd - 1];
+  int64_t rows = shape_numel(sh) / inner;
+  char* d = static_cast<char*>(dst);
+  const char* s = static_cast<const char*>(src);
+#pragma omp parallel for schedule(static) if (rows * inner > (1 << 15) && !omp_in_parallel())
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t rest = r, od = 0, os = 0;  // the row's offsets, from its index over the outer dims
+    for (int64_t k = nd - 2; k >= 0; --k) {
+      int64_t i = rest % sh[k];
+      rest /= sh[k];
+      od += i * ds[k];
+      os += i * ss[k];
+    }
+    char* dr = d + od * static_cast<int64_t>(es);
+    const char* sr = s + os * static_cast<int64_t>(es);
+    if (ids == 1 && iss == 1) {
+      std::memcpy(dr, sr, inner * es);
+    } else if (es == 4) {
+      copy_run<uint32_t>(dr, ids, sr, iss, inner);
+    } else if (es == 8) {
+      copy_run<uint64_t>(dr, ids, sr, iss, inner);
+    } else if (es == 2) {
+      copy_run<uint16_t>(dr, ids, sr, iss, inner);
+    } else {
+      for (int64_t j = 0; j < inner; ++j) std::memcpy(dr + j * ids * es, sr + j * iss * es, es);
+    }
+  }
+}
+
 int64_t wrap_dim(int64_t d, int64_t ndim, const char* op) {
   int64_t w = d < 0 ? d + ndim : d;
   MLAMOE_CHECK(w >= 0 && w < ndim, op << ": dimension " << d << " out of range for a tensor of " << ndim << " dims");
@@ -267,21 +327,18 @@ void Tensor::copy_(const Tensor& src) {
   }
   MLAMOE_CHECK(device().is_cpu() && src.device().is_cpu(),
                "Tensor::copy_: strided or converting copies between devices go through a contiguous host copy first");
+  if (dtype() == src.dtype()) {
+    strided_copy(raw_data(), strides(), src.raw_data(), src.strides(), shape(), dtype_size(dtype()));
+    return;
+  }
   std::vector<int64_t> doff, soff;
   strided_offsets(shape(), strides(), doff);
   strided_offsets(src.shape(), src.strides(), soff);
   void* d = raw_data();
   const void* s = src.raw_data();
   DType dt = dtype(), st = src.dtype();
-  size_t es = dtype_size(dt);
-  if (dt == st) {
 #pragma omp parallel for schedule(static) if (n > (1 << 16))
-    for (int64_t i = 0; i < n; ++i)
-      std::memcpy(static_cast<char*>(d) + doff[i] * es, static_cast<const char*>(s) + soff[i] * es, es);
-  } else {
-#pragma omp parallel for schedule(static) if (n > (1 << 16))
-    for (int64_t i = 0; i < n; ++i) store_from_double(d, dt, doff[i], load_as_double(s, st, soff[i]));
-  }
+  for (int64_t i = 0; i < n; ++i) store_from_double(d, dt, doff[i], load_as_double(s, st, soff[i]));
 }
 
 void Tensor::fill_(double value) {

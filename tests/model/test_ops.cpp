@@ -134,6 +134,42 @@ std::vector<OpCase> build_table() {
   row("index_add", J::object(), {in({6, 5}), idx({9}, 0, 6), in({9, 5})}, index_add_fn);
   big("index_add", J::object(), {in({500, 40}), idx({600}, 0, 500), in({600, 40})}, index_add_fn);
 
+  // ---- routed experts: grouped SwiGLU over the permuted rows, weighted un-permute ----
+  // inputs: x [R, d], then gate, up, down of each expert; params: rows per expert.
+  auto experts_fn = [](const Ins& x, const J& p) {
+    std::vector<int64_t> counts = p["counts"];
+    std::vector<Tensor> g, u, dn;
+    for (size_t e = 0; e < counts.size(); ++e) {
+      g.push_back(x[1 + 3 * e]);
+      u.push_back(x[2 + 3 * e]);
+      dn.push_back(x[3 + 3 * e]);
+    }
+    return Outs{expert_swiglu(x[0], counts, g, u, dn)};
+  };
+  auto expert_inputs = [](int64_t rows, int64_t d, int64_t width, size_t experts) {
+    std::vector<InputSpec> v = {in({rows, d})};
+    for (size_t e = 0; e < experts; ++e) v.insert(v.end(), {in({width, d}), in({width, d}), in({d, width})});
+    return v;
+  };
+  row("expert_swiglu", J{{"counts", {3, 1, 5}}}, expert_inputs(9, 6, 4, 3), experts_fn);
+  big("expert_swiglu", J{{"counts", {300, 20, 290}}}, expert_inputs(610, 48, 40, 3), experts_fn);  // > one 256-row tile
+  // slot: which flat assignment s·K + j each row holds (a permutation, as permute_by_expert makes).
+  auto combine_fn = [](const Ins& x, const J& p) {
+    std::vector<int64_t> slot = p["slot"];
+    return Outs{moe_combine(x[0], x[1], Tensor::from_vector(slot, {static_cast<int64_t>(slot.size())}))};
+  };
+  auto permutation = [](int64_t n, uint64_t seed) {
+    std::vector<int64_t> v(n);
+    for (int64_t i = 0; i < n; ++i) v[i] = i;
+    for (int64_t i = n - 1; i > 0; --i) {  // Fisher-Yates with a small LCG
+      seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+      std::swap(v[i], v[static_cast<int64_t>((seed >> 33) % static_cast<uint64_t>(i + 1))]);
+    }
+    return v;
+  };
+  row("moe_combine", J{{"slot", permutation(8, 1)}}, {in({8, 5}), in({4, 2})}, combine_fn);
+  big("moe_combine", J{{"slot", permutation(1200, 2)}}, {in({1200, 40}), in({300, 4})}, combine_fn);
+
   // ---- concat / split ----
   row("concat", J{{"dim", 1}}, {in({2, 3, 4}), in({2, 1, 4}), in({2, 2, 4})}, [](const Ins& x, const J& p) {
     return Outs{concat({x[0], x[1], x[2]}, p["dim"])};

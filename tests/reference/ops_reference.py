@@ -79,6 +79,30 @@ OPS = {
 }
 
 
+def expert_swiglu(x, p):
+    # each expert's rows through its own SwiGLU, written with torch's linear and silu
+    outs, row = [], 0
+    for e, c in enumerate(p["counts"]):
+        xe = x[0][row:row + c]
+        g, u, d = x[1 + 3 * e], x[2 + 3 * e], x[3 + 3 * e]
+        outs.append(F.linear(F.silu(F.linear(xe, g)) * F.linear(xe, u), d))
+        row += c
+    return [torch.cat(outs, 0)]
+
+
+def moe_combine(x, p):
+    # row r holds assignment slot[r] = s*K + j: scatter its weighted output into token s
+    yp, w = x[0], x[1]
+    slot = torch.tensor(p["slot"], dtype=torch.int64)
+    k = w.shape[1]
+    weighted = yp * w.reshape(-1)[slot].unsqueeze(1)
+    return [torch.zeros(w.shape[0], yp.shape[1], dtype=yp.dtype).index_add(0, slot // k, weighted)]
+
+
+OPS["expert_swiglu"] = expert_swiglu
+OPS["moe_combine"] = moe_combine
+
+
 def cross_entropy(x, p):
     tgt = x[1].clone()
     tgt[::3] = p["ignore_index"]  # the C++ row ignores every third row

@@ -1,0 +1,349 @@
+#include "model/ops/experts.h"
+
+#include <cmath>
+
+#include "model/ops/fast_exp.h"
+#include "model/ops/gemm.h"
+#include "model/ops/op_common.h"
+
+namespace mlamoe {
+
+namespace {
+
+// ---------------------------------------------------------------- expert_swiglu
+
+struct ExpertPlan {
+  std::vector<int64_t> offsets;  // [E + 1] first row of each expert
+  int64_t d = 0, width = 0;      // hidden, expert width I
+};
+
+// h [R, 2I]: gate pre-activations in columns [0, I), up in [I, 2I). a [R, I] = silu(g) ⊙ u.
+template <class T>
+void swiglu_rows(const T* h, T* a, int64_t rows, int64_t width) {
+#pragma omp parallel for schedule(static) if (rows * width > kParallelGrain)
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* g = h + r * 2 * width;
+    const T* u = g + width;
+    T* ar = a + r * width;
+    for (int64_t j = 0; j < width; ++j) ar[j] = g[j] * stable_sigmoid(g[j]) * u[j];
+  }
+}
+
+template <class T>
+void expert_swiglu_forward_cpu(const ExpertPlan& p, const T* x, const std::vector<const T*>& gate,
+                               const std::vector<const T*>& up, const std::vector<const T*>& down, T* h, T* a, T* y) {
+  int64_t d = p.d, w = p.width, e_count = static_cast<int64_t>(gate.size());
+  std::vector<GemmTask<T>> tasks;
+  for (int64_t e = 0; e < e_count; ++e) {  // h_e = [x_e gateᵀ | x_e upᵀ]
+    int64_t r0 = p.offsets[e], c = p.offsets[e + 1] - r0;
+    for (int half = 0; half < 2; ++half) {
+      GemmTask<T> t;
+      t.m = c, t.n = w, t.k = d;
+      t.a = x + r0 * d, t.lda = d;
+      t.b = half == 0 ? gate[e] : up[e], t.tb = true, t.ldb = d;
+      t.c = h + r0 * 2 * w + half * w, t.ldc = 2 * w;
+      tasks.push_back(t);
+    }
+  }
+  gemm_tasks(tasks);
+  int64_t rows = p.offsets.back();
+  swiglu_rows(h, a, rows, w);
+  tasks.clear();
+  for (int64_t e = 0; e < e_count; ++e) {  // y_e = a_e downᵀ
+    int64_t r0 = p.offsets[e], c = p.offsets[e + 1] - r0;
+    GemmTask<T> t;
+    t.m = c, t.n = d, t.k = w;
+    t.a = a + r0 * w, t.lda = w;
+    t.b = down[e], t.tb = true, t.ldb = w;
+    t.c = y + r0 * d, t.ldc = d;
+    tasks.push_back(t);
+  }
+  gemm_tasks(tasks);
+}
+
+// dx (may be null), dgate/dup/ddown[e] (entries may be null) from dy; h as saved by the forward.
+template <class T>
+void expert_swiglu_backward_cpu(const ExpertPlan& p, const T* x, const std::vector<const T*>& gate,
+                                const std::vector<const T*>& up, const std::vector<const T*>& down, const T* h, const T* dy,
+                                T* dx, const std::vector<T*>& dgate, const std::vector<T*>& dup, const std::vector<T*>& ddown) {
+  int64_t d = p.d, w = p.width, e_count = static_cast<int64_t>(gate.size()), rows = p.offsets.back();
+  // Scratch through the tensor allocator, whose cache serves them again next step.
+  Tensor at = Tensor::empty({rows, w}, dtype_of<T>()), dat = Tensor::empty({rows, w}, dtype_of<T>()),
+         dht = Tensor::empty({rows, 2 * w}, dtype_of<T>());
+  T* a = at.data<T>();
+  T* da = dat.data<T>();
+  T* dh = dht.data<T>();
+  swiglu_rows(h, a, rows, w);  // recomputed rather than kept from the forward
+  std::vector<GemmTask<T>> tasks;
+  for (int64_t e = 0; e < e_count; ++e) {
+    int64_t r0 = p.offsets[e], c = p.offsets[e + 1] - r0;
+    GemmTask<T> t;  // da_e = dy_e down
+    t.m = c, t.n = w, t.k = d;
+    t.a = dy + r0 * d, t.lda = d;
+    t.b = down[e], t.ldb = w;
+    t.c = da + r0 * w, t.ldc = w;
+    tasks.push_back(t);
+    if (ddown[e]) {  // ddown_e = dy_eᵀ a_e
+      GemmTask<T> g;
+      g.ta = true, g.m = d, g.n = w, g.k = c;
+      g.a = dy + r0 * d, g.lda = d;
+      g.b = a + r0 * w, g.ldb = w;
+      g.c = ddown[e], g.ldc = w;
+      tasks.push_back(g);
+    }
+  }
+  gemm_tasks(tasks);
+  // dg = da ⊙ u ⊙ silu'(g), du = da ⊙ silu(g), with silu'(g) = s·(1 + g·(1 − s)).
+#pragma omp parallel for schedule(static) if (rows * w > kParallelGrain)
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* g = h + r * 2 * w;
+    const T* u = g + w;
+    const T* dar = da + r * w;
+    T* dg = dh + r * 2 * w;
+    T* du = dg + w;
+    for (int64_t j = 0; j < w; ++j) {
+      T s = stable_sigmoid(g[j]);
+      dg[j] = dar[j] * u[j] * s * (T(1) + g[j] * (T(1) - s));
+      du[j] = dar[j] * g[j] * s;
+    }
+  }
+  tasks.clear();
+  for (int64_t e = 0; e < e_count; ++e) {
+    int64_t r0 = p.offsets[e], c = p.offsets[e + 1] - r0;
+    const T* dg = dh + r0 * 2 * w;
+    if (dx) {  // dx_e = dg_e gate + du_e up
+      GemmTask<T> t;
+      t.m = c, t.n = d, t.k = w;
+      t.a = dg, t.lda = 2 * w;
+      t.b = gate[e], t.ldb = d;
+      t.c = dx + r0 * d, t.ldc = d;
+      t.k2 = w, t.a2 = dg + w, t.lda2 = 2 * w, t.b2 = up[e], t.ldb2 = d;
+      tasks.push_back(t);
+    }
+    for (int half = 0; half < 2; ++half) {  // dgate_e = dg_eᵀ x_e, dup_e = du_eᵀ x_e
+      T* out = half == 0 ? dgate[e] : dup[e];
+      if (!out) continue;
+      GemmTask<T> t;
+      t.ta = true, t.m = w, t.n = d, t.k = c;
+      t.a = dg + half * w, t.lda = 2 * w;
+      t.b = x + r0 * d, t.ldb = d;
+      t.c = out, t.ldc = d;
+      tasks.push_back(t);
+    }
+  }
+  gemm_tasks(tasks);
+}
+
+struct ExpertSwigluBackward : Node {
+  const char* name() const override { return "ExpertSwigluBackward"; }
+  std::vector<Tensor> backward(const Tensor& dout) override {
+    int64_t e_count = static_cast<int64_t>(gate.size());
+    std::vector<Tensor> grads(1 + 3 * e_count);
+    Tensor dy = dout.contiguous();
+    dispatch_float(x.dtype(), name(), [&](auto tag) {
+      using T = decltype(tag);
+      T* dx = nullptr;
+      if (next[0]) {
+        grads[0] = Tensor::empty(x.shape(), x.dtype(), x.device());
+        dx = grads[0].data<T>();
+      }
+      std::vector<const T*> pg, pu, pd;
+      std::vector<T*> dg(e_count, nullptr), du(e_count, nullptr), dd(e_count, nullptr);
+      for (int64_t e = 0; e < e_count; ++e) {
+        pg.push_back(gate[e].data<T>());
+        pu.push_back(up[e].data<T>());
+        pd.push_back(down[e].data<T>());
+        std::vector<T*>* outs[3] = {&dg, &du, &dd};
+        const Tensor* like[3] = {&gate[e], &up[e], &down[e]};
+        for (int j = 0; j < 3; ++j) {
+          if (!next[1 + 3 * e + j]) continue;
+          Tensor& gt = grads[1 + 3 * e + j];
+          gt = Tensor::empty(like[j]->shape(), x.dtype(), x.device());
+          (*outs[j])[e] = gt.data<T>();
+        }
+      }
+      expert_swiglu_backward_cpu<T>(plan, x.data<T>(), pg, pu, pd, h.data<T>(), dy.data<T>(), dx, dg, du, dd);
+    });
+    return grads;
+  }
+  void release() override {
+    x = h = Tensor();
+    gate.clear(), up.clear(), down.clear();
+  }
+  ExpertPlan plan;
+  Tensor x, h;  // x [R, d]; h [R, 2I] the gate and up pre-activations
+  std::vector<Tensor> gate, up, down;
+};
+
+// ---------------------------------------------------------------- moe_combine
+
+// row_of[s] = the row of yp holding assignment s.
+std::vector<int64_t> invert_slots(const int64_t* slot, int64_t a) {
+  std::vector<int64_t> row_of(a, -1);
+  for (int64_t r = 0; r < a; ++r) {
+    MLAMOE_CHECK(slot[r] >= 0 && slot[r] < a && row_of[slot[r]] < 0,
+                 "moe_combine: slot " << slot[r] << " at row " << r << " is out of [0, " << a << ") or repeated");
+    row_of[slot[r]] = r;
+  }
+  return row_of;
+}
+
+template <class T>
+void moe_combine_forward_cpu(const T* yp, const T* w, const int64_t* row_of, T* y, int64_t s_tok, int64_t k, int64_t d) {
+#pragma omp parallel for schedule(static) if (s_tok * k * d > kParallelGrain)
+  for (int64_t s = 0; s < s_tok; ++s) {
+    T* ys = y + s * d;
+    for (int64_t j = 0; j < d; ++j) ys[j] = 0;
+    for (int64_t q = 0; q < k; ++q) {
+      const T* src = yp + row_of[s * k + q] * d;
+      T wq = w[s * k + q];
+      for (int64_t j = 0; j < d; ++j) ys[j] += wq * src[j];
+    }
+  }
+}
+
+// dyp[r] = w[slot r] · dy[token of r]; dw[a] = dy[token of a] · yp[row of a].
+template <class T>
+void moe_combine_backward_cpu(const T* yp, const T* w, const int64_t* slot, const int64_t* row_of, const T* dy, T* dyp, T* dw,
+                              int64_t s_tok, int64_t k, int64_t d) {
+  int64_t a = s_tok * k;
+  if (dyp) {
+#pragma omp parallel for schedule(static) if (a * d > kParallelGrain)
+    for (int64_t r = 0; r < a; ++r) {
+      const T* g = dy + (slot[r] / k) * d;
+      T wr = w[slot[r]];
+      T* out = dyp + r * d;
+      for (int64_t j = 0; j < d; ++j) out[j] = wr * g[j];
+    }
+  }
+  if (dw) {
+#pragma omp parallel for schedule(static) if (a * d > kParallelGrain)
+    for (int64_t q = 0; q < a; ++q) {
+      const T* g = dy + (q / k) * d;
+      const T* src = yp + row_of[q] * d;
+      T acc = 0;
+      for (int64_t j = 0; j < d; ++j) acc += g[j] * src[j];
+      dw[q] = acc;
+    }
+  }
+}
+
+struct MoeCombineBackward : Node {
+  const char* name() const override { return "MoeCombineBackward"; }
+  std::vector<Tensor> backward(const Tensor& dout) override {
+    Tensor dy = dout.contiguous(), dyp, dw;
+    if (next[0]) dyp = Tensor::empty(yp.shape(), yp.dtype(), yp.device());
+    if (next[1]) dw = Tensor::empty(w.shape(), w.dtype(), w.device());
+    int64_t s_tok = w.shape()[0], k = w.shape()[1], d = yp.shape()[1];
+    dispatch_float(yp.dtype(), name(), [&](auto tag) {
+      using T = decltype(tag);
+      moe_combine_backward_cpu<T>(yp.data<T>(), w.data<T>(), slot.data<int64_t>(), row_of.data(), dy.data<T>(),
+                                  dyp.defined() ? dyp.data<T>() : nullptr, dw.defined() ? dw.data<T>() : nullptr, s_tok, k, d);
+    });
+    return {dyp, dw, Tensor()};
+  }
+  void release() override {
+    yp = w = slot = Tensor();
+    row_of.clear();
+  }
+  Tensor yp, w, slot;
+  std::vector<int64_t> row_of;
+};
+
+}  // namespace
+
+Tensor expert_swiglu(const Tensor& x, const std::vector<int64_t>& counts, const std::vector<Tensor>& gate,
+                     const std::vector<Tensor>& up, const std::vector<Tensor>& down) {
+  const char* op = "expert_swiglu";
+  check_dim(x, 2, op, "x [R, d]");
+  check_cpu(x, op);
+  size_t e_count = counts.size();
+  MLAMOE_CHECK(gate.size() == e_count && up.size() == e_count && down.size() == e_count,
+               op << ": " << e_count << " counts but " << gate.size() << " gate, " << up.size() << " up and " << down.size()
+                  << " down weights");
+  ExpertPlan plan;
+  plan.d = x.shape()[1];
+  plan.width = e_count ? gate[0].shape()[0] : 0;
+  plan.offsets.assign(1, 0);
+  for (size_t e = 0; e < e_count; ++e) {
+    MLAMOE_CHECK(counts[e] > 0, op << ": expert " << e << " has " << counts[e] << " rows; pass only experts that received rows");
+    plan.offsets.push_back(plan.offsets.back() + counts[e]);
+    Shape wi = {plan.width, plan.d}, wo = {plan.d, plan.width};
+    MLAMOE_CHECK(gate[e].shape() == wi && up[e].shape() == wi && down[e].shape() == wo,
+                 op << ": expert " << e << " weights gate " << gate[e].describe() << ", up " << up[e].describe() << ", down "
+                    << down[e].describe() << "; expected [I, d], [I, d], [d, I] with d = " << plan.d);
+    check_same_dtype(x, gate[e], op);
+    check_same_dtype(x, up[e], op);
+    check_same_dtype(x, down[e], op);
+  }
+  MLAMOE_CHECK(plan.offsets.back() == x.shape()[0],
+               op << ": counts sum to " << plan.offsets.back() << " rows but x is " << x.describe());
+  Tensor xc = x.contiguous();
+  std::vector<Tensor> gc, uc, dc;
+  for (size_t e = 0; e < e_count; ++e) {
+    gc.push_back(gate[e].contiguous());
+    uc.push_back(up[e].contiguous());
+    dc.push_back(down[e].contiguous());
+  }
+  int64_t rows = x.shape()[0];
+  Tensor h = Tensor::empty({rows, 2 * plan.width}, x.dtype(), x.device());
+  Tensor y = Tensor::empty({rows, plan.d}, x.dtype(), x.device());
+  dispatch_float(x.dtype(), op, [&](auto tag) {
+    using T = decltype(tag);
+    std::vector<const T*> pg, pu, pd;
+    for (size_t e = 0; e < e_count; ++e) {
+      pg.push_back(gc[e].data<T>());
+      pu.push_back(uc[e].data<T>());
+      pd.push_back(dc[e].data<T>());
+    }
+    Tensor a = Tensor::empty({rows, plan.width}, x.dtype(), x.device());  // scratch
+    expert_swiglu_forward_cpu<T>(plan, xc.data<T>(), pg, pu, pd, h.data<T>(), a.data<T>(), y.data<T>());
+  });
+  std::vector<Tensor> inputs = {x};
+  for (size_t e = 0; e < e_count; ++e) inputs.insert(inputs.end(), {gate[e], up[e], down[e]});
+  if (needs_grad(inputs)) {
+    auto n = std::make_shared<ExpertSwigluBackward>();
+    n->plan = plan;
+    n->x = xc.detach();
+    n->h = h;
+    for (size_t e = 0; e < e_count; ++e) {
+      n->gate.push_back(gc[e].detach());
+      n->up.push_back(uc[e].detach());
+      n->down.push_back(dc[e].detach());
+    }
+    connect(y, n, inputs);
+  }
+  return y;
+}
+
+Tensor moe_combine(const Tensor& yp, const Tensor& w, const Tensor& slot) {
+  const char* op = "moe_combine";
+  check_dim(yp, 2, op, "yp [A, d]");
+  check_dim(w, 2, op, "w [S, K]");
+  check_dim(slot, 1, op, "slot [A]");
+  check_cpu(yp, op);
+  check_same_dtype(yp, w, op);
+  MLAMOE_CHECK(slot.dtype() == DType::I64, op << ": slot must be i64, got " << slot.describe());
+  int64_t s_tok = w.shape()[0], k = w.shape()[1], d = yp.shape()[1];
+  MLAMOE_CHECK(yp.shape()[0] == s_tok * k && slot.shape()[0] == s_tok * k,
+               op << ": yp " << yp.describe() << " and slot " << slot.describe() << " must have S·K = " << s_tok * k
+                  << " rows for w " << w.describe());
+  Tensor ypc = yp.contiguous(), wc = w.contiguous(), sc = slot.contiguous();
+  std::vector<int64_t> row_of = invert_slots(sc.data<int64_t>(), s_tok * k);
+  Tensor y = Tensor::empty({s_tok, d}, yp.dtype(), yp.device());
+  dispatch_float(yp.dtype(), op, [&](auto tag) {
+    using T = decltype(tag);
+    moe_combine_forward_cpu<T>(ypc.data<T>(), wc.data<T>(), row_of.data(), y.data<T>(), s_tok, k, d);
+  });
+  if (needs_grad({yp, w})) {
+    auto n = std::make_shared<MoeCombineBackward>();
+    n->yp = ypc.detach();
+    n->w = wc.detach();
+    n->slot = sc;
+    n->row_of = std::move(row_of);
+    connect(y, n, {yp, w, slot});
+  }
+  return y;
+}
+
+}  // namespace mlamoe

@@ -1,0 +1,112 @@
+#include "model/tensor/host_allocator.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "model/tensor/error.h"
+
+namespace mlamoe {
+
+namespace {
+
+constexpr size_t kAlignment = 64;          // one cache line; what AVX-512 loads like
+constexpr size_t kMinCached = 64 << 10;    // below this, malloc's own arenas do well
+constexpr size_t kClassesPerOctave = 8;
+
+// The size class of a request: rounded up to a multiple of 1/8 of its power of two (and of a page).
+size_t size_class(size_t n) {
+  if (n < kMinCached) return (n + kAlignment - 1) / kAlignment * kAlignment;
+  size_t top = size_t(1) << (63 - __builtin_clzll(n));
+  size_t granule = std::max<size_t>(top / kClassesPerOctave, 4096);
+  return (n + granule - 1) / granule * granule;
+}
+
+struct Cache {
+  std::mutex mu;
+  std::unordered_map<size_t, std::vector<void*>> free_blocks;  // size class -> blocks
+  HostAllocatorStats stats;
+  int64_t fixed_limit = -1;  // from MLAMOE_HOST_CACHE_MB; -1: follow the peak live bytes
+
+  Cache() {
+    if (const char* env = std::getenv("MLAMOE_HOST_CACHE_MB")) {
+      char* end = nullptr;
+      long long mb = std::strtoll(env, &end, 10);
+      if (end != env && *end == '\0' && mb >= 0) fixed_limit = static_cast<int64_t>(mb) << 20;
+    }
+  }
+  int64_t limit() const { return fixed_limit >= 0 ? fixed_limit : stats.peak_live_bytes; }
+};
+
+Cache& cache() {
+  static Cache* c = new Cache();  // never destroyed: tensors may be freed during static destruction
+  return *c;
+}
+
+void* system_alloc(size_t bytes) {
+  void* p = std::aligned_alloc(kAlignment, bytes == 0 ? kAlignment : bytes);
+  MLAMOE_CHECK(p != nullptr, "out of host memory allocating " << bytes << " bytes");
+  return p;
+}
+
+}  // namespace
+
+void* host_alloc(size_t nbytes) {
+  size_t bytes = size_class(nbytes);
+  Cache& c = cache();
+  if (bytes >= kMinCached) {
+    std::lock_guard<std::mutex> lock(c.mu);
+    c.stats.live_bytes += static_cast<int64_t>(bytes);
+    c.stats.peak_live_bytes = std::max(c.stats.peak_live_bytes, c.stats.live_bytes);
+    auto it = c.free_blocks.find(bytes);
+    if (it != c.free_blocks.end() && !it->second.empty()) {
+      void* p = it->second.back();
+      it->second.pop_back();
+      c.stats.cached_bytes -= static_cast<int64_t>(bytes);
+      ++c.stats.hits;
+      return p;
+    }
+    ++c.stats.misses;
+  }
+  return system_alloc(bytes);
+}
+
+void host_free(void* p, size_t nbytes) {
+  if (p == nullptr) return;
+  size_t bytes = size_class(nbytes);
+  if (bytes < kMinCached) {
+    std::free(p);
+    return;
+  }
+  Cache& c = cache();
+  {
+    std::lock_guard<std::mutex> lock(c.mu);
+    c.stats.live_bytes -= static_cast<int64_t>(bytes);
+    if (c.stats.cached_bytes + static_cast<int64_t>(bytes) <= c.limit()) {
+      c.free_blocks[bytes].push_back(p);
+      c.stats.cached_bytes += static_cast<int64_t>(bytes);
+      return;
+    }
+  }
+  std::free(p);
+}
+
+HostAllocatorStats host_allocator_stats() {
+  Cache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mu);
+  return c.stats;
+}
+
+void host_allocator_release() {
+  Cache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mu);
+  for (auto& [bytes, blocks] : c.free_blocks)
+    for (void* p : blocks) std::free(p);
+  c.free_blocks.clear();
+  c.stats.cached_bytes = 0;
+}
+
+}  // namespace mlamoe
