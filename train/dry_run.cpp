@@ -1,5 +1,6 @@
 #include "train/dry_run.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <string>
 
@@ -54,9 +55,15 @@ MemoryPlan plan_memory(const RunConfig& rc, int64_t world_size) {
   m.adam_bytes = 8 * (dense_params / pp / static_cast<double>(dp) + expert_params / (pp * ep) / static_cast<double>(dp / ep));
   double micro = static_cast<double>(rc.train.global_batch) / static_cast<double>(dp * rc.parallel.micro_batches);
   double tokens = micro * static_cast<double>(rc.data.seq_len);
-  double per_token = 0;
-  for (int64_t l = 0; l < c.num_hidden_layers + c.num_nextn_predict_layers; ++l)
-    per_token += attention_saved(c) + ffn_saved(c, c.is_moe_layer(l), ep);
+  // With train.recompute each block keeps only its input [tokens, d] until the backward, where
+  // one block at a time holds its full activations again.
+  double per_token = 0, largest_block = 0;
+  for (int64_t l = 0; l < c.num_hidden_layers + c.num_nextn_predict_layers; ++l) {
+    double block = attention_saved(c) + ffn_saved(c, c.is_moe_layer(l), ep);
+    per_token += rc.train.recompute ? static_cast<double>(c.hidden_size) : block;
+    largest_block = std::max(largest_block, block);
+  }
+  if (rc.train.recompute) per_token += largest_block;
   m.activation_bytes = 4 * tokens * per_token / pp;
   m.logits_bytes = 4 * 2 * tokens * static_cast<double>(c.vocab_size) * (1 + c.num_nextn_predict_layers);
   return m;

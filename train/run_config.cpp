@@ -37,6 +37,7 @@ TrainConfig parse_train(const nlohmann::json& j, const std::string& where) {
   f.get("max_bad_steps", t.max_bad_steps);
   f.get("experts_log", t.experts_log);
   f.get("tensorboard", t.tensorboard);
+  f.get("recompute", t.recompute);
   f.get("dead_window", t.dead_window);
   f.get("maxvio_alert", t.maxvio_alert);
   f.get("alert_window", t.alert_window);

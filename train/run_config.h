@@ -41,6 +41,7 @@ struct TrainConfig {
   // statistics only; the arrays are in experts.h5 either way), or "auto": full up to 4096
   // layer × expert entries (e.g. 61 × 256 = 15616 gets stats).
   std::string experts_log = "auto";
+  bool recompute = false;                      // recompute each block's activations in the backward (memory for compute)
   bool tensorboard = false;                    // also write TensorBoard event files (scalars, expert-load histograms) in run_dir
   int64_t dead_window = 50;                    // expert-load monitor: steps without a token before an expert is dead
   double maxvio_alert = 1.0;                   // alert when a layer's MaxVio stays above this (0: off) ...

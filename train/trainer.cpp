@@ -17,6 +17,7 @@
 #include "model/model_size.h"
 #include "model/modules/deepseek_model.h"
 #include "model/ops/ops.h"
+#include "model/tensor/host_allocator.h"
 #include "parallel/mpi_runtime.h"
 #include "parallel/pipeline.h"
 #include "train/blas_kernels.h"
@@ -133,7 +134,7 @@ std::vector<double> short_floats(const std::vector<double>& v) {
 }
 
 // The --profile table: phases of the step, then the backward by op family (node type).
-void print_profile(const std::map<std::string, double>& phase, double total) {
+void print_profile(const std::map<std::string, double>& phase, double total, const HostAllocatorStats& after_first_step) {
   std::printf("profile: %.2f s of training\n  %-44s %9s %6s\n", total, "phase", "seconds", "%");
   double accounted = 0;
   for (const auto& [name, sec] : phase) {
@@ -150,6 +151,13 @@ void print_profile(const std::map<std::string, double>& phase, double total) {
   for (size_t i = 0; i < nodes.size() && i < 16; ++i)
     std::printf("  %-44s %9.3f %5.1f%% %9lld\n", nodes[i].first.c_str(), nodes[i].second.first, 100 * nodes[i].second.first / bw,
                 static_cast<long long>(nodes[i].second.second));
+  // The steady state should take its large buffers from the cache, not from the system.
+  HostAllocatorStats now = host_allocator_stats();
+  int64_t hits = now.hits - after_first_step.hits, misses = now.misses - after_first_step.misses;
+  std::printf("  host memory after the first step: %lld of %lld buffers >= 64 KiB reused from the cache, %lld from the system; "
+              "peak live %.0f MB, cached %.0f MB\n",
+              static_cast<long long>(hits), static_cast<long long>(hits + misses), static_cast<long long>(misses),
+              now.peak_live_bytes / 1048576.0, now.cached_bytes / 1048576.0);
   std::fflush(stdout);
 }
 
@@ -402,6 +410,7 @@ void train_loop(Run& r) {
   int64_t bad_in_a_row = 0;
   // --profile: seconds per phase over the run (rank 0's view), and backward time per node type.
   std::map<std::string, double> phase;
+  HostAllocatorStats after_first_step = host_allocator_stats();
   set_backward_profiling(r.profile);
   for (int64_t step = first_step; step < tc.steps; ++step) {
     auto t0 = Clock::now();
@@ -449,13 +458,16 @@ void train_loop(Run& r) {
                     ((tc.eval_every > 0 && (step + 1) % tc.eval_every == 0) || step + 1 == tc.steps);
     if (eval_now) last_eval = evaluate(r);
     double dt = seconds_since(t0);
-    if (step == first_step) first_loss = st.loss;
+    if (step == first_step) {
+      first_loss = st.loss;
+      after_first_step = host_allocator_stats();
+    }
     last_loss = st.loss;
     if (r.rank == 0) log_step(st, ev, step, dt, tokens_seen, eval_now, last_eval, first_step, t_start);
     checkpoint_if_due(step + 1, tokens_seen);
   }
 
-  if (r.profile && r.rank == 0) print_profile(phase, seconds_since(t_start));
+  if (r.profile && r.rank == 0) print_profile(phase, seconds_since(t_start), after_first_step);
   // The final weights (the checkpoint format without optimizer state), written by all ranks.
   std::string weights = (fs::path(r.run_dir) / "weights.h5").string();
   TrainState final_state;
@@ -497,6 +509,7 @@ int run_training(const RunConfig& rc, MpiRuntime* mpi, const StartOptions& start
       r.model = std::make_unique<DeepSeekModel>(rc.model, tc.seed);
     }
     apply_freezing(*r.model, tc);
+    r.model->set_recompute(tc.recompute);
     r.opt = std::make_unique<AdamW>(r.model->params, AdamWOptions{tc.beta1, tc.beta2, tc.eps, tc.weight_decay},
                                     r.mesh ? zero1_groups(*r.mesh) : nullptr);
     if (!r.load_from.empty()) {

@@ -75,6 +75,18 @@ class NoGrad {
   bool previous_;
 };
 
+// Turns recording back on in its scope (activation recomputation inside a backward).
+class EnableGrad {
+ public:
+  EnableGrad();
+  ~EnableGrad();
+  EnableGrad(const EnableGrad&) = delete;
+  EnableGrad& operator=(const EnableGrad&) = delete;
+
+ private:
+  bool previous_;
+};
+
 // True when grad mode is on and any defined input requires grad.
 bool needs_grad(std::initializer_list<Tensor> inputs);
 bool needs_grad(const std::vector<Tensor>& inputs);

@@ -19,16 +19,22 @@ struct DecoderLayer {
   DecoderLayer(ParamInit& init, const std::string& prefix, const ModelConfig& c, int64_t layer_index,
                std::shared_ptr<ExpertDispatcher> dispatcher = nullptr);
 
-  Tensor forward(const Tensor& h, const AttentionContext& ctx, LayerAux* aux) const;  // [B, T, d]
+  // [B, T, d]. With `recompute` set (and grad mode on) the block keeps only its input for the
+  // backward and runs again there (train.recompute: activation memory for ~1/3 more compute).
+  Tensor forward(const Tensor& h, const AttentionContext& ctx, LayerAux* aux) const;
   // One token per row through the absorbed-MLA cache; MoE statistics are not collected.
   Tensor decode(const Tensor& h, const AttentionContext& ctx, MlaCache& cache) const;
 
   int64_t index;
+  bool recompute = false;
   Tensor input_layernorm;           // [d]
   Tensor post_attention_layernorm;  // [d]
   MlaAttention self_attn;
   SwiGluMlp mlp;                    // dense layers
   std::unique_ptr<MoeLayer> moe;    // MoE layers (mlp.gate, mlp.experts.*, mlp.shared_experts.*)
+
+ private:
+  Tensor forward_block(const Tensor& h, const AttentionContext& ctx, LayerAux* aux) const;
 };
 
 }  // namespace mlamoe

@@ -176,6 +176,11 @@ Tensor DeepSeekModel::decode_step(const Tensor& ids, DecodeState& state) const {
   return linear(rmsnorm(h, norm, cfg.rms_norm_eps), lm_head);
 }
 
+void DeepSeekModel::set_recompute(bool on) {
+  for (auto& l : layers) l->recompute = on;
+  for (auto& m : mtp) m.block->recompute = on;
+}
+
 void DeepSeekModel::update_biases(const std::vector<std::vector<int64_t>>& counts, double gamma) {
   MLAMOE_CHECK(counts.size() == moe_layers_.size(),
                "update_biases: counts for " << counts.size() << " MoE layers, the model has " << moe_layers_.size());

@@ -69,6 +69,9 @@ class DeepSeekModel {
   DecodeState new_decode_state(int64_t batch, int64_t capacity) const;
   Tensor decode_step(const Tensor& ids, DecodeState& state) const;  // ids [B, 1] -> logits [B, 1, V]
 
+  // Activation recomputation for every decoder block, main and MTP (DecoderLayer::recompute).
+  void set_recompute(bool on);
+
   // b += γ·sign(mean − c) for every MoE layer with a correction bias, from one step's counts.
   void update_biases(const std::vector<std::vector<int64_t>>& counts, double gamma);
   // "model.layers.{l}.mlp" of each MoE layer, main layers then MTP layers.

@@ -100,6 +100,12 @@ HostAllocatorStats host_allocator_stats() {
   return c.stats;
 }
 
+void host_allocator_reset_peak() {
+  Cache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mu);
+  c.stats.peak_live_bytes = c.stats.live_bytes;
+}
+
 void host_allocator_release() {
   Cache& c = cache();
   std::lock_guard<std::mutex> lock(c.mu);

@@ -29,6 +29,9 @@ struct HostAllocatorStats {
 };
 HostAllocatorStats host_allocator_stats();
 
+// Start peak_live_bytes afresh from the bytes live now (to measure one phase's peak).
+void host_allocator_reset_peak();
+
 // Give every cached block back to the system (e.g. before a phase with different shapes).
 void host_allocator_release();
 

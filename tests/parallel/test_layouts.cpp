@@ -4,6 +4,7 @@
 //
 //   test_layouts DIR reference DTYPE           one process, 4 micro-batches: writes DIR/reference.*
 //   mpirun -np N test_layouts DIR PP EP DTYPE  the layout pp × (dp = N/pp) with ep, compared with it
+//     (a trailing `recompute` turns on activation recomputation, which must change nothing)
 //   (DTYPE f64 or f32; DIR per dtype)
 //
 // Every layout splits the same global batch (8 windows of 16 tokens) into the same 4 micro-batches
@@ -111,13 +112,14 @@ int run_reference(const std::string& dir, const Precision& prec) {
   return 0;
 }
 
-int run_layout(const std::string& dir, int64_t pp, int64_t ep, const Precision& prec, MpiRuntime& mpi) {
+int run_layout(const std::string& dir, int64_t pp, int64_t ep, const Precision& prec, bool recompute, MpiRuntime& mpi) {
   nlohmann::json cj = config_json();
   ModelConfig cfg = parse_model_config(cj, "tiny.json");
   MeshShape shape = mesh_shape(mpi.size(), pp, ep, cfg.n_routed_experts, cfg.num_hidden_layers);
   Mesh mesh = make_mesh(mpi_world_communicator(), shape);
   ModelShard shard = shard_for(cfg, mesh);
   DeepSeekModel model(cfg, 7, prec.dtype, shard);
+  model.set_recompute(recompute);  // the blocks run again in the backward, expert all-to-alls included
   AdamW opt(model.params, {}, zero1_groups(mesh));  // ZeRO-1: moments sharded over dp / edp
   GradSync sync(model.params, mesh, 64 << 10);  // small buckets: several launch during backward
   auto ref = nlohmann::json::parse(std::ifstream(dir + "/reference.json"))["losses"].get<std::vector<double>>();
@@ -180,13 +182,14 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  if (argc != 5) {
-    std::fprintf(stderr, "usage: test_layouts DIR reference DTYPE | mpirun -np N test_layouts DIR PP EP DTYPE\n");
+  bool recompute = argc == 6 && std::string(argv[5]) == "recompute";
+  if (argc != 5 && !recompute) {
+    std::fprintf(stderr, "usage: test_layouts DIR reference DTYPE | mpirun -np N test_layouts DIR PP EP DTYPE [recompute]\n");
     return 2;
   }
   MpiRuntime mpi(&argc, &argv);
   try {
-    return run_layout(argv[1], std::stoll(argv[2]), std::stoll(argv[3]), precision(argv[4]), mpi);
+    return run_layout(argv[1], std::stoll(argv[2]), std::stoll(argv[3]), precision(argv[4]), recompute, mpi);
   } catch (const std::exception& e) {
     mpi.fail(e.what());
   }
