@@ -46,7 +46,9 @@ StepStats train_step(DeepSeekModel& model, AdamW& opt, const std::vector<Tensor>
     for (size_t i = 0; i < micro_batches.size(); ++i) {
       if (par.sync && i + 1 == micro_batches.size()) par.sync->begin_last_backward();
       auto tf = Clock::now();
+      forward_profile_begin();
       ModelOutput out = model.forward(micro_batches[i]);
+      forward_profile_end();
       st.t_forward += since(tf);
       auto tb = Clock::now();
       scale(out.loss, loss_scale * backward_factor).backward();

@@ -143,14 +143,19 @@ void print_profile(const std::map<std::string, double>& phase, double total, con
     std::printf("  %-44s %9.3f %5.1f%%\n", name.c_str(), sec, 100 * sec / total);
   }
   std::printf("  %-44s %9.3f %5.1f%%\n", "logs, evaluation, checkpoints (the rest)", total - accounted, 100 * (total - accounted) / total);
-  auto nodes = backward_profile(true);
-  std::sort(nodes.begin(), nodes.end(), [](const auto& a, const auto& b) { return a.second.first > b.second.first; });
-  double bw = 0;
-  for (const auto& n : nodes) bw += n.second.first;
-  std::printf("  backward by op family (%.3f s):\n  %-44s %9s %6s %9s\n", bw, "node", "seconds", "%", "calls");
-  for (size_t i = 0; i < nodes.size() && i < 16; ++i)
-    std::printf("  %-44s %9.3f %5.1f%% %9lld\n", nodes[i].first.c_str(), nodes[i].second.first, 100 * nodes[i].second.first / bw,
-                static_cast<long long>(nodes[i].second.second));
+  auto table = [](const char* title, const char* column, std::vector<std::pair<std::string, std::pair<double, int64_t>>> rows) {
+    std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.second.first > b.second.first; });
+    double sum = 0;
+    for (const auto& n : rows) sum += n.second.first;
+    if (rows.empty()) return;
+    std::printf("  %s (%.3f s):\n  %-44s %9s %6s %9s\n", title, sum, column, "seconds", "%", "calls");
+    for (size_t i = 0; i < rows.size() && i < 16; ++i)
+      std::printf("  %-44s %9.3f %5.1f%% %9lld\n", rows[i].first.c_str(), rows[i].second.first, 100 * rows[i].second.first / sum,
+                  static_cast<long long>(rows[i].second.second));
+  };
+  // Forward: each op with the module code since the previous op (router bookkeeping, permutation).
+  table("forward by op family (each op with the code since the previous op)", "op", forward_profile(true));
+  table("backward by op family", "node", backward_profile(true));
   // The steady state should take its large buffers from the cache, not from the system.
   HostAllocatorStats now = host_allocator_stats();
   int64_t hits = now.hits - after_first_step.hits, misses = now.misses - after_first_step.misses;

@@ -61,7 +61,38 @@ bool needs_grad(const std::vector<Tensor>& inputs) {
   return false;
 }
 
+namespace {
+bool profiling = false;
+std::map<std::string, std::pair<double, int64_t>> profile_table;  // backward, by node name
+std::map<std::string, std::pair<double, int64_t>> forward_table;  // forward, by op family
+bool forward_active = false;
+std::chrono::steady_clock::time_point forward_mark;
+
+void charge_forward(const char* node_name) {
+  auto now = std::chrono::steady_clock::now();
+  std::string family = node_name;
+  if (family.size() > 8 && family.compare(family.size() - 8, 8, "Backward") == 0) family.resize(family.size() - 8);
+  auto& slot = forward_table[family];
+  slot.first += std::chrono::duration<double>(now - forward_mark).count();
+  ++slot.second;
+  forward_mark = now;
+}
+}  // namespace
+
+void forward_profile_begin() {
+  forward_active = profiling;
+  forward_mark = std::chrono::steady_clock::now();
+}
+void forward_profile_end() { forward_active = false; }
+
+std::vector<std::pair<std::string, std::pair<double, int64_t>>> forward_profile(bool reset) {
+  std::vector<std::pair<std::string, std::pair<double, int64_t>>> out(forward_table.begin(), forward_table.end());
+  if (reset) forward_table.clear();
+  return out;
+}
+
 void connect(Tensor& out, std::shared_ptr<Node> node, const std::vector<Tensor>& inputs) {
+  if (forward_active) charge_forward(node->name());
   node->next.clear();
   for (const Tensor& t : inputs) node->next.push_back(edge_of(t));
   out.impl()->grad_fn = std::move(node);
@@ -74,8 +105,6 @@ void connect(Tensor& out, std::shared_ptr<Node> node, std::initializer_list<Tens
 
 namespace {
 thread_local GradReadyHook grad_ready_hook;
-bool profiling = false;
-std::map<std::string, std::pair<double, int64_t>> profile_table;
 }  // namespace
 
 void set_backward_profiling(bool on) { profiling = on; }

@@ -60,6 +60,14 @@ void set_backward_profiling(bool on);
 // name -> (seconds, calls) since the last reset
 std::vector<std::pair<std::string, std::pair<double, int64_t>>> backward_profile(bool reset);
 
+// ---- Forward profile ----
+// With profiling on, between forward_profile_begin() and forward_profile_end() each recorded op
+// is charged the time since the previous recorded op (or the begin mark) ended, under its node's
+// family name ("Matmul" for MatmulBackward): its own kernel plus the module code that led to it.
+void forward_profile_begin();
+void forward_profile_end();
+std::vector<std::pair<std::string, std::pair<double, int64_t>>> forward_profile(bool reset);
+
 // ---- Grad mode ----
 bool grad_enabled();
 
