@@ -5,7 +5,6 @@
 #include <vector>
 
 #include "model/tensor/error.h"
-#include "train/blas_kernels.h"
 #include "train/convert_command.h"
 #include "train/data_command.h"
 #include "train/experts_command.h"
@@ -37,7 +36,6 @@ const char* kUsage =
 }  // namespace
 
 int main(int argc, char** argv) {
-  mlamoe::select_blas_kernels(argv);
   if (argc < 2) {
     std::fputs(kUsage, stderr);
     return 2;
