@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <deque>
+#include <list>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -25,9 +27,17 @@ size_t size_class(size_t n) {
   return (n + granule - 1) / granule * granule;
 }
 
+struct Block {
+  size_t bytes;
+  void* p;
+};
+
 struct Cache {
   std::mutex mu;
-  std::unordered_map<size_t, std::vector<void*>> free_blocks;  // size class -> blocks
+  // Cached blocks from least to most recently freed, and per size class the same blocks (oldest
+  // first): a request takes its class's most recent block, an overflow evicts the oldest blocks.
+  std::list<Block> lru;
+  std::unordered_map<size_t, std::deque<std::list<Block>::iterator>> free_blocks;
   HostAllocatorStats stats;
   int64_t fixed_limit = -1;  // from MLAMOE_HOST_CACHE_MB; -1: follow the peak live bytes
 
@@ -63,7 +73,8 @@ void* host_alloc(size_t nbytes) {
     c.stats.peak_live_bytes = std::max(c.stats.peak_live_bytes, c.stats.live_bytes);
     auto it = c.free_blocks.find(bytes);
     if (it != c.free_blocks.end() && !it->second.empty()) {
-      void* p = it->second.back();
+      void* p = it->second.back()->p;
+      c.lru.erase(it->second.back());
       it->second.pop_back();
       c.stats.cached_bytes -= static_cast<int64_t>(bytes);
       ++c.stats.hits;
@@ -82,16 +93,26 @@ void host_free(void* p, size_t nbytes) {
     return;
   }
   Cache& c = cache();
+  std::vector<void*> evicted;
   {
     std::lock_guard<std::mutex> lock(c.mu);
     c.stats.live_bytes -= static_cast<int64_t>(bytes);
-    if (c.stats.cached_bytes + static_cast<int64_t>(bytes) <= c.limit()) {
-      c.free_blocks[bytes].push_back(p);
+    if (static_cast<int64_t>(bytes) > c.limit()) {
+      evicted.push_back(p);
+    } else {
+      c.free_blocks[bytes].push_back(c.lru.insert(c.lru.end(), Block{bytes, p}));
       c.stats.cached_bytes += static_cast<int64_t>(bytes);
-      return;
+      // Over the limit: blocks of sizes no longer asked for would otherwise keep newer sizes out.
+      while (c.stats.cached_bytes > c.limit()) {
+        Block old = c.lru.front();
+        c.free_blocks[old.bytes].pop_front();  // a class's oldest block is the oldest in lru
+        c.lru.pop_front();
+        c.stats.cached_bytes -= static_cast<int64_t>(old.bytes);
+        evicted.push_back(old.p);
+      }
     }
   }
-  std::free(p);
+  for (void* q : evicted) std::free(q);
 }
 
 HostAllocatorStats host_allocator_stats() {
@@ -109,8 +130,8 @@ void host_allocator_reset_peak() {
 void host_allocator_release() {
   Cache& c = cache();
   std::lock_guard<std::mutex> lock(c.mu);
-  for (auto& [bytes, blocks] : c.free_blocks)
-    for (void* p : blocks) std::free(p);
+  for (const Block& b : c.lru) std::free(b.p);
+  c.lru.clear();
   c.free_blocks.clear();
   c.stats.cached_bytes = 0;
 }

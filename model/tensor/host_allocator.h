@@ -7,8 +7,8 @@
 // 12.5% larger than asked), and handed out again for the next request of that class. Smaller
 // blocks go straight to malloc, which keeps them in its own arenas.
 //
-// The cache is bounded: a freed block that would take the cached bytes over the limit goes back to
-// the system. The limit is the largest number of bytes live at once so far (a step's working set;
+// The cache is bounded: when a freed block takes the cached bytes over the limit, the least recently
+// freed blocks go back to the system (so sizes no longer asked for give way to new ones). The limit is the largest number of bytes live at once so far (a step's working set;
 // in steady state the cache then holds the previous step's activations for the next one), or
 // MLAMOE_HOST_CACHE_MB when set (0 turns caching off).
 #pragma once

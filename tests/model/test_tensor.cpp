@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "model/ops/ops.h"
+#include "model/tensor/host_allocator.h"
 
 namespace mlamoe {
 namespace {
@@ -116,4 +117,37 @@ TEST(Tensor, CudaUnavailableIsAClearError) {
 }
 
 }  // namespace
+// The host cache hands a freed block back for the next request of its size class, and when full
+// evicts the least recently freed blocks, so that a size no longer asked for gives way to a new one.
+TEST(HostAllocator, ReusesBlocksAndEvictsTheOldestWhenFull) {
+  const size_t mb = 1 << 20;
+  host_allocator_release();
+  host_allocator_reset_peak();
+  void* a = host_alloc(3 * mb);
+  host_free(a, 3 * mb);
+  HostAllocatorStats before = host_allocator_stats();
+  void* b = host_alloc(3 * mb - 1000);  // same size class
+  EXPECT_EQ(b, a);
+  EXPECT_EQ(host_allocator_stats().hits, before.hits + 1);
+  host_free(b, 3 * mb - 1000);
+
+  // Fill the cache (limit = the peak live bytes) with 8 blocks of 16 MiB, then ask for 48 MiB
+  // twice: the second request must be served from the cache, after the old blocks made room.
+  host_allocator_release();
+  host_allocator_reset_peak();
+  std::vector<void*> old;
+  for (int i = 0; i < 8; ++i) old.push_back(host_alloc(16 * mb));
+  for (void* p : old) host_free(p, 16 * mb);
+  void* big = host_alloc(48 * mb);
+  host_free(big, 48 * mb);
+  HostAllocatorStats full = host_allocator_stats();
+  EXPECT_LE(full.cached_bytes, full.peak_live_bytes);
+  void* again = host_alloc(48 * mb);
+  EXPECT_EQ(again, big);
+  EXPECT_EQ(host_allocator_stats().hits, full.hits + 1);
+  host_free(again, 48 * mb);
+  host_allocator_release();
+  EXPECT_EQ(host_allocator_stats().cached_bytes, 0);
+}
+
 }  // namespace mlamoe
