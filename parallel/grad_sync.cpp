@@ -5,6 +5,7 @@
 
 #include "model/autograd/node.h"
 #include "model/ops/op_common.h"
+#include "model/ops/reduce.h"
 
 namespace mlamoe {
 
@@ -18,18 +19,6 @@ Tensor grad_or_zeros(const Tensor& p) {
     const_cast<Tensor&>(p).set_grad(z);
   }
   return p.grad();
-}
-
-double sum_squares(const Tensor& g) {
-  double s = 0;
-  dispatch_float(g.dtype(), "grad norm", [&](auto tag) {
-    using T = decltype(tag);
-    Tensor c = g.contiguous();
-    const T* d = c.data<T>();
-#pragma omp parallel for reduction(+ : s) schedule(static) if (c.numel() > kParallelGrain)
-    for (int64_t i = 0; i < c.numel(); ++i) s += static_cast<double>(d[i]) * d[i];
-  });
-  return s;
 }
 
 }  // namespace
@@ -138,9 +127,9 @@ double GradSync::global_grad_norm() const {
   double dense = 0, expert = 0;
   for (const auto& b : buckets_)
     for (const auto& p : b.params)
-      if (p.grad().defined() && (p.impl() != embedding_.impl() || embedding_counted_)) dense += sum_squares(p.grad());
+      if (p.grad().defined() && (p.impl() != embedding_.impl() || embedding_counted_)) dense += sum_of_squares(p.grad());
   for (const auto& p : experts_)
-    if (p.grad().defined()) expert += sum_squares(p.grad());
+    if (p.grad().defined()) expert += sum_of_squares(p.grad());
   expert = mesh_.ep->all_reduce_sum(expert);              // different experts on each ep rank
   return std::sqrt(mesh_.pp->all_reduce_sum(dense + expert));  // different layers on each stage
 }

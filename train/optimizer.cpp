@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "model/ops/op_common.h"
+#include "model/ops/reduce.h"
 
 namespace mlamoe {
 
@@ -74,19 +75,8 @@ void AdamW::step(double lr) {
 
 double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
   double sq = 0;
-  for (const auto& p : params) {
-    Tensor g = p.grad();
-    if (!g.defined()) continue;
-    dispatch_float(g.dtype(), "clip_grad_norm", [&](auto tag) {
-      using T = decltype(tag);
-      Tensor gc = g.contiguous();
-      const T* d = gc.data<T>();
-      double s = 0;
-#pragma omp parallel for reduction(+ : s) schedule(static) if (gc.numel() > kParallelGrain)
-      for (int64_t i = 0; i < gc.numel(); ++i) s += static_cast<double>(d[i]) * d[i];
-      sq += s;
-    });
-  }
+  for (const auto& p : params)
+    if (p.grad().defined()) sq += sum_of_squares(p.grad());
   double norm = std::sqrt(sq);
   clip_grads_to(params, norm, max_norm);
   return norm;
@@ -100,11 +90,7 @@ void clip_grads_to(const std::vector<Tensor>& params, double norm, double max_no
     Tensor g = p.grad();
     if (!g.defined()) continue;
     MLAMOE_CHECK(g.is_contiguous(), "clip_grads_to: gradient of " << p.describe() << " is not contiguous");
-    dispatch_float(g.dtype(), "clip_grads_to", [&](auto tag) {
-      using T = decltype(tag);
-      T* d = g.data<T>();
-      for (int64_t i = 0; i < g.numel(); ++i) d[i] = static_cast<T>(d[i] * coef);
-    });
+    scale_(g, coef);
   }
 }
 

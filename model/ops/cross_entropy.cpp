@@ -10,6 +10,34 @@ namespace mlamoe {
 
 namespace {
 
+constexpr int kLanes = 16;  // independent running values per row: the loops vectorise, in a fixed order
+
+template <class T>
+T row_max(const T* x, int64_t v) {
+  T lane[kLanes];
+  for (int j = 0; j < kLanes; ++j) lane[j] = x[0];
+  int64_t i = 0;
+  for (; i + kLanes <= v; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) lane[j] = x[i + j] > lane[j] ? x[i + j] : lane[j];
+  T m = lane[0];
+  for (int j = 1; j < kLanes; ++j) m = lane[j] > m ? lane[j] : m;
+  for (; i < v; ++i) m = x[i] > m ? x[i] : m;
+  return m;
+}
+
+// Σ exp(x − m), each lane summing v/16 terms in T before the lanes are added in f64.
+template <class T>
+double sum_exp_shifted(const T* x, int64_t v, T m) {
+  T lane[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= v; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) lane[j] += fast_exp(x[i + j] - m);
+  double z = 0.0;
+  for (int j = 0; j < kLanes; ++j) z += static_cast<double>(lane[j]);
+  for (; i < v; ++i) z += static_cast<double>(fast_exp(x[i] - m));
+  return z;
+}
+
 // Per row: lse = log Σ exp(x), loss_r = lse − x[target]. Returns Σ loss_r over counted rows,
 // summed in row order after the parallel loop so the result does not depend on the thread count.
 template <class T, class I>
@@ -18,11 +46,8 @@ double cross_entropy_forward_cpu(const T* x, const I* tgt, T* lse, int64_t rows,
 #pragma omp parallel for schedule(static) if (rows * v > kParallelGrain)
   for (int64_t r = 0; r < rows; ++r) {
     const T* xr = x + r * v;
-    T m = xr[0];
-    for (int64_t j = 1; j < v; ++j) m = std::max(m, xr[j]);
-    double z = 0.0;
-    for (int64_t j = 0; j < v; ++j) z += static_cast<double>(fast_exp(xr[j] - m));
-    double l = static_cast<double>(m) + std::log(z);
+    T m = row_max(xr, v);
+    double l = static_cast<double>(m) + std::log(sum_exp_shifted(xr, v, m));
     lse[r] = static_cast<T>(l);
     if (tgt[r] != ignore) row_loss[r] = l - static_cast<double>(xr[tgt[r]]);
   }
