@@ -201,4 +201,47 @@ void validate_model_config(const ModelConfig& c, const std::string& where) {
       where << ": the top-2-sum group score needs at least 2 experts per group (n_routed_experts / n_group = " << e / g << ")");
 }
 
+json architecture_fields(const ModelConfig& c) {
+  json j = {{"model_type", c.model_type},
+            {"vocab_size", c.vocab_size},
+            {"hidden_size", c.hidden_size},
+            {"intermediate_size", c.intermediate_size},
+            {"moe_intermediate_size", c.moe_intermediate_size},
+            {"num_hidden_layers", c.num_hidden_layers},
+            {"num_attention_heads", c.num_attention_heads},
+            {"n_shared_experts", c.n_shared_experts},
+            {"n_routed_experts", c.n_routed_experts},
+            {"routed_scaling_factor", c.routed_scaling_factor},
+            {"kv_lora_rank", c.kv_lora_rank},
+            {"q_lora_rank", c.q_lora_rank ? json(*c.q_lora_rank) : json(nullptr)},
+            {"qk_rope_head_dim", c.qk_rope_head_dim},
+            {"qk_nope_head_dim", c.qk_nope_head_dim},
+            {"v_head_dim", c.v_head_dim},
+            {"topk_method", c.topk_method},
+            {"n_group", c.n_group},
+            {"topk_group", c.topk_group},
+            {"num_experts_per_tok", c.num_experts_per_tok},
+            {"moe_layer_freq", c.moe_layer_freq},
+            {"first_k_dense_replace", c.first_k_dense_replace},
+            {"norm_topk_prob", c.norm_topk_prob},
+            {"scoring_func", c.scoring_func},
+            {"hidden_act", c.hidden_act},
+            {"rms_norm_eps", c.rms_norm_eps},
+            {"rope_theta", c.rope_theta},
+            {"num_nextn_predict_layers", c.num_nextn_predict_layers}};
+  if (c.rope_scaling) {
+    const RopeScaling& r = *c.rope_scaling;
+    j["rope_scaling"] = {{"type", r.type},
+                         {"factor", r.factor},
+                         {"original_max_position_embeddings", r.original_max_position_embeddings},
+                         {"beta_fast", r.beta_fast},
+                         {"beta_slow", r.beta_slow},
+                         {"mscale", r.mscale},
+                         {"mscale_all_dim", r.mscale_all_dim}};
+  } else {
+    j["rope_scaling"] = nullptr;
+  }
+  return j;
+}
+
 }  // namespace mlamoe

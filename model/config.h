@@ -82,6 +82,11 @@ ModelConfig parse_model_config(const nlohmann::json& j, const std::string& where
 // Reads a JSON config file; one-line errors for a missing file or invalid JSON (with the position).
 nlohmann::json read_json_file(const std::string& path);
 
+// The fields that decide the weights' shapes and the forward maths, with defaults filled in (so a
+// config that leaves a field at its default equals one that spells it out). Training knobs
+// (γ, the α's, λ), token ids and HF bookkeeping fields are not part of it.
+nlohmann::json architecture_fields(const ModelConfig& c);
+
 // Applies command-line overrides "a.b=value" (`--set`): value is read as JSON when it parses as
 // JSON (numbers, true/false, null, arrays, objects) and as a string otherwise. Intermediate
 // objects are created, so an HF field absent from the file can be set; whether the field exists at

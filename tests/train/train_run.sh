@@ -59,6 +59,9 @@ expect=$(dirname "$0")/expect_error.sh
 "$expect" 1 "config field 'qk_rope_head_dim' is 32, checkpoint '.*weights.h5' was written with 16" -- \
   "$mlamoe" train --config "$config" --set data.path="$data" --set qk_rope_head_dim=32 --set train.run_dir="$work/never" \
   --init-from "$run/weights.h5"
+# Fields compare as parsed: spelling out a default the checkpoint's config left implicit is the same model.
+"$mlamoe" train --config "$config" --set data.path="$data" --set seq_aux=true --set train.steps=1 --set train.eval_batches=0 \
+  --set train.run_dir="$work/same_model" --init-from "$run/weights.h5" >/dev/null
 "$expect" 1 "--resume $work/empty: no complete checkpoint" -- "$mlamoe" train --config "$config" --set data.path="$data" --resume "$work/empty"
 "$expect" 1 "--resume and --init-from exclude each other" -- "$mlamoe" train --config "$config" --resume a --init-from b
 head -c 5000 "$run/weights.h5" >"$work/cut.h5"
