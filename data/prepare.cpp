@@ -1,6 +1,7 @@
 // Text files to a token dataset with the byte tokenizer (prepare.h).
 #include "data/prepare.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <chrono>
@@ -38,13 +39,25 @@ File open_input(const std::string& path) {
 // Where the text read so far may be cut and encoded on its own. Any point for bytes; for BPE the
 // last line start whose first character is an ASCII letter or digit: no pre-tokenizer piece of the
 // DeepSeek or GPT-2 patterns joins a newline with a following letter or digit. 0: no such point.
-size_t safe_cut(const std::string& text, bool byte_level) {
+size_t safe_cut(const std::string& text, bool byte_level, size_t scanned) {
   if (byte_level) return text.size();
-  for (size_t p = text.size(); p-- > 1;) {
+  for (size_t p = text.size(); p-- > std::max<size_t>(scanned, 1);) {  // only what was not searched yet
     unsigned char c = static_cast<unsigned char>(text[p]);
     if (text[p - 1] == '\n' && c < 128 && std::isalnum(c)) return p;
   }
   return 0;
+}
+
+// The cut for a text that has gone on for max_pending bytes without a safe one: the last space or
+// line break before a non-space character, else the last UTF-8 character boundary. Pieces there
+// may tokenize differently from the whole text (the ids still decode to the same bytes).
+size_t forced_cut(const std::string& text) {
+  auto boundary = [&](size_t p) { return (static_cast<unsigned char>(text[p]) & 0xC0) != 0x80; };
+  for (size_t p = text.size(); p-- > 1;)
+    if ((text[p - 1] == ' ' || text[p - 1] == '\n') && text[p] != ' ' && text[p] != '\n' && boundary(p)) return p;
+  for (size_t p = text.size(); p-- > 1;)
+    if (boundary(p)) return p;
+  return text.size();
 }
 
 }  // namespace
@@ -55,7 +68,7 @@ PrepareStats prepare_text_dataset(const std::vector<std::string>& inputs, const 
 }
 
 PrepareStats prepare_text_dataset(const std::vector<std::string>& inputs, const std::string& output, const TextEncoder& enc,
-                                  bool overwrite) {
+                                  bool overwrite, size_t max_pending_bytes) {
   auto t0 = std::chrono::steady_clock::now();
   MLAMOE_CHECK(!inputs.empty(), "data prepare: no input files");
   MLAMOE_CHECK(!output.empty(), "data prepare: no output file");
@@ -73,6 +86,8 @@ PrepareStats prepare_text_dataset(const std::vector<std::string>& inputs, const 
   for (const std::string& in : inputs) {
     File f = open_input(in);
     std::string text;  // unencoded text: what is left after the last safe cut
+    size_t scanned = 0;  // text[0, scanned) holds no safe cut
+    bool warned = false;
     size_t n = 0;
     auto put = [&](const std::string& piece) {
       std::vector<int32_t> ids = enc.encode(piece);
@@ -81,10 +96,23 @@ PrepareStats prepare_text_dataset(const std::vector<std::string>& inputs, const 
     while ((n = std::fread(chunk.data(), 1, kReadChunk, f.get())) > 0) {
       text.append(chunk.data(), n);
       stats.bytes += static_cast<int64_t>(n);
-      size_t cut = safe_cut(text, enc.byte_level);
-      if (cut == 0) continue;  // no safe point yet: keep reading (bounded by the longest line)
+      size_t cut = safe_cut(text, enc.byte_level, scanned);
+      if (cut == 0 && text.size() >= max_pending_bytes) {
+        // No safe point in max_pending bytes (one enormous line): bound the memory, cut anyway.
+        cut = forced_cut(text);
+        if (!warned)
+          std::fprintf(stderr, "data prepare: warning: '%s' has no line starting with a letter or digit in %.1f MiB; cutting at a "
+                               "space there (tokens at such cuts may differ from encoding the file whole)\n",
+                       in.c_str(), static_cast<double>(max_pending_bytes) / (1 << 20));
+        warned = true;
+      }
+      if (cut == 0) {  // no safe point yet: keep reading
+        scanned = text.size();
+        continue;
+      }
       put(text.substr(0, cut));
       text.erase(0, cut);
+      scanned = text.size();  // the last safe cut was the last one: none in the rest
     }
     MLAMOE_CHECK(!std::ferror(f.get()), "data prepare: error reading input '" << in << "': " << std::strerror(errno));
     if (!text.empty()) put(text);

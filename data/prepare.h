@@ -22,9 +22,10 @@ PrepareStats prepare_text_dataset(const std::vector<std::string>& inputs, const 
                                   bool overwrite);
 // The same with an encoder already loaded. A BPE text is cut into pieces at line starts that no
 // pre-tokenizer piece can span (after "\n", before an ASCII letter or digit), so the ids equal
-// those of encoding the whole file at once.
+// those of encoding the whole file at once. A text with no such point in max_pending_bytes (one
+// enormous line) is cut at a space instead, with a warning, so memory stays bounded.
 struct TextEncoder;
 PrepareStats prepare_text_dataset(const std::vector<std::string>& inputs, const std::string& output, const TextEncoder& enc,
-                                  bool overwrite);
+                                  bool overwrite, size_t max_pending_bytes = size_t{64} << 20);
 
 }  // namespace mlamoe

@@ -471,6 +471,19 @@ TEST(BpeTokenizer, PrepareDatasetsWithIt) {
   EXPECT_TRUE(got == want) << "chunked encoding differs from whole-text encoding";
   EXPECT_EQ(ds.tokenizer(), tmp("prep.json"));
 
+  // One enormous line (no safe cut): with a 256 KiB bound the text is cut at spaces instead of
+  // being held whole, and the ids still decode to exactly the text.
+  std::string line;
+  while (line.size() < 3u << 20) line += words[rng() % 5];  // "the", " the", "in", "then", "  ": no newline
+  write_file(tmp("line.txt"), line);
+  prepare_text_dataset({tmp("line.txt")}, tmp("line.h5"), enc, true, size_t{256} << 10);
+  TokenDataset lds = TokenDataset::open(tmp("line.h5"));
+  std::vector<int32_t> lids(lds.num_tokens());
+  lds.read(0, lds.num_tokens(), lids.data());
+  ASSERT_EQ(lids.back(), 261);
+  lids.pop_back();
+  EXPECT_TRUE(tok.decode(lids) == line) << "a forced cut lost or changed bytes";
+
   write_file(tmp("chat.jsonl"), "{\"prompt\": \"in the\", \"response\": \"then\"}\n");
   prepare_sft_dataset({tmp("chat.jsonl")}, tmp("chat.h5"), enc, true);
   TokenDataset chat = TokenDataset::open(tmp("chat.h5"));
