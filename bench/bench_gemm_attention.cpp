@@ -85,6 +85,41 @@ void attention_row(int reps, int64_t b, int64_t t, int64_t h, int64_t dqk, int64
       ref_flops / ref * 1e-9, (fwd_flops / fwd) / (ref_flops / ref));
 }
 
+// The routed experts of one MoE layer (expert_swiglu): rows tokens·K split evenly over E experts
+// of width I, forward and forward+backward, in GFLOP/s of the three products per expert (6·R·d·I
+// forward, twice that again backward), vs one sgemm of the same total work ([R, d] x [d, 3I]).
+void experts_row(int reps, int64_t rows, int64_t experts, int64_t d, int64_t width) {
+  Rng rng(3);
+  Tensor x = Tensor::randn({rows, d}, rng).set_requires_grad(true);
+  std::vector<int64_t> counts(experts, rows / experts);
+  counts.back() += rows % experts;
+  std::vector<Tensor> g, u, dn;
+  for (int64_t e = 0; e < experts; ++e) {
+    g.push_back(scale(Tensor::randn({width, d}, rng), 0.05).set_requires_grad(true));
+    u.push_back(scale(Tensor::randn({width, d}, rng), 0.05).set_requires_grad(true));
+    dn.push_back(scale(Tensor::randn({d, width}, rng), 0.05).set_requires_grad(true));
+  }
+  Tensor dout = Tensor::randn({rows, d}, rng);
+  double fwd_flops = 6.0 * rows * d * width;
+  double fwd = median_seconds(reps, [&] {
+    NoGrad ng;
+    expert_swiglu(x, counts, g, u, dn);
+  });
+  double fwdbwd = median_seconds(reps, [&] {
+    expert_swiglu(x, counts, g, u, dn).backward(dout);
+    x.zero_grad();
+    for (int64_t e = 0; e < experts; ++e) g[e].zero_grad(), u[e].zero_grad(), dn[e].zero_grad();
+  });
+  std::vector<float> a(rows * d, 0.01f), b(d * 3 * width, 0.01f), c(rows * 3 * width);
+  double ref = median_seconds(reps, [&] {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, 3 * width, d, 1.0f, a.data(), d, b.data(), 3 * width, 0.0f,
+                c.data(), 3 * width);
+  });
+  std::printf("experts    R%lld E%lld d%lld I%lld   fwd %7.1f GFLOP/s  fwd+bwd %7.1f GFLOP/s   sgemm %7.1f GFLOP/s   ratio fwd %.3f\n",
+              (long long)rows, (long long)experts, (long long)d, (long long)width, fwd_flops / fwd * 1e-9,
+              3 * fwd_flops / fwdbwd * 1e-9, fwd_flops / ref * 1e-9, ref / fwd);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -103,5 +138,8 @@ int main(int argc, char** argv) {
   attention_row(reps, 4, 256, 4, 48, 32);
   attention_row(reps, 2, 512, 8, 96, 64);
   attention_row(reps, 1, 1024, 8, 192, 128);
+  // MoE layers: tiny.json (2048 tokens x K 4 over 16 experts of 64) and small.json (4096 x 4 over 32 of 128).
+  experts_row(reps, 8192, 16, 128, 64);
+  experts_row(reps, 16384, 32, 512, 128);
   return 0;
 }
