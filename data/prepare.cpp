@@ -48,13 +48,15 @@ size_t safe_cut(const std::string& text, bool byte_level, size_t scanned) {
   return 0;
 }
 
-// The cut for a text that has gone on for max_pending bytes without a safe one: the last space or
-// line break before a non-space character, else the last UTF-8 character boundary. Pieces there
-// may tokenize differently from the whole text (the ids still decode to the same bytes).
+// The cut for a text that has gone on for max_pending bytes without a safe one: just before the
+// last space that follows a non-space and precedes one (so " word" stays one pre-tokenizer piece,
+// as in the whole text), else the last UTF-8 character boundary. The ids decode to the same bytes
+// either way; only the second kind of cut can change them.
 size_t forced_cut(const std::string& text) {
   auto boundary = [&](size_t p) { return (static_cast<unsigned char>(text[p]) & 0xC0) != 0x80; };
-  for (size_t p = text.size(); p-- > 1;)
-    if ((text[p - 1] == ' ' || text[p - 1] == '\n') && text[p] != ' ' && text[p] != '\n' && boundary(p)) return p;
+  auto space = [&](size_t p) { return text[p] == ' ' || text[p] == '\n' || text[p] == '\t'; };
+  for (size_t p = text.size() - 1; p-- > 1;)
+    if (text[p] == ' ' && !space(p - 1) && !space(p + 1)) return p;
   for (size_t p = text.size(); p-- > 1;)
     if (boundary(p)) return p;
   return text.size();
@@ -101,8 +103,8 @@ PrepareStats prepare_text_dataset(const std::vector<std::string>& inputs, const 
         // No safe point in max_pending bytes (one enormous line): bound the memory, cut anyway.
         cut = forced_cut(text);
         if (!warned)
-          std::fprintf(stderr, "data prepare: warning: '%s' has no line starting with a letter or digit in %.1f MiB; cutting at a "
-                               "space there (tokens at such cuts may differ from encoding the file whole)\n",
+          std::fprintf(stderr, "data prepare: warning: '%s' has no line starting with a letter or digit in %.1f MiB; cutting it before "
+                               "a space there (or, without one, between characters, where tokens may differ from encoding the file whole)\n",
                        in.c_str(), static_cast<double>(max_pending_bytes) / (1 << 20));
         warned = true;
       }

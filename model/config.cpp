@@ -202,8 +202,7 @@ void validate_model_config(const ModelConfig& c, const std::string& where) {
 }
 
 json architecture_fields(const ModelConfig& c) {
-  json j = {{"model_type", c.model_type},
-            {"vocab_size", c.vocab_size},
+  json j = {{"vocab_size", c.vocab_size},
             {"hidden_size", c.hidden_size},
             {"intermediate_size", c.intermediate_size},
             {"moe_intermediate_size", c.moe_intermediate_size},

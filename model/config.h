@@ -83,8 +83,10 @@ ModelConfig parse_model_config(const nlohmann::json& j, const std::string& where
 nlohmann::json read_json_file(const std::string& path);
 
 // The fields that decide the weights' shapes and the forward maths, with defaults filled in (so a
-// config that leaves a field at its default equals one that spells it out). Training knobs
-// (γ, the α's, λ), token ids and HF bookkeeping fields are not part of it.
+// config that leaves a field at its default equals one that spells it out). Not part of it: the
+// training knobs (bias_update_speed, seq_aux_alpha, aux_loss_alpha, seq_aux, mtp_loss_weight),
+// model_type, max_position_embeddings, initializer_range, the token ids, the fields that must have
+// one value (attention_bias, attention_dropout, tie_word_embeddings) and HF bookkeeping fields.
 nlohmann::json architecture_fields(const ModelConfig& c);
 
 // Applies command-line overrides "a.b=value" (`--set`): value is read as JSON when it parses as

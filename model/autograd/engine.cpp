@@ -124,9 +124,11 @@ std::vector<Tensor> AccumulateGrad::backward(const Tensor& dout) {
                "AccumulateGrad: gradient " << shape_str(dout.shape()) << " does not match leaf " << shape_str(impl->shape));
   NoGrad guard;
   if (!impl->grad.defined()) {
-    // Keep dout itself when nothing else can see its memory (one handle, one storage owner, a
-    // plain layout); otherwise take a copy: dout may be shared with other edges or be a view.
-    bool sole_owner = dout.is_contiguous() && dout.storage().use_count() == 1 && dout.impl()->offset == 0 &&
+    // Keep dout itself when nothing else can see its memory: the engine's handle is the only one
+    // on its impl (not the caller's seed, not another edge's), the impl the only owner of the
+    // storage (no view), a plain layout. Otherwise take a copy.
+    bool sole_owner = dout.impl_ptr().use_count() == 1 && dout.storage().use_count() == 1 && dout.is_contiguous() &&
+                      dout.impl()->offset == 0 &&
                       dout.storage()->nbytes() == static_cast<size_t>(dout.numel()) * dtype_size(dout.dtype());
     impl->grad = sole_owner ? dout.detach() : dout.clone();
   } else {
@@ -136,7 +138,23 @@ std::vector<Tensor> AccumulateGrad::backward(const Tensor& dout) {
   return {};
 }
 
+namespace {
+// Nested backwards (activation recomputation runs one inside a node's backward): their time is
+// taken out of the enclosing node's row of the profile, where their own nodes already appear.
+thread_local int backward_depth = 0;
+thread_local double nested_backward_seconds = 0;
+}  // namespace
+
 void run_backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
+  auto t_begin = std::chrono::steady_clock::now();
+  ++backward_depth;
+  struct Leave {
+    std::chrono::steady_clock::time_point begin;
+    ~Leave() {
+      if (--backward_depth > 0)
+        nested_backward_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
+    }
+  } leave{t_begin};
   MLAMOE_CHECK(root.defined(), "backward: called on an undefined tensor");
   MLAMOE_CHECK(root.requires_grad(),
                "backward: the tensor does not require grad (no parameter reaches it, or it was computed under NoGrad)");
@@ -180,10 +198,12 @@ void run_backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
       Tensor dout = std::move(it->second);
       grads.erase(it);
       if (profiling) {
+        double nested_before = nested_backward_seconds;
         auto t0 = std::chrono::steady_clock::now();
         dins = n->backward(dout);
         auto& slot = profile_table[n->name()];
-        slot.first += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        slot.first += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() -
+                      (nested_backward_seconds - nested_before);
         ++slot.second;
       } else {
         dins = n->backward(dout);

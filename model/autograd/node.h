@@ -48,8 +48,9 @@ struct AccumulateGrad final : Node {
 // ---- Gradient-ready hook ----
 // Called after a leaf's gradient for the running backward is complete (its AccumulateGrad ran:
 // once per backward, after every use of the leaf contributed). Data parallelism uses it to start
-// reducing a bucket of gradients while the rest of the backward still runs. One hook per thread;
-// an empty function removes it.
+// reducing a bucket of gradients while the rest of the backward still runs. It also fires for
+// leaves that are not parameters (activation recomputation's temporary inputs): ignore unknown
+// ones. One hook per thread; an empty function removes it.
 using GradReadyHook = std::function<void(TensorImpl* leaf)>;
 void set_grad_ready_hook(GradReadyHook hook);
 

@@ -18,7 +18,7 @@ DecoderLayer::DecoderLayer(ParamInit& init, const std::string& p, const ModelCon
 }
 
 Tensor DecoderLayer::forward(const Tensor& h, const AttentionContext& ctx, LayerAux* aux) const {
-  if (!recompute || !grad_enabled()) return forward_block(h, ctx, aux);
+  if (!recompute || !grad_enabled() || (!has_trainable && !needs_grad({h}))) return forward_block(h, ctx, aux);
   // recompute() has one output: the block's output and its balance loss travel packed in one
   // vector. `last` receives each run's routing counts; the forward's are the step's.
   auto last = std::make_shared<LayerAux>();

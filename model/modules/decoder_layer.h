@@ -27,6 +27,7 @@ struct DecoderLayer {
 
   int64_t index;
   bool recompute = false;
+  bool has_trainable = true;  // any parameter of the block trains (set with recompute)
   Tensor input_layernorm;           // [d]
   Tensor post_attention_layernorm;  // [d]
   MlaAttention self_attn;

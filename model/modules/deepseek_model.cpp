@@ -177,8 +177,16 @@ Tensor DeepSeekModel::decode_step(const Tensor& ids, DecodeState& state) const {
 }
 
 void DeepSeekModel::set_recompute(bool on) {
-  for (auto& l : layers) l->recompute = on;
-  for (auto& m : mtp) m.block->recompute = on;
+  // A block none of whose parameters trains (fine-tuning with train_only / freeze) is not wrapped:
+  // recomputing it would only re-run a forward whose graph no gradient needs.
+  auto trains = [&](int64_t index) {
+    std::string prefix = "model.layers." + std::to_string(index) + ".";
+    for (const auto& p : params.all())
+      if (p.trainable && p.name.compare(0, prefix.size(), prefix) == 0) return true;
+    return false;
+  };
+  for (auto& l : layers) l->recompute = on, l->has_trainable = trains(l->index);
+  for (auto& m : mtp) m.block->recompute = on, m.block->has_trainable = trains(m.block->index);
 }
 
 void DeepSeekModel::update_biases(const std::vector<std::vector<int64_t>>& counts, double gamma) {

@@ -70,6 +70,7 @@ class DeepSeekModel {
   Tensor decode_step(const Tensor& ids, DecodeState& state) const;  // ids [B, 1] -> logits [B, 1, V]
 
   // Activation recomputation for every decoder block, main and MTP (DecoderLayer::recompute).
+  // Call it after freezing parameters: it notes which blocks have trainable ones.
   void set_recompute(bool on);
 
   // b += γ·sign(mean − c) for every MoE layer with a correction bias, from one step's counts.

@@ -72,8 +72,8 @@ MoeOutput MoeLayer::forward(const Tensor& u) const {
   Tensor g = gather(s, idx);                                              // [S, K]
   Tensor w = scale(cfg.norm_topk_prob ? normalize_rows(g) : g, cfg.routed_scaling_factor);
 
-  // ---- routed experts on their tokens only: permute, dispatch to the experts' ranks, one SwiGLU
-  // per local expert, combine back, un-permute ----
+  // ---- routed experts on their tokens only: permute, dispatch to the experts' ranks, the local
+  // experts' SwiGLUs as one grouped op, combine back, weighted un-permute ----
   Permutation perm = permute_by_expert(idx, n);
   Tensor tok = Tensor::from_vector(perm.token, {static_cast<int64_t>(perm.token.size())});
   Tensor xp = index_select(u2, tok);  // [A, d], grouped by expert

@@ -263,14 +263,16 @@ Tensor expert_swiglu(const Tensor& x, const std::vector<int64_t>& counts, const 
                   << " down weights");
   ExpertPlan plan;
   plan.d = x.shape()[1];
+  if (e_count) check_dim(gate[0], 2, op, "gate[0] [I, d]");
   plan.width = e_count ? gate[0].shape()[0] : 0;
   plan.offsets.assign(1, 0);
   for (size_t e = 0; e < e_count; ++e) {
-    MLAMOE_CHECK(counts[e] > 0, op << ": expert " << e << " has " << counts[e] << " rows; pass only experts that received rows");
+    MLAMOE_CHECK(counts[e] > 0, op << ": expert #" << e << " of those given has " << counts[e]
+                                    << " rows; pass only experts that received rows");
     plan.offsets.push_back(plan.offsets.back() + counts[e]);
     Shape wi = {plan.width, plan.d}, wo = {plan.d, plan.width};
     MLAMOE_CHECK(gate[e].shape() == wi && up[e].shape() == wi && down[e].shape() == wo,
-                 op << ": expert " << e << " weights gate " << gate[e].describe() << ", up " << up[e].describe() << ", down "
+                 op << ": expert #" << e << " of those given has weights gate " << gate[e].describe() << ", up " << up[e].describe() << ", down "
                     << down[e].describe() << "; expected [I, d], [I, d], [d, I] with d = " << plan.d);
     check_same_dtype(x, gate[e], op);
     check_same_dtype(x, up[e], op);
@@ -322,6 +324,8 @@ Tensor moe_combine(const Tensor& yp, const Tensor& w, const Tensor& slot) {
   check_dim(w, 2, op, "w [S, K]");
   check_dim(slot, 1, op, "slot [A]");
   check_cpu(yp, op);
+  check_cpu(w, op);
+  check_cpu(slot, op);
   check_same_dtype(yp, w, op);
   MLAMOE_CHECK(slot.dtype() == DType::I64, op << ": slot must be i64, got " << slot.describe());
   int64_t s_tok = w.shape()[0], k = w.shape()[1], d = yp.shape()[1];

@@ -7,10 +7,12 @@
 // 12.5% larger than asked), and handed out again for the next request of that class. Smaller
 // blocks go straight to malloc, which keeps them in its own arenas.
 //
-// The cache is bounded: when a freed block takes the cached bytes over the limit, the least recently
-// freed blocks go back to the system (so sizes no longer asked for give way to new ones). The limit is the largest number of bytes live at once so far (a step's working set;
-// in steady state the cache then holds the previous step's activations for the next one), or
-// MLAMOE_HOST_CACHE_MB when set (0 turns caching off).
+// The cache is bounded: live plus cached bytes never exceed 1.5× the most bytes ever live at once
+// (a step's working set; the headroom absorbs sizes that change every step); when a new block would
+// take them over,
+// the least recently freed blocks go back to the system first (sizes no longer asked for give way).
+// MLAMOE_HOST_CACHE_MB bounds the cached bytes instead (0 turns caching off: use it for sanitizer
+// runs, which cannot see a use after free inside the cache).
 #pragma once
 #include <cstddef>
 #include <cstdint>

@@ -471,8 +471,8 @@ TEST(BpeTokenizer, PrepareDatasetsWithIt) {
   EXPECT_TRUE(got == want) << "chunked encoding differs from whole-text encoding";
   EXPECT_EQ(ds.tokenizer(), tmp("prep.json"));
 
-  // One enormous line (no safe cut): with a 256 KiB bound the text is cut at spaces instead of
-  // being held whole, and the ids still decode to exactly the text.
+  // One enormous line (no safe cut): with a 256 KiB bound the text is cut before spaces instead of
+  // being held whole; the ids equal encoding the whole line and decode to exactly the text.
   std::string line;
   while (line.size() < 3u << 20) line += words[rng() % 5];  // "the", " the", "in", "then", "  ": no newline
   write_file(tmp("line.txt"), line);
@@ -483,6 +483,7 @@ TEST(BpeTokenizer, PrepareDatasetsWithIt) {
   ASSERT_EQ(lids.back(), 261);
   lids.pop_back();
   EXPECT_TRUE(tok.decode(lids) == line) << "a forced cut lost or changed bytes";
+  EXPECT_TRUE(lids == tok.encode(line)) << "a forced cut changed the tokens";
 
   write_file(tmp("chat.jsonl"), "{\"prompt\": \"in the\", \"response\": \"then\"}\n");
   prepare_sft_dataset({tmp("chat.jsonl")}, tmp("chat.h5"), enc, true);

@@ -9,7 +9,7 @@
 # bit for bit, and metrics.jsonl has exactly one line per step with the same losses.
 set -uo pipefail
 mlamoe=$1 diff=$2 config=$3 data=$4 work=$5
-steps=60
+steps=120  # long enough that 20 attempts of at most ~1 s never finish the job (>= 15 must be killed)
 rm -rf "$work"
 mkdir -p "$work"
 common=(--config "$config" --set data.path="$data" --set data.seq_len=32 --set train.steps=$steps --set train.checkpoint_every=1
