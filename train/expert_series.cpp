@@ -1,5 +1,6 @@
 #include "train/expert_series.h"
 
+#include <cstdio>
 #include <filesystem>
 
 #include "data/h5_util.h"
@@ -51,11 +52,34 @@ ExpertSeriesWriter::ExpertSeriesWriter(const std::string& path, int64_t layers, 
   std::string where = "expert log '" + path + "'";
   if (resume_through >= 0 && std::filesystem::exists(path)) {
     m.file = H5Id(H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT), H5Fclose);
-    MLAMOE_CHECK(m.file.valid(), "cannot open " << where << " to resume it");
-    m.step_ds = H5Id(H5Dopen2(m.file.get(), "step", H5P_DEFAULT), H5Dclose);
-    m.counts_ds = H5Id(H5Dopen2(m.file.get(), "counts", H5P_DEFAULT), H5Dclose);
-    m.bias_ds = H5Id(H5Dopen2(m.file.get(), "bias", H5P_DEFAULT), H5Dclose);
-    MLAMOE_CHECK(m.step_ds.valid() && m.counts_ds.valid() && m.bias_ds.valid(), where << " lacks its datasets");
+    if (m.file.valid()) {
+      m.step_ds = H5Id(H5Dopen2(m.file.get(), "step", H5P_DEFAULT), H5Dclose);
+      m.counts_ds = H5Id(H5Dopen2(m.file.get(), "counts", H5P_DEFAULT), H5Dclose);
+      m.bias_ds = H5Id(H5Dopen2(m.file.get(), "bias", H5P_DEFAULT), H5Dclose);
+    }
+  }
+  if (resume_through >= 0 && std::filesystem::exists(path) &&
+      !(m.file.valid() && m.step_ds.valid() && m.counts_ds.valid() && m.bias_ds.valid())) {
+    // A job killed while HDF5 was writing can leave the file unreadable (HDF5 is not crash-safe).
+    // The expert history is a log, not training state: keep the damaged file under a new name and
+    // start the log again at the resumed step rather than refuse to resume.
+    m.bias_ds = H5Id();
+    m.counts_ds = H5Id();
+    m.step_ds = H5Id();
+    m.file = H5Id();
+    std::string kept;
+    for (int i = 1;; ++i) {
+      kept = path + ".unreadable-" + std::to_string(i);
+      if (!std::filesystem::exists(kept)) break;
+    }
+    std::error_code ec;
+    std::filesystem::rename(path, kept, ec);
+    MLAMOE_CHECK(!ec, where << " is unreadable and cannot be moved aside to " << kept << ": " << ec.message());
+    std::fprintf(stderr,
+                 "mlamoe: warning: %s was left unreadable by an interrupted write; kept as %s, and the log starts again "
+                 "after step %lld (experts.jsonl still holds every step's statistics)\n",
+                 where.c_str(), kept.c_str(), static_cast<long long>(resume_through));
+  } else if (resume_through >= 0 && std::filesystem::exists(path)) {
     // Keep the steps up to the checkpoint being resumed; later ones are redone.
     H5Id space(H5Dget_space(m.step_ds.get()), H5Sclose);
     hsize_t n = 0;

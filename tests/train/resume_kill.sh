@@ -58,3 +58,13 @@ assert [x["step"] for x in b] == list(range(1, steps + 1)), "metrics.jsonl must 
 assert all(x["loss"] == y["loss"] for x, y in zip(a, b)), "losses differ from the uninterrupted run"
 print("resume_kill: metrics.jsonl has one line per step, losses identical")
 PY
+
+# A kill inside an HDF5 write can leave experts.h5 unreadable (as seen here under load): a resume
+# keeps the damaged file aside, warns, and restarts the expert log instead of refusing to resume.
+head -c 100 "$run/experts.h5" >"$work/cut.h5" && mv "$work/cut.h5" "$run/experts.h5"
+"$mlamoe" train "${common[@]}" --set train.steps=$((steps + 2)) --resume "$run" >/dev/null 2>"$work/err" ||
+  { echo "FAIL: resume with a damaged experts.h5: $(cat "$work/err")"; exit 1; }
+grep -q "left unreadable by an interrupted write" "$work/err" || { echo "FAIL: no warning: $(cat "$work/err")"; exit 1; }
+[ -e "$run/experts.h5.unreadable-1" ] && [ -e "$run/experts.h5" ] || { echo "FAIL: damaged experts.h5 not kept aside"; exit 1; }
+echo "resume_kill: a damaged experts.h5 is kept aside and the log restarts"
+
