@@ -198,18 +198,13 @@ struct Run {
 };
 
 // The model part of a run config (everything but the run sections), for matching a checkpoint.
-nlohmann::json model_fields(nlohmann::json j) {
-  for (const char* k : {"train", "data", "parallel"}) j.erase(k);
-  return j;
-}
-
 // A checkpoint only loads into the model it was written by: the first differing architecture
 // field is named. Fields are compared as parsed (defaults filled in), so a config that omits a
 // default-valued field matches one that spells it out. Fine-tuning (--init-from) may drop the MTP
 // modules.
 void check_same_model(const nlohmann::json& run, const nlohmann::json& ckpt, const std::string& path, bool init_from) {
-  nlohmann::json a = architecture_fields(parse_model_config(model_fields(run), "the config"));
-  nlohmann::json b = architecture_fields(parse_model_config(model_fields(ckpt), "the config stored in checkpoint '" + path + "'"));
+  nlohmann::json a = architecture_fields(parse_model_config(run, "the config"));
+  nlohmann::json b = architecture_fields(parse_model_config(ckpt, "the config stored in checkpoint '" + path + "'"));
   const char* mtp = "num_nextn_predict_layers";
   if (init_from && a[mtp].get<int64_t>() < b[mtp].get<int64_t>()) a.erase(mtp), b.erase(mtp);
   for (auto it = a.begin(); it != a.end(); ++it)

@@ -42,10 +42,8 @@ Node::~Node() {
 }
 
 bool grad_enabled() { return t_grad_enabled; }
-NoGrad::NoGrad() : previous_(t_grad_enabled) { t_grad_enabled = false; }
-NoGrad::~NoGrad() { t_grad_enabled = previous_; }
-EnableGrad::EnableGrad() : previous_(t_grad_enabled) { t_grad_enabled = true; }
-EnableGrad::~EnableGrad() { t_grad_enabled = previous_; }
+GradMode::GradMode(bool on) : previous_(t_grad_enabled) { t_grad_enabled = on; }
+GradMode::~GradMode() { t_grad_enabled = previous_; }
 
 bool needs_grad(std::initializer_list<Tensor> inputs) {
   if (!t_grad_enabled) return false;

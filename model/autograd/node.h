@@ -72,28 +72,26 @@ std::vector<std::pair<std::string, std::pair<double, int64_t>>> forward_profile(
 // ---- Grad mode ----
 bool grad_enabled();
 
-// Disables recording in its scope (evaluation, optimizer updates, gradient accumulation).
-class NoGrad {
+// Sets grad mode for its scope and restores the previous mode on exit.
+class GradMode {
  public:
-  NoGrad();
-  ~NoGrad();
-  NoGrad(const NoGrad&) = delete;
-  NoGrad& operator=(const NoGrad&) = delete;
+  explicit GradMode(bool on);
+  ~GradMode();
+  GradMode(const GradMode&) = delete;
+  GradMode& operator=(const GradMode&) = delete;
 
  private:
   bool previous_;
 };
 
-// Turns recording back on in its scope (activation recomputation inside a backward).
-class EnableGrad {
- public:
-  EnableGrad();
-  ~EnableGrad();
-  EnableGrad(const EnableGrad&) = delete;
-  EnableGrad& operator=(const EnableGrad&) = delete;
+// Disables recording in its scope (evaluation, optimizer updates, gradient accumulation).
+struct NoGrad : GradMode {
+  NoGrad() : GradMode(false) {}
+};
 
- private:
-  bool previous_;
+// Turns recording back on in its scope (activation recomputation inside a backward).
+struct EnableGrad : GradMode {
+  EnableGrad() : GradMode(true) {}
 };
 
 // True when grad mode is on and any defined input requires grad.
