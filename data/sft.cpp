@@ -6,7 +6,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include "data/byte_tokenizer.h"
 #include "data/token_dataset.h"
 #include "model/tensor/error.h"
 
@@ -16,18 +15,14 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct Turn {
-  std::string role, content;
-};
-
-// The turns of one line, in either accepted shape.
-std::vector<Turn> turns_of(const nlohmann::json& j, const std::string& where) {
+// The messages of one line, in either accepted shape.
+std::vector<ChatMessage> turns_of(const nlohmann::json& j, const std::string& where) {
   MLAMOE_CHECK(j.is_object(), where << ": expected a JSON object");
   auto text = [&](const nlohmann::json& v, const char* field) {
     MLAMOE_CHECK(v.is_string(), where << ": field '" << field << "' must be a string");
     return v.get<std::string>();
   };
-  std::vector<Turn> turns;
+  std::vector<ChatMessage> turns;
   if (j.contains("messages")) {
     const auto& msgs = j.at("messages");
     MLAMOE_CHECK(msgs.is_array() && !msgs.empty(), where << ": field 'messages' must be a non-empty list");
@@ -52,10 +47,52 @@ std::vector<Turn> turns_of(const nlohmann::json& j, const std::string& where) {
   return turns;
 }
 
+// Token ids and loss mask of a rendered conversation. The texts are tokenized as one text, so the
+// ids at each turn boundary are those of the whole conversation, as the model sees it; a token is a
+// target when any of its bytes lies in a target piece ("Ġthe" whose space ends "Assistant: " and
+// whose "the" starts the response is one). Each token's bytes come from decoding it alone, which for
+// a byte-level BPE without normalizer (all bpe_tokenizer.h loads) gives back the text exactly; that
+// is checked. The byte tokenizer's EOS has no text: it goes in by id between the texts on either
+// side, which encode the same apart as together (byte level).
+void tokenize_chat(const std::vector<ChatPiece>& pieces, const TextEncoder& enc, const std::string& where,
+                   std::vector<int32_t>& ids, std::vector<uint8_t>& mask) {
+  std::string text;
+  std::vector<uint8_t> text_target;  // per byte of text
+  auto flush = [&] {
+    size_t at = 0;
+    for (int32_t id : enc.encode(text)) {
+      const std::string bytes = enc.decode({id});
+      MLAMOE_CHECK(text.compare(at, bytes.size(), bytes) == 0,
+                   where << ": tokenizer '" << enc.name << "' does not give back the conversation byte for byte (token " << id
+                         << " at byte " << at << "), so its loss mask cannot be placed");
+      uint8_t target = 0;
+      for (size_t b = at; b < at + bytes.size(); ++b) target |= text_target[b];
+      ids.push_back(id);
+      mask.push_back(target);
+      at += bytes.size();
+    }
+    MLAMOE_CHECK(at == text.size(), where << ": tokenizer '" << enc.name << "' dropped bytes " << at << ".." << text.size()
+                                          << " of the conversation, so its loss mask cannot be placed");
+    text.clear();
+    text_target.clear();
+  };
+  for (const ChatPiece& p : pieces) {
+    if (p.eos && p.text.empty()) {
+      flush();
+      ids.push_back(static_cast<int32_t>(enc.eos_id));
+      mask.push_back(p.target);
+    } else {
+      text += p.text;
+      text_target.insert(text_target.end(), p.text.size(), p.target);
+    }
+  }
+  flush();
+}
+
 }  // namespace
 
 PrepareStats prepare_sft_dataset(const std::vector<std::string>& inputs, const std::string& output, const TextEncoder& enc,
-                                 bool overwrite) {
+                                 const ChatFormat& chat, bool overwrite) {
   auto t0 = std::chrono::steady_clock::now();
   MLAMOE_CHECK(!inputs.empty(), "data prepare: no input files");
   std::error_code ec;
@@ -65,11 +102,6 @@ PrepareStats prepare_sft_dataset(const std::vector<std::string>& inputs, const s
   PrepareStats st;
   std::vector<int32_t> ids;
   std::vector<uint8_t> mask;
-  auto put = [&](const std::string& text, uint8_t m) {
-    std::vector<int32_t> t = enc.encode(text);
-    ids.insert(ids.end(), t.begin(), t.end());
-    mask.insert(mask.end(), t.size(), m);
-  };
   for (const auto& in : inputs) {
     std::ifstream f(in);
     std::string line;
@@ -87,18 +119,7 @@ PrepareStats prepare_sft_dataset(const std::vector<std::string>& inputs, const s
       }
       ids.clear();
       mask.clear();
-      if (enc.bos_id >= 0) ids.push_back(static_cast<int32_t>(enc.bos_id)), mask.push_back(0);
-      for (const Turn& t : turns_of(j, where)) {
-        if (t.role == "system") {
-          put(t.content + "\n\n", 0);
-        } else if (t.role == "user") {
-          put("User: " + t.content + "\n\n", 0);
-        } else {
-          put("Assistant: ", 0);
-          put(t.content, 1);
-          ids.push_back(static_cast<int32_t>(enc.eos_id)), mask.push_back(1);  // the model learns to stop
-        }
-      }
+      tokenize_chat(render_chat(chat, turns_of(j, where)), enc, where, ids, mask);
       w.append_tokens(ids.data(), mask.data(), static_cast<int64_t>(ids.size()));
       w.end_document();
       st.tokens += static_cast<int64_t>(ids.size());

@@ -38,6 +38,8 @@ TextEncoder text_encoder(const std::string& spec) {
   e.vocab_size = tok->vocab_size();
   e.eos_id = *tok->eos_id();
   e.bos_id = tok->bos_id() ? *tok->bos_id() : -1;
+  e.eos_token = tok->decode({*tok->eos_id()});
+  if (tok->bos_id()) e.bos_token = tok->decode({*tok->bos_id()});
   e.encode = [tok](const std::string& s) { return tok->encode(s); };
   e.decode = [tok](const std::vector<int32_t>& ids) { return tok->decode(ids); };
   return e;

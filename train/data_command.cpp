@@ -1,11 +1,14 @@
-// `mlamoe data prepare --input F1[,F2,...] --output OUT.h5 [--tokenizer byte|tokenizer.json] [--format text|sft] [--overwrite]`.
+// `mlamoe data prepare --input F1[,F2,...] --output OUT.h5 [--tokenizer byte|tokenizer.json] [--format text|sft]
+//  [--chat-template deepseek-v2|deepseek-v3|deepseek-r1] [--overwrite]`.
 // text: each file one document (pretraining). sft: JSONL conversations with a loss mask on the
-// responses (data/sft.h); the default for inputs ending in .jsonl.
+// responses (data/sft.h); the default for inputs ending in .jsonl. The chat template defaults to the
+// one in the tokenizer_config.json beside tokenizer.json (data/chat_template.h).
 // The work is data/prepare.cpp; this file only reads flags and prints the summary line.
 #include "train/data_command.h"
 
 #include <cstdio>
 
+#include "data/chat_template.h"
 #include "data/prepare.h"
 #include "data/sft.h"
 #include "data/text_encoder.h"
@@ -34,6 +37,7 @@ int run_prepare(const std::vector<std::string>& argv) {
   std::string output = args.get("output", "");
   std::string tokenizer = args.get("tokenizer", "byte");
   std::string format = args.get("format", "");
+  std::string chat_template = args.get("chat-template", "");
   bool overwrite = args.has_switch("overwrite");
   args.reject_unknown();
   MLAMOE_CHECK(!input.empty(), "data prepare: --input FILE[,FILE...] is required");
@@ -42,9 +46,17 @@ int run_prepare(const std::vector<std::string>& argv) {
   std::vector<std::string> inputs = split_commas(input);
   if (format.empty()) format = !inputs.empty() && inputs[0].size() > 6 && inputs[0].substr(inputs[0].size() - 6) == ".jsonl" ? "sft" : "text";
   MLAMOE_CHECK(format == "text" || format == "sft", "data prepare: --format must be text or sft, got '" << format << "'");
+  if (!chat_template.empty()) chat_template_named(chat_template);  // a bad name fails before any work
+  MLAMOE_CHECK(chat_template.empty() || format == "sft", "data prepare: --chat-template applies to --format sft only");
   PrepareStats s;
   TextEncoder enc = text_encoder(tokenizer);
-  s = format == "sft" ? prepare_sft_dataset(inputs, output, enc, overwrite) : prepare_text_dataset(inputs, output, enc, overwrite);
+  if (format == "sft") {
+    ChatFormat chat = chat_format(chat_template, enc);
+    std::printf("data prepare: chat template %s (%s)\n", chat_template_name(chat.tmpl).c_str(), chat.origin.c_str());
+    s = prepare_sft_dataset(inputs, output, enc, chat, overwrite);
+  } else {
+    s = prepare_text_dataset(inputs, output, enc, overwrite);
+  }
   std::printf("data prepare: %lld docs, %lld tokens, %.2f MB of text in %.2f s -> %s\n", static_cast<long long>(s.docs),
               static_cast<long long>(s.tokens), static_cast<double>(s.bytes) / 1e6, s.seconds, output.c_str());
   return 0;

@@ -21,6 +21,7 @@
 #include "data/text_encoder.h"
 #include "data/token_dataset.h"
 #include "model/tensor/error.h"
+#include "tests/data/hand_tokenizer.h"
 
 namespace mlamoe {
 namespace {
@@ -29,14 +30,7 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 using Pieces = std::vector<std::string>;
 
-const std::string kBos = "<｜begin▁of▁sentence｜>";
-const std::string kEos = "<｜end▁of▁sentence｜>";
-// DeepSeek-V3's Split patterns (tokenizer.json, JSON escapes decoded) and GPT-2's ByteLevel one.
-const std::string kDigits = R"(\p{N}{1,3})";
-const std::string kCjk = "[一-龥\u3040-ゟ゠-ヿ]+";
-const std::string kWords =
-    "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+"
-    "| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+";
+// GPT-2's ByteLevel pattern (DeepSeek-V3's are in hand_tokenizer.h).
 const std::string kGpt2 = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 
 Pieces split(const std::string& pattern, const std::string& text) { return BpeRegex(pattern).split(text); }
@@ -175,54 +169,7 @@ TEST(BpeRegex, RejectsUnsupportedSyntax) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// A hand-made tokenizer.json: the 256 byte characters (id = byte), four merges, two special tokens.
-
-// GPT-2's byte alphabet, written independently of the library: printable bytes keep their code
-// point, the others take U+0100 upward in byte order.
-std::string byte_char(int b) {
-  static std::vector<std::string> table = [] {
-    std::vector<std::string> t(256);
-    int next = 256;
-    for (int c = 0; c < 256; ++c) {
-      const bool printable = (c >= 33 && c <= 126) || (c >= 161 && c <= 172) || (c >= 174 && c <= 255);
-      const int cp = printable ? c : next++;
-      std::string s;
-      if (cp < 0x80) {
-        s += static_cast<char>(cp);
-      } else {
-        s += static_cast<char>(0xC0 | (cp >> 6));
-        s += static_cast<char>(0x80 | (cp & 0x3F));
-      }
-      t[c] = s;
-    }
-    return t;
-  }();
-  return table[b];
-}
-
-json hand_tokenizer() {
-  json vocab = json::object();
-  for (int b = 0; b < 256; ++b) vocab[byte_char(b)] = b;
-  const std::string sp = byte_char(' ');  // "Ġ"
-  vocab[sp + "t"] = 256, vocab["he"] = 257, vocab[sp + "the"] = 258, vocab["in"] = 259;
-  json j;
-  j["version"] = "1.0";
-  j["added_tokens"] = json::array({{{"id", 260}, {"content", kBos}, {"special", true}, {"normalized", false}},
-                                   {{"id", 261}, {"content", kEos}, {"special", true}, {"normalized", false}}});
-  j["normalizer"] = {{"type", "Sequence"}, {"normalizers", json::array()}};
-  json steps = json::array();
-  for (const auto& p : {kDigits, kCjk, kWords})
-    steps.push_back({{"type", "Split"}, {"pattern", {{"Regex", p}}}, {"behavior", "Isolated"}, {"invert", false}});
-  steps.push_back({{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", false}, {"use_regex", false}});
-  j["pre_tokenizer"] = {{"type", "Sequence"}, {"pretokenizers", steps}};
-  j["post_processor"] = nullptr;
-  j["decoder"] = {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true}, {"use_regex", true}};
-  j["model"] = {
-      {"type", "BPE"},        {"dropout", nullptr},
-      {"unk_token", nullptr}, {"byte_fallback", false},
-      {"vocab", vocab},       {"merges", json::array({json::array({sp, "t"}), "h e", json::array({sp + "t", "he"}), "i n"})}};
-  return j;
-}
+// The hand-made tokenizer.json of hand_tokenizer.h.
 
 BpeTokenizer load_json(const json& j, const std::string& name) {
   write_file(tmp(name), j.dump());
@@ -486,7 +433,7 @@ TEST(BpeTokenizer, PrepareDatasetsWithIt) {
   EXPECT_TRUE(lids == tok.encode(line)) << "a forced cut changed the tokens";
 
   write_file(tmp("chat.jsonl"), "{\"prompt\": \"in the\", \"response\": \"then\"}\n");
-  prepare_sft_dataset({tmp("chat.jsonl")}, tmp("chat.h5"), enc, true);
+  prepare_sft_dataset({tmp("chat.jsonl")}, tmp("chat.h5"), enc, chat_format("deepseek-v2", enc), true);
   TokenDataset chat = TokenDataset::open(tmp("chat.h5"));
   std::vector<int32_t> ids(chat.num_tokens());
   std::vector<uint8_t> mask(chat.num_tokens());

@@ -32,6 +32,9 @@ std::string write_file(const std::string& name, const std::string& text) {
 
 using test::expect_error;
 
+// The byte tokenizer's default: the DeepSeek-V2 layout, no BOS, EOS 256.
+const ChatFormat kByteChat = chat_format("", byte_text_encoder());
+
 TEST(Sft, TemplateAndMask) {
   std::string in = write_file("chat.jsonl",
                               "{\"prompt\": \"Hi\", \"response\": \"Yo\"}\n\n"
@@ -39,7 +42,7 @@ TEST(Sft, TemplateAndMask) {
                               " {\"role\": \"assistant\", \"content\": \"B\"}, {\"role\": \"user\", \"content\": \"C\"},"
                               " {\"role\": \"assistant\", \"content\": \"D\"}]}\n");
   std::string out = tmp("chat.h5");
-  PrepareStats st = prepare_sft_dataset({in}, out, byte_text_encoder(), true);
+  PrepareStats st = prepare_sft_dataset({in}, out, byte_text_encoder(), kByteChat, true);
   EXPECT_EQ(st.docs, 2);
   TokenDataset ds = TokenDataset::open(out);
   ASSERT_TRUE(ds.has_loss_mask());
@@ -70,23 +73,29 @@ TEST(Sft, TemplateAndMask) {
 
 TEST(Sft, BadLinesNameFileAndLine) {
   std::string out = tmp("bad.h5");
-  expect_error([&] { prepare_sft_dataset({write_file("a.jsonl", "{\"prompt\": \"x\", \"response\": \"y\"}\n{oops\n")}, out, byte_text_encoder(), true); },
-               "a.jsonl:2: invalid JSON");
-  expect_error([&] { prepare_sft_dataset({write_file("b.jsonl", "{\"prompt\": \"x\"}\n")}, out, byte_text_encoder(), true); },
-               "b.jsonl:1: expected fields 'prompt' and 'response', or 'messages'");
+  expect_error(
+      [&] {
+        prepare_sft_dataset({write_file("a.jsonl", "{\"prompt\": \"x\", \"response\": \"y\"}\n{oops\n")}, out,
+                            byte_text_encoder(), kByteChat, true);
+      },
+      "a.jsonl:2: invalid JSON");
+  expect_error(
+      [&] { prepare_sft_dataset({write_file("b.jsonl", "{\"prompt\": \"x\"}\n")}, out, byte_text_encoder(), kByteChat, true); },
+      "b.jsonl:1: expected fields 'prompt' and 'response', or 'messages'");
   expect_error(
       [&] {
         prepare_sft_dataset({write_file("c.jsonl", "{\"messages\": [{\"role\": \"bot\", \"content\": \"x\"}]}\n")}, out, byte_text_encoder(),
-                            true);
+                            kByteChat, true);
       },
       "c.jsonl:1: unknown role 'bot'");
   expect_error(
       [&] {
         prepare_sft_dataset({write_file("d.jsonl", "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}]}\n")}, out, byte_text_encoder(),
-                            true);
+                            kByteChat, true);
       },
       "d.jsonl:1: no assistant turn");
-  expect_error([&] { prepare_sft_dataset({write_file("e.jsonl", "\n\n")}, out, byte_text_encoder(), true); }, "empty corpus");
+  expect_error([&] { prepare_sft_dataset({write_file("e.jsonl", "\n\n")}, out, byte_text_encoder(), kByteChat, true); },
+               "empty corpus");
   EXPECT_FALSE(fs::exists(out));
 }
 
@@ -95,7 +104,7 @@ TEST(Sft, LoaderSignsAndModelMasksTheLoss) {
   std::string lines;
   for (int i = 0; i < 40; ++i) lines += "{\"prompt\": \"question " + std::to_string(i) + "\", \"response\": \"answer\"}\n";
   std::string out = tmp("many.h5");
-  prepare_sft_dataset({write_file("many.jsonl", lines)}, out, byte_text_encoder(), true);
+  prepare_sft_dataset({write_file("many.jsonl", lines)}, out, byte_text_encoder(), kByteChat, true);
   TokenLoader loader(out, 16, 1, 0.0);
   std::vector<int64_t> w(4 * 17);
   loader.next_batch(4, w.data());
