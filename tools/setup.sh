@@ -42,13 +42,14 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # Optional Python packages for reference tests (the suite skips those tests without them):
-# Hugging Face `safetensors` (reads our exported checkpoints), `tokenizers` (the BPE reference) and
+# Hugging Face `safetensors` (reads our exported checkpoints), `tokenizers` (the BPE reference),
+# `transformers` + `jinja2` (apply_chat_template, the chat-template reference; it needs no torch) and
 # `tensorboard` (reads our event files back).
 py=/usr/bin/python3
-if [ "$CAN_INSTALL" -eq 1 ] && ! "$py" -c "import safetensors, tokenizers, tensorboard" 2>/dev/null; then
-  echo "setup: pip-installing safetensors, tokenizers and tensorboard (optional reference tests)"
-  "${SUDO[@]}" "$py" -m pip install --quiet --break-system-packages safetensors tokenizers tensorboard >/dev/null 2>&1 ||
-    echo "setup: warning: could not pip-install safetensors/tokenizers/tensorboard; their reference tests will be skipped"
+if [ "$CAN_INSTALL" -eq 1 ] && ! "$py" -c "import safetensors, tokenizers, transformers, jinja2, tensorboard" 2>/dev/null; then
+  echo "setup: pip-installing safetensors, tokenizers, transformers, jinja2 and tensorboard (optional reference tests)"
+  "${SUDO[@]}" "$py" -m pip install --quiet --break-system-packages safetensors tokenizers transformers jinja2 tensorboard >/dev/null 2>&1 ||
+    echo "setup: warning: could not pip-install safetensors/tokenizers/transformers/jinja2/tensorboard; their reference tests will be skipped"
 fi
 
 jobs=$(nproc 2>/dev/null || echo 2)
