@@ -30,7 +30,7 @@ try:
     from transformers import PreTrainedTokenizerFast
 except ImportError as e:
     print("transformers/tokenizers/jinja2 not importable (%s); install them with "
-          "'python3 -m pip install --break-system-packages transformers tokenizers'" % e, file=sys.stderr)
+          "'python3 -m pip install --break-system-packages transformers tokenizers jinja2'" % e, file=sys.stderr)
     sys.exit(77)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
