@@ -1,6 +1,7 @@
 // Training / eval windows over a token dataset: split, epoch shuffle, exact resume (loader.h).
 #include "data/loader.h"
 
+#include <algorithm>
 #include <cmath>
 #include <numeric>
 
@@ -8,6 +9,29 @@
 #include "model/tensor/random.h"
 
 namespace mlamoe {
+
+WindowTargets count_windows_without_targets(const TokenDataset& ds, int64_t first, int64_t count, int64_t seq_len) {
+  MLAMOE_CHECK(seq_len >= 1 && first >= 0 && count >= 0 && first + count <= ds.num_tokens(),
+               "data file " << ds.path() << ": cannot count windows of seq_len " << seq_len << " in tokens [" << first << ", "
+                            << first + count << ") of " << ds.num_tokens());
+  WindowTargets wt;
+  wt.windows = count > seq_len ? (count - 1) / seq_len : 0;
+  if (!ds.has_loss_mask() || wt.windows == 0) return wt;
+  // Window k predicts tokens first + k·seq_len + [1, seq_len]: token j (j ≥ 1 from `first`) is
+  // a target of window (j − 1) / seq_len. Read the mask in chunks and mark the windows it reaches.
+  std::vector<uint8_t> has(static_cast<size_t>(wt.windows), 0);
+  const int64_t end = wt.windows * seq_len + 1, chunk = int64_t{1} << 20;
+  std::vector<uint8_t> mask;
+  for (int64_t at = 1; at < end; at += chunk) {
+    int64_t n = std::min(chunk, end - at);
+    mask.resize(static_cast<size_t>(n));
+    ds.read_mask(first + at, n, mask.data());
+    for (int64_t i = 0; i < n; ++i)
+      if (mask[i]) has[(at + i - 1) / seq_len] = 1;
+  }
+  for (uint8_t h : has) wt.without_targets += !h;
+  return wt;
+}
 
 TokenLoader::TokenLoader(const std::string& path, int64_t seq_len, uint64_t seed, double eval_fraction)
     : dataset_(TokenDataset::open(path)), seq_len_(seq_len), seed_(seed) {

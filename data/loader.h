@@ -21,6 +21,17 @@
 
 namespace mlamoe {
 
+// Of the windows the loader cuts from tokens [first, first + count) of `ds` (seq_len + 1 tokens
+// starting at each multiple of seq_len from `first`), how many have no target: no loss-mask 1 among
+// their seq_len predicted tokens. 0 for a dataset without a loss mask. Streams the mask in chunks.
+struct WindowTargets {
+  int64_t windows = 0, without_targets = 0;
+  double share_without() const { return windows > 0 ? static_cast<double>(without_targets) / static_cast<double>(windows) : 0.0; }
+};
+// The share of windows without targets from which `data prepare` and `train` warn.
+constexpr double kWarnShareWithoutTargets = 0.10;
+WindowTargets count_windows_without_targets(const TokenDataset& ds, int64_t first, int64_t count, int64_t seq_len);
+
 struct LoaderState {
   int64_t epoch = 0;
   int64_t index = 0;  // next window of the epoch's permutation, in [0, windows_per_epoch())
@@ -38,6 +49,11 @@ class TokenLoader {
   const TokenDataset& dataset() const { return dataset_; }
   int64_t train_tokens() const { return train_tokens_; }
   int64_t eval_tokens() const { return dataset_.num_tokens() - train_tokens_; }
+  // The train and held-out windows without any target (SFT data; count_windows_without_targets).
+  WindowTargets train_window_targets() const { return count_windows_without_targets(dataset_, 0, train_tokens_, seq_len_); }
+  WindowTargets eval_window_targets() const {
+    return count_windows_without_targets(dataset_, train_tokens_, eval_tokens(), seq_len_);
+  }
 
   // ---- Training ----
   int64_t windows_per_epoch() const { return train_windows_; }

@@ -55,8 +55,10 @@ struct InFlight {
 
 }  // namespace
 
-StageSums run_pipeline(const DeepSeekModel& model, Mesh& mesh, const std::vector<Tensor>& micro_batches, double loss_scale,
-                       GradSync* sync, double backward_factor) {
+StageSums run_pipeline(const DeepSeekModel& model, Mesh& mesh, const std::vector<Tensor>& micro_batches,
+                       const std::vector<LossWeights>& weights, double loss_scale, GradSync* sync, double backward_factor) {
+  MLAMOE_CHECK(weights.size() == micro_batches.size(),
+               "run_pipeline: " << weights.size() << " loss weights for " << micro_batches.size() << " micro-batches");
   const int64_t p = mesh.shape.pp, s = mesh.pp_rank, m = static_cast<int64_t>(micro_batches.size());
   const int prev = static_cast<int>(s - 1), next = static_cast<int>(s + 1);
   Communicator& pp = *mesh.pp;
@@ -76,7 +78,7 @@ StageSums run_pipeline(const DeepSeekModel& model, Mesh& mesh, const std::vector
       pp.recv(f.input.raw_data(), f.input.numel(), f.input.dtype(), prev, tag_of(mb, kActivationTag));
       f.input.set_requires_grad(true);
     }
-    f.out = model.forward_stage(w, f.input);
+    f.out = model.forward_stage(w, f.input, false, weights[mb]);
     if (!mesh.last_stage()) {
       Tensor h = f.out.hidden.detach().contiguous();
       send_buffers.push_back(h);
@@ -132,11 +134,11 @@ StageSums run_pipeline(const DeepSeekModel& model, Mesh& mesh, const std::vector
   return sums;
 }
 
-double eval_pipeline(const DeepSeekModel& model, Mesh& mesh, const std::vector<Tensor>& micro_batches) {
+std::vector<double> eval_pipeline(const DeepSeekModel& model, Mesh& mesh, const std::vector<Tensor>& micro_batches) {
   NoGrad ng;
   Communicator& pp = *mesh.pp;
   const int prev = static_cast<int>(mesh.pp_rank - 1), next = static_cast<int>(mesh.pp_rank + 1);
-  double sum_loss = 0;
+  std::vector<double> losses;
   for (size_t mb = 0; mb < micro_batches.size(); ++mb) {
     const Tensor& w = micro_batches[mb];
     Tensor in;
@@ -146,13 +148,13 @@ double eval_pipeline(const DeepSeekModel& model, Mesh& mesh, const std::vector<T
     }
     ModelOutput out = model.forward_stage(w, in);
     if (mesh.last_stage()) {
-      sum_loss += out.lm_loss.item();
+      losses.push_back(out.lm_loss.item());
     } else {
       Tensor h = out.hidden.contiguous();
       pp.send(h.raw_data(), h.numel(), h.dtype(), next, tag_of(mb, kActivationTag));
     }
   }
-  return sum_loss;
+  return losses;
 }
 
 }  // namespace mlamoe

@@ -31,13 +31,14 @@ struct StageSums {
 
 // Runs forward and backward of every micro-batch through this rank's stage with the 1F1B order;
 // gradients accumulate into the parameters. Every loss is multiplied by loss_scale (1 / global
-// micro-batch count). sync (may be null) is told before the last backward. backward_factor
-// multiplies the backward only (1; NaN in fault-injection tests).
-StageSums run_pipeline(const DeepSeekModel& model, Mesh& mesh, const std::vector<Tensor>& micro_batches, double loss_scale,
-                       GradSync* sync, double backward_factor = 1.0);
+// micro-batch count), the token-mean losses of micro-batch i also by weights[i] (LossWeights;
+// one per micro-batch, used on the last stage). sync (may be null) is told before the last
+// backward. backward_factor multiplies the backward only (1; NaN in fault-injection tests).
+StageSums run_pipeline(const DeepSeekModel& model, Mesh& mesh, const std::vector<Tensor>& micro_batches,
+                       const std::vector<LossWeights>& weights, double loss_scale, GradSync* sync, double backward_factor = 1.0);
 
-// Forward only (evaluation, no autograd): the sum over the micro-batches of the main lm loss, on
-// the last stage (0 elsewhere).
-double eval_pipeline(const DeepSeekModel& model, Mesh& mesh, const std::vector<Tensor>& micro_batches);
+// Forward only (evaluation, no autograd): the main lm loss (token mean) of each micro-batch, on
+// the last stage (empty elsewhere).
+std::vector<double> eval_pipeline(const DeepSeekModel& model, Mesh& mesh, const std::vector<Tensor>& micro_batches);
 
 }  // namespace mlamoe

@@ -19,6 +19,34 @@ void add_counts(std::vector<std::vector<int64_t>>& into, const std::vector<std::
     for (size_t e = 0; e < add[l].size(); ++e) into[l][e] += add[l][e];
 }
 
+namespace {
+
+// The loss weights of each of this rank's micro-batches (LossWeights) and the global target counts
+// per loss (index 0: lm, k: MTP depth k), from one all-reduce over dp. Every rank of a pipeline
+// holds the same windows, so every stage derives the same weights.
+std::vector<LossWeights> loss_weights(const DeepSeekModel& model, const std::vector<Tensor>& micro_batches, Mesh* mesh,
+                                      std::vector<int64_t>& total) {
+  const int64_t depths = model.cfg.num_nextn_predict_layers, m = static_cast<int64_t>(micro_batches.size());
+  const int64_t shares = m * (mesh ? mesh->shape.dp : 1);
+  std::vector<std::vector<int64_t>> n(m, std::vector<int64_t>(depths + 1));
+  total.assign(depths + 1, 0);
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t k = 0; k <= depths; ++k) total[k] += n[i][k] = DeepSeekModel::count_targets(micro_batches[i], k);
+  if (mesh) mesh->dp->all_reduce_sum(total);
+  // mtp_loss is the mean over the depths: a depth without any target drops out of that mean.
+  int64_t live = 0;
+  for (int64_t k = 1; k <= depths; ++k) live += total[k] > 0;
+  double depth_factor = live > 0 ? static_cast<double>(depths) / static_cast<double>(live) : 0.0;
+  std::vector<LossWeights> w(m);
+  for (int64_t i = 0; i < m; ++i) {
+    w[i].lm = LossWeights::share(n[i][0], shares, total[0]);
+    for (int64_t k = 1; k <= depths; ++k) w[i].mtp.push_back(LossWeights::share(n[i][k], shares, total[k]) * depth_factor);
+  }
+  return w;
+}
+
+}  // namespace
+
 StepStats train_step(DeepSeekModel& model, AdamW& opt, const std::vector<Tensor>& micro_batches, const StepSettings& s,
                      const ParallelContext& par) {
   MLAMOE_CHECK(!micro_batches.empty(), "train_step: no micro-batches");
@@ -27,8 +55,22 @@ StepStats train_step(DeepSeekModel& model, AdamW& opt, const std::vector<Tensor>
   std::vector<Tensor> params = model.params.trainable();
   for (auto& p : params) p.zero_grad();
   StepStats st;
-  // Every micro-batch of the global step weighs 1 / (micro-batches per rank · dp), so summed
-  // gradients are those of the mean over the whole global batch.
+  for (const Tensor& w : micro_batches) st.tokens += w.size(0) * (w.size(1) - 1);
+  if (mesh) st.tokens *= dp;
+  st.lr = s.lr;
+  st.gamma = s.gamma;
+  std::vector<int64_t> targets;
+  std::vector<LossWeights> weights = loss_weights(model, micro_batches, mesh, targets);
+  st.lm_targets = targets[0];
+  for (size_t k = 1; k < targets.size(); ++k) st.mtp_targets += targets[k];
+  st.has_mtp = st.mtp_targets > 0;
+  if (st.lm_targets == 0) {  // every rank sees the same global count, so every rank skips alike
+    st.skipped = st.no_targets = true;
+    st.skip_reason = "no target token in the global batch (every window's loss mask is 0)";
+    return st;
+  }
+  // Every micro-batch of the global step weighs 1 / (micro-batches per rank · dp), times its
+  // LossWeights on the token-mean losses, so summed gradients are those of the global batch.
   double loss_scale = 1.0 / static_cast<double>(micro_batches.size() * dp);
   double lm = 0, mtp = 0, bal = 0;
   // Tests: a NaN injected into this rank's backward (as an overflow would), losses left finite.
@@ -37,7 +79,7 @@ StepStats train_step(DeepSeekModel& model, AdamW& opt, const std::vector<Tensor>
   auto since = [](Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); };
   auto t0 = Clock::now();
   if (mesh && mesh->shape.pp > 1) {
-    StageSums sums = run_pipeline(model, *mesh, micro_batches, loss_scale, par.sync, backward_factor);
+    StageSums sums = run_pipeline(model, *mesh, micro_batches, weights, loss_scale, par.sync, backward_factor);
     st.t_pipeline = since(t0);
     lm = sums.lm, mtp = sums.mtp, bal = sums.balance;
     st.counts = std::move(sums.counts);
@@ -47,7 +89,7 @@ StepStats train_step(DeepSeekModel& model, AdamW& opt, const std::vector<Tensor>
       if (par.sync && i + 1 == micro_batches.size()) par.sync->begin_last_backward();
       auto tf = Clock::now();
       forward_profile_begin();
-      ModelOutput out = model.forward(micro_batches[i]);
+      ModelOutput out = model.forward(micro_batches[i], false, weights[i]);
       forward_profile_end();
       st.t_forward += since(tf);
       auto tb = Clock::now();
@@ -61,7 +103,6 @@ StepStats train_step(DeepSeekModel& model, AdamW& opt, const std::vector<Tensor>
       add_counts(st.counts, out.counts);
     }
   }
-  for (const Tensor& w : micro_batches) st.tokens += w.size(0) * (w.size(1) - 1);
   auto ts = Clock::now();
   if (mesh) {
     par.sync->finish();
@@ -73,15 +114,12 @@ StepStats train_step(DeepSeekModel& model, AdamW& opt, const std::vector<Tensor>
     lm = parts[0], mtp = parts[1], bal = parts[2];
     for (auto& c : st.counts) mesh->dp->all_reduce_sum(c);
     if (!st.layer_balance.empty()) mesh->dp->all_reduce_sum(st.layer_balance);
-    st.tokens *= dp;
   } else {
     st.grad_norm = clip_grad_norm(params, s.grad_clip);
   }
   st.t_sync = since(ts);
   st.lm_loss = lm, st.mtp_loss = mtp, st.balance_loss = bal;
   st.loss = lm + model.cfg.mtp_loss_weight * mtp + bal;
-  st.lr = s.lr;
-  st.gamma = s.gamma;
   if (!std::isfinite(st.loss) || !std::isfinite(st.grad_norm)) {
     st.skipped = true;
     st.skip_reason = !std::isfinite(st.loss) ? "the loss is not finite" : "the gradient norm is not finite";

@@ -1,7 +1,13 @@
 // One optimizer step, the unit every layout must reproduce: forward and backward over the step's
-// micro-batches (gradients accumulate, each micro-batch's loss weighted 1/M so the step's gradient
-// is that of the batch mean), global-norm clipping, AdamW, then the aux-loss-free bias update from
-// the expert counts of the whole step (MODEL_SPEC §4.1: after the step, never within it).
+// micro-batches (gradients accumulate), global-norm clipping, AdamW, then the aux-loss-free bias
+// update from the expert counts of the whole step (MODEL_SPEC §4.1: after the step, never within
+// it).
+// The lm and MTP losses are token-level over the global batch: Σ nll over every target token of
+// every micro-batch on every dp rank / the number of those targets (each loss its own count), so
+// that loss-masked (SFT) batches give the same loss and gradient however they are split. The
+// targets are counted first (one small all-reduce over dp); a step whose global batch holds no
+// target at all is skipped. The balance losses are per-sequence means over all tokens, weighted
+// 1/(micro-batches · dp) as before.
 // A bad step (NaN/Inf loss or gradient norm, or one the judge rejects) changes nothing: weights,
 // optimizer state and biases stay as they were.
 #pragma once
@@ -17,7 +23,9 @@
 namespace mlamoe {
 
 struct StepStats {
-  double loss = 0, lm_loss = 0, mtp_loss = 0, balance_loss = 0;  // means over the micro-batches
+  double loss = 0, lm_loss = 0, mtp_loss = 0, balance_loss = 0;  // over the global batch (see above)
+  int64_t lm_targets = 0, mtp_targets = 0;                        // target tokens of the global batch (MTP: all depths)
+  bool has_mtp = false;                                           // D > 0 and some MTP target: mtp_loss means something
   double grad_norm = 0;                                           // before clipping
   double lr = 0, gamma = 0;
   int64_t tokens = 0;                                             // input tokens of the step
@@ -26,6 +34,7 @@ struct StepStats {
   // Wall time of the step's phases, seconds (pipeline: forward and backward interleaved by 1F1B).
   double t_forward = 0, t_backward = 0, t_pipeline = 0, t_sync = 0, t_optimizer = 0;
   bool skipped = false;                                           // a bad step: nothing was updated
+  bool no_targets = false;                                        // skipped because no window of the step has a target
   std::string skip_reason;
 };
 

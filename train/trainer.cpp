@@ -42,6 +42,17 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
+// The MTP loss as logged: a step with MTP modules but no MTP target has none (null, "-"), never a
+// 0 that reads as a perfect prediction. Without MTP modules it is 0, the term's share of the loss.
+nlohmann::json mtp_json(const StepStats& st, int64_t depths) {
+  return st.has_mtp || depths == 0 ? nlohmann::json(st.mtp_loss) : nlohmann::json(nullptr);
+}
+std::string mtp_text(const StepStats& st, int64_t depths) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.4f", st.mtp_loss);
+  return st.has_mtp || depths == 0 ? buf : "-";
+}
+
 // Under mpirun (Open MPI), a PMI/PMIx launcher (MPICH's, Slurm's srun) the trainer joins MPI; a
 // plain command line stays a single process without touching MPI.
 bool launched_by_mpi() {
@@ -212,6 +223,23 @@ void check_same_model(const nlohmann::json& run, const nlohmann::json& ckpt, con
                                                              << "' was written with " << b[it.key()].dump());
 }
 
+// SFT data whose prompts are longer than seq_len leaves windows without any target: their loss
+// is undefined (steps made only of them are skipped). Refuse data where that is every window;
+// warn, naming the share, where it is many.
+void check_window_targets(const TokenLoader& loader, const std::string& path, int rank) {
+  if (!loader.dataset().has_loss_mask()) return;
+  WindowTargets wt = loader.train_window_targets();
+  MLAMOE_CHECK(wt.without_targets < wt.windows,
+               "data file '" << path << "': none of its " << wt.windows << " training windows of seq_len " << loader.seq_len()
+                             << " holds a target token (loss mask 1): are the prompts longer than data.seq_len?");
+  if (rank == 0 && wt.share_without() >= kWarnShareWithoutTargets)
+    std::fprintf(stderr,
+                 "warning: %.1f%% of the training windows (%lld of %lld) of data file '%s' hold no target token at seq_len "
+                 "%lld: steps made only of them are skipped (prompts longer than data.seq_len?)\n",
+                 100 * wt.share_without(), static_cast<long long>(wt.without_targets), static_cast<long long>(wt.windows),
+                 path.c_str(), static_cast<long long>(loader.seq_len()));
+}
+
 void set_up(Run& r, MpiRuntime* mpi, const StartOptions& start) {
   const RunConfig& rc = r.rc;
   const TrainConfig& tc = rc.train;
@@ -230,6 +258,7 @@ void set_up(Run& r, MpiRuntime* mpi, const StartOptions& start) {
   MLAMOE_CHECK(r.loader->vocab_size() <= rc.model.vocab_size,
                "data file '" << rc.data.path << "' has vocab_size " << r.loader->vocab_size()
                              << ", more than the model's vocab_size " << rc.model.vocab_size);
+  check_window_targets(*r.loader, rc.data.path, r.rank);
   r.run_dir = tc.run_dir;
   if (!start.resume_dir.empty()) {
     r.run_dir = start.resume_dir;
@@ -261,34 +290,41 @@ void set_up(Run& r, MpiRuntime* mpi, const StartOptions& start) {
   }
 }
 
-// Mean main-model loss over held-out windows, split over the dp ranks (every rank runs the same
-// number of forwards: expert and pipeline parallelism communicate inside them).
+// Main-model loss over held-out windows, token-level like training: Σ nll over every target of
+// the evaluated windows / their number of targets. The windows are split over the dp ranks (every
+// rank runs the same number of forwards: expert and pipeline parallelism communicate inside
+// them). NaN when nothing is held out or no held-out window has a target.
 double evaluate(Run& r) {
   NoGrad ng;
   const TrainConfig& tc = r.rc.train;
   int64_t b = tc.global_batch / (r.dp * r.rc.parallel.micro_batches);
   int64_t total = std::min(r.loader->eval_windows(), tc.eval_batches * tc.global_batch) / (r.dp * b) * (r.dp * b);
   if (total == 0) return std::nan("");
-  int64_t per_rank = total / r.dp, seq = r.loader->seq_len();
+  int64_t per_rank = total / r.dp, seq = r.loader->seq_len(), chunks_total = total / b;
   std::vector<Tensor> chunks;
+  std::vector<int64_t> targets;  // per chunk of this rank
+  std::vector<int64_t> global{0};  // over every chunk of every dp rank
   for (int64_t first = r.dp_rank * per_rank; first < (r.dp_rank + 1) * per_rank; first += b) {
     Tensor w = Tensor::empty({b, seq + 1}, DType::I64);
     r.loader->eval_batch(first, b, w.data<int64_t>());
     chunks.push_back(w);
+    targets.push_back(DeepSeekModel::count_targets(w, 0));
+    global[0] += targets.back();
   }
-  double sum = 0;
+  if (r.mesh) r.mesh->dp->all_reduce_sum(global);
+  if (global[0] == 0) return std::nan("");
+  std::vector<double> losses;  // token means per chunk, on the last stage
   if (r.mesh && r.mesh->shape.pp > 1) {
-    sum = eval_pipeline(*r.model, *r.mesh, chunks);
+    losses = eval_pipeline(*r.model, *r.mesh, chunks);
   } else {
-    for (const Tensor& w : chunks) sum += r.model->forward(w).lm_loss.item();
+    for (const Tensor& w : chunks) losses.push_back(r.model->forward(w).lm_loss.item());
   }
-  double count = (!r.mesh || r.mesh->last_stage()) ? static_cast<double>(chunks.size()) : 0.0;
-  if (r.mesh) {
-    std::vector<double> v = {sum, count};
-    r.mesh->world->all_reduce_sum(v);
-    sum = v[0], count = v[1];
-  }
-  return sum / count;
+  // Each chunk's mean weighted by its share of the targets (LossWeights::share: exactly 1 when all
+  // chunks hold the same number, i.e. the plain mean of the chunk means in pretraining).
+  std::vector<double> sum{0.0};
+  for (size_t i = 0; i < losses.size(); ++i) sum[0] += losses[i] * LossWeights::share(targets[i], chunks_total, global[0]);
+  if (r.mesh) r.mesh->world->all_reduce_sum(sum);
+  return sum[0] / static_cast<double>(chunks_total);
 }
 
 void train_loop(Run& r) {
@@ -315,7 +351,7 @@ void train_loop(Run& r) {
   if (first_step > 0 && r.rank == 0)
     std::printf("resumed from %s at step %lld (%lld tokens seen)\n", r.load_from.c_str(), static_cast<long long>(first_step),
                 static_cast<long long>(tokens_seen));
-  double first_loss = 0, last_loss = 0, last_eval = std::nan("");
+  double first_loss = std::nan(""), last_loss = std::nan(""), last_eval = std::nan("");
   auto t_start = Clock::now();
   std::vector<int64_t> buf(b * micro * (seq + 1));
   std::vector<std::string> names = all_moe_layer_names(rc.model);
@@ -352,7 +388,7 @@ void train_loop(Run& r) {
       int64_t s1 = step + 1;
       tb.scalar("loss/total", s1, st.loss);
       tb.scalar("loss/lm", s1, st.lm_loss);
-      tb.scalar("loss/mtp", s1, st.mtp_loss);
+      if (st.has_mtp || rc.model.num_nextn_predict_layers == 0) tb.scalar("loss/mtp", s1, st.mtp_loss);
       tb.scalar("loss/balance", s1, st.balance_loss);
       tb.scalar("train/lr", s1, st.lr);
       tb.scalar("train/grad_norm", s1, st.grad_norm);
@@ -370,7 +406,7 @@ void train_loop(Run& r) {
     nlohmann::json line = {{"step", step + 1},
                            {"loss", st.loss},
                            {"lm_loss", st.lm_loss},
-                           {"mtp_loss", st.mtp_loss},
+                           {"mtp_loss", mtp_json(st, rc.model.num_nextn_predict_layers)},
                            {"balance_loss", st.balance_loss},
                            {"lr", st.lr},
                            {"grad_norm", st.grad_norm},
@@ -387,9 +423,10 @@ void train_loop(Run& r) {
     double eta = elapsed / static_cast<double>(step + 1 - first_step) * static_cast<double>(tc.steps - step - 1);
     if (step == 0 || (step + 1) % tc.log_every == 0 || step + 1 == tc.steps || eval_now) {
       std::printf(
-          "step %5lld/%lld | loss %.4f (lm %.4f mtp %.4f bal %.2e) | lr %.2e | gnorm %.3f | %.1fK tok/s | MFU %.1f%% | "
+          "step %5lld/%lld | loss %.4f (lm %.4f mtp %s bal %.2e) | lr %.2e | gnorm %.3f | %.1fK tok/s | MFU %.1f%% | "
           "maxvio %.2f | ETA %s",
-          static_cast<long long>(step + 1), static_cast<long long>(tc.steps), st.loss, st.lm_loss, st.mtp_loss, st.balance_loss,
+          static_cast<long long>(step + 1), static_cast<long long>(tc.steps), st.loss, st.lm_loss, mtp_text(st, rc.model.num_nextn_predict_layers).c_str(),
+          st.balance_loss,
           st.lr, st.grad_norm, tok_s / 1e3, 100 * mfu, maxvio_mean, format_duration(eta).c_str());
       if (eval_now) std::printf(" | eval lm %.4f", last_eval);
       std::printf("\n");
@@ -432,11 +469,16 @@ void train_loop(Run& r) {
     phase["optimizer + bias update"] += st.t_optimizer;
     tokens_seen += st.tokens;
     if (st.skipped) {
-      // Nothing was updated; the step's data is consumed (a resumed run skips it alike).
-      ++bad_in_a_row;
+      // Nothing was updated; the step's data is consumed (a resumed run skips it alike). A step
+      // without targets is a fact of the data, not a fault: it does not count as a bad step.
+      if (!st.no_targets) ++bad_in_a_row;
       if (r.rank == 0) {
-        std::printf("step %5lld/%lld | SKIPPED: %s (%lld in a row)\n", static_cast<long long>(step + 1),
-                    static_cast<long long>(tc.steps), st.skip_reason.c_str(), static_cast<long long>(bad_in_a_row));
+        if (st.no_targets)
+          std::printf("step %5lld/%lld | SKIPPED: %s\n", static_cast<long long>(step + 1), static_cast<long long>(tc.steps),
+                      st.skip_reason.c_str());
+        else
+          std::printf("step %5lld/%lld | SKIPPED: %s (%lld in a row)\n", static_cast<long long>(step + 1),
+                      static_cast<long long>(tc.steps), st.skip_reason.c_str(), static_cast<long long>(bad_in_a_row));
         std::fflush(stdout);
         r.metrics->write({{"step", step + 1}, {"skipped", true}, {"reason", st.skip_reason}, {"tokens", tokens_seen}});
       }
@@ -454,8 +496,9 @@ void train_loop(Run& r) {
     bool eval_now = loader.eval_windows() > 0 && tc.eval_batches > 0 &&
                     ((tc.eval_every > 0 && (step + 1) % tc.eval_every == 0) || step + 1 == tc.steps);
     if (eval_now) last_eval = evaluate(r);
+    eval_now = eval_now && std::isfinite(last_eval);  // NaN: no held-out window has a target, nothing to log
     double dt = seconds_since(t0);
-    if (step == first_step) {
+    if (std::isnan(first_loss)) {
       first_loss = st.loss;
       after_first_step = host_allocator_stats();
     }
@@ -471,10 +514,15 @@ void train_loop(Run& r) {
   final_state.step = tc.steps;
   final_state.tokens_seen = tokens_seen;
   save_checkpoint(weights, *r.model, nullptr, final_state, rc.json, r.mesh.get());
-  if (r.rank == 0)
-    std::printf("done: %lld steps, %lld tokens in %s | loss %.4f -> %.4f | held-out lm loss %.4f | weights %s\n",
-                static_cast<long long>(tc.steps - first_step), static_cast<long long>(tokens_seen),
-                format_duration(seconds_since(t_start)).c_str(), first_loss, last_loss, last_eval, weights.c_str());
+  if (r.rank == 0) {
+    // Only figures that exist: no loss when every step was skipped, no held-out loss without
+    // held-out targets (eval_fraction 0, or masks that leave none).
+    std::printf("done: %lld steps, %lld tokens in %s", static_cast<long long>(tc.steps - first_step),
+                static_cast<long long>(tokens_seen), format_duration(seconds_since(t_start)).c_str());
+    if (!std::isnan(first_loss)) std::printf(" | loss %.4f -> %.4f", first_loss, last_loss);
+    if (std::isfinite(last_eval)) std::printf(" | held-out lm loss %.4f", last_eval);
+    std::printf(" | weights %s\n", weights.c_str());
+  }
 }
 
 }  // namespace

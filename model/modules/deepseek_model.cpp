@@ -79,12 +79,24 @@ Tensor DeepSeekModel::trunk(const Tensor& ids, std::vector<LayerAux>& aux) const
   return rmsnorm(h, norm, cfg.rms_norm_eps);
 }
 
-ModelOutput DeepSeekModel::forward(const Tensor& windows, bool keep_logits) const {
+ModelOutput DeepSeekModel::forward(const Tensor& windows, bool keep_logits, const LossWeights& weights) const {
   MLAMOE_CHECK(shard.first_stage && shard.last_stage, "model forward: this rank holds one pipeline stage; use forward_stage");
-  return forward_stage(windows, Tensor(), keep_logits);
+  return forward_stage(windows, Tensor(), keep_logits, weights);
 }
 
-ModelOutput DeepSeekModel::forward_stage(const Tensor& windows, const Tensor& hidden_in, bool keep_logits) const {
+int64_t DeepSeekModel::count_targets(const Tensor& windows, int64_t depth) {
+  MLAMOE_CHECK(windows.dim() == 2 && windows.dtype() == DType::I64 && depth >= 0 && depth + 1 < windows.size(1),
+               "count_targets: expected i64 windows [B, T+1] with T > depth " << depth << ", got " << windows.describe());
+  Tensor w = windows.contiguous();
+  const int64_t* p = w.data<int64_t>();
+  int64_t b = w.size(0), cols = w.size(1), n = 0;
+  for (int64_t i = 0; i < b; ++i)
+    for (int64_t j = depth + 1; j < cols; ++j) n += p[i * cols + j] >= 0;
+  return n;
+}
+
+ModelOutput DeepSeekModel::forward_stage(const Tensor& windows, const Tensor& hidden_in, bool keep_logits,
+                                         const LossWeights& weights) const {
   MLAMOE_CHECK(windows.dim() == 2 && windows.size(1) >= 2 + cfg.num_nextn_predict_layers,
                "model forward: expected token windows [B, T+1] with T > " << cfg.num_nextn_predict_layers << ", got "
                                                                            << windows.describe());
@@ -105,7 +117,7 @@ ModelOutput DeepSeekModel::forward_stage(const Tensor& windows, const Tensor& hi
     h = l->forward(h, ctx, &a);
     if (l->moe) aux.push_back(std::move(a));
   }
-  if (shard.last_stage) return head_and_mtp(rmsnorm(h, norm, cfg.rms_norm_eps), windows, keep_logits, aux);
+  if (shard.last_stage) return head_and_mtp(rmsnorm(h, norm, cfg.rms_norm_eps), windows, keep_logits, weights, aux);
   ModelOutput out;
   out.hidden = h;
   for (auto& a : aux) {
@@ -118,12 +130,18 @@ ModelOutput DeepSeekModel::forward_stage(const Tensor& windows, const Tensor& hi
 }
 
 // h: the final-normed state [B, T, d]; aux holds this stage's MoE layers so far.
-ModelOutput DeepSeekModel::head_and_mtp(const Tensor& h, const Tensor& windows, bool keep_logits, std::vector<LayerAux>& aux) const {
+ModelOutput DeepSeekModel::head_and_mtp(const Tensor& h, const Tensor& windows, bool keep_logits, const LossWeights& weights,
+                                        std::vector<LayerAux>& aux) const {
   int64_t b = windows.size(0), t = windows.size(1) - 1, v = cfg.vocab_size;
+  MLAMOE_CHECK(weights.mtp.empty() || weights.mtp.size() == mtp.size(),
+               "model forward: " << weights.mtp.size() << " MTP loss weights for " << mtp.size() << " MTP modules");
+  // A weight of exactly 1 records no op, so unweighted runs keep today's graph and rounding.
+  auto weighted = [](const Tensor& loss, double w) { return w == 1.0 ? loss : scale(loss, w); };
   // h⁰ for MTP is this final-normed state that feeds the head (MODEL_SPEC §5, post-norm choice).
   Tensor logits_main = linear(h, lm_head);
   ModelOutput out;
-  out.lm_loss = cross_entropy(logits_main.reshape({b * t, v}), target_ids(windows.narrow(1, 1, t)).reshape({b * t}));
+  out.lm_loss = weighted(cross_entropy(logits_main.reshape({b * t, v}), target_ids(windows.narrow(1, 1, t)).reshape({b * t})),
+                         weights.lm);
   if (keep_logits) out.logits = logits_main;
 
   // MTP depth k: position i (0 ≤ i < T−k) combines h^{k−1}_i with Emb(w[i+k]) and predicts w[i+k+1].
@@ -139,7 +157,7 @@ ModelOutput DeepSeekModel::head_and_mtp(const Tensor& h, const Tensor& windows, 
     if (m.block->moe) aux.push_back(std::move(a));
     Tensor lk = linear(rmsnorm(hm, m.shared_head_norm, cfg.rms_norm_eps), lm_head);
     Tensor loss_k = cross_entropy(lk.reshape({b * len, v}), target_ids(windows.narrow(1, k + 1, len)).reshape({b * len}));
-    accumulate(out.mtp_loss, loss_k);
+    accumulate(out.mtp_loss, weights.mtp.empty() ? loss_k : weighted(loss_k, weights.mtp[k1]));
     h_prev = hm;
   }
   if (!mtp.empty()) out.mtp_loss = scale(out.mtp_loss, 1.0 / static_cast<double>(mtp.size()));

@@ -11,11 +11,28 @@
 
 namespace mlamoe {
 
+// Weights on the token-mean losses of one batch of windows, so that a global batch split into
+// micro-batches and dp ranks gets the loss of the whole batch: Σ over every target of the global
+// batch of nll / (targets in the global batch). A micro-batch holding n of the N targets of a loss
+// gets weight n·S/N on its own token mean, where S is the number of micro-batches of the global
+// batch (all ranks): with this weight and the caller's 1/S, its share is n/N of its mean, i.e. its
+// summed nll over N. When every micro-batch holds the same number of targets (pretraining) the
+// weight is exactly 1.0, so those runs compute bit for bit what an unweighted mean does.
+struct LossWeights {
+  double lm = 1.0;          // main next-token loss
+  std::vector<double> mtp;  // per MTP depth k = 1..D (empty: all 1.0)
+
+  // n·S/N; 0 when N = 0 (no target anywhere: the loss has nothing to average).
+  static double share(int64_t n, int64_t shares, int64_t total) {
+    return total > 0 ? static_cast<double>(n) * static_cast<double>(shares) / static_cast<double>(total) : 0.0;
+  }
+};
+
 // Losses and routing statistics of one forward over a batch of windows.
 struct ModelOutput {
   Tensor loss;          // scalar: lm_loss + λ·mtp_loss + balance_loss
-  Tensor lm_loss;       // token-mean next-token cross-entropy
-  Tensor mtp_loss;      // (1/D) Σ_k L_k, undefined when D = 0
+  Tensor lm_loss;       // token-mean next-token cross-entropy (× LossWeights::lm); 0 without targets
+  Tensor mtp_loss;      // (1/D) Σ_k L_k (each × LossWeights::mtp[k−1]), undefined when D = 0
   Tensor balance_loss;  // Σ over MoE layers (MTP layers included), undefined when no α is set
   Tensor logits;        // [B, T, V] when requested
   Tensor hidden;        // [B, T, d]: the output of a stage that is not the last
@@ -54,11 +71,17 @@ class DeepSeekModel {
   // windows [B, T+1] (i64 token ids): inputs are windows[:, :T], labels windows[:, 1:]; the MTP
   // module of depth k predicts windows[:, i+k+1] from position i. An entry −(id + 1) is token id
   // as an input but not a target (the SFT loss mask): its prediction is left out of the losses.
-  ModelOutput forward(const Tensor& windows, bool keep_logits = false) const;
+  // `weights` scale the token-mean losses (LossWeights); the default is the plain batch mean.
+  ModelOutput forward(const Tensor& windows, bool keep_logits = false, const LossWeights& weights = {}) const;
   // One pipeline stage: the first stage embeds windows[:, :T], later stages take `hidden_in`
   // [B, T, d] from the previous one. The last stage returns the losses; other stages return
   // `hidden` for the next stage and their layers' balance loss (in balance_loss, also in loss).
-  ModelOutput forward_stage(const Tensor& windows, const Tensor& hidden_in, bool keep_logits = false) const;
+  ModelOutput forward_stage(const Tensor& windows, const Tensor& hidden_in, bool keep_logits = false,
+                            const LossWeights& weights = {}) const;
+
+  // Targets of the loss at `depth` in windows [B, T+1] (0: the main lm loss, whose targets are
+  // windows[:, 1:]; k ≥ 1: MTP depth k, targets windows[:, k+1:]): the entries not masked out.
+  static int64_t count_targets(const Tensor& windows, int64_t depth);
   Tensor logits(const Tensor& ids) const;  // ids [B, T] -> [B, T, V], main model only
 
   // Incremental greedy decoding with the absorbed-MLA cache (one MlaCache per main layer).
@@ -86,7 +109,8 @@ class DeepSeekModel {
 
  private:
   Tensor trunk(const Tensor& ids, std::vector<LayerAux>& aux) const;  // ids [B, T] -> final-normed h [B, T, d]
-  ModelOutput head_and_mtp(const Tensor& h, const Tensor& windows, bool keep_logits, std::vector<LayerAux>& aux) const;
+  ModelOutput head_and_mtp(const Tensor& h, const Tensor& windows, bool keep_logits, const LossWeights& weights,
+                           std::vector<LayerAux>& aux) const;
   std::vector<MoeLayer*> moe_layers_;
 
   Tensor embed_tokens;  // [V, d]

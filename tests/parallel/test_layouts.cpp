@@ -6,6 +6,7 @@
 //   mpirun -np N test_layouts DIR PP EP DTYPE  the layout pp × (dp = N/pp) with ep, compared with it
 //     (a trailing `recompute` turns on activation recomputation, which must change nothing)
 //   (DTYPE f64 or f32; DIR per dtype)
+//   ... DTYPE masked                           the same on loss-masked (SFT) data, below
 //
 // Every layout splits the same global batch (8 windows of 16 tokens) into the same 4 micro-batches
 // of 2 windows (dp·micro-batches per rank = 4), so only the order of floating-point sums differs.
@@ -18,6 +19,14 @@
 // different Adam step. So in f32: loss 5e-5 relative (seen ≤ 8e-6), biases exactly (a flip moved
 // no count across the mean here), parameters within 5e-2 of each tensor's max (seen ≤ 1.5e-2 after
 // a flip, ≤ 3e-5 without one) — loose enough for a flip, far below what a wrong reduction gives.
+//
+// Masked data (`masked`): the windows keep their targets only at the end (as SFT responses follow
+// prompts), each a different number — 0 to 16, so some micro-batches hold none — and every window
+// of step kEmptyStep is masked whole. The loss of a step is the token mean over the whole global
+// batch, so here the reference is ONE micro-batch of all 8 windows (a plain mean, nothing to
+// weight), and the reference run itself also checks 2 and 4 micro-batches against it; the layouts
+// run 4 micro-batches of 2 in all. The empty step must be skipped by every layout. f64: losses
+// within 1e-12 relative, parameters within 1e-12 of each tensor's max; f32: the bounds above.
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -35,7 +44,7 @@
 namespace mlamoe {
 namespace {
 
-constexpr int64_t kGlobal = 8, kSeq = 16, kSteps = 5, kMicroTotal = 4;
+constexpr int64_t kGlobal = 8, kSeq = 16, kSteps = 5, kMicroTotal = 4, kEmptyStep = 2;
 
 nlohmann::json config_json() {
   nlohmann::json j = read_json_file(std::string(MLAMOE_SOURCE_DIR) + "/configs/tiny.json");
@@ -44,22 +53,31 @@ nlohmann::json config_json() {
   return j;
 }
 
+// Targets kept at the end of window i of step s on masked data (the rest is −(id + 1), context).
+int64_t masked_targets(int64_t step, int64_t i) {
+  static const int64_t pattern[kGlobal] = {2, 10, 0, 0, 16, 5, 1, 7};
+  return step == kEmptyStep ? 0 : pattern[(i + step) % kGlobal];
+}
+
 // Global batch of step s: windows of a repeated sentence at deterministic offsets.
-std::vector<int64_t> global_batch(int64_t step) {
+std::vector<int64_t> global_batch(int64_t step, bool masked) {
   const std::string text = "and the earth was without form, and void; and darkness was upon the face of the deep. ";
   Rng rng(1000 + static_cast<uint64_t>(step));
   std::vector<int64_t> out;
   for (int64_t i = 0; i < kGlobal; ++i) {
     int64_t off = rng.randint(0, static_cast<int64_t>(text.size()));
-    for (int64_t t = 0; t <= kSeq; ++t) out.push_back(static_cast<unsigned char>(text[(off + t) % text.size()]));
+    for (int64_t t = 0; t <= kSeq; ++t) {
+      int64_t id = static_cast<unsigned char>(text[(off + t) % text.size()]);
+      out.push_back(masked && t <= kSeq - masked_targets(step, i) ? -id - 1 : id);
+    }
   }
   return out;
 }
 
-// This rank's micro-batches: dp rank r takes windows [r·G/dp, (r+1)·G/dp), in micro-batches of 2.
-std::vector<Tensor> my_micro_batches(int64_t step, int64_t dp, int64_t dp_rank) {
-  std::vector<int64_t> g = global_batch(step);
-  int64_t per_rank = kGlobal / dp, b = kGlobal / kMicroTotal;
+// This rank's micro-batches: dp rank r takes windows [r·G/dp, (r+1)·G/dp), in micro-batches of b.
+std::vector<Tensor> my_micro_batches(int64_t step, int64_t dp, int64_t dp_rank, bool masked, int64_t b = kGlobal / kMicroTotal) {
+  std::vector<int64_t> g = global_batch(step, masked);
+  int64_t per_rank = kGlobal / dp;
   std::vector<Tensor> out;
   for (int64_t m = 0; m < per_rank / b; ++m) {
     int64_t first = dp_rank * per_rank + m * b;
@@ -78,21 +96,66 @@ LrSchedule schedule() {
 struct Precision {
   DType dtype;
   double loss_tol, param_tol;
+  bool masked = false;
 };
-Precision precision(const std::string& name) {
-  if (name == "f64") return {DType::F64, 1e-10, 1e-9};
-  if (name == "f32") return {DType::F32, 5e-5, 5e-2};
+Precision precision(const std::string& name, bool masked) {
+  if (name == "f64") return {DType::F64, masked ? 1e-12 : 1e-10, masked ? 1e-12 : 1e-9, masked};
+  if (name == "f32") return {DType::F32, 5e-5, 5e-2, masked};
   throw Error("dtype must be f64 or f32, got '" + name + "'");
+}
+
+// Compares a step's outcome with the reference's; returns the number of mismatches.
+int check_step(const std::string& who, int64_t s, const StepStats& st, double ref, const Precision& prec) {
+  int failures = 0;
+  bool empty = prec.masked && s == kEmptyStep;
+  if (st.skipped != empty) {
+    std::fprintf(stderr, "%s: step %lld %s, expected %s\n", who.c_str(), static_cast<long long>(s),
+                 st.skipped ? ("skipped (" + st.skip_reason + ")").c_str() : "taken", empty ? "skipped (no target)" : "taken");
+    ++failures;
+  }
+  if (!empty && std::abs(st.loss - ref) > prec.loss_tol * std::abs(ref)) {
+    std::fprintf(stderr, "%s: step %lld loss %.15g, reference %.15g\n", who.c_str(), static_cast<long long>(s), st.loss, ref);
+    ++failures;
+  }
+  return failures;
+}
+
+// Every parameter of `model` against the reference's tensors of the same names (biases exactly).
+// Returns the number of mismatches; worst: the largest difference relative to its tensor's max.
+int check_params(const std::string& who, const std::string& dir, const DeepSeekModel& model, const Precision& prec, double& worst) {
+  auto index = nlohmann::json::parse(std::ifstream(dir + "/reference_index.json"));
+  std::ifstream bin(dir + "/reference.bin", std::ios::binary);
+  std::vector<char> raw((std::istreambuf_iterator<char>(bin)), std::istreambuf_iterator<char>());
+  const double* ref_values = reinterpret_cast<const double*>(raw.data());
+  int failures = 0;
+  worst = 0;
+  for (const auto& p : model.params.all()) {
+    auto a = p.tensor.to_vector<double>();
+    size_t off = index.at(p.name);
+    std::vector<double> b(ref_values + off, ref_values + off + a.size());
+    double err = 0, mag = 0;
+    for (size_t i = 0; i < a.size(); ++i) err = std::max(err, std::abs(a[i] - b[i])), mag = std::max(mag, std::abs(b[i]));
+    bool bias = !p.trainable;
+    if (bias ? err != 0.0 : err > prec.param_tol * mag) {
+      std::fprintf(stderr, "%s: %s differs by %.3g (max |ref| %.3g)\n", who.c_str(), p.name.c_str(), err, mag);
+      ++failures;
+    }
+    if (!bias) worst = std::max(worst, err / std::max(mag, 1e-30));
+  }
+  return failures;
 }
 
 int run_reference(const std::string& dir, const Precision& prec) {
   nlohmann::json cj = config_json();
   ModelConfig cfg = parse_model_config(cj, "tiny.json");
+  // Masked data: one micro-batch of the whole global batch, the plain token mean.
+  int64_t b = prec.masked ? kGlobal : kGlobal / kMicroTotal;
   DeepSeekModel model(cfg, 7, prec.dtype);
   AdamW opt(model.params, {});
   std::vector<double> losses;
   for (int64_t s = 0; s < kSteps; ++s)
-    losses.push_back(train_step(model, opt, my_micro_batches(s, 1, 0), {schedule().at(s), 1.0, cfg.bias_update_speed}).loss);
+    losses.push_back(
+        train_step(model, opt, my_micro_batches(s, 1, 0, prec.masked, b), {schedule().at(s), 1.0, cfg.bias_update_speed}).loss);
   std::filesystem::create_directories(dir);
   std::ofstream(dir + "/reference.json") << nlohmann::json{{"losses", losses}}.dump();
   // f64 values by name (a weights file stores f32).
@@ -109,7 +172,23 @@ int run_reference(const std::string& dir, const Precision& prec) {
   std::printf("reference: losses");
   for (double l : losses) std::printf(" %.6f", l);
   std::printf("\n");
-  return 0;
+  if (!prec.masked) return 0;
+  // The same global batches as 2 and 4 micro-batches in this process.
+  int failures = 0;
+  for (int64_t mb : {2, 4}) {
+    std::string who = std::to_string(mb) + " micro-batches";
+    DeepSeekModel m(cfg, 7, prec.dtype);
+    AdamW o(m.params, {});
+    for (int64_t s = 0; s < kSteps; ++s)
+      failures += check_step(
+          who, s, train_step(m, o, my_micro_batches(s, 1, 0, true, kGlobal / mb), {schedule().at(s), 1.0, cfg.bias_update_speed}),
+          losses[s], prec);
+    double worst = 0;
+    failures += check_params(who, dir, m, prec, worst);
+    std::printf("%s on masked data: %s (worst parameter difference %.2e of its tensor's max)\n", who.c_str(),
+                failures == 0 ? "matches one micro-batch within tolerance" : "MISMATCH", worst);
+  }
+  return failures == 0 ? 0 : 1;
 }
 
 int run_layout(const std::string& dir, int64_t pp, int64_t ep, const Precision& prec, bool recompute, MpiRuntime& mpi) {
@@ -125,39 +204,20 @@ int run_layout(const std::string& dir, int64_t pp, int64_t ep, const Precision& 
   auto ref = nlohmann::json::parse(std::ifstream(dir + "/reference.json"))["losses"].get<std::vector<double>>();
   int failures = 0;
   for (int64_t s = 0; s < kSteps; ++s) {
-    StepStats st = train_step(model, opt, my_micro_batches(s, shape.dp, mesh.dp_rank), {schedule().at(s), 1.0, cfg.bias_update_speed},
-                              {&mesh, &sync});
-    if (std::abs(st.loss - ref[s]) > prec.loss_tol * std::abs(ref[s])) {
-      std::fprintf(stderr, "%s: step %lld loss %.8f, reference %.8f\n", mesh.describe().c_str(), static_cast<long long>(s), st.loss, ref[s]);
-      ++failures;
-    }
+    StepStats st = train_step(model, opt, my_micro_batches(s, shape.dp, mesh.dp_rank, prec.masked),
+                              {schedule().at(s), 1.0, cfg.bias_update_speed}, {&mesh, &sync});
+    failures += check_step(mesh.describe(), s, st, ref[s], prec);
     if (mesh.rank == 0) std::printf("step %lld loss %.12f (reference %.12f)\n", static_cast<long long>(s), st.loss, ref[s]);
     // Data parallelism must overlap: most buckets start reducing before backward ends.
-    if (shape.dp > 1 && 2 * sync.buckets_launched_in_backward() < sync.bucket_count()) {
+    if (!st.skipped && shape.dp > 1 && 2 * sync.buckets_launched_in_backward() < sync.bucket_count()) {
       std::fprintf(stderr, "%s: only %lld of %lld gradient buckets were launched during backward\n", mesh.describe().c_str(),
                    static_cast<long long>(sync.buckets_launched_in_backward()), static_cast<long long>(sync.bucket_count()));
       ++failures;
     }
   }
   // This rank's parameters against the reference's tensors of the same names.
-  auto index = nlohmann::json::parse(std::ifstream(dir + "/reference_index.json"));
-  std::ifstream bin(dir + "/reference.bin", std::ios::binary);
-  std::vector<char> raw((std::istreambuf_iterator<char>(bin)), std::istreambuf_iterator<char>());
-  const double* ref_values = reinterpret_cast<const double*>(raw.data());
   double worst = 0;
-  for (const auto& p : model.params.all()) {
-    auto a = p.tensor.to_vector<double>();
-    size_t off = index.at(p.name);
-    std::vector<double> b(ref_values + off, ref_values + off + a.size());
-    double err = 0, mag = 0;
-    for (size_t i = 0; i < a.size(); ++i) err = std::max(err, std::abs(a[i] - b[i])), mag = std::max(mag, std::abs(b[i]));
-    bool bias = !p.trainable;
-    if (bias ? err != 0.0 : err > prec.param_tol * mag) {
-      std::fprintf(stderr, "%s: %s differs by %.3g (max |ref| %.3g)\n", mesh.describe().c_str(), p.name.c_str(), err, mag);
-      ++failures;
-    }
-    if (!bias) worst = std::max(worst, err / std::max(mag, 1e-30));
-  }
+  failures += check_params(mesh.describe(), dir, model, prec, worst);
   worst = std::max(worst, 0.0);
   mesh.world->all_reduce(&worst, 1, DType::F64, ReduceOp::Max);
   int64_t total = failures;
@@ -174,22 +234,23 @@ int run_layout(const std::string& dir, int64_t pp, int64_t ep, const Precision& 
 
 int main(int argc, char** argv) {
   using namespace mlamoe;
-  if (argc == 4 && std::string(argv[2]) == "reference") {
+  bool masked = std::string(argv[argc - 1]) == "masked";
+  if ((argc == 4 || (argc == 5 && masked)) && std::string(argv[2]) == "reference") {
     try {
-      return run_reference(argv[1], precision(argv[3]));
+      return run_reference(argv[1], precision(argv[3], masked));
     } catch (const std::exception& e) {
       std::fprintf(stderr, "error: %s\n", e.what());
       return 1;
     }
   }
   bool recompute = argc == 6 && std::string(argv[5]) == "recompute";
-  if (argc != 5 && !recompute) {
-    std::fprintf(stderr, "usage: test_layouts DIR reference DTYPE | mpirun -np N test_layouts DIR PP EP DTYPE [recompute]\n");
+  if (argc != 5 && !recompute && !(argc == 6 && masked)) {
+    std::fprintf(stderr, "usage: test_layouts DIR reference DTYPE [masked] | mpirun -np N test_layouts DIR PP EP DTYPE [recompute|masked]\n");
     return 2;
   }
   MpiRuntime mpi(&argc, &argv);
   try {
-    return run_layout(argv[1], std::stoll(argv[2]), std::stoll(argv[3]), precision(argv[4]), recompute, mpi);
+    return run_layout(argv[1], std::stoll(argv[2]), std::stoll(argv[3]), precision(argv[4], masked), recompute, mpi);
   } catch (const std::exception& e) {
     mpi.fail(e.what());
   }
