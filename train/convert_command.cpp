@@ -3,6 +3,8 @@
 // data/safetensors and the checkpoint's CheckpointTensorWriter / for_each_checkpoint_tensor.
 #include "train/convert_command.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -163,7 +165,7 @@ TensorList expected_hf_tensors(const ModelConfig& c) {
   return out;
 }
 
-ConvertStats import_hf_checkpoint(const std::string& hf_dir, const std::string& ckpt_path, bool overwrite) {
+ConvertStats import_hf_checkpoint(const std::string& hf_dir, const std::string& ckpt_path, bool overwrite, bool allow_nonfinite) {
   std::string where = "model directory '" + hf_dir + "'";
   MLAMOE_CHECK(fs::is_directory(hf_dir), "convert: " << where << " does not exist or is not a directory");
   std::string cfg_path = (fs::path(hf_dir) / "config.json").string();
@@ -237,9 +239,18 @@ ConvertStats import_hf_checkpoint(const std::string& hf_dir, const std::string& 
       dequantize_fp8_blocks(values, shape[0], shape[1], scale, st.info(sname).shape, block_rows, block_cols,
                             "tensor '" + name + "'");
     }
+    int64_t bad = std::count_if(values.begin(), values.end(), [](float x) { return !std::isfinite(x); });
+    if (bad > 0) stats.nonfinite.push_back(name + ": " + std::to_string(bad));
     out.write(name, shape, values.data());
     ++stats.tensors;
     stats.parameters += shape_numel(shape);
+  }
+  if (!stats.nonfinite.empty() && !allow_nonfinite) {
+    // Refused before finish(): the unfinished file is removed, nothing is written.
+    std::string list;
+    for (size_t i = 0; i < std::min<size_t>(stats.nonfinite.size(), 3); ++i) list += (i ? "; " : "") + stats.nonfinite[i];
+    throw Error("convert: " + std::to_string(stats.nonfinite.size()) + " tensor(s) of " + where + " hold NaN or Inf values (" +
+                list + (stats.nonfinite.size() > 3 ? "; ..." : "") + "); pass --allow-nonfinite to import them anyway");
   }
   out.finish();
   stats.files = 1;
@@ -308,19 +319,20 @@ ConvertStats export_hf_checkpoint(const std::string& ckpt_path, const std::strin
 }
 
 int run_convert_command(const std::vector<std::string>& args) {
-  CliArgs a("convert", args, {"overwrite"});
+  CliArgs a("convert", args, {"overwrite", "allow-nonfinite"});
   std::string from_hf = a.get("from-hf", ""), to = a.get("to", ""), from = a.get("from", ""), to_hf = a.get("to-hf", "");
   std::string dtype = a.get("dtype", "");
   int64_t shard_mb = a.get_int("shard-size-mb", 4096, 1, int64_t{1} << 30);
   bool shard_given = !a.get("shard-size-mb", "").empty();
-  bool overwrite = a.has_switch("overwrite");
+  bool overwrite = a.has_switch("overwrite"), allow_nonfinite = a.has_switch("allow-nonfinite");
   a.reject_unknown();
   bool import = !from_hf.empty() || !to.empty(), export_ = !from.empty() || !to_hf.empty();
   MLAMOE_CHECK(import != export_, "convert: give either --from-hf DIR --to CKPT.h5 or --from CKPT.h5 --to-hf DIR");
   if (import) {
     MLAMOE_CHECK(!from_hf.empty() && !to.empty(), "convert: --from-hf DIR and --to CKPT.h5 go together");
     MLAMOE_CHECK(dtype.empty() && !shard_given, "convert: --dtype and --shard-size-mb apply to --to-hf only");
-    ConvertStats s = import_hf_checkpoint(from_hf, to, overwrite);
+    ConvertStats s = import_hf_checkpoint(from_hf, to, overwrite, allow_nonfinite);
+    for (const auto& t : s.nonfinite) std::fprintf(stderr, "warning: convert: non-finite values kept (--allow-nonfinite) in %s\n", t.c_str());
     std::printf(
         "convert: %lld tensors, %s parameters from %s -> %s (f32; %lld FP8 tensors dequantised, %lld HF-only tensors dropped)\n",
         static_cast<long long>(s.tensors), human(s.parameters).c_str(), from_hf.c_str(), to.c_str(),
@@ -328,6 +340,7 @@ int run_convert_command(const std::vector<std::string>& args) {
     return 0;
   }
   MLAMOE_CHECK(!from.empty() && !to_hf.empty(), "convert: --from CKPT.h5 and --to-hf DIR go together");
+  MLAMOE_CHECK(!allow_nonfinite, "convert: --allow-nonfinite applies to --from-hf only");
   if (dtype.empty()) dtype = "bf16";
   ConvertStats s = export_hf_checkpoint(from, to_hf, dtype, static_cast<uint64_t>(shard_mb) << 20, overwrite);
   std::printf("convert: %lld tensors, %s parameters from %s -> %s (%s, %lld files)\n", static_cast<long long>(s.tensors),

@@ -28,12 +28,18 @@ struct ConvertStats {
   int64_t fp8 = 0;         // import: F8_E4M3 tensors dequantised with their _scale_inv
   int64_t dropped = 0;     // import: HF-only tensors not kept (scales, rotary buffers, MTP copies of embedding and head)
   int64_t files = 0;       // export: files written (shards, index, config.json)
+  // import: tensors holding NaN or ±Inf (after FP8 dequantisation), "name: count" each; kept only
+  // with allow_nonfinite
+  std::vector<std::string> nonfinite;
 };
 
 // DIR (config.json, model.safetensors or model.safetensors.index.json + shards) -> weights-only
 // checkpoint. Every tensor is checked against the config before anything is written: a missing
 // tensor, an unexpected one or a wrong shape is one error naming it, and nothing is written.
-ConvertStats import_hf_checkpoint(const std::string& hf_dir, const std::string& ckpt_path, bool overwrite);
+// NaN or ±Inf weights are refused (one error naming the first such tensors and their counts;
+// nothing is written) unless allow_nonfinite, when they are kept and listed in the stats.
+ConvertStats import_hf_checkpoint(const std::string& hf_dir, const std::string& ckpt_path, bool overwrite,
+                                  bool allow_nonfinite = false);
 
 // Checkpoint -> DIR with config.json (the model fields of the checkpoint's config) and shards of at
 // most max_shard_bytes. dtype "bf16" (round to nearest even; correction biases stay f32, as in the

@@ -400,6 +400,46 @@ TEST(Convert, BadDirectoriesAreRejectedAndNothingIsWritten) {
   EXPECT_FALSE(fs::exists(d + "/z"));
 }
 
+// NaN/Inf weights are refused with the tensor's name and count, nothing written; with
+// --allow-nonfinite they are imported and listed.
+TEST(Convert, NonFiniteWeightsAreRefusedUnlessAllowed) {
+  std::string d = dir("nonfinite");
+  nlohmann::json config = tiny_json();
+  DeepSeekModel m(parse_model_config(config, "tiny"), 1);
+  std::vector<HfTensor> ts = tensors_of(m);
+  for (auto& t : ts)
+    if (t.name == "model.layers.2.self_attn.q_a_proj.weight") t.values[3] = std::nanf(""), t.values[9] = INFINITY;
+  write_hf_dir(d + "/hf", config, ts);
+  std::string out = d + "/out.h5";
+  expect_error([&] { run_convert_command({"--from-hf", d + "/hf", "--to", out}); },
+               "1 tensor(s) of model directory '" + d + "/hf' hold NaN or Inf values (model.layers.2.self_attn.q_a_proj.weight: 2); "
+               "pass --allow-nonfinite to import them anyway");
+  EXPECT_FALSE(fs::exists(out));
+  EXPECT_FALSE(fs::exists(out + ".tmp"));
+  ConvertStats s = import_hf_checkpoint(d + "/hf", out, false, true);
+  EXPECT_EQ(s.nonfinite, (std::vector<std::string>{"model.layers.2.self_attn.q_a_proj.weight: 2"}));
+  EXPECT_TRUE(fs::exists(out));
+  expect_error([&] { run_convert_command({"--from", out, "--to-hf", d + "/x", "--allow-nonfinite"}); },
+               "--allow-nonfinite applies to --from-hf only");
+}
+
+// generate writes the decoded bytes as they are: a model whose logits are all 0 picks byte 0 every
+// time, and every one of them reaches stdout (a C string stopped at the first).
+TEST(Generate, WritesZeroBytes) {
+  std::string d = dir("generate_zero");
+  nlohmann::json config = tiny_json();
+  DeepSeekModel m(parse_model_config(config, "tiny"), 1);
+  std::vector<HfTensor> ts = tensors_of(m);
+  for (auto& t : ts) std::fill(t.values.begin(), t.values.end(), 0.0f);
+  write_hf_dir(d + "/hf", config, ts);
+  ASSERT_EQ(run_convert_command({"--from-hf", d + "/hf", "--to", d + "/zero.h5"}), 0);
+  testing::internal::CaptureStdout();
+  int rc = run_generate_command({"--checkpoint", d + "/zero.h5", "--prompt", "ab", "--tokens", "5"});
+  std::string out = testing::internal::GetCapturedStdout();
+  EXPECT_EQ(rc, 0);
+  EXPECT_EQ(out, std::string("ab\0\0\0\0\0\n", 8));
+}
+
 TEST(Convert, CheckpointTensorWriterMatchesSaveWeights) {
   // The streaming writer and save_weights write the same datasets and checksums: a file from one
   // loads like a file from the other, and an abandoned writer leaves nothing.
