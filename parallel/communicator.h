@@ -5,6 +5,9 @@
 //
 // Every communicator counts the payload bytes each collective kind sent from this rank, so a
 // benchmark can print bytes per step next to the analytic value for a layout.
+//
+// Every blocking call (and Request::wait) records what the rank is blocked in for the collective
+// watchdog (parallel/watchdog.h): a couple of relaxed atomic stores, no syscall.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -67,6 +70,11 @@ class Communicator {
   // A sub-communicator of the ranks passing the same color, ordered by key (collective).
   virtual std::unique_ptr<Communicator> split(int color, int key) = 0;
 
+  // The group's name in messages (the mesh's "dp", "ep", "edp", "pp", "embed"; "world"). A rank
+  // that times out waiting in one of its calls names it (parallel/watchdog.h).
+  virtual void set_name(const std::string& name) { name_ = name; }
+  const std::string& name() const { return name_; }
+
   CommStats& stats() { return stats_; }
 
   // Typed conveniences.
@@ -79,6 +87,7 @@ class Communicator {
 
  protected:
   CommStats stats_;
+  std::string name_ = "group";
 };
 
 // The world communicator over MPI_COMM_WORLD (MPI must be initialised: MpiRuntime).

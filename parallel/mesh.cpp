@@ -23,6 +23,35 @@ std::string Mesh::describe() const {
   return s.str();
 }
 
+std::string describe_rank(const MeshShape& shape, int64_t rank) {
+  int64_t dp_rank = rank % shape.dp;
+  std::ostringstream s;
+  s << "rank " << rank << " (pp " << rank / shape.dp << ", dp " << dp_rank << ", ep " << dp_rank % shape.ep << ")";
+  return s.str();
+}
+
+std::vector<int64_t> mesh_group(const MeshShape& s, const std::string& group, int64_t rank) {
+  const int64_t pp_rank = rank / s.dp, dp_rank = rank % s.dp, ep_rank = dp_rank % s.ep, edp_rank = dp_rank / s.ep;
+  std::vector<int64_t> g;
+  if (group == "world") {
+    for (int64_t r = 0; r < s.world; ++r) g.push_back(r);
+  } else if (group == "dp") {
+    for (int64_t d = 0; d < s.dp; ++d) g.push_back(pp_rank * s.dp + d);
+  } else if (group == "ep") {
+    for (int64_t e = 0; e < s.ep; ++e) g.push_back(pp_rank * s.dp + edp_rank * s.ep + e);
+  } else if (group == "edp") {
+    for (int64_t e = 0; e < s.edp(); ++e) g.push_back(pp_rank * s.dp + e * s.ep + ep_rank);
+  } else if (group == "pp") {
+    for (int64_t p = 0; p < s.pp; ++p) g.push_back(p * s.dp + dp_rank);
+  } else if (group == "embed") {
+    bool ends = pp_rank == 0 || pp_rank == s.pp - 1;
+    if (!ends) return {rank};
+    g.push_back(dp_rank);
+    if (s.pp > 1) g.push_back((s.pp - 1) * s.dp + dp_rank);
+  }
+  return g;
+}
+
 Mesh make_mesh(std::unique_ptr<Communicator> world, const MeshShape& shape) {
   MLAMOE_CHECK(world->size() == shape.world, "mesh: the world has " << world->size() << " ranks, the layout " << shape.world);
   Mesh m;
@@ -41,6 +70,12 @@ Mesh make_mesh(std::unique_ptr<Communicator> world, const MeshShape& shape) {
   bool ends = m.first_stage() || m.last_stage();
   m.embed = world->split(ends ? static_cast<int>(m.dp_rank) : static_cast<int>(shape.dp + m.rank), r);
   m.world = std::move(world);
+  m.world->set_name("world");
+  m.dp->set_name("dp");
+  m.ep->set_name("ep");
+  m.edp->set_name("edp");
+  m.pp->set_name("pp");
+  m.embed->set_name("embed");
   return m;
 }
 

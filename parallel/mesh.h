@@ -10,6 +10,7 @@
 #pragma once
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "parallel/communicator.h"
 
@@ -32,6 +33,12 @@ struct Mesh {
   bool last_stage() const { return pp_rank == shape.pp - 1; }
   std::string describe() const;  // "rank 5 = (pp 1, dp 1, ep 1)"
 };
+
+// "rank 5 (pp 1, dp 1, ep 1)": any world rank's coordinates under a layout (the formula above).
+std::string describe_rank(const MeshShape& shape, int64_t rank);
+// The world ranks of `rank`'s group `group` ("world", "dp", "ep", "edp", "pp", "embed"), as
+// make_mesh builds it; empty for any other name.
+std::vector<int64_t> mesh_group(const MeshShape& shape, const std::string& group, int64_t rank);
 
 // Builds every group from the world communicator (collective over the world).
 Mesh make_mesh(std::unique_ptr<Communicator> world, const MeshShape& shape);

@@ -1,7 +1,8 @@
 // The MPI Communicator on 3 ranks (ctest: test_communicator_np3): every collective, blocking and
 // non-blocking, against values each rank can compute by itself; sub-communicators; the mesh's
-// coordinates and groups; layout errors; and the EP row exchange as an autograd op (its backward
-// is the reverse exchange).
+// coordinates and groups (and mesh_group, which must agree with them); layout errors; what blocking
+// calls record for the collective watchdog; and the EP row exchange as an autograd op (its
+// backward is the reverse exchange).
 #include <gtest/gtest.h>
 
 #include <numeric>
@@ -11,6 +12,7 @@
 #include "parallel/ep_dispatcher.h"
 #include "parallel/mesh.h"
 #include "parallel/mpi_runtime.h"
+#include "parallel/watchdog.h"
 
 namespace mlamoe {
 namespace {
@@ -120,6 +122,62 @@ TEST(Communicator, SplitAndMesh) {
   EXPECT_THROW(mesh_shape(4, 1, 3, 16, 4), Error);   // ep 3 does not divide dp 4
   EXPECT_THROW(mesh_shape(4, 1, 4, 6, 4), Error);    // ep 4 does not divide 6 experts
   EXPECT_THROW(mesh_shape(8, 8, 1, 16, 4), Error);   // more stages than layers
+}
+
+// mesh_group (the watchdog follows waits through it) lists exactly the members make_mesh gives
+// each group, on these meshes and on a hand-checked 8-rank pp2·dp4·ep2 one.
+TEST(Mesh, GroupsAsTheWatchdogComputesThem) {
+  for (MeshShape shape : {mesh_shape(3, 3, 1, 16, 4), mesh_shape(3, 1, 3, 6, 4), mesh_shape(3, 1, 1, 6, 4)}) {
+    Mesh m = make_mesh(world(), shape);
+    for (Communicator* g : {m.world.get(), m.dp.get(), m.ep.get(), m.edp.get(), m.pp.get(), m.embed.get()}) {
+      std::vector<int64_t> mine = {m.rank}, got(g->size());
+      g->all_gather_v(mine.data(), got.data(), std::vector<int64_t>(g->size(), 1), DType::I64);
+      EXPECT_EQ(mesh_group(shape, g->name(), m.rank), got) << g->name() << " of " << describe_rank(shape, m.rank);
+    }
+  }
+  MeshShape s = mesh_shape(8, 2, 2, 16, 4);  // dp 4, edp 2
+  EXPECT_EQ(describe_rank(s, 7), "rank 7 (pp 1, dp 3, ep 1)");
+  EXPECT_EQ(mesh_group(s, "dp", 5), (std::vector<int64_t>{4, 5, 6, 7}));
+  EXPECT_EQ(mesh_group(s, "ep", 6), (std::vector<int64_t>{6, 7}));
+  EXPECT_EQ(mesh_group(s, "edp", 5), (std::vector<int64_t>{5, 7}));
+  EXPECT_EQ(mesh_group(s, "pp", 2), (std::vector<int64_t>{2, 6}));
+  EXPECT_EQ(mesh_group(s, "embed", 1), (std::vector<int64_t>{1, 5}));
+  EXPECT_TRUE(mesh_group(s, "other", 1).empty());
+}
+
+// Every blocking call and wait tells the watchdog what the rank waits in: the sequence number is
+// odd inside a call and even outside (each call adds 2), and the call names the operation, the
+// group and a point-to-point peer as a world rank.
+TEST(Watchdog, BlockingCallsAreRecorded) {
+  auto c = world();
+  int r = c->rank(), n = c->size();
+  auto op = [] { return static_cast<CommOp>(progress::what.load() & 0xff); };
+  uint64_t s0 = progress::seq.load();
+  EXPECT_EQ(s0 % 2, 0u);
+  double x = 1;
+  c->all_reduce(&x, 1, DType::F64, ReduceOp::Sum);
+  EXPECT_EQ(progress::seq.load(), s0 + 2);
+  EXPECT_EQ(op(), CommOp::AllReduce);
+  EXPECT_EQ((progress::what.load() >> 8) & 0xff, comm_kind_of("world"));
+  auto req = c->iall_reduce(&x, 1, DType::F64, ReduceOp::Sum);
+  EXPECT_EQ(progress::seq.load(), s0 + 2);  // starting a non-blocking operation does not block
+  req->wait();
+  EXPECT_EQ(progress::seq.load(), s0 + 4);
+  EXPECT_EQ(op(), CommOp::WaitAllReduce);
+  int64_t v = r;
+  if (r == 0) c->send(&v, 1, DType::I64, n - 1, 9);
+  if (r == n - 1) {
+    c->recv(&v, 1, DType::I64, 0, 9);
+    EXPECT_EQ(op(), CommOp::Recv);
+    EXPECT_EQ(static_cast<int>(progress::what.load() >> 32) - 1, 0);  // from world rank 0
+  }
+  auto sub = c->split(r == 0 ? 0 : 1, r);
+  sub->set_name("ep");
+  sub->barrier();
+  EXPECT_EQ(op(), CommOp::Barrier);
+  EXPECT_EQ((progress::what.load() >> 8) & 0xff, comm_kind_of("ep"));
+  EXPECT_STREQ(comm_op_name(CommOp::WaitRecv), "wait(irecv)");
+  EXPECT_STREQ(comm_kind_name(comm_kind_of("someone's group")), "group");
 }
 
 // The row exchange's backward sends the gradients back: d(Σ w ⊙ exchange(x))/dx = exchange⁻¹(w).
