@@ -1,8 +1,10 @@
 #include "train/fault.h"
 
+#include <chrono>
 #include <csignal>
 #include <cstdlib>
 #include <string>
+#include <thread>
 
 #include "model/tensor/error.h"
 
@@ -24,13 +26,15 @@ FaultKind planned_fault(int64_t rank, int64_t step, FaultSite site) {
   if (kind == "throw") return FaultKind::Throw;
   if (kind == "kill") return FaultKind::Kill;
   if (kind == "nan") return FaultKind::Nan;
-  throw Error("MLAMOE_FAULT: KIND must be throw, kill or nan, got '" + kind + "'");
+  if (kind == "hang") return FaultKind::Hang;
+  throw Error("MLAMOE_FAULT: KIND must be throw, kill, nan or hang, got '" + kind + "'");
 }
 
 void fault_point(int64_t rank, int64_t step, FaultSite site) {
   FaultKind k = planned_fault(rank, step, site);
   if (k == FaultKind::Kill) std::raise(SIGKILL);
   if (k == FaultKind::Throw) throw Error("injected fault at step " + std::to_string(step) + " (MLAMOE_FAULT)");
+  while (k == FaultKind::Hang) std::this_thread::sleep_for(std::chrono::hours(1));
 }
 
 }  // namespace mlamoe

@@ -1,5 +1,7 @@
 #include "train/run_config.h"
 
+#include <cmath>
+
 #include "model/json_fields.h"
 
 namespace mlamoe {
@@ -43,6 +45,7 @@ TrainConfig parse_train(const nlohmann::json& j, const std::string& where) {
   f.get("alert_window", t.alert_window);
   f.get("train_only", t.train_only);
   f.get("freeze", t.freeze);
+  f.get("collective_timeout_s", t.collective_timeout_s);
   if (f.has("peak_gflops") && j.at("train").at("peak_gflops").is_number()) {
     double v = 0;
     f.get("peak_gflops", v);
@@ -86,6 +89,8 @@ TrainConfig parse_train(const nlohmann::json& j, const std::string& where) {
           "must be \"auto\", \"full\" or \"stats\", got \"" + t.experts_log + "\"");
   require(t.maxvio_alert >= 0, "maxvio_alert", "must be >= 0 (0 disables the alert)");
   require(t.alert_window >= 1, "alert_window", "must be >= 1");
+  require(std::isfinite(t.collective_timeout_s) && t.collective_timeout_s >= 0, "collective_timeout_s",
+          "must be a finite number of seconds >= 0 (0 disables the watchdog), got " + std::to_string(t.collective_timeout_s));
   return t;
 }
 

@@ -49,6 +49,10 @@ struct TrainConfig {
   std::vector<std::string> train_only;
   std::vector<std::string> freeze;
   std::string peak_gflops = "measure";         // MFU denominator: a number in GFLOP/s, or "measure" (sgemm, at start)
+  // Under MPI: a rank waiting longer than this in one collective, receive or wait aborts the job,
+  // naming the rank(s) it waits for (parallel/watchdog.h); start-up, the first step and checkpoint
+  // writes get 5x as long. 0 disables.
+  double collective_timeout_s = 300;
 };
 
 struct DataConfig {

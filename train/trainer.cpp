@@ -20,6 +20,7 @@
 #include "model/tensor/host_allocator.h"
 #include "parallel/mpi_runtime.h"
 #include "parallel/pipeline.h"
+#include "parallel/watchdog.h"
 #include "train/blas_kernels.h"
 #include "train/checkpoint.h"
 #include "train/cli_args.h"
@@ -436,6 +437,7 @@ void train_loop(Run& r) {
   // Checkpoint after the step, with everything an exact resume needs (every rank writes its part).
   auto checkpoint_if_due = [&](int64_t done, int64_t tokens) {
     if (tc.checkpoint_every <= 0 || (done % tc.checkpoint_every != 0 && done != tc.steps)) return;
+    WatchdogAllowance slow_write;  // ranks write one after another
     TrainState ts{done, tokens, r.opt->steps_taken(), loader.state()};
     save_checkpoint(checkpoint_path(r.run_dir, done), *r.model, r.opt.get(), ts, rc.json, r.mesh.get(), done);
     if (r.rank == 0) prune_checkpoints(r.run_dir, tc.keep_checkpoints);
@@ -448,6 +450,7 @@ void train_loop(Run& r) {
   set_backward_profiling(r.profile);
   for (int64_t step = first_step; step < tc.steps; ++step) {
     auto t0 = Clock::now();
+    watchdog_step(step + 1);  // published for the collective watchdog's report
     fault_point(r.rank, step + 1, FaultSite::Step);
     auto t_data = Clock::now();
     // Every rank draws the same global batch; dp rank r takes its contiguous slice of it.
@@ -513,6 +516,7 @@ void train_loop(Run& r) {
   TrainState final_state;
   final_state.step = tc.steps;
   final_state.tokens_seen = tokens_seen;
+  WatchdogAllowance slow_write;  // ranks write one after another
   save_checkpoint(weights, *r.model, nullptr, final_state, rc.json, r.mesh.get());
   if (r.rank == 0) {
     // Only figures that exist: no loss when every step was skipped, no held-out loss without
@@ -531,6 +535,8 @@ int run_training(const RunConfig& rc, MpiRuntime* mpi, const StartOptions& start
   Run r(rc);
   std::string err;
   std::unique_ptr<Communicator> world = mpi ? mpi_world_communicator() : nullptr;
+  // A rank that stops making progress aborts the job instead of hanging it (parallel/watchdog.h).
+  std::unique_ptr<Watchdog> watchdog = mpi ? std::make_unique<Watchdog>(*mpi, rc.train.collective_timeout_s) : nullptr;
   try {
     r.profile = start.profile;
     set_up(r, mpi, start);
@@ -548,6 +554,7 @@ int run_training(const RunConfig& rc, MpiRuntime* mpi, const StartOptions& start
           mesh_shape(r.world, rc.parallel.pp, rc.parallel.ep, rc.model.n_routed_experts, rc.model.num_hidden_layers);
       r.mesh = std::make_unique<Mesh>(make_mesh(std::move(world), shape));
       r.dp_rank = r.mesh->dp_rank;
+      watchdog->set_layout(r.mesh->shape);
       r.model = std::make_unique<DeepSeekModel>(rc.model, tc.seed, DType::F32, shard_for(rc.model, *r.mesh));
       r.sync = std::make_unique<GradSync>(r.model->params, *r.mesh);
     } else {

@@ -83,5 +83,14 @@ TEST(RunConfig, SectionsAndRules) {
   expect_config_error({"parallel.mesh=2"}, "unknown field 'parallel.mesh'");
 }
 
+TEST(RunConfig, CollectiveTimeout) {
+  std::string tiny = std::string(MLAMOE_SOURCE_DIR) + "/configs/tiny.json";
+  EXPECT_DOUBLE_EQ(load_run_config(tiny, {}).train.collective_timeout_s, 300);
+  EXPECT_DOUBLE_EQ(load_run_config(tiny, {"train.collective_timeout_s=0"}).train.collective_timeout_s, 0);  // off
+  EXPECT_DOUBLE_EQ(load_run_config(tiny, {"train.collective_timeout_s=2.5"}).train.collective_timeout_s, 2.5);
+  expect_config_error({"train.collective_timeout_s=-1"}, "field 'train.collective_timeout_s' must be a finite number of seconds >= 0");
+  expect_config_error({"train.collective_timeout_s=\"5m\""}, "field 'train.collective_timeout_s' must be a finite number");
+}
+
 }  // namespace
 }  // namespace mlamoe
