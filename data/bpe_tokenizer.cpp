@@ -1,8 +1,10 @@
 // Byte-level BPE as HF `tokenizers` runs it: added-token extraction, Split pre-tokenizers through
-// the regex matcher below, the GPT-2 byte alphabet, rank-ordered merges. Three parts, top to
-// bottom: Unicode text (UTF-8 decoding, category bits), the regex (parser, compiler, backtracking
-// VM with Oniguruma's leftmost-first semantics), the tokenizer (loading, encode, decode).
+// Oniguruma (the engine HF uses for them), the GPT-2 byte alphabet, rank-ordered merges. Three parts,
+// top to bottom: UTF-8 text (the lossy view the regexes search), the regex (Oniguruma set-up,
+// compile, find_iter), the tokenizer (loading, encode, decode).
 #include "data/bpe_tokenizer.h"
+
+#include <oniguruma.h>
 
 #include <algorithm>
 #include <array>
@@ -16,112 +18,74 @@
 #include <string_view>
 #include <unordered_map>
 
-#include "data/unicode_tables.h"
 #include "model/tensor/error.h"
 
 namespace mlamoe {
 namespace {
 
 using json = nlohmann::json;
-namespace uc = unicode;
 
 // ---------------------------------------------------------------------------------------------
-// Unicode text
+// UTF-8 text
 
-// An invalid UTF-8 byte b decodes to kRawByteBase + b: outside Unicode, so no \p class holds it,
-// and encoding keeps the byte itself (see the header).
-constexpr char32_t kRawByteBase = 0x110000;
-// Property bits of a code point: bit c for general category c, plus White_Space. Raw bytes get 0.
-constexpr uint32_t kWhiteSpaceBit = 1u << 30;
+unsigned byte_at(std::string_view s, size_t i) { return static_cast<unsigned char>(s[i]); }
 
-uint32_t category_bit_slow(char32_t cp) {
-  const uint32_t key = (static_cast<uint32_t>(cp) << 5) | 31u;
-  const uint32_t* end = uc::kCategoryRuns + std::size(uc::kCategoryRuns);
-  const uint32_t* it = std::upper_bound(uc::kCategoryRuns, end, key);
-  return 1u << (it[-1] & 31u);
+// Length of the well-formed UTF-8 sequence at s[i] (1-4; strict, as Rust's from_utf8: no overlongs,
+// surrogates or values past U+10FFFF), or 0. Then *bad is the length of the maximal ill-formed subpart
+// there (1-3): the bytes one U+FFFD stands for in a lossy decode (Rust's from_utf8_lossy, Python's
+// errors="replace").
+size_t utf8_len(std::string_view s, size_t i, size_t* bad = nullptr) {
+  const unsigned b0 = byte_at(s, i);
+  if (b0 < 0x80) return 1;
+  size_t need = 0;
+  unsigned lo = 0x80, hi = 0xBF;
+  if (b0 >= 0xC2 && b0 <= 0xDF) {
+    need = 1;
+  } else if (b0 >= 0xE0 && b0 <= 0xEF) {
+    need = 2, lo = b0 == 0xE0 ? 0xA0 : 0x80, hi = b0 == 0xED ? 0x9F : 0xBF;
+  } else if (b0 >= 0xF0 && b0 <= 0xF4) {
+    need = 3, lo = b0 == 0xF0 ? 0x90 : 0x80, hi = b0 == 0xF4 ? 0x8F : 0xBF;
+  }
+  size_t k = 1;
+  for (; k <= need && i + k < s.size(); ++k) {
+    const unsigned b = byte_at(s, i + k);
+    if (b < lo || b > hi) break;
+    lo = 0x80, hi = 0xBF;
+  }
+  if (need > 0 && k > need) return need + 1;
+  if (bad) *bad = k;
+  return 0;
 }
 
-uint32_t props_slow(char32_t cp) {
-  if (cp >= kRawByteBase) return 0;
-  uint32_t p = category_bit_slow(cp);
-  for (const auto& r : uc::kWhiteSpace)
-    if (cp >= r[0] && cp <= r[1]) p |= kWhiteSpaceBit;
-  return p;
+// The code point of the well-formed sequence of `len` bytes at s[i].
+char32_t code_point_at(std::string_view s, size_t i, size_t len) {
+  static constexpr unsigned kLeadMask[] = {0, 0x7F, 0x1F, 0x0F, 0x07};
+  char32_t cp = byte_at(s, i) & kLeadMask[len];
+  for (size_t k = 1; k < len; ++k) cp = (cp << 6) | (byte_at(s, i + k) & 0x3F);
+  return cp;
 }
 
-// Text is mostly BMP; a direct table keeps the binary search off the hot path.
-uint32_t props_of(char32_t cp) {
-  static const std::vector<uint32_t> bmp = [] {
-    std::vector<uint32_t> t(0x10000);
-    for (char32_t c = 0; c < 0x10000; ++c) t[c] = props_slow(c);
-    return t;
-  }();
-  return cp < 0x10000 ? bmp[cp] : props_slow(cp);
-}
+constexpr char32_t kReplacement = 0xFFFD;
 
-// UTF-8 text as code points, their property bits and byte offsets (offs has one extra entry: the
-// end), so regex spans over code points map back to bytes.
-struct Text {
-  std::string bytes;
+// The code points of a text and their byte offsets (offs has one extra entry: the end); each maximal
+// ill-formed subpart is one U+FFFD.
+struct CodePoints {
   std::vector<char32_t> cps;
-  std::vector<uint32_t> props;
-  std::vector<uint32_t> offs;
-
-  void clear() {
-    bytes.clear();
-    cps.clear();
-    props.clear();
-    offs.clear();
-  }
-  void push(char32_t cp, std::string_view raw) {
-    offs.push_back(static_cast<uint32_t>(bytes.size()));
-    bytes.append(raw);
-    cps.push_back(cp);
-    props.push_back(props_of(cp));
-  }
-  void finish() { offs.push_back(static_cast<uint32_t>(bytes.size())); }
+  std::vector<size_t> offs;
   size_t size() const { return cps.size(); }
 };
 
-// Strict decoding (no overlongs, surrogates or values past U+10FFFF, as Rust's from_utf8); each
-// byte of an invalid sequence becomes one raw-byte code point.
-void decode_utf8(std::string_view s, Text& t) {
-  t.clear();
-  t.cps.reserve(s.size());
-  t.props.reserve(s.size());
-  t.offs.reserve(s.size() + 1);
-  t.bytes.reserve(s.size());
-  auto cont = [&](size_t i, unsigned lo, unsigned hi) {
-    if (i >= s.size()) return false;
-    unsigned b = static_cast<unsigned char>(s[i]);
-    return b >= lo && b <= hi;
-  };
-  size_t i = 0;
-  while (i < s.size()) {
-    const unsigned b0 = static_cast<unsigned char>(s[i]);
-    size_t len = 0;
-    char32_t cp = 0;
-    if (b0 < 0x80) {
-      len = 1, cp = b0;
-    } else if (b0 >= 0xC2 && b0 <= 0xDF && cont(i + 1, 0x80, 0xBF)) {
-      len = 2, cp = b0 & 0x1F;
-    } else if (b0 >= 0xE0 && b0 <= 0xEF && cont(i + 1, b0 == 0xE0 ? 0xA0 : 0x80, b0 == 0xED ? 0x9F : 0xBF) &&
-               cont(i + 2, 0x80, 0xBF)) {
-      len = 3, cp = b0 & 0x0F;
-    } else if (b0 >= 0xF0 && b0 <= 0xF4 && cont(i + 1, b0 == 0xF0 ? 0x90 : 0x80, b0 == 0xF4 ? 0x8F : 0xBF) &&
-               cont(i + 2, 0x80, 0xBF) && cont(i + 3, 0x80, 0xBF)) {
-      len = 4, cp = b0 & 0x07;
-    }
-    if (len == 0) {
-      t.push(kRawByteBase + b0, s.substr(i, 1));
-      ++i;
-      continue;
-    }
-    for (size_t k = 1; k < len; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
-    t.push(cp, s.substr(i, len));
-    i += len;
+CodePoints code_points(std::string_view s) {
+  CodePoints t;
+  for (size_t i = 0; i < s.size();) {
+    size_t bad = 0;
+    const size_t n = utf8_len(s, i, &bad);
+    t.offs.push_back(i);
+    t.cps.push_back(n ? code_point_at(s, i, n) : kReplacement);
+    i += n ? n : bad;
   }
-  t.finish();
+  t.offs.push_back(s.size());
+  return t;
 }
 
 void append_utf8(std::string& out, char32_t cp) {
@@ -142,656 +106,199 @@ void append_utf8(std::string& out, char32_t cp) {
   }
 }
 
+bool valid_utf8(std::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    const size_t n = utf8_len(s, i);
+    if (n == 0) return false;
+    i += n;
+  }
+  return true;
+}
+
+// A text as BPE encodes it (`raw`, any bytes) and as the regexes search it: Oniguruma needs valid
+// UTF-8, so when raw is not, `clean` is raw with each maximal ill-formed subpart replaced by U+FFFD
+// and raw_at maps each byte offset of clean back to raw. Spans are offsets into regex_text().
+struct Subject {
+  std::string raw;
+  std::string clean;           // only when lossy
+  std::vector<size_t> raw_at;  // [clean.size() + 1]; only when lossy
+  bool lossy = false;
+
+  const std::string& regex_text() const { return lossy ? clean : raw; }
+  size_t to_raw(size_t offset) const { return lossy ? raw_at[offset] : offset; }
+  std::string_view raw_piece(std::pair<size_t, size_t> span) const {
+    const size_t b = to_raw(span.first);
+    return std::string_view(raw).substr(b, to_raw(span.second) - b);
+  }
+
+  void assign(std::string_view s) {
+    raw.assign(s);
+    clean.clear();
+    raw_at.clear();
+    lossy = !valid_utf8(s);
+    if (!lossy) return;
+    clean.reserve(s.size() + 8);
+    raw_at.reserve(s.size() + 9);
+    for (size_t i = 0; i < s.size();) {
+      size_t bad = 0;
+      const size_t n = utf8_len(s, i, &bad);
+      if (n) {
+        clean.append(s.substr(i, n));
+      } else {
+        clean += "\xEF\xBF\xBD";  // U+FFFD
+      }
+      raw_at.resize(clean.size(), i);  // a character's inner bytes map to its start: never a match boundary
+      i += n ? n : bad;
+    }
+    raw_at.push_back(s.size());
+  }
+};
+
+// A pattern or a text as it appears in a one-line message: control characters escaped, cut after
+// `max` bytes (at a character boundary) with "..." added.
+std::string shown(std::string_view s, size_t max) {
+  std::string out;
+  size_t i = 0;
+  for (; i < s.size() && i < max;) {
+    const unsigned c = byte_at(s, i);
+    size_t bad = 0;
+    const size_t n = utf8_len(s, i, &bad);
+    char buf[8];
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (n == 0 || c < 0x20 || c == 0x7F) {
+      std::snprintf(buf, sizeof buf, "\\x%02X", c);
+      out += buf;
+    } else {
+      out.append(s.substr(i, n));
+    }
+    i += n ? n : 1;
+  }
+  if (i < s.size()) out += "...";
+  return out;
+}
+
 // ---------------------------------------------------------------------------------------------
-// Regex: pattern -> AST -> instructions for a backtracking VM.
+// Regex: Oniguruma, set up once; patterns compiled and searched as the onig crate does for HF.
 
-// A character class. Property masks make \p{L} one AND; ASCII, the bulk of most text, is a bitmap.
-struct CharClass {
-  bool negated = false;
-  uint32_t props = 0;               // matches when the code point's property bits meet this mask
-  std::vector<uint32_t> not_props;  // \P{X}, \S inside [..]: matches when the bits miss the mask
-  std::vector<std::pair<char32_t, char32_t>> ranges;
-  std::array<uint64_t, 2> ascii{};
+void onig_setup() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    OnigEncoding encodings[] = {ONIG_ENCODING_UTF8};
+    onig_initialize(encodings, 1);
+    // The parser and compiler recurse per nesting level: 1000 levels (about 500 groups) took at most
+    // 1.5 MB of stack when measured (nested absent groups (?~..), the deepest), well inside the 8 MB of
+    // the main thread; Oniguruma's default, 4096, would allow four times that.
+    onig_set_parse_depth_limit(BpeRegex::kParseDepthLimit);
+    // Every match attempt initialises every capture slot: bound the work a pattern can add per position.
+    onig_set_capture_num_limit(BpeRegex::kCaptureLimit);
+    onig_set_retry_limit_in_match(BpeRegex::kRetryLimitInMatch);  // also set per search below
+  });
+}
 
-  bool slow_match(char32_t cp, uint32_t p) const {
-    bool in = (p & props) != 0;
-    for (uint32_t m : not_props) in = in || (p & m) == 0;
-    for (const auto& r : ranges) in = in || (cp >= r.first && cp <= r.second);
-    return in != negated;
+std::mutex& onig_new_mutex() {  // the onig crate serialises onig_new too
+  static std::mutex m;
+  return m;
+}
+
+// Oniguruma's message for an error code; control characters (from a quoted part of the pattern)
+// become spaces, so the message stays one line.
+std::string onig_message(int code, OnigErrorInfo* info = nullptr) {
+  OnigUChar buf[ONIG_MAX_ERROR_MESSAGE_LEN];
+  if (info) {
+    onig_error_code_to_str(buf, code, info);
+  } else {
+    onig_error_code_to_str(buf, code);
   }
-  void finish() {
-    for (char32_t c = 0; c < 128; ++c)
-      if (slow_match(c, props_of(c))) ascii[c >> 6] |= uint64_t{1} << (c & 63);
+  std::string s(reinterpret_cast<const char*>(buf));
+  for (char& c : s)
+    if (static_cast<unsigned char>(c) < 0x20) c = ' ';
+  return s;
+}
+
+std::string regex_name(const std::string& pattern) {
+  constexpr size_t kShown = 100;
+  return "regex '" + shown(pattern, kShown) + "'" +
+         (pattern.size() > kShown ? " (" + std::to_string(pattern.size()) + " bytes)" : "");
+}
+
+using Span = std::pair<size_t, size_t>;  // byte offsets [first, second) into a Subject's regex_text()
+
+// Region and match parameters for a run of searches; one per thread at a time.
+class Searcher {
+ public:
+  Searcher() : region_(onig_region_new()), param_(onig_new_match_param()) {
+    MLAMOE_CHECK(region_ && param_, "regex: out of memory");
+    onig_initialize_match_param(param_);
+    onig_set_retry_limit_in_match_of_match_param(param_, BpeRegex::kRetryLimitInMatch);
   }
-  bool match(char32_t cp, uint32_t p) const { return cp < 128 ? (ascii[cp >> 6] >> (cp & 63)) & 1 : slow_match(cp, p); }
-};
+  ~Searcher() {
+    if (region_) onig_region_free(region_, 1);
+    if (param_) onig_free_match_param(param_);
+  }
+  Searcher(const Searcher&) = delete;
+  Searcher& operator=(const Searcher&) = delete;
 
-enum class Op : uint8_t {
-  kClass,    // x: class index; consumes one code point
-  kSplit,    // try x, on failure y
-  kJmp,      // x
-  kMatch,    //
-  kLook,     // x: program index; zero-width, atomic as in Oniguruma
-  kNegLook,  // x: program index
-  kBol,      // ^ (Ruby syntax: start of the subject or after \n)
-  kEol,      // $ (end of the subject or before \n)
-  kBos,      // \A
-  kEos,      // \z
-  kEosOrNl,  // \Z (end, or before a final \n)
-};
+  // The onig crate's find_iter over `subject` (what HF's Split runs on one piece): the leftmost match
+  // from the search position, then search on from its end. An empty match is kept (it still splits
+  // the text) unless it sits right where the previous match ended; then the search moves on one
+  // character. Appends spans offset by `base`.
+  void find_matches(const BpeRegex& re, std::string_view subject, size_t base, std::vector<Span>& out);
 
-struct Inst {
-  Op op;
-  int32_t x = 0, y = 0;
-};
-
-struct Node {
-  enum Kind { kAtom, kConcat, kAlt, kRepeat, kLook, kAssert } kind = kConcat;
-  int32_t cls = -1;  // kAtom: class index
-  Op assert_op = Op::kBol;
-  std::vector<Node> kids;
-  int min = 0, max = -1;  // kRepeat; max -1 is unbounded
-  bool greedy = true;
-  bool negative = false;  // kLook
+ private:
+  OnigRegion* region_;
+  OnigMatchParam* param_;
 };
 
 }  // namespace
 
-struct BpeRegex::Program {
-  std::vector<CharClass> classes;
-  std::vector<std::vector<Inst>> code;  // [0] the pattern, then one per lookahead
+struct BpeRegex::Compiled {
+  regex_t* regex = nullptr;
+  ~Compiled() {
+    if (regex) onig_free(regex);
+  }
 };
 
 namespace {
 
-constexpr int kMaxRepeat = 1000;  // bounds the copies that {m,n} expands to
-
-struct PropertyName {
-  const char* code;
-  const char* name;  // long name, lower case, no separators
-  uint32_t mask;
-};
-
-uint32_t cat_mask(std::initializer_list<uc::Category> cats) {
-  uint32_t m = 0;
-  for (auto c : cats) m |= 1u << c;
-  return m;
-}
-
-const std::vector<PropertyName>& property_names() {
-  using namespace uc;
-  static const std::vector<PropertyName> names = {
-      {"l", "letter", cat_mask({kLu, kLl, kLt, kLm, kLo})},
-      {"m", "mark", cat_mask({kMn, kMc, kMe})},
-      {"n", "number", cat_mask({kNd, kNl, kNo})},
-      {"p", "punctuation", cat_mask({kPc, kPd, kPs, kPe, kPi, kPf, kPo})},
-      {"s", "symbol", cat_mask({kSm, kSc, kSk, kSo})},
-      {"z", "separator", cat_mask({kZs, kZl, kZp})},
-      {"c", "other", cat_mask({kCc, kCf, kCs, kCo, kCn})},
-      {"lu", "uppercaseletter", 1u << kLu},
-      {"ll", "lowercaseletter", 1u << kLl},
-      {"lt", "titlecaseletter", 1u << kLt},
-      {"lm", "modifierletter", 1u << kLm},
-      {"lo", "otherletter", 1u << kLo},
-      {"mn", "nonspacingmark", 1u << kMn},
-      {"mc", "spacingmark", 1u << kMc},
-      {"me", "enclosingmark", 1u << kMe},
-      {"nd", "decimalnumber", 1u << kNd},
-      {"nl", "letternumber", 1u << kNl},
-      {"no", "othernumber", 1u << kNo},
-      {"pc", "connectorpunctuation", 1u << kPc},
-      {"pd", "dashpunctuation", 1u << kPd},
-      {"ps", "openpunctuation", 1u << kPs},
-      {"pe", "closepunctuation", 1u << kPe},
-      {"pi", "initialpunctuation", 1u << kPi},
-      {"pf", "finalpunctuation", 1u << kPf},
-      {"po", "otherpunctuation", 1u << kPo},
-      {"sm", "mathsymbol", 1u << kSm},
-      {"sc", "currencysymbol", 1u << kSc},
-      {"sk", "modifiersymbol", 1u << kSk},
-      {"so", "othersymbol", 1u << kSo},
-      {"zs", "spaceseparator", 1u << kZs},
-      {"zl", "lineseparator", 1u << kZl},
-      {"zp", "paragraphseparator", 1u << kZp},
-      {"cc", "control", 1u << kCc},
-      {"cf", "format", 1u << kCf},
-      {"cs", "surrogate", 1u << kCs},
-      {"co", "privateuse", 1u << kCo},
-      {"cn", "unassigned", 1u << kCn},
-  };
-  return names;
-}
-
-class Parser {
- public:
-  Parser(const std::string& pattern, BpeRegex::Program& prog) : src_(pattern), prog_(prog) {
-    Text t;
-    decode_utf8(pattern, t);
-    for (char32_t c : t.cps)
-      if (c >= kRawByteBase) fail("pattern is not valid UTF-8");
-    p_ = t.cps;
-  }
-
-  Node parse() {
-    Node n = alternation();
-    if (i_ < p_.size()) fail("unbalanced ')'");
-    return n;
-  }
-
- private:
-  [[noreturn]] void fail(const std::string& what) const {
-    throw Error("regex '" + src_ + "': " + what + " (at code point " + std::to_string(i_) + ")");
-  }
-  bool at_end() const { return i_ >= p_.size(); }
-  char32_t peek(size_t k = 0) const { return i_ + k < p_.size() ? p_[i_ + k] : 0; }
-  char32_t next() {
-    if (at_end()) fail("unexpected end of pattern");
-    return p_[i_++];
-  }
-
-  int32_t add_class(CharClass c) {
-    c.finish();
-    prog_.classes.push_back(std::move(c));
-    return static_cast<int32_t>(prog_.classes.size() - 1);
-  }
-  Node atom_of(CharClass c) {
-    Node n;
-    n.kind = Node::kAtom;
-    n.cls = add_class(std::move(c));
-    return n;
-  }
-  static CharClass single(char32_t c) {
-    CharClass k;
-    k.ranges.push_back({c, c});
-    return k;
-  }
-
-  Node alternation() {
-    Node alt;
-    alt.kind = Node::kAlt;
-    alt.kids.push_back(sequence());
-    while (!at_end() && peek() == '|') {
-      ++i_;
-      alt.kids.push_back(sequence());
+void Searcher::find_matches(const BpeRegex& re, std::string_view subject, size_t base, std::vector<Span>& out) {
+  const auto* str = reinterpret_cast<const OnigUChar*>(subject.data());
+  const auto* end = str + subject.size();
+  size_t from = 0;
+  int64_t last_match_end = -1;
+  while (from <= subject.size()) {
+    const int r = onig_search_with_param(re.compiled().regex, str, end, str + from, end, region_, ONIG_OPTION_NONE, param_);
+    if (r == ONIG_MISMATCH) return;
+    if (r < 0) {
+      std::string why = onig_message(r);
+      if (r == ONIGERR_RETRY_LIMIT_IN_MATCH_OVER)
+        why += ": more than " + std::to_string(BpeRegex::kRetryLimitInMatch) +
+               " backtracking steps in one match attempt (catastrophic backtracking; HF tokenizers gives up there too)";
+      throw Error(regex_name(re.pattern()) + ": " + why + ", searching from byte " + std::to_string(from) + " of the " +
+                  std::to_string(subject.size()) + "-byte text \"" + shown(subject, 60) + "\"");
     }
-    return alt.kids.size() == 1 ? std::move(alt.kids[0]) : alt;
-  }
-
-  Node sequence() {
-    Node seq;
-    seq.kind = Node::kConcat;
-    while (!at_end() && peek() != '|' && peek() != ')') seq.kids.push_back(quantified(atom()));
-    return seq;
-  }
-
-  // Parses {m}, {m,}, {m,n}, {,n} at i_; false (i_ unchanged) when it is not one, and then
-  // Oniguruma reads the '{' as a literal.
-  bool interval(int& lo, int& hi) {
-    size_t j = i_ + 1;
-    auto number = [&](int& v) {
-      size_t start = j;
-      long long acc = 0;
-      while (j < p_.size() && p_[j] >= '0' && p_[j] <= '9') acc = std::min<long long>(acc * 10 + (p_[j++] - '0'), 1 << 30);
-      v = static_cast<int>(acc);
-      return j > start;
-    };
-    int a = 0, b = -1;
-    bool has_a = number(a);
-    if (j < p_.size() && p_[j] == ',') {
-      ++j;
-      if (!number(b)) b = -1;
-      if (!has_a && b < 0) return false;
-    } else {
-      if (!has_a) return false;
-      b = a;
-    }
-    if (j >= p_.size() || p_[j] != '}') return false;
-    i_ = j + 1;
-    lo = a, hi = b;
-    return true;
-  }
-
-  Node quantified(Node atom) {
-    for (;;) {
-      if (at_end()) return atom;
-      int lo = 0, hi = -1;
-      char32_t c = peek();
-      if (c == '?') {
-        lo = 0, hi = 1, ++i_;
-      } else if (c == '*') {
-        lo = 0, hi = -1, ++i_;
-      } else if (c == '+') {
-        lo = 1, hi = -1, ++i_;
-      } else if (c == '{' && interval(lo, hi)) {
-        if (hi >= 0 && hi < lo) fail("interval {m,n} with n < m");
-        if (lo > kMaxRepeat || hi > kMaxRepeat) fail("repetition count above " + std::to_string(kMaxRepeat));
-      } else {
-        return atom;
-      }
-      if (atom.kind == Node::kAssert || atom.kind == Node::kLook) fail("quantifier after an assertion");
-      Node rep;
-      rep.kind = Node::kRepeat;
-      rep.min = lo, rep.max = hi;
-      if (!at_end() && peek() == '?') {
-        rep.greedy = false, ++i_;
-      } else if (!at_end() && peek() == '+' && c != '{') {
-        fail("possessive quantifiers are not supported");
-      }
-      rep.kids.push_back(std::move(atom));
-      atom = std::move(rep);
-    }
-  }
-
-  Node assertion(Op op) {
-    Node n;
-    n.kind = Node::kAssert;
-    n.assert_op = op;
-    return n;
-  }
-
-  Node atom() {
-    const char32_t c = next();
-    switch (c) {
-      case '(':
-        return group();
-      case '[':
-        return atom_of(bracket());
-      case '.': {
-        CharClass k = single('\n');
-        k.negated = true;
-        return atom_of(std::move(k));
-      }
-      case '^':
-        return assertion(Op::kBol);
-      case '$':
-        return assertion(Op::kEol);
-      case '\\':
-        return escape_atom();
-      case '*':
-      case '+':
-      case '?':
-        fail("quantifier with nothing to repeat");
-      default:
-        return atom_of(single(c));
-    }
-  }
-
-  Node group() {
-    Node look;
-    bool is_look = false;
-    if (peek() == '?') {
-      const char32_t k = peek(1);
-      if (k == ':') {
-        i_ += 2;
-      } else if (k == '=' || k == '!') {
-        i_ += 2;
-        is_look = true;
-        look.kind = Node::kLook;
-        look.negative = k == '!';
-      } else if (k == '<' && (peek(2) == '=' || peek(2) == '!')) {
-        fail("lookbehind is not supported");
-      } else if (k == '<' || k == '\'') {  // named group: only the grouping matters here
-        const char32_t close = k == '<' ? '>' : '\'';
-        i_ += 2;
-        while (!at_end() && peek() != close) ++i_;
-        next();
-      } else {
-        fail("group option (?" + std::string(1, static_cast<char>(k < 128 ? k : '?')) + " is not supported");
-      }
-    }
-    Node inner = alternation();
-    if (at_end() || next() != ')') fail("missing ')'");
-    if (!is_look) return inner;
-    look.kids.push_back(std::move(inner));
-    return look;
-  }
-
-  // The code point of a hex escape body (after \x or \u).
-  char32_t hex(size_t min_digits, size_t max_digits, bool braced) {
-    char32_t v = 0;
-    size_t n = 0;
-    while (n < max_digits && !at_end() && std::isxdigit(static_cast<int>(peek() < 128 ? peek() : 0))) {
-      const char32_t d = next();
-      v = v * 16 + (d <= '9' ? d - '0' : (d | 0x20) - 'a' + 10);
-      ++n;
-    }
-    if (n < min_digits) fail("bad hex escape");
-    if (braced && next() != '}') fail("missing '}' in \\x{..}");
-    if (v > 0x10FFFF) fail("code point above U+10FFFF");
-    return v;
-  }
-
-  // \p{..} / \P{..}: the property mask and whether it is negated.
-  std::pair<uint32_t, bool> property(bool upper) {
-    if (next() != '{') fail("\\p must be followed by {name}");
-    bool neg = upper;
-    if (peek() == '^') neg = !neg, ++i_;
-    std::string name;
-    while (!at_end() && peek() != '}') {
-      const char32_t ch = next();
-      if (ch == ' ' || ch == '_' || ch == '-') continue;
-      name += static_cast<char>(ch < 128 ? std::tolower(static_cast<int>(ch)) : '?');
-    }
-    next();
-    for (const auto& pn : property_names())
-      if (name == pn.code || name == pn.name) return {pn.mask, neg};
-    fail("unsupported property \\p{" + name + "} (general categories only)");
-  }
-
-  // An escape that stands for a set of code points, or a single one. Returns false for a single
-  // code point (in `cp`), true for a set (in `set`).
-  bool escape_item(char32_t& cp, CharClass& set) {
-    static constexpr std::pair<char32_t, char32_t> kControls[] = {{'n', '\n'}, {'r', '\r'}, {'t', '\t'}, {'f', '\f'},
-                                                                  {'v', '\v'}, {'a', 0x07}, {'e', 0x1B}};
-    const char32_t c = next();
-    for (const auto& [name, value] : kControls) {
-      if (c == name) {
-        cp = value;
-        return false;
-      }
-    }
-    switch (c) {
-      case 'p':
-      case 'P': {
-        auto [mask, neg] = property(c == 'P');
-        if (neg) {
-          set.not_props.push_back(mask);
-        } else {
-          set.props |= mask;
-        }
-        return true;
-      }
-      case 's':
-      case 'S':
-      case 'd':
-      case 'D': {
-        const uint32_t mask = (c | 0x20) == 's' ? kWhiteSpaceBit : 1u << uc::kNd;  // Oniguruma's \d is Nd
-        if (c == 's' || c == 'd') {
-          set.props |= mask;
-        } else {
-          set.not_props.push_back(mask);
-        }
-        return true;
-      }
-      case 'w':
-      case 'W':
-      case 'b':
-      case 'B':
-        fail("\\w and \\b are not supported (they need the Alphabetic property)");
-      case 'h':
-      case 'H':
-        fail("\\h is not supported");
-      case 'x':
-        if (peek() == '{') {
-          ++i_;
-          cp = hex(1, 8, true);
-        } else {
-          cp = hex(1, 2, false);
-        }
-        return false;
-      case 'u':
-        cp = hex(4, 4, false);
-        return false;
-      default:
-        if (c < 128 && std::isalnum(static_cast<int>(c))) fail(std::string("unsupported escape \\") + static_cast<char>(c));
-        cp = c;  // escaped punctuation or any non-ASCII code point is itself
-        return false;
-    }
-  }
-
-  Node escape_atom() {
-    switch (peek()) {
-      case 'A':
-        ++i_;
-        return assertion(Op::kBos);
-      case 'z':
-        ++i_;
-        return assertion(Op::kEos);
-      case 'Z':
-        ++i_;
-        return assertion(Op::kEosOrNl);
-      default:
-        break;
-    }
-    char32_t cp = 0;
-    CharClass set;
-    if (escape_item(cp, set)) return atom_of(std::move(set));
-    return atom_of(single(cp));
-  }
-
-  // [..] after the '['.
-  CharClass bracket() {
-    CharClass k;
-    if (peek() == '^') k.negated = true, ++i_;
-    bool first = true;
-    for (;;) {
-      if (at_end()) fail("missing ']'");
-      char32_t c = peek();
-      if (c == ']' && !first) {
-        ++i_;
-        break;
-      }
-      first = false;
-      if (c == '[') fail("nested classes and [:posix:] brackets are not supported");
-      if (c == '&' && peek(1) == '&') fail("class intersection && is not supported");
-      char32_t lo = 0;
-      ++i_;
-      if (c == '\\') {
-        if (escape_item(lo, k)) continue;
-      } else {
-        lo = c;
-      }
-      // A range lo-hi, unless the '-' is the last thing in the class.
-      if (peek() == '-' && peek(1) != ']' && i_ + 1 < p_.size()) {
-        ++i_;
-        char32_t hi = next();
-        if (hi == '\\') {
-          CharClass dummy;
-          if (escape_item(hi, dummy)) fail("a class escape cannot end a range");
-        } else if (hi == '[') {
-          fail("nested classes are not supported");
-        }
-        if (hi < lo) fail("range out of order in class");
-        k.ranges.push_back({lo, hi});
-      } else {
-        k.ranges.push_back({lo, lo});
-      }
-    }
-    return k;
-  }
-
-  const std::string& src_;
-  BpeRegex::Program& prog_;
-  std::vector<char32_t> p_;
-  size_t i_ = 0;
-};
-
-bool nullable(const Node& n) {
-  switch (n.kind) {
-    case Node::kAtom:
-      return false;
-    case Node::kConcat:
-      return std::all_of(n.kids.begin(), n.kids.end(), nullable);
-    case Node::kAlt:
-      return std::any_of(n.kids.begin(), n.kids.end(), nullable);
-    case Node::kRepeat:
-      return n.min == 0 || nullable(n.kids[0]);
-    default:
-      return true;
-  }
-}
-
-void emit(const Node& n, std::vector<Inst>& out, BpeRegex::Program& prog, const std::string& src) {
-  auto at = [&] { return static_cast<int32_t>(out.size()); };
-  switch (n.kind) {
-    case Node::kAtom:
-      out.push_back({Op::kClass, n.cls});
-      return;
-    case Node::kAssert:
-      out.push_back({n.assert_op});
-      return;
-    case Node::kConcat:
-      for (const Node& k : n.kids) emit(k, out, prog, src);
-      return;
-    case Node::kAlt: {
-      std::vector<int32_t> jumps;
-      for (size_t k = 0; k < n.kids.size(); ++k) {
-        const bool last = k + 1 == n.kids.size();
-        const int32_t split = at();
-        if (!last) out.push_back({Op::kSplit, split + 1, 0});
-        emit(n.kids[k], out, prog, src);
-        if (!last) {
-          jumps.push_back(at());
-          out.push_back({Op::kJmp});
-          out[split].y = at();
-        }
-      }
-      for (int32_t j : jumps) out[j].x = at();
-      return;
-    }
-    case Node::kLook: {
-      std::vector<Inst> sub;
-      emit(n.kids[0], sub, prog, src);
-      sub.push_back({Op::kMatch});
-      prog.code.push_back(std::move(sub));
-      out.push_back({n.negative ? Op::kNegLook : Op::kLook, static_cast<int32_t>(prog.code.size() - 1)});
-      return;
-    }
-    case Node::kRepeat: {
-      const Node& body = n.kids[0];
-      for (int r = 0; r < n.min; ++r) emit(body, out, prog, src);
-      auto split_to = [&](int32_t split, int32_t body_pc, int32_t exit_pc) {
-        out[split].x = n.greedy ? body_pc : exit_pc;
-        out[split].y = n.greedy ? exit_pc : body_pc;
-      };
-      if (n.max < 0) {
-        // An unbounded loop over something that can match empty would spin; Oniguruma stops such
-        // loops, but no tokenizer pattern needs that, so it is refused.
-        if (nullable(body)) throw Error("regex '" + src + "': unbounded repetition of an expression that can match empty");
-        const int32_t split = at();
-        out.push_back({Op::kSplit});
-        emit(body, out, prog, src);
-        out.push_back({Op::kJmp, split});
-        split_to(split, split + 1, at());
-      } else {
-        std::vector<int32_t> splits;
-        for (int r = n.min; r < n.max; ++r) {
-          splits.push_back(at());
-          out.push_back({Op::kSplit});
-          emit(body, out, prog, src);
-        }
-        for (int32_t s : splits) split_to(s, s + 1, at());
-      }
-      return;
-    }
-  }
-}
-
-// Runs a program on code points [begin, end) of one subject: Oniguruma sees each pre-tokenizer
-// piece as its own string, so anchors and lookahead stop at the piece's ends.
-class Vm {
- public:
-  Vm(const BpeRegex::Program& p, const Text& t, size_t begin, size_t end, std::vector<std::pair<int32_t, size_t>>& stack)
-      : p_(p), cps_(t.cps.data()), props_(t.props.data()), begin_(begin), end_(end), stack_(stack) {}
-
-  // End of the first match at `start` in priority order (leftmost-first alternation, greedy or lazy
-  // repetition), or -1.
-  int64_t run(size_t prog, size_t start) {
-    const Inst* code = p_.code[prog].data();
-    const size_t base = stack_.size();
-    stack_.push_back({0, start});
-    while (stack_.size() > base) {
-      auto [pc, pos] = stack_.back();
-      stack_.pop_back();
-      for (bool alive = true; alive;) {
-        const Inst& in = code[pc];
-        switch (in.op) {
-          case Op::kClass:
-            alive = pos < end_ && p_.classes[in.x].match(cps_[pos], props_[pos]);
-            ++pos, ++pc;
-            break;
-          case Op::kSplit:
-            stack_.push_back({in.y, pos});
-            pc = in.x;
-            break;
-          case Op::kJmp:
-            pc = in.x;
-            break;
-          case Op::kMatch:
-            stack_.resize(base);
-            return static_cast<int64_t>(pos);
-          case Op::kLook:
-          case Op::kNegLook:
-            alive = (run(in.x, pos) >= 0) == (in.op == Op::kLook);
-            ++pc;
-            break;
-          case Op::kBol:
-            alive = pos == begin_ || cps_[pos - 1] == '\n';
-            ++pc;
-            break;
-          case Op::kEol:
-            alive = pos == end_ || cps_[pos] == '\n';
-            ++pc;
-            break;
-          case Op::kBos:
-            alive = pos == begin_;
-            ++pc;
-            break;
-          case Op::kEos:
-            alive = pos == end_;
-            ++pc;
-            break;
-          case Op::kEosOrNl:
-            alive = pos == end_ || (pos + 1 == end_ && cps_[pos] == '\n');
-            ++pc;
-            break;
-        }
-      }
-    }
-    return -1;
-  }
-
- private:
-  const BpeRegex::Program& p_;
-  const char32_t* cps_;
-  const uint32_t* props_;
-  size_t begin_, end_;
-  std::vector<std::pair<int32_t, size_t>>& stack_;
-};
-
-using Span = std::pair<size_t, size_t>;  // code point indices [first, second)
-
-// The onig crate's find_iter over one subject (what HF's Split runs): the leftmost match from the
-// search position, then search on from its end. An empty match is kept (it still splits the
-// text) unless it sits right where the previous match ended; then the search moves one code point.
-void find_matches(const BpeRegex::Program& p, const Text& t, Span subject, std::vector<Span>& out,
-                  std::vector<std::pair<int32_t, size_t>>& stack) {
-  Vm vm(p, t, subject.first, subject.second, stack);
-  size_t from = subject.first;
-  int64_t last_end = -1;
-  while (from <= subject.second) {
-    size_t s = from;
-    int64_t e = -1;
-    for (; s <= subject.second && (e = vm.run(0, s)) < 0; ++s) {
-    }
-    if (e < 0) return;
-    if (static_cast<size_t>(e) == s && e == last_end) {
-      ++from;
+    const auto s = static_cast<size_t>(region_->beg[0]), e = static_cast<size_t>(region_->end[0]);
+    if (e == s && static_cast<int64_t>(e) == last_match_end) {
+      from += from < subject.size() ? utf8_len(subject, from) : 1;
       continue;
     }
-    out.push_back({s, static_cast<size_t>(e)});
-    from = static_cast<size_t>(e);
-    last_end = e;
+    out.push_back({base + s, base + e});
+    from = e;
+    last_match_end = static_cast<int64_t>(e);
   }
 }
 
 // "Isolated": matches and the gaps between them each become a piece; empty ones are dropped.
-void split_isolated(const BpeRegex::Program& p, const Text& t, const std::vector<Span>& in, std::vector<Span>& out,
-                    std::vector<std::pair<int32_t, size_t>>& stack, std::vector<Span>& scratch) {
+void split_isolated(const BpeRegex& re, const std::string& text, const std::vector<Span>& in, std::vector<Span>& out,
+                    Searcher& searcher, std::vector<Span>& scratch) {
   out.clear();
   for (const Span& piece : in) {
     scratch.clear();
-    find_matches(p, t, piece, scratch, stack);
+    searcher.find_matches(re, std::string_view(text).substr(piece.first, piece.second - piece.first), piece.first, scratch);
     size_t prev = piece.first;
     for (const Span& m : scratch) {
       if (m.first > prev) out.push_back({prev, m.first});
@@ -805,23 +312,35 @@ void split_isolated(const BpeRegex::Program& p, const Text& t, const std::vector
 }  // namespace
 
 BpeRegex::BpeRegex(const std::string& pattern) : pattern_(pattern) {
-  auto prog = std::make_shared<Program>();
-  Node root = Parser(pattern, *prog).parse();
-  prog->code.emplace_back();  // [0] is the pattern; lookaheads append after it
-  std::vector<Inst> main;
-  emit(root, main, *prog, pattern);
-  main.push_back({Op::kMatch});
-  prog->code[0] = std::move(main);
-  program_ = std::move(prog);
+  onig_setup();
+  if (!valid_utf8(pattern)) throw Error(regex_name(pattern) + ": the pattern is not valid UTF-8");
+  auto compiled = std::make_shared<Compiled>();
+  OnigErrorInfo info{};
+  int r = 0;
+  {
+    std::lock_guard<std::mutex> lock(onig_new_mutex());
+    const auto* p = reinterpret_cast<const OnigUChar*>(pattern.data());
+    r = onig_new(&compiled->regex, p, p + pattern.size(), ONIG_OPTION_NONE, ONIG_ENCODING_UTF8, ONIG_SYNTAX_RUBY, &info);
+  }
+  if (r != ONIG_NORMAL) {
+    compiled->regex = nullptr;  // onig_new frees it on failure
+    std::string why = onig_message(r, &info);
+    if (r == ONIGERR_PARSE_DEPTH_LIMIT_OVER)
+      why =
+          "nested too deeply (" + why + ": at most " + std::to_string(kParseDepthLimit) + " levels, where each group takes two)";
+    if (r == ONIGERR_TOO_MANY_CAPTURES) why += " (at most " + std::to_string(kCaptureLimit) + " capture groups)";
+    throw Error(regex_name(pattern) + ": " + why);
+  }
+  compiled_ = std::move(compiled);
 }
 
 std::vector<std::pair<size_t, size_t>> BpeRegex::find_all(const std::string& text) const {
-  Text t;
-  decode_utf8(text, t);
+  Subject t;
+  t.assign(text);
   std::vector<Span> spans;
-  std::vector<std::pair<int32_t, size_t>> stack;
-  find_matches(*program_, t, {0, t.size()}, spans, stack);
-  for (Span& s : spans) s = {t.offs[s.first], t.offs[s.second]};
+  Searcher searcher;
+  searcher.find_matches(*this, t.regex_text(), 0, spans);
+  for (Span& s : spans) s = {t.to_raw(s.first), t.to_raw(s.second)};
   return spans;
 }
 
@@ -899,12 +418,18 @@ struct Segment {
   int32_t token;  // index into added tokens, or -1 for text still to pre-tokenize
 };
 
-// Rust's char::is_whitespace and regex \w (approximated by categories: Alphabetic is not one).
-bool is_space_cp(char32_t c) { return (props_of(c) & kWhiteSpaceBit) != 0; }
+// What HF's added-token matching (Rust's `regex` crate) calls \s and \w: White_Space, and Alphabetic,
+// marks, Nd, Pc and Join_Control. Oniguruma's Unicode Space and Word are the same sets less Join_Control.
+bool is_space_cp(char32_t c) { return ONIGENC_IS_CODE_CTYPE(ONIG_ENCODING_UTF8, c, ONIGENC_CTYPE_SPACE); }
 bool is_word_cp(char32_t c) {
-  using namespace uc;
-  return (props_of(c) & cat_mask({kLu, kLl, kLt, kLm, kLo, kNl, kMn, kMc, kMe, kNd, kPc})) != 0;
+  return c == 0x200C || c == 0x200D || ONIGENC_IS_CODE_CTYPE(ONIG_ENCODING_UTF8, c, ONIGENC_CTYPE_WORD);
 }
+
+// A Split step, with the tokenizer.json field it came from for messages.
+struct SplitStep {
+  std::string field;  // e.g. pre_tokenizer.pretokenizers[2].pattern.Regex
+  BpeRegex regex;
+};
 
 }  // namespace
 
@@ -925,7 +450,7 @@ struct BpeTokenizer::State {
   std::unordered_map<std::string, int32_t> added_by_content;
   Trie raw_trie, normalized_trie;  // tokens with normalized false / true (matched in that order)
 
-  std::vector<BpeRegex> splits;   // the Split steps, in order
+  std::vector<SplitStep> splits;  // the Split steps, in order
   bool add_prefix_space = false;  // ByteLevel's options
   std::optional<BpeRegex> byte_level_regex;
   std::optional<int32_t> bos, eos;
@@ -934,7 +459,7 @@ struct BpeTokenizer::State {
   mutable std::unordered_map<std::string, std::vector<int32_t>> cache;  // piece bytes -> ids
 
   void split_added(std::string_view s, const Trie& trie, std::vector<Segment>& segs) const;
-  void pre_tokenize_segment(std::string_view s, Text& text, std::vector<Span>& pieces) const;
+  void pre_tokenize_segment(std::string_view s, Subject& text, std::vector<Span>& pieces) const;
   void bpe(std::string_view piece, std::vector<int32_t>& out) const;
   std::vector<int32_t> merge(std::string_view piece) const;
 };
@@ -949,8 +474,8 @@ void BpeTokenizer::State::split_added(std::string_view s, const Trie& trie, std:
       continue;
     }
     const std::string_view sentence = s.substr(seg.begin, seg.end - seg.begin);
-    Text t;
-    if (trie.needs_text) decode_utf8(sentence, t);
+    CodePoints t;
+    if (trie.needs_text) t = code_points(sentence);
     // Byte offset -> code point index, for the whitespace and word checks around a match.
     auto cp_at = [&](size_t byte) { return std::lower_bound(t.offs.begin(), t.offs.end(), byte) - t.offs.begin(); };
     size_t start_offset = 0, p = 0;
@@ -990,36 +515,48 @@ void BpeTokenizer::State::split_added(std::string_view s, const Trie& trie, std:
 }
 
 // The Split steps, then ByteLevel's prefix space and GPT-2 regex, over one segment of text.
-void BpeTokenizer::State::pre_tokenize_segment(std::string_view s, Text& text, std::vector<Span>& pieces) const {
-  decode_utf8(s, text);
-  pieces.assign(1, {0, text.size()});
-  if (text.size() == 0) pieces.clear();
+void BpeTokenizer::State::pre_tokenize_segment(std::string_view s, Subject& text, std::vector<Span>& pieces) const {
+  text.assign(s);
+  pieces.assign(1, {0, text.regex_text().size()});
+  if (s.empty()) pieces.clear();
   std::vector<Span> next, scratch;
-  std::vector<std::pair<int32_t, size_t>> stack;
-  for (const BpeRegex& r : splits) {
-    split_isolated(r.program(), text, pieces, next, stack, scratch);
+  Searcher searcher;
+  auto run = [&](const BpeRegex& re, const std::string& field) {
+    try {
+      split_isolated(re, text.regex_text(), pieces, next, searcher, scratch);
+    } catch (const Error& e) {
+      throw Error("bpe tokenizer '" + path + "': " + field + ": " + e.what());
+    }
     pieces.swap(next);
-  }
+  };
+  for (const SplitStep& step : splits) run(step.regex, step.field);
   if (add_prefix_space) {
     // HF prepends a space to every piece that does not start with one; rebuild the text so each
     // piece is contiguous with its space.
-    Text spaced;
+    Subject spaced;
+    spaced.lossy = text.lossy;
     std::vector<Span> moved;
+    const std::string& from = text.regex_text();
     for (const Span& p : pieces) {
-      const size_t first = spaced.size();
-      if (text.cps[p.first] != ' ') spaced.push(' ', " ");
-      for (size_t i = p.first; i < p.second; ++i)
-        spaced.push(text.cps[i], std::string_view(text.bytes).substr(text.offs[i], text.offs[i + 1] - text.offs[i]));
-      moved.push_back({first, spaced.size()});
+      const size_t first = spaced.regex_text().size();
+      const std::string_view raw = text.raw_piece(p);
+      if (from[p.first] != ' ') {
+        spaced.raw += ' ';
+        if (spaced.lossy) spaced.clean += ' ', spaced.raw_at.push_back(spaced.raw.size() - 1);
+      }
+      if (spaced.lossy) {
+        const size_t shift = spaced.raw.size() - text.raw_at[p.first];
+        for (size_t i = p.first; i < p.second; ++i) spaced.raw_at.push_back(text.raw_at[i] + shift);
+        spaced.clean.append(from, p.first, p.second - p.first);
+      }
+      spaced.raw.append(raw);
+      moved.push_back({first, spaced.regex_text().size()});
     }
-    spaced.finish();
+    if (spaced.lossy) spaced.raw_at.push_back(spaced.raw.size());
     text = std::move(spaced);
     pieces = std::move(moved);
   }
-  if (byte_level_regex) {
-    split_isolated(byte_level_regex->program(), text, pieces, next, stack, scratch);
-    pieces.swap(next);
-  }
+  if (byte_level_regex) run(*byte_level_regex, "pre_tokenizer ByteLevel (its GPT-2 regex)");
 }
 
 // HF's Word::merge_all: apply the lowest-ranked adjacent pair first, leftmost among equals.
@@ -1128,11 +665,9 @@ void check_decoder(const json& j) {
 // ASCII letters and digits stand for themselves; every other code point becomes \x{..}, so a
 // Split on a literal String reuses the regex path.
 std::string escape_literal(const std::string& s) {
-  Text t;
-  decode_utf8(s, t);
   std::string out;
   char buf[16];
-  for (char32_t c : t.cps) {
+  for (char32_t c : code_points(s).cps) {
     if (c < 128 && std::isalnum(static_cast<int>(c))) {
       out += static_cast<char>(c);
     } else {
@@ -1143,20 +678,27 @@ std::string escape_literal(const std::string& s) {
   return out;
 }
 
-void add_pre_tokenizer(const json& j, BpeTokenizer::State& st, bool& seen_byte_level) {
+// `field` is where j sits in tokenizer.json (pre_tokenizer.pretokenizers[1]), for messages.
+void add_pre_tokenizer(const json& j, const std::string& field, BpeTokenizer::State& st, bool& seen_byte_level) {
   const std::string type = type_of(j);
   MLAMOE_CHECK(!seen_byte_level, "pre_tokenizer: ByteLevel must be the last step, found '" << type << "' after it");
   if (type == "Sequence") {
-    for (const json& p : j.at("pretokenizers")) add_pre_tokenizer(p, st, seen_byte_level);
+    const json& steps = j.at("pretokenizers");
+    for (size_t i = 0; i < steps.size(); ++i)
+      add_pre_tokenizer(steps[i], field + ".pretokenizers[" + std::to_string(i) + "]", st, seen_byte_level);
   } else if (type == "Split") {
     const json& pat = j.at("pattern");
     const std::string behavior = j.at("behavior").get<std::string>();
     MLAMOE_CHECK(behavior == "Isolated", "pre_tokenizer Split: unsupported behavior '" << behavior << "' (supported: Isolated)");
     MLAMOE_CHECK(!flag(j, "invert", false), "pre_tokenizer Split: invert true is not supported");
-    if (pat.contains("Regex"))
-      st.splits.emplace_back(pat["Regex"].get<std::string>());
-    else
-      st.splits.emplace_back(escape_literal(pat.at("String").get<std::string>()));
+    const bool is_regex = pat.contains("Regex");
+    const std::string where = field + (is_regex ? ".pattern.Regex" : ".pattern.String");
+    try {
+      st.splits.push_back(
+          {where, BpeRegex(is_regex ? pat["Regex"].get<std::string>() : escape_literal(pat.at("String").get<std::string>()))});
+    } catch (const Error& e) {
+      throw Error(where + ": " + e.what());
+    }
   } else if (type == "ByteLevel") {
     st.add_prefix_space = flag(j, "add_prefix_space", true);
     if (flag(j, "use_regex", true)) st.byte_level_regex.emplace(kGpt2Pattern);
@@ -1238,7 +780,7 @@ BpeTokenizer BpeTokenizer::load(const std::string& path) {
     load_model(j.at("model"), st);
     check_normalizer(j.value("normalizer", json()));
     bool seen_byte_level = false;
-    add_pre_tokenizer(j.value("pre_tokenizer", json()), st, seen_byte_level);
+    add_pre_tokenizer(j.value("pre_tokenizer", json()), "pre_tokenizer", st, seen_byte_level);
     MLAMOE_CHECK(seen_byte_level, "pre_tokenizer must end with ByteLevel (only byte-level BPE is supported)");
     check_decoder(j.value("decoder", json()));
 
@@ -1281,13 +823,11 @@ BpeTokenizer BpeTokenizer::load(const std::string& path) {
     st.byte_id[b] = it == st.vocab.end() ? -1 : it->second;
   }
   st.id_to_bytes.assign(max_id + 1, "");
-  Text t;
   for (int32_t id = 0; id <= max_id; ++id) {
     const std::string& token = st.id_to_token[id];
-    decode_utf8(token, t);
     std::string bytes;
     bool all_bytes = true;
-    for (char32_t c : t.cps) {
+    for (char32_t c : code_points(token).cps) {
       auto it = inverse.find(c);
       if (it == inverse.end()) {
         all_bytes = false;
@@ -1306,7 +846,7 @@ std::vector<std::string> BpeTokenizer::pre_tokenize(const std::string& text) con
   st.split_added(text, st.raw_trie, segs);
   st.split_added(text, st.normalized_trie, segs);
   std::vector<std::string> out;
-  Text t;
+  Subject t;
   std::vector<Span> pieces;
   for (const Segment& s : segs) {
     if (s.token >= 0) {
@@ -1314,7 +854,7 @@ std::vector<std::string> BpeTokenizer::pre_tokenize(const std::string& text) con
       continue;
     }
     st.pre_tokenize_segment(std::string_view(text).substr(s.begin, s.end - s.begin), t, pieces);
-    for (const Span& p : pieces) out.push_back(t.bytes.substr(t.offs[p.first], t.offs[p.second] - t.offs[p.first]));
+    for (const Span& p : pieces) out.emplace_back(t.raw_piece(p));
   }
   return out;
 }
@@ -1326,7 +866,7 @@ std::vector<int32_t> BpeTokenizer::encode(const std::string& text) const {
   st.split_added(text, st.normalized_trie, segs);
   std::vector<int32_t> ids;
   ids.reserve(text.size() / 3);
-  Text t;
+  Subject t;
   std::vector<Span> pieces;
   for (const Segment& s : segs) {
     if (s.token >= 0) {
@@ -1334,8 +874,7 @@ std::vector<int32_t> BpeTokenizer::encode(const std::string& text) const {
       continue;
     }
     st.pre_tokenize_segment(std::string_view(text).substr(s.begin, s.end - s.begin), t, pieces);
-    for (const Span& p : pieces)
-      st.bpe(std::string_view(t.bytes).substr(t.offs[p.first], t.offs[p.second] - t.offs[p.first]), ids);
+    for (const Span& p : pieces) st.bpe(t.raw_piece(p), ids);
   }
   return ids;
 }

@@ -4,12 +4,15 @@
 // training, no post-processing (encode never adds BOS/EOS: callers prepend bos_id()) and no
 // normalizers beyond the empty one.
 //
-// BpeRegex is the pre-tokenizer regex engine: HF runs Split patterns through Oniguruma, whose
-// \p{..} classes and lookahead std::regex cannot express, so this is a small backtracking matcher
-// for the subset those patterns use, over code points, with Unicode tables from
-// data/unicode_tables.h. Invalid UTF-8 is kept, not replaced: each invalid byte is one pseudo code
-// point that belongs to no class (only `.` and negated classes match it), and ByteLevel maps the
-// raw byte, so decode(encode(s)) == s for any bytes.
+// BpeRegex is the pre-tokenizer regex: Oniguruma, compiled exactly as HF `tokenizers` compiles Split
+// and ByteLevel patterns (the onig crate's Regex::new: ONIG_OPTION_NONE, Ruby syntax, UTF-8) and
+// searched as its find_iter searches, so a pattern means here what it means there. Bounds: at most
+// 10,000,000 backtracking steps per match attempt (Oniguruma's retry-limit-in-match, the limit HF
+// runs with: HF panics past it, this throws), and, stricter than HF, nesting depth (parse depth 1000)
+// and capture groups (1000), so a hostile tokenizer.json is one error, never a hang or a crash.
+// Invalid UTF-8 is kept, not replaced: the regexes see each maximal ill-formed subpart as U+FFFD (the
+// text HF would see after a lossy decode), but pieces are cut from the raw bytes and ByteLevel maps
+// those, so decode(encode(s)) == s for any bytes.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -23,15 +26,14 @@ namespace mlamoe {
 
 class BpeRegex {
  public:
-  // Supported: literals, `.`, `|`, groups `(..)` `(?:..)`, lookahead `(?=..)` `(?!..)`, `^ $ \A \z \Z`,
-  // classes `[..]` `[^..]` with ranges, quantifiers `? * + {m} {m,} {m,n}` (and lazy `??` ...),
-  // escapes \p{X} \P{X} (general categories, one or two letters, or long names like Letter),
-  // \s \S \d \D, \r \n \t \f \v \a \e \xHH \x{H..} \uHHHH. Anything else (\w, lookbehind,
-  // (?i), nested classes, possessive quantifiers, \h) throws mlamoe::Error naming the construct.
+  // Compiles `pattern` (UTF-8) with Oniguruma's Ruby syntax: anything HF accepts (\p{..} classes and
+  // scripts, lookahead and lookbehind, (?i), possessive quantifiers, ...). A pattern Oniguruma
+  // rejects, or one nested too deeply, throws mlamoe::Error "regex '<pattern>': <why>".
   explicit BpeRegex(const std::string& pattern);
 
   // Byte spans [begin, end) of the successive leftmost matches in `text`, as HF's Split finds them
   // (the onig crate's find_iter: an empty match right at the previous match's end is skipped).
+  // Throws mlamoe::Error naming the pattern and the text when a match attempt exceeds the step limit.
   std::vector<std::pair<size_t, size_t>> find_all(const std::string& text) const;
   // HF Split with behavior "Isolated": the matches and the gaps between them, in order, none empty
   // (an empty match still separates the gaps on either side).
@@ -39,12 +41,16 @@ class BpeRegex {
 
   const std::string& pattern() const { return pattern_; }
 
-  struct Program;  // compiled form (bpe_tokenizer.cpp)
-  const Program& program() const { return *program_; }
+  static constexpr unsigned long kRetryLimitInMatch = 10000000;  // backtracking steps per match attempt
+  static constexpr unsigned int kParseDepthLimit = 1000;         // Oniguruma's parse depth (a group takes 2)
+  static constexpr int kCaptureLimit = 1000;                     // capture groups per pattern
+
+  struct Compiled;  // the Oniguruma regex (bpe_tokenizer.cpp)
+  const Compiled& compiled() const { return *compiled_; }
 
  private:
   std::string pattern_;
-  std::shared_ptr<const Program> program_;
+  std::shared_ptr<const Compiled> compiled_;
 };
 
 class BpeTokenizer {

@@ -15,6 +15,7 @@ PACKAGES=(
   libopenmpi-dev openmpi-bin               # MPI
   libhdf5-dev                              # checkpoints and token datasets
   nlohmann-json3-dev                       # configs, logs
+  libonig-dev                              # Oniguruma: the tokenizer.json pre-tokenizer regexes
   libgtest-dev                             # unit tests
   python3 python3-torch python3-pip        # the PyTorch reference tests (pip: optional HF packages below)
   bible-kjv                                # the default English corpus (tools/prepare_corpus.sh)

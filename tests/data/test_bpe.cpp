@@ -1,10 +1,13 @@
-// The byte-level BPE tokenizer (data/bpe_tokenizer.h): the regex matcher on hand cases (each
+// The byte-level BPE tokenizer (data/bpe_tokenizer.h): its Oniguruma regexes on hand cases (each
 // alternative of DeepSeek-V3's pattern, lookahead, CJK ranges, digits in threes, emoji, combining
-// marks, invalid UTF-8), a hand-made tokenizer.json (merges, special tokens, load errors), and HF
+// marks, invalid UTF-8, compile errors) and their bounds (step limit, nesting depth, nested counted
+// repeats, captures), a hand-made tokenizer.json (merges, special tokens, load errors), and HF
 // `tokenizers` as the reference (reference/bpe_reference.py): ids, pieces and decodes of ~350
-// strings on six tokenizer variants, Split pieces of 31 patterns, and 11 Unicode classes over every
-// plane with assigned code points. The reference tests skip when `tokenizers` is not installed.
+// strings on six tokenizer variants, pieces of invalid UTF-8 against HF's lossy decode, Split pieces
+// of 43 patterns, and 11 Unicode classes over every plane with assigned code points. The reference
+// tests skip when `tokenizers` is not installed.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 
 #include <chrono>
@@ -74,8 +77,53 @@ void expect_error(const std::function<void()>& f, const std::vector<std::string>
   }
 }
 
+// Bytes as Python's bytes.decode("utf-8", "replace") gives them (what HF sees of invalid UTF-8): one
+// U+FFFD per maximal ill-formed subpart, after the well-formed sequences of the Unicode standard's
+// table 3-7.
+std::string lossy_utf8(const std::string& s) {
+  std::string out;
+  size_t i = 0;
+  while (i < s.size()) {
+    const unsigned char b = static_cast<unsigned char>(s[i]);
+    int n = 0;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (b < 0x80) {
+      n = 0;
+    } else if (b >= 0xC2 && b <= 0xDF) {
+      n = 1;
+    } else if (b == 0xE0) {
+      n = 2, lo = 0xA0;
+    } else if (b == 0xED) {
+      n = 2, hi = 0x9F;
+    } else if (b >= 0xE1 && b <= 0xEF) {
+      n = 2;
+    } else if (b == 0xF0) {
+      n = 3, lo = 0x90;
+    } else if (b == 0xF4) {
+      n = 3, hi = 0x8F;
+    } else if (b >= 0xF1 && b <= 0xF3) {
+      n = 3;
+    } else {
+      out += "\uFFFD", ++i;  // a stray continuation byte or a byte that never starts a sequence
+      continue;
+    }
+    size_t k = 1;
+    for (; k <= static_cast<size_t>(n) && i + k < s.size(); ++k) {
+      const unsigned char c = static_cast<unsigned char>(s[i + k]);
+      if (c < (k == 1 ? lo : 0x80) || c > (k == 1 ? hi : 0xBF)) break;
+    }
+    if (k > static_cast<size_t>(n)) {
+      out.append(s, i, k);
+    } else {
+      out += "\uFFFD";
+    }
+    i += k;
+  }
+  return out;
+}
+
 // ---------------------------------------------------------------------------------------------
-// The regex matcher on hand cases (each checked against HF tokenizers 0.23 when written).
+// The regexes (Oniguruma) on hand cases (each checked against HF tokenizers 0.23 when written).
 
 TEST(BpeRegex, NumbersSplitInThrees) {
   EXPECT_EQ(split(kDigits, "1234567"), Pieces({"123", "456", "7"}));
@@ -141,31 +189,83 @@ TEST(BpeRegex, AnchorsLazinessAndPriority) {
 }
 
 TEST(BpeRegex, InvalidUtf8IsKeptAsRawBytes) {
-  // Each invalid byte is a code point of no class: the negated class of alternative 2 takes it as
-  // the optional lead, nothing else does, and the pieces still cover every byte.
+  // The regex sees each maximal ill-formed subpart as U+FFFD (a symbol, So), as HF would after a
+  // lossy decode, but the pieces are the raw bytes and cover every one of them.
   const std::string text = "ab\xff\xfe cd \xe4\xb8 \xc3(\xed\xa0\x80";
   Pieces pieces = split(kWords, text);
-  EXPECT_EQ(pieces[0], "ab");
-  EXPECT_EQ(pieces[1], "\xff\xfe");
+  EXPECT_EQ(pieces, Pieces({"ab", "\xff\xfe", " cd", " \xe4\xb8", " \xc3(\xed\xa0\x80"}));
   std::string joined;
   for (const auto& p : pieces) joined += p;
   EXPECT_EQ(joined, text);
   EXPECT_EQ(split(".", "\xff"), Pieces({"\xff"}));
-  EXPECT_EQ(split(".", "\xc3\x28"), Pieces({"\xc3", "("}));  // truncated sequence: the lead byte alone
+  EXPECT_EQ(split(".", "\xc3\x28"), Pieces({"\xc3", "("}));       // truncated sequence: the lead byte alone
+  EXPECT_EQ(split(".", "\xe4\xb8x"), Pieces({"\xe4\xb8", "x"}));  // one U+FFFD for the truncated pair
+  EXPECT_EQ(split(".", "\xf0\x9f\x98"), Pieces({"\xf0\x9f\x98"}));
+  EXPECT_EQ(split(".", "\xed\xa0\x80"), Pieces({"\xed", "\xa0", "\x80"}));  // a surrogate: three subparts
 }
 
-TEST(BpeRegex, RejectsUnsupportedSyntax) {
-  expect_error([] { BpeRegex(R"(\w+)"); }, {"regex '\\w+'", "\\w"});
-  expect_error([] { BpeRegex("(?<=a)b"); }, {"lookbehind"});
-  expect_error([] { BpeRegex("(?i)abc"); }, {"group option"});
-  expect_error([] { BpeRegex("[[a]]"); }, {"nested classes"});
-  expect_error([] { BpeRegex("a++"); }, {"possessive"});
-  expect_error([] { BpeRegex("(a"); }, {"missing ')'"});
-  expect_error([] { BpeRegex("a)"); }, {"unbalanced ')'"});
-  expect_error([] { BpeRegex("[a"); }, {"missing ']'"});
-  expect_error([] { BpeRegex(R"(\p{Han})"); }, {"\\p{han}"});
-  expect_error([] { BpeRegex("(a*)*"); }, {"can match empty"});
-  expect_error([] { BpeRegex("*a"); }, {"nothing to repeat"});
+TEST(BpeRegex, OnigurumaSyntaxBeyondTheDeepSeekPatterns) {
+  // What HF accepts, this accepts, and it means the same (the reference test compares more).
+  EXPECT_EQ(split(R"(\w+)", "héllo wörld_1 ٣"), Pieces({"héllo", " ", "wörld_1", " ", "٣"}));
+  EXPECT_EQ(split("(?<=a)b", "abab bb"), Pieces({"a", "b", "a", "b", " bb"}));
+  EXPECT_EQ(split(R"((?<!\s)\S+)", "ab cd"), Pieces({"ab", " c", "d"}));
+  EXPECT_EQ(split("(?i)abc", "ABC abc aBc"), Pieces({"ABC", " ", "abc", " ", "aBc"}));
+  EXPECT_EQ(split("[[a-c]x]+", "abxd cxa"), Pieces({"abx", "d ", "cxa"}));
+  EXPECT_EQ(split("a++", "aaab"), Pieces({"aaa", "b"}));
+  EXPECT_EQ(split(R"(\p{Han}+)", "漢字かな"), Pieces({"漢字", "かな"}));
+  EXPECT_EQ(split("(a*)*", "aab"), Pieces({"aa", "b"}));
+}
+
+TEST(BpeRegex, RejectsWhatOnigurumaRejects) {
+  // Oniguruma's own messages, after the pattern; HF fails to load these patterns too.
+  expect_error([] { BpeRegex("(a"); }, {"regex '(a'", "end pattern with unmatched parenthesis"});
+  expect_error([] { BpeRegex("a)"); }, {"regex 'a)'", "unmatched close parenthesis"});
+  expect_error([] { BpeRegex("[a"); }, {"premature end of char-class"});
+  expect_error([] { BpeRegex("*a"); }, {"target of repeat operator is not specified"});
+  expect_error([] { BpeRegex(R"(\p{Foo})"); }, {"invalid character property name {Foo}"});
+  expect_error([] { BpeRegex("a{100001}"); }, {"too big number for repeat range"});
+  expect_error([] { BpeRegex("\xff"); }, {"not valid UTF-8"});
+  // A pattern with a newline (DeepSeek's have CR and LF) is shown escaped: the message stays one line.
+  expect_error([] { BpeRegex("[\r\n(]("); }, {"regex '[\\r\\n(]('"});
+}
+
+// The bounds that keep a hostile pattern from hanging or crashing `data prepare`.
+TEST(BpeRegex, StepLimitStopsCatastrophicBacktracking) {
+  // (a|a)+$ tries 2^n ways to read n a's before the '!' says no: 40 would take days. Oniguruma gives
+  // up after 10M backtracking steps in one match attempt, as HF does (HF panics there).
+  BpeRegex re("(a|a)+$");
+  EXPECT_EQ(re.split("baaaaaaaa"), Pieces({"b", "aaaaaaaa"}));
+  EXPECT_EQ(re.split(std::string(8, 'a') + "!"), Pieces({"aaaaaaaa!"}));
+  expect_error([&] { re.split(std::string(40, 'a') + "!"); },
+               {"regex '(a|a)+$'", "retry-limit-in-match over", "10000000 backtracking steps", "41-byte text \"aaaa"});
+}
+
+TEST(BpeRegex, NestingDepthIsBounded) {
+  // Oniguruma's parser and compiler recurse per group; past kParseDepthLimit (a group takes two
+  // levels) the pattern is refused before either can run out of stack.
+  auto nested = [](int n) { return std::string(n, '(') + "a" + std::string(n, ')'); };
+  EXPECT_EQ(BpeRegex(nested(400)).split("baab"), Pieces({"b", "a", "a", "b"}));
+  expect_error([&] { BpeRegex{nested(600)}; }, {"nested too deeply", "parse depth limit over", "at most 1000 levels"});
+  expect_error([&] { BpeRegex{nested(12000)}; }, {"nested too deeply", "((...' (24001 bytes)"});
+  expect_error([&] { BpeRegex{std::string(12000, '[')}; }, {"regex '[[[["});
+  std::string captures;
+  for (int i = 0; i <= BpeRegex::kCaptureLimit; ++i) captures += "(a)";
+  expect_error([&] { BpeRegex{captures}; }, {"too many captures", "at most 1000 capture groups"});
+}
+
+TEST(BpeRegex, NestedCountedRepeatsStaySmall) {
+  // 25 bytes that the old matcher expanded into 10^9 instructions (8 GB): Oniguruma keeps repeat
+  // counters instead of copies, and refuses repeat products past 100000 where it would have to unroll.
+  for (const std::string p :
+       {"(((a{1000}){1000}){1000})", "((a{99999}){99999}){99999}", "(?:(?:a?){1000}){1000}", "(((a{2,1000}){2,1000}){2,1000})b",
+        "((((((((a{9}){9}){9}){9}){9}){9}){9}){9})", "(?:a{1000}){1000}{1000}"}) {
+    BpeRegex re(p);
+    re.split(std::string(2000, 'a') + "b");
+  }
+  expect_error([] { BpeRegex("(?:a{100000}){100000}"); }, {"too big number for repeat range"});
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  EXPECT_LT(ru.ru_maxrss, 1 << 20) << "peak resident set above 1 GiB (ru_maxrss in KiB)";
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -207,6 +307,25 @@ TEST(BpeTokenizer, AnyBytesRoundTrip) {
   EXPECT_EQ(tok.decode({emoji[0], emoji[1]}) + tok.decode({emoji[2], emoji[3]}), "😀");
 }
 
+TEST(BpeTokenizer, HostilePatternsAreOneErrorNamingTheField) {
+  // The two shared hardening cases at the API level (tests/data/cases/ holds them for the CLI).
+  json j = hand_tokenizer();
+  json& steps = j["pre_tokenizer"]["pretokenizers"];
+  json step = steps[0];
+  step["pattern"]["Regex"] = "(a|a)+$";
+  steps.insert(steps.begin() + 1, step);
+  BpeTokenizer tok = load_json(j, "backtrack.json");
+  EXPECT_EQ(tok.pre_tokenize("aaaa!"), Pieces({"aaaa", "!"}));
+  expect_error([&] { tok.encode(std::string(40, 'a') + "!"); },
+               {"bpe tokenizer '" + tmp("backtrack.json") + "': pre_tokenizer.pretokenizers[1].pattern.Regex: regex '(a|a)+$'",
+                "retry-limit-in-match over", "41-byte text \"aaaa"});
+  j = hand_tokenizer();
+  j["pre_tokenizer"]["pretokenizers"][1]["pattern"]["Regex"] = std::string(12000, '(') + std::string(12000, ')');
+  expect_error([&] { load_json(j, "deep.json"); },
+               {"bpe tokenizer '" + tmp("deep.json") + "': pre_tokenizer.pretokenizers[1].pattern.Regex: regex '((((",
+                "nested too deeply"});
+}
+
 TEST(BpeTokenizer, LoadErrorsNameTheFileAndTheProblem) {
   expect_error([] { BpeTokenizer::load("/nonexistent/tokenizer.json"); }, {"'/nonexistent/tokenizer.json'", "cannot open"});
   write_file(tmp("bad.json"), "{\"model\": [1, 2,");
@@ -221,8 +340,9 @@ TEST(BpeTokenizer, LoadErrorsNameTheFileAndTheProblem) {
   j["pre_tokenizer"] = {{"type", "Whitespace"}};
   expect_error([&] { load_json(j, "ws.json"); }, {"unsupported pre_tokenizer type 'Whitespace'"});
   j = hand_tokenizer();
-  j["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = "(?<=x)y";
-  expect_error([&] { load_json(j, "re.json"); }, {tmp("re.json"), "regex '(?<=x)y'", "lookbehind"});
+  j["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = "(x";
+  expect_error([&] { load_json(j, "re.json"); },
+               {tmp("re.json"), "pre_tokenizer.pretokenizers[0].pattern.Regex: regex '(x'", "unmatched parenthesis"});
   j = hand_tokenizer();
   j["model"]["merges"].push_back(json::array({"Ġ", "zz"}));
   expect_error([&] { load_json(j, "merge.json"); }, {tmp("merge.json"), "merge 4", "unknown token 'zz'"});
@@ -297,6 +417,31 @@ TEST_F(BpeReference, IdsPiecesAndDecodesMatchHf) {
   }
 }
 
+TEST_F(BpeReference, InvalidUtf8PiecesAreHfPiecesOfTheLossyText) {
+  // HF only sees valid text; for invalid UTF-8 the contract is that our pieces of the raw bytes,
+  // each decoded lossily, are HF's pieces of the lossily decoded text, and they cover every byte.
+  int n = 0;
+  for (const json& v : expected_["variants"]) {
+    BpeTokenizer tok = BpeTokenizer::load(v["file"].get<std::string>());
+    for (const json& c : v["invalid_utf8"]) {
+      std::string raw;
+      const std::string hex = c["hex"];
+      for (size_t i = 0; i + 1 < hex.size(); i += 2) raw += static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16));
+      const Pieces pieces = tok.pre_tokenize(raw);
+      Pieces lossy;
+      std::string joined;
+      for (const std::string& p : pieces) lossy.push_back(lossy_utf8(p)), joined += p;
+      EXPECT_EQ(lossy, c["pieces"].get<Pieces>()) << v["name"].get<std::string>() << ": pieces of " << show(raw);
+      if (v["lossless"].get<bool>()) {
+        EXPECT_EQ(joined, raw) << v["name"].get<std::string>() << ": pieces of " << show(raw);
+        EXPECT_EQ(tok.decode(tok.encode(raw)), raw) << v["name"].get<std::string>() << ": round trip of " << show(raw);
+      }
+      ++n;
+    }
+  }
+  std::cout << n << " (variant, invalid UTF-8 string) cases\n";
+}
+
 TEST_F(BpeReference, SplitPiecesMatchOniguruma) {
   std::map<std::string, BpeRegex> compiled;
   for (const json& c : expected_["regex"]) {
@@ -340,9 +485,9 @@ TEST_F(BpeReference, UnicodeClassesMatchOniguruma) {
     for (const auto& [b, e] : BpeRegex(pattern).find_all(all)) ranges.push_back({cp_at[b], cp_at[e - 1]});
     return members(ranges);
   };
-  // A code point unassigned on either side (data/unicode_tables.h vs the Oniguruma in tokenizers)
-  // is a Unicode version difference, reported but not failed: a tokenizers upgrade must not break
-  // the test. Any other difference is a wrong table or a wrong class.
+  // A code point unassigned on either side (the system's Oniguruma, libonig, vs the one built into
+  // tokenizers) is a Unicode version difference, reported but not failed: neither upgrade must break
+  // the test. Any other difference is a wrong class.
   std::vector<bool> onig_cn, ours_cn = ours_of(R"(\p{Cn}+)");
   for (const json& c : expected_["classes"])
     if (c["pattern"] == R"(\p{Cn}+)") onig_cn = members(c["ranges"].get<std::vector<std::vector<uint32_t>>>());
@@ -405,7 +550,8 @@ TEST(BpeTokenizer, PrepareDatasetsWithIt) {
   EXPECT_EQ(enc.bos_id, 260);
   std::string text;
   std::mt19937 rng(3);
-  const std::vector<std::string> words = {"the", " the", "in", "then", "  ", "\n", "\n\n", "123456", "雨が", "x", "\t", "the\n  in"};
+  const std::vector<std::string> words = {"the",  " the",   "in",   "then", "  ", "\n",
+                                          "\n\n", "123456", "雨が", "x",    "\t", "the\n  in"};
   while (text.size() < 3u << 20) text += words[rng() % words.size()];
   write_file(tmp("prep.txt"), text);
   PrepareStats st = prepare_text_dataset({tmp("prep.txt")}, tmp("prep.h5"), enc, true);

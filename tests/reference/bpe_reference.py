@@ -9,7 +9,8 @@ data/bpe_tokenizer.cpp.
 OUT_DIR gets tokenizer.json (trained here: ~1000 tokens, the two DeepSeek sentence tokens), variants
 of it (merges as "a b" strings, ignore_merges, GPT-2 and DeepSeek-LLM style pre-tokenizers, added
 tokens with lstrip / rstrip / single_word) and expected.json:
-  variants: per file, each test string's ids, decode (special tokens kept) and pre-tokenizer pieces;
+  variants: per file, each test string's ids, decode (special tokens kept) and pre-tokenizer pieces,
+            and the pieces of invalid UTF-8 strings (given as hex) decoded lossily, as HF sees them;
   regex:    Split(pattern, "isolated") pieces of hand-picked patterns and strings;
   classes:  the code points of class_domain that Oniguruma's \\p{L}, \\s, ... match, as inclusive ranges.
 Exits 77 (with the reason on stderr) when `tokenizers` cannot be imported.
@@ -137,8 +138,18 @@ REGEX_PATTERNS = DEEPSEEK_V3 + [GPT2] + DEEPSEEK_LLM + [
     r"\s+$", r"^\s+", r"a{2,3}?", r"(?:ab|a)(?=c)", r"x*?y", r"[^a-c\d]+", r"\P{L}+", r"\p{Lu}\p{Ll}+",
     r".+", r"\d{2}", r"\p{N}+|\p{L}+", r"(a|ab)(c|bcd)", r"[\-\]\\]+", r"\A.|.\z", r"b\Z", r"[^\s\p{^L}]+",
     r"\x41+|\u3042+", r"(?!a)\S", r"a{,2}", r"a{2}", r"\p{Letter}+", r"[\p{P}\p{S}]+",
+    # Oniguruma syntax no DeepSeek pattern uses, which the tokenizer accepts all the same.
+    r"\w+", r"(?<=a)b", r"(?<!\s)\S+", r"(?i)abc", r"[[a-c]x]+", r"a++", r"\p{Han}+", r"(a*)*", r"(\p{L})\1",
+    r"\b\w", r"\X", r"(?<w>a|b)\k<w>+",
 ]
-REGEX_TEXTS = TEXTS + ["aaaa abc abcd xxy y ABcdEf", "AAA ああ b\n", "ab\ncd\n", "--]]\\\\ab"]
+REGEX_TEXTS = TEXTS + ["aaaa abc abcd xxy y ABcdEf", "AAA ああ b\n", "ab\ncd\n", "--]]\\\\ab", "abab bb aABC abc aBc",
+                       "llama bookkeeper aabbba"]
+# Invalid UTF-8 (HF only ever sees text, so these are compared as HF's pieces of the lossy decode): lone
+# and stray bytes, truncated sequences, overlongs, surrogates, values past U+10FFFF.
+INVALID_UTF8 = [b"ab\xff\xfe cd \xe4\xb8 \xc3(\xed\xa0\x80", b"\xff", b"caf\xc3", b"\xe4\xb8\xad\xe6\x96 text",
+                b"  \x80\x80  x", b"12\xf0\x9f\x98 3456", b"\xf4\x90\x80\x80!", b"\xc0\xafhello\r\n\xfe\n",
+                b"\xe0\x80\x80 \xef\xbf\xbd ok", b"x\xf0\x9f\x98\x80\xf0\x9f", b"\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa",
+                b"don\xe2\x80't  \xa0 x"]
 
 CLASS_PATTERNS = [r"\p{L}+", r"\p{M}+", r"\p{N}+", r"\p{P}+", r"\p{S}+", r"\p{Z}+", r"\p{C}+", r"\s+", r"\p{Lu}+",
                   r"\p{Nd}+", r"\p{Cn}+"]
@@ -245,10 +256,12 @@ def main():
             has_special = any(a in t for a in [BOS, EOS, "<mask>", "[SEP]", "word", "Hello", "ing"])
             cases.append({"text": t, "ids": ids, "decoded": tok.decode(ids, skip_special_tokens=False),
                           "pieces": None if has_special else pieces_of(tok.pre_tokenizer, t)})
+        invalid = [{"hex": b.hex(), "pieces": pieces_of(tok.pre_tokenizer, b.decode("utf-8", "replace"))}
+                   for b in INVALID_UTF8]
         # GPT-2 style adds a space before each piece, lstrip / rstrip drop spaces: no round trip.
         lossless = name not in ("gpt2_style", "added_flags")
         expected["variants"].append({"name": name, "file": path, "vocab_size": tok.get_vocab_size(),
-                                     "lossless": lossless, "cases": cases})
+                                     "lossless": lossless, "cases": cases, "invalid_utf8": invalid})
     for p in REGEX_PATTERNS:
         split = pre_tokenizers.Split(Regex(p), "isolated")
         for t in REGEX_TEXTS + fuzz_texts(40, seed=len(p)):
