@@ -17,6 +17,21 @@ namespace mlamoe {
 
 namespace {
 
+// The attributes and sizes of a dataset, hashed (splitmix64 steps over the bytes and numbers).
+uint64_t header_checksum(const std::string& tokenizer, int64_t vocab_size, int64_t eos_token_id, int64_t num_tokens,
+                         int64_t num_docs, bool has_mask) {
+  auto mix = [](uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  };
+  uint64_t h = mix(0x746f6b656e73ull ^ tokenizer.size());
+  for (unsigned char c : tokenizer) h = mix(h ^ c);
+  for (int64_t v : {vocab_size, eos_token_id, num_tokens, num_docs, int64_t{has_mask}, kTokenFormatVersion})
+    h = mix(h ^ static_cast<uint64_t>(v) * 0x9e3779b97f4a7c15ull);
+  return h;
+}
+
 namespace fs = std::filesystem;
 
 // Chunk sizes: whole chunks are what the writer flushes, so they bound its memory (4 MiB + 512 KiB)
@@ -78,6 +93,7 @@ class ChunkedAppender {
     H5Id space(H5Screate_simple(1, &dims, &max_dims), H5Sclose);
     H5Id dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
     H5Pset_chunk(dcpl.get(), 1, &chunk);
+    H5Pset_fletcher32(dcpl.get());  // a checksum per chunk, checked by HDF5 on every read
     dset_ = H5Id(H5Dcreate2(file_, name_, file_type_, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT), H5Dclose);
     MLAMOE_CHECK(dset_.valid(), where_ << ": cannot create dataset '" << name_ << "'");
   }
@@ -223,6 +239,10 @@ void TokenDatasetWriter::finish() {
   h5_write_string_attribute(root, "tokenizer", m.tokenizer, m.where);
   h5_write_int_attribute(root, "vocab_size", m.vocab_size, H5T_STD_I64LE, m.where);
   h5_write_int_attribute(root, "eos_token_id", m.eos_token_id, H5T_STD_I64LE, m.where);
+  h5_write_int_attribute(root, "header_checksum",
+                         static_cast<int64_t>(header_checksum(m.tokenizer, m.vocab_size, m.eos_token_id, m.tokens->size(),
+                                                              m.num_docs, m.mask.has_value())),
+                         H5T_STD_I64LE, m.where);
   bool ok = m.tokens->close() && m.offsets->close() && (!m.mask || m.mask->close());
   ok = m.file.reset() && ok;
   MLAMOE_CHECK(ok, m.where << ": cannot close '" << m.tmp.path << "' (disk full?)");
@@ -242,6 +262,7 @@ int64_t TokenDatasetWriter::num_docs() const { return impl_->num_docs; }
 // ---- Reader ----
 
 struct TokenDataset::Impl {
+  bool checksummed = true;  // format_version >= 2: header and chunk checksums
   std::string path, where, tokenizer;
   int64_t num_tokens = 0, num_docs = 0, vocab_size = 0, eos_token_id = 0;
   H5Id file, tokens, offsets, mask;
@@ -312,8 +333,12 @@ TokenDataset TokenDataset::open(const std::string& path) {
   std::string format = h5_read_string_attribute(file, "format", where);
   MLAMOE_CHECK(format == kTokenFormat, where << ": attribute 'format' is '" << format << "', expected '" << kTokenFormat << "'");
   int64_t version = h5_read_int_attribute(file, "format_version", where);
-  MLAMOE_CHECK(version == kTokenFormatVersion,
-               where << ": format_version " << version << " is not supported (this build reads " << kTokenFormatVersion << ")");
+  // Version 1 (no checksums) is still read, so that a prepared corpus need not be tokenized again;
+  // checksummed() tells the caller to say so.
+  MLAMOE_CHECK(version == kTokenFormatVersion || version == 1,
+               where << ": format_version " << version << " is not supported (this build reads 1 and " << kTokenFormatVersion
+                     << ")");
+  m->checksummed = version >= 2;
   m->tokenizer = h5_read_string_attribute(file, "tokenizer", where);
   m->vocab_size = h5_read_int_attribute(file, "vocab_size", where);
   m->eos_token_id = h5_read_int_attribute(file, "eos_token_id", where);
@@ -334,6 +359,13 @@ TokenDataset TokenDataset::open(const std::string& path) {
     std::tie(m->mask, n_mask) = open_vector(file, "loss_mask", 1, where);
     MLAMOE_CHECK(n_mask == m->num_tokens, where << ": loss_mask has " << n_mask << " entries, tokens " << m->num_tokens);
   }
+  // The attributes that decide what a run reads; the arrays' chunks carry their own checksums.
+  MLAMOE_CHECK(!m->checksummed || (h5_has_attribute(file, "header_checksum") &&
+                                    static_cast<uint64_t>(h5_read_int_attribute(file, "header_checksum", where)) ==
+                                        header_checksum(m->tokenizer, m->vocab_size, m->eos_token_id, m->num_tokens,
+                                                        m->num_docs, m->mask.valid())),
+               where << ": its attributes (tokenizer, vocab_size, eos_token_id, sizes) do not match their checksum: the file was "
+                        "edited or damaged");
   return TokenDataset(std::move(m));
 }
 
@@ -360,6 +392,7 @@ void TokenDataset::read(int64_t start, int64_t count, int32_t* out) const {
 }
 
 bool TokenDataset::has_loss_mask() const { return impl_->mask.valid(); }
+bool TokenDataset::checksummed() const { return impl_->checksummed; }
 
 void TokenDataset::read_mask(int64_t start, int64_t count, uint8_t* out) const {
   const Impl& m = *impl_;

@@ -3,7 +3,9 @@
 //   doc_offsets  u64, 1-D, n_docs + 1 entries: document i is tokens[off[i], off[i+1])
 //   loss_mask    u8, 1-D, parallel to tokens (SFT data only): 1 where the token is a training
 //                target (a response), 0 where it is context (prompt, template)
-//   attributes   format = "mlamoe-tokens", format_version = 1, tokenizer, vocab_size, eos_token_id
+//   attributes   format = "mlamoe-tokens", format_version = 2, tokenizer, vocab_size, eos_token_id,
+//                header_checksum (of those and the sizes; checked on open)
+// Every array is chunked with HDF5's Fletcher-32 filter: a damaged chunk fails its read.
 // TokenDatasetWriter streams a corpus into it with bounded memory and publishes it atomically;
 // TokenDataset validates a file and reads token ranges. Training windows are in loader.h. Not
 // thread-safe (the serial HDF5 library is not).
@@ -16,7 +18,7 @@
 namespace mlamoe {
 
 constexpr const char* kTokenFormat = "mlamoe-tokens";
-constexpr int64_t kTokenFormatVersion = 1;
+constexpr int64_t kTokenFormatVersion = 2;  // 2: chunk checksums (Fletcher-32) and a header checksum
 
 class TokenDatasetWriter {
  public:
@@ -69,6 +71,8 @@ class TokenDataset {
   // tokens[start, start + count) into out; throws for a range outside the file or an id >= vocab_size.
   void read(int64_t start, int64_t count, int32_t* out) const;
   bool has_loss_mask() const;
+  // false for a format_version 1 file (written before checksums; still read, unverified).
+  bool checksummed() const;
   // loss_mask[start, start + count) into out (a dataset without a mask reads as all 1).
   void read_mask(int64_t start, int64_t count, uint8_t* out) const;
   // All n_docs + 1 offsets (8 bytes per document: meant for tests and tools, not the training loop).

@@ -1,10 +1,14 @@
 #include "model/config.h"
 
+#include <cmath>
+#include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <set>
 #include <type_traits>
 
 #include "model/json_fields.h"
+#include "model/json_parse.h"
 #include "model/tensor/error.h"
 
 namespace mlamoe {
@@ -38,34 +42,54 @@ RopeScaling parse_rope_scaling(const json& j, const std::string& where) {
   return r;
 }
 
+// A JSON number's shape (which JSON may still refuse: 1e999 is out of range).
+bool looks_like_number(const std::string& t) {
+  size_t i = 0, n = t.size();
+  auto digits = [&] {
+    size_t start = i;
+    while (i < n && t[i] >= '0' && t[i] <= '9') ++i;
+    return i > start;
+  };
+  if (i < n && t[i] == '-') ++i;
+  if (!digits()) return false;
+  if (i < n && t[i] == '.' && (++i, !digits())) return false;
+  if (i < n && (t[i] == 'e' || t[i] == 'E')) {
+    ++i;
+    if (i < n && (t[i] == '+' || t[i] == '-')) ++i;
+    if (!digits()) return false;
+  }
+  return i == n;
+}
+
 }  // namespace
 
 json read_json_file(const std::string& path) {
-  std::ifstream f(path);
+  std::error_code ec;
+  MLAMOE_CHECK(!std::filesystem::is_directory(path, ec), "cannot read config file '" << path << "': it is a directory");
+  std::ifstream f(path, std::ios::binary);
   MLAMOE_CHECK(f.good(), "cannot open config file '" << path << "'");
-  try {
-    return json::parse(f);
-  } catch (const json::parse_error& e) {
-    // e.what() reads "[json.exception.parse_error.101] parse error at line 3, column 5: ..."
-    std::string msg = e.what();
-    size_t at = msg.find("parse error");
-    throw Error(path + ": invalid JSON: " + (at == std::string::npos ? msg : msg.substr(at)));
-  }
+  std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  MLAMOE_CHECK(!f.bad(), "cannot read config file '" << path << "'");
+  return parse_json(text, path);
 }
 
 void apply_overrides(json& config, const std::vector<std::string>& overrides) {
+  MLAMOE_CHECK(config.is_object(), "the config must be a JSON object, got " << brief(config) << " (before any --set)");
   for (const std::string& o : overrides) {
     size_t eq = o.find('=');
-    MLAMOE_CHECK(eq != std::string::npos && eq > 0, "--set expects key=value (e.g. train.lr=3e-4), got '" << o << "'");
+    MLAMOE_CHECK(eq != std::string::npos && eq > 0, "--set expects key=value (e.g. train.lr=3e-4), got '" << o.substr(0, 80) << "'");
     std::string key = o.substr(0, eq), text = o.substr(eq + 1);
-    json value = json::parse(text, nullptr, /*allow_exceptions=*/false);
-    if (value.is_discarded()) value = text;  // not JSON: a bare string such as scoring_func=softmax
+    // A value that reads as JSON is that JSON (depth-limited, range-checked like a config file);
+    // anything else is a bare string such as scoring_func=softmax.
+    bool json_like = json::accept(text.begin(), text.end()) || looks_like_number(text) ||
+                     (!text.empty() && (text[0] == '[' || text[0] == '{'));
+    json value = json_like ? parse_json(text, "--set " + key.substr(0, 80)) : json(text);
     json* node = &config;
     size_t start = 0;
     while (true) {
       size_t dot = key.find('.', start);
       std::string part = key.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
-      MLAMOE_CHECK(!part.empty(), "--set: empty component in key '" << key << "'");
+      MLAMOE_CHECK(!part.empty(), "--set: empty component in key '" << key.substr(0, 80) << "'");
       MLAMOE_CHECK(node->is_object() || node->is_null(),
                    "--set: '" << key.substr(0, start - 1) << "' is not a section, cannot set '" << key << "'");
       node = &(*node)[part];
@@ -138,19 +162,38 @@ ModelConfig parse_model_config(const json& j, const std::string& where) {
 }
 
 void validate_model_config(const ModelConfig& c, const std::string& where) {
+  auto in_range = [&](int64_t v, const char* name, int64_t lo, int64_t hi) {
+    MLAMOE_CHECK(v >= lo && v <= hi, where << ": " << name << " must be in [" << lo << ", " << hi << "], got " << v);
+  };
+  using L = ModelLimits;
+  in_range(c.vocab_size, "vocab_size", 1, L::vocab_size);
+  in_range(c.hidden_size, "hidden_size", 1, L::hidden_size);
+  in_range(c.num_hidden_layers, "num_hidden_layers", 1, L::num_hidden_layers);
+  in_range(c.num_attention_heads, "num_attention_heads", 1, L::num_attention_heads);
+  in_range(c.kv_lora_rank, "kv_lora_rank", 1, L::lora_rank);
+  in_range(c.qk_rope_head_dim, "qk_rope_head_dim", 1, L::head_dim);
+  in_range(c.qk_nope_head_dim, "qk_nope_head_dim", 1, L::head_dim);
+  in_range(c.v_head_dim, "v_head_dim", 1, L::head_dim);
+  in_range(c.max_position_embeddings, "max_position_embeddings", 1, L::max_position_embeddings);
+  if (c.q_lora_rank) in_range(*c.q_lora_rank, "q_lora_rank (null for none)", 1, L::lora_rank);
+  in_range(c.intermediate_size, "intermediate_size", 0, L::intermediate_size);
+  in_range(c.moe_intermediate_size, "moe_intermediate_size", 0, L::intermediate_size);
+  in_range(c.n_routed_experts, "n_routed_experts", 0, L::experts);
+  in_range(c.n_shared_experts, "n_shared_experts", 0, L::experts);
+  in_range(c.num_nextn_predict_layers, "num_nextn_predict_layers", 0, L::num_nextn_predict_layers);
+  in_range(c.moe_layer_freq, "moe_layer_freq", 1, L::num_hidden_layers);
+  in_range(c.num_experts_per_tok, "num_experts_per_tok", 0, L::experts);
+  in_range(c.n_group, "n_group", 0, L::experts);
+  in_range(c.topk_group, "topk_group", 0, L::experts);
+  auto finite_positive = [&](double v, const char* name) {
+    MLAMOE_CHECK(std::isfinite(v) && v > 0, where << ": " << name << " must be a finite number > 0, got " << v);
+  };
+  finite_positive(c.rms_norm_eps, "rms_norm_eps");
+  finite_positive(c.rope_theta, "rope_theta");
+  finite_positive(c.initializer_range, "initializer_range");
   auto positive = [&](int64_t v, const char* name) {
     MLAMOE_CHECK(v > 0, where << ": " << name << " must be positive, got " << v);
   };
-  positive(c.vocab_size, "vocab_size");
-  positive(c.hidden_size, "hidden_size");
-  positive(c.num_hidden_layers, "num_hidden_layers");
-  positive(c.num_attention_heads, "num_attention_heads");
-  positive(c.kv_lora_rank, "kv_lora_rank");
-  positive(c.qk_rope_head_dim, "qk_rope_head_dim");
-  positive(c.qk_nope_head_dim, "qk_nope_head_dim");
-  positive(c.v_head_dim, "v_head_dim");
-  positive(c.max_position_embeddings, "max_position_embeddings");
-  if (c.q_lora_rank) positive(*c.q_lora_rank, "q_lora_rank (null for none)");
   MLAMOE_CHECK(c.qk_rope_head_dim % 2 == 0,
                where << ": qk_rope_head_dim must be even (rotary pairs), got " << c.qk_rope_head_dim);
   MLAMOE_CHECK(c.num_key_value_heads > 0 && c.num_attention_heads % c.num_key_value_heads == 0,
@@ -160,12 +203,9 @@ void validate_model_config(const ModelConfig& c, const std::string& where) {
   MLAMOE_CHECK(!c.attention_bias, where << ": attention_bias must be false (MLA projections have no bias)");
   MLAMOE_CHECK(c.attention_dropout == 0.0, where << ": attention_dropout must be 0, got " << c.attention_dropout);
   MLAMOE_CHECK(!c.tie_word_embeddings, where << ": tie_word_embeddings must be false (DeepSeek models untie embedding and head)");
-  MLAMOE_CHECK(c.rms_norm_eps > 0, where << ": rms_norm_eps must be positive, got " << c.rms_norm_eps);
-  MLAMOE_CHECK(c.rope_theta > 0, where << ": rope_theta must be positive, got " << c.rope_theta);
-  MLAMOE_CHECK(c.initializer_range > 0, where << ": initializer_range must be positive, got " << c.initializer_range);
-  MLAMOE_CHECK(c.num_nextn_predict_layers >= 0, where << ": num_nextn_predict_layers must be >= 0");
-  MLAMOE_CHECK(c.bias_update_speed >= 0 && c.seq_aux_alpha >= 0 && c.mtp_loss_weight >= 0 && c.aux_loss_alpha >= 0,
-               where << ": bias_update_speed, seq_aux_alpha, mtp_loss_weight and aux_loss_alpha must be >= 0");
+  for (auto [v, name] : {std::pair{c.bias_update_speed, "bias_update_speed"}, {c.seq_aux_alpha, "seq_aux_alpha"},
+                         {c.mtp_loss_weight, "mtp_loss_weight"}, {c.aux_loss_alpha, "aux_loss_alpha"}})
+    MLAMOE_CHECK(std::isfinite(v) && v >= 0, where << ": " << name << " must be a finite number >= 0, got " << v);
   MLAMOE_CHECK(c.first_k_dense_replace >= 0 && c.first_k_dense_replace <= c.num_hidden_layers,
                where << ": first_k_dense_replace must be in [0, num_hidden_layers = " << c.num_hidden_layers << "], got "
                      << c.first_k_dense_replace);
@@ -180,7 +220,7 @@ void validate_model_config(const ModelConfig& c, const std::string& where) {
   const int64_t e = c.n_routed_experts, k = c.num_experts_per_tok, g = c.n_group, kg = c.topk_group;
   positive(c.moe_intermediate_size, "moe_intermediate_size");
   MLAMOE_CHECK(k >= 1 && k <= e, where << ": num_experts_per_tok must be in [1, n_routed_experts = " << e << "], got " << k);
-  MLAMOE_CHECK(c.routed_scaling_factor > 0, where << ": routed_scaling_factor must be positive, got " << c.routed_scaling_factor);
+  finite_positive(c.routed_scaling_factor, "routed_scaling_factor");
   MLAMOE_CHECK(c.scoring_func == "sigmoid" || c.scoring_func == "softmax",
                where << ": scoring_func must be \"sigmoid\" or \"softmax\", got '" << c.scoring_func << "'");
   MLAMOE_CHECK(

@@ -95,7 +95,25 @@ nlohmann::json architecture_fields(const ModelConfig& c);
 // all is decided by the parser that reads the result (unknown fields are errors there).
 void apply_overrides(nlohmann::json& config, const std::vector<std::string>& overrides);
 
-// Checks the combinations (heads, groups, top-k, ...); parse_model_config calls it.
+// Upper bounds of the size fields, checked at parse time so that no later size, byte or FLOP count
+// can overflow 64 bits and no per-layer loop runs for hours. Each is far above every released
+// DeepSeek model (V3: vocab 129,280, hidden 7,168, 61 layers, 128 heads, 256 experts, MoE width
+// 2,048, dense width 18,432, context 163,840).
+struct ModelLimits {
+  static constexpr int64_t vocab_size = int64_t{1} << 22;               // 4,194,304
+  static constexpr int64_t hidden_size = int64_t{1} << 16;              // 65,536
+  static constexpr int64_t intermediate_size = int64_t{1} << 18;        // 262,144 (dense and MoE widths)
+  static constexpr int64_t num_hidden_layers = 1024;
+  static constexpr int64_t num_attention_heads = 1024;
+  static constexpr int64_t head_dim = 4096;                             // qk_nope, qk_rope, v head dims
+  static constexpr int64_t lora_rank = int64_t{1} << 16;                // kv_lora_rank, q_lora_rank
+  static constexpr int64_t experts = 4096;                              // n_routed_experts, n_shared_experts
+  static constexpr int64_t max_position_embeddings = int64_t{1} << 24;  // 16,777,216
+  static constexpr int64_t num_nextn_predict_layers = 16;
+};
+
+// Checks ranges (ModelLimits) and combinations (heads, groups, top-k, ...); parse_model_config
+// calls it. Throws one line naming the field, its value and the rule.
 void validate_model_config(const ModelConfig& c, const std::string& where);
 
 }  // namespace mlamoe

@@ -2,6 +2,7 @@
 // "train", "data" and "parallel" sections in train/): wrong types and unknown fields are errors
 // that name the file and the field's full path.
 #pragma once
+#include <cstdint>
 #include <optional>
 #include <set>
 #include <string>
@@ -10,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "model/json_parse.h"
 #include "model/tensor/error.h"
 
 namespace mlamoe {
@@ -19,7 +21,8 @@ namespace mlamoe {
 class Fields {
  public:
   Fields(const nlohmann::json& j, std::string where, std::string prefix) : j_(j), where_(std::move(where)), prefix_(std::move(prefix)) {
-    MLAMOE_CHECK(j.is_object(), where_ << ": " << (prefix_.empty() ? "the config" : prefix_) << " must be a JSON object");
+    MLAMOE_CHECK(j.is_object(), where_ << ": " << (prefix_.empty() ? "the config" : "field '" + prefix_ + "'")
+                                       << " must be a JSON object, got " << brief(j));
   }
 
   bool has(const char* name) const { return j_.contains(name) && !j_.at(name).is_null(); }
@@ -35,13 +38,16 @@ class Fields {
     if constexpr (std::is_same_v<T, bool>) {
       ok = v.is_boolean(), expected = "true or false";
     } else if constexpr (std::is_integral_v<T>) {
+      // An unsigned value past INT64_MAX (18446744073709551615) must not wrap to a negative one.
+      MLAMOE_CHECK(!(v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(INT64_MAX)),
+                   where_ << ": field '" << path(name) << "' = " << v.get<uint64_t>() << " is out of range (at most 2^63 - 1)");
       ok = v.is_number_integer(), expected = "an integer";
     } else if constexpr (std::is_floating_point_v<T>) {
-      ok = v.is_number(), expected = "a number";
+      ok = v.is_number(), expected = "a finite number";
     } else {
       ok = v.is_string(), expected = "a string";
     }
-    MLAMOE_CHECK(ok, where_ << ": field '" << path(name) << "' must be " << expected << ", got " << v.dump());
+    MLAMOE_CHECK(ok, where_ << ": field '" << path(name) << "' must be " << expected << ", got " << brief(v));
     out = v.get<T>();
   }
   // null or absent -> empty
@@ -58,7 +64,7 @@ class Fields {
     const nlohmann::json& v = j_.at(name);
     bool ok = v.is_array();
     for (const auto& x : v) ok = ok && x.is_number();
-    MLAMOE_CHECK(ok, where_ << ": field '" << path(name) << "' must be a list of numbers, got " << v.dump());
+    MLAMOE_CHECK(ok, where_ << ": field '" << path(name) << "' must be a list of numbers, got " << brief(v));
     out = v.get<std::vector<double>>();
   }
   // A list of strings.
@@ -67,7 +73,7 @@ class Fields {
     const nlohmann::json& v = j_.at(name);
     bool ok = v.is_array();
     for (const auto& x : v) ok = ok && x.is_string();
-    MLAMOE_CHECK(ok, where_ << ": field '" << path(name) << "' must be a list of strings, got " << v.dump());
+    MLAMOE_CHECK(ok, where_ << ": field '" << path(name) << "' must be a list of strings, got " << brief(v));
     out = v.get<std::vector<std::string>>();
   }
   // A field HF configs carry that has no effect on training here.
@@ -75,7 +81,7 @@ class Fields {
 
   void reject_unknown() const {
     for (auto it = j_.begin(); it != j_.end(); ++it)
-      MLAMOE_CHECK(seen_.count(it.key()), where_ << ": unknown field '" << path(it.key()) << "'");
+      MLAMOE_CHECK(seen_.count(it.key()), where_ << ": unknown field '" << path(it.key()).substr(0, 120) << "'");
   }
 
  private:

@@ -21,7 +21,8 @@ else
   mv "$out.tmp" "$out"
   echo "corpus: wrote $out ($(wc -c <"$out") bytes)"
 fi
-if [ -s "$h5" ] && [ "$h5" -nt "$out" ]; then
+# Made again after every build of mlamoe, so a dataset format change never leaves a stale file.
+if [ -s "$h5" ] && [ "$h5" -nt "$out" ] && [ "$h5" -nt "$mlamoe" ]; then
   echo "corpus: $h5 already there"
 else
   [ -x "$mlamoe" ] || { echo "corpus: error: $mlamoe is not built (run tools/setup.sh)" >&2; exit 1; }

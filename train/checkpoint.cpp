@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "data/h5_util.h"
+#include "model/json_parse.h"
 #include "model/tensor/error.h"
 #include "parallel/grad_sync.h"
 #include "train/fault.h"
@@ -17,7 +18,7 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr const char* kFormat = "mlamoe-checkpoint";
-constexpr int64_t kFormatVersion = 1;
+constexpr int64_t kFormatVersion = 2;  // 2: the header checksum
 constexpr int kTokenTag = 7100;
 
 // ---- checksums ----
@@ -37,6 +38,16 @@ uint64_t block_checksum(const float* values, int64_t n, int64_t first) {
     sum += mix64(static_cast<uint64_t>(first + i) * 0x9e3779b97f4a7c15ull + bits);
   }
   return sum;
+}
+
+// The header: everything besides the tensors that decides what a resumed or loaded run does.
+uint64_t header_checksum(const std::string& config, int64_t step, int64_t tokens_seen, int64_t optimizer_steps,
+                         int64_t loader_epoch, int64_t loader_index, int64_t has_optimizer) {
+  uint64_t h = mix64(0x6d6c616d6f65ull ^ config.size());
+  for (size_t i = 0; i < config.size(); ++i) h = mix64(h ^ static_cast<unsigned char>(config[i]) ^ (static_cast<uint64_t>(i) << 8));
+  for (int64_t v : {step, tokens_seen, optimizer_steps, loader_epoch, loader_index, has_optimizer, kFormatVersion})
+    h = mix64(h ^ static_cast<uint64_t>(v) * 0x9e3779b97f4a7c15ull);
+  return h;
 }
 
 // ---- who writes what ----
@@ -141,6 +152,12 @@ H5Id open_checkpoint(const std::string& path) {
   MLAMOE_CHECK(v == kFormatVersion, where << " has format version " << v << ", this build reads " << kFormatVersion);
   MLAMOE_CHECK(h5_has_attribute(f.get(), "complete") && h5_read_int_attribute(f.get(), "complete", where) == 1,
                where << " is incomplete (its writer stopped before finishing)");
+  auto attr = [&](const char* name) { return h5_read_int_attribute(f.get(), name, where); };
+  uint64_t want = header_checksum(h5_read_string_attribute(f.get(), "config", where), attr("step"), attr("tokens_seen"),
+                                  attr("optimizer_steps"), attr("loader_epoch"), attr("loader_index"), attr("has_optimizer"));
+  MLAMOE_CHECK(h5_has_attribute(f.get(), "header_checksum") && static_cast<uint64_t>(attr("header_checksum")) == want,
+               where << ": its header (config, step, tokens_seen, optimizer_steps, loader position) does not match its "
+                        "checksum: the file was edited or damaged");
   return f;
 }
 
@@ -150,7 +167,7 @@ Tensor as_f32(const Tensor& t) { return t.contiguous().to(DType::F32); }
 void write_header(hid_t f, const nlohmann::json& config, const TrainState& st, bool has_optimizer, const std::string& where) {
   h5_write_string_attribute(f, "format", kFormat, where);
   h5_write_int_attribute(f, "format_version", kFormatVersion, H5T_STD_I64LE, where);
-  h5_write_string_attribute(f, "config", config.dump(), where);
+  h5_write_string_attribute(f, "config", config.dump(), where);  // hashed below with the progress
   h5_write_int_attribute(f, "step", st.step, H5T_STD_I64LE, where);
   h5_write_int_attribute(f, "tokens_seen", st.tokens_seen, H5T_STD_I64LE, where);
   h5_write_int_attribute(f, "optimizer_steps", st.optimizer_steps, H5T_STD_I64LE, where);
@@ -158,6 +175,11 @@ void write_header(hid_t f, const nlohmann::json& config, const TrainState& st, b
   h5_write_int_attribute(f, "loader_index", st.loader.index, H5T_STD_I64LE, where);
   h5_write_int_attribute(f, "has_optimizer", has_optimizer ? 1 : 0, H5T_STD_I64LE, where);
   h5_write_int_attribute(f, "complete", 0, H5T_STD_I64LE, where);
+  std::string cfg = config.dump();
+  h5_write_int_attribute(f, "header_checksum",
+                         static_cast<int64_t>(header_checksum(cfg, st.step, st.tokens_seen, st.optimizer_steps, st.loader.epoch,
+                                                              st.loader.index, has_optimizer ? 1 : 0)),
+                         H5T_STD_I64LE, where);
   H5Id gcpl(H5Pcreate(H5P_GROUP_CREATE), H5Pclose);
   H5Pset_obj_track_times(gcpl.get(), 0);
   for (const char* g : {"model", "optim", "optim/exp_avg", "optim/exp_avg_sq"}) {
@@ -224,6 +246,16 @@ void save_checkpoint(const std::string& path, const DeepSeekModel& model, const 
   int rank = mesh ? static_cast<int>(mesh->rank) : 0, size = mesh ? mesh->world->size() : 1;
   int64_t token = 0;
   if (rank > 0) mesh->world->recv(&token, 1, DType::I64, rank - 1, kTokenTag);
+  // A write that fails (a full disk) leaves no .tmp behind: the newest complete checkpoint stays
+  // the newest file, and the disk is not left full.
+  struct RemoveOnError {
+    const std::string& tmp;
+    bool done = false;
+    ~RemoveOnError() {
+      std::error_code ec;
+      if (!done) fs::remove(tmp, ec);
+    }
+  } cleanup{tmp};
   {
     if (rank == 0) {
       std::error_code ec;
@@ -257,6 +289,7 @@ void save_checkpoint(const std::string& path, const DeepSeekModel& model, const 
     if (size > 1) mesh->world->recv(&token, 1, DType::I64, size - 1, kTokenTag);
     complete_and_rename(tmp, path);
   }
+  cleanup.done = true;
   if (mesh) mesh->world->barrier();  // nobody reads or prunes before the file is in place
 }
 
@@ -349,12 +382,8 @@ int64_t checkpoint_step(const std::string& path) {
 
 nlohmann::json read_checkpoint_config(const std::string& path) {
   H5Id f = open_checkpoint(path);
-  std::string s = h5_read_string_attribute(f.get(), "config", "checkpoint '" + path + "'");
-  try {
-    return nlohmann::json::parse(s);
-  } catch (const std::exception&) {
-    throw Error("checkpoint '" + path + "': the config attribute is not valid JSON");
-  }
+  return parse_json(h5_read_string_attribute(f.get(), "config", "checkpoint '" + path + "'"),
+                    "checkpoint '" + path + "', config attribute");
 }
 
 std::string checkpoint_path(const std::string& run_dir, int64_t step) {
@@ -365,8 +394,9 @@ std::string checkpoint_path(const std::string& run_dir, int64_t step) {
 
 namespace {
 
-// Complete checkpoints of a run, oldest first.
-std::vector<std::string> complete_checkpoints(const std::string& run_dir) {
+// Complete checkpoints of a run, oldest first; the step files that do not open (unfinished,
+// damaged, edited) go to `rejected` as "path: reason" when it is given.
+std::vector<std::string> complete_checkpoints(const std::string& run_dir, std::vector<std::string>* rejected = nullptr) {
   std::vector<std::string> out;
   fs::path dir = fs::path(run_dir) / "checkpoints";
   std::error_code ec;
@@ -377,8 +407,8 @@ std::vector<std::string> complete_checkpoints(const std::string& run_dir) {
     try {
       open_checkpoint(e.path().string());  // complete and of our format
       out.push_back(e.path().string());
-    } catch (const Error&) {
-      // a damaged or unfinished file is never picked up
+    } catch (const Error& err) {
+      if (rejected) rejected->push_back(err.what());  // a damaged or unfinished file is never picked up
     }
   }
   std::sort(out.begin(), out.end());
@@ -390,6 +420,42 @@ std::vector<std::string> complete_checkpoints(const std::string& run_dir) {
 std::string latest_checkpoint(const std::string& run_dir) {
   auto all = complete_checkpoints(run_dir);
   return all.empty() ? "" : all.back();
+}
+
+namespace {
+std::vector<std::pair<std::string, Shape>> list_model_tensors(hid_t f, const std::string& where);  // below
+}  // namespace
+
+std::string verify_checkpoint(const std::string& path) {
+  try {
+    H5Id f = open_checkpoint(path);
+    std::string where = "checkpoint '" + path + "'";
+    bool optim = h5_read_int_attribute(f.get(), "has_optimizer", where) == 1;
+    std::vector<float> buf;
+    for (const auto& [name, shape] : list_model_tensors(f.get(), where)) {
+      buf.resize(static_cast<size_t>(shape_numel(shape)));
+      for (std::string group : {"model/", "optim/exp_avg/", "optim/exp_avg_sq/"}) {
+        std::string full = group + name;
+        if (group != "model/" && (!optim || H5Lexists(f.get(), full.c_str(), H5P_DEFAULT) <= 0)) continue;
+        uint64_t stored = 0;
+        uint64_t got = read_rows(f.get(), full, shape, buf.data(), {0, shape[0]}, where, &stored);
+        MLAMOE_CHECK(got == stored, where << ": tensor '" << full << "' fails its checksum (the file is damaged)");
+      }
+    }
+    return "";
+  } catch (const Error& e) {
+    return e.what();
+  }
+}
+
+std::string latest_good_checkpoint(const std::string& run_dir, std::vector<std::string>& skipped) {
+  auto all = complete_checkpoints(run_dir, &skipped);
+  for (auto it = all.rbegin(); it != all.rend(); ++it) {
+    std::string why = verify_checkpoint(*it);
+    if (why.empty()) return *it;
+    skipped.push_back(why);
+  }
+  return "";
 }
 
 void prune_checkpoints(const std::string& run_dir, int64_t keep) {

@@ -71,6 +71,12 @@ std::string checkpoint_path(const std::string& run_dir, int64_t step);
 // The newest complete checkpoint in RUN_DIR/checkpoints ("" when there is none); .tmp files and
 // files not marked complete are ignored.
 std::string latest_checkpoint(const std::string& run_dir);
+// "" when every tensor of the checkpoint (weights and moments) matches its checksum and the header
+// verifies; otherwise the first problem, one line. Reads the whole file, one tensor at a time.
+std::string verify_checkpoint(const std::string& path);
+// The newest complete checkpoint of RUN_DIR that verifies (verify_checkpoint), for --resume; each
+// newer one that does not is named in `skipped` ("path: reason"). "" when none verifies.
+std::string latest_good_checkpoint(const std::string& run_dir, std::vector<std::string>& skipped);
 // Deletes all but the newest `keep` complete checkpoints, and stale .tmp files.
 void prune_checkpoints(const std::string& run_dir, int64_t keep);
 

@@ -13,6 +13,7 @@
 
 #include "data/safetensors.h"
 #include "model/tensor/error.h"
+#include "train/atomic_file.h"
 #include "train/checkpoint.h"
 #include "train/cli_args.h"
 
@@ -119,12 +120,7 @@ void check_same_tensors(const TensorList& want, const TensorList& have, const st
     MLAMOE_CHECK(w.count(name), where << " has an unexpected tensor '" << name << "' (not part of a model with its config)");
 }
 
-void write_text_file(const fs::path& path, const std::string& text) {
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  f << text;
-  f.close();
-  MLAMOE_CHECK(f, "cannot write '" << path.string() << "' (disk full?)");
-}
+void write_text_file(const fs::path& path, const std::string& text) { write_file_atomically(path.string(), text); }
 
 // The HF config.json of an export: the model fields of a run config (no train/data/parallel), no
 // quantization (the tensors are bf16 or f32), the dtype, and the architecture transformers needs.

@@ -9,6 +9,7 @@
 #include "train/data_command.h"
 
 #include <cstdio>
+#include <filesystem>
 
 #include "data/chat_template.h"
 #include "data/loader.h"
@@ -49,6 +50,13 @@ int run_prepare(const std::vector<std::string>& argv) {
   MLAMOE_CHECK(!output.empty(), "data prepare: --output FILE.h5 is required");
 
   std::vector<std::string> inputs = split_commas(input);
+  // Even with --overwrite, the output must not be one of the inputs (the same file under any name):
+  // writing it would destroy the data being read.
+  for (const std::string& in : inputs) {
+    std::error_code ec;
+    MLAMOE_CHECK(!std::filesystem::equivalent(in, output, ec), "data prepare: --output '" << output << "' is the input file '" << in
+                                                                                         << "'; choose another output path");
+  }
   if (format.empty()) format = !inputs.empty() && inputs[0].size() > 6 && inputs[0].substr(inputs[0].size() - 6) == ".jsonl" ? "sft" : "text";
   MLAMOE_CHECK(format == "text" || format == "sft", "data prepare: --format must be text or sft, got '" << format << "'");
   if (!chat_template.empty()) chat_template_named(chat_template);  // a bad name fails before any work

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <string>
 
 #include "model/model_size.h"
@@ -36,13 +38,9 @@ double ffn_saved(const ModelConfig& c, bool moe, int64_t ep) {
 MemoryPlan plan_memory(const RunConfig& rc, int64_t world_size) {
   const ModelConfig& c = rc.model;
   ModelSize s = model_size(c, rc.data.seq_len);
-  int64_t pp = rc.parallel.pp, ep = rc.parallel.ep;
-  MLAMOE_CHECK(world_size % pp == 0, "layout: " << world_size << " ranks are not divisible by parallel.pp = " << pp);
-  int64_t dp = world_size / pp;
-  MLAMOE_CHECK(dp % ep == 0, "layout: parallel.ep = " << ep << " must divide the data-parallel size " << dp << " (= " << world_size
-                                                      << " ranks / pp " << pp << ")");
-  MLAMOE_CHECK(c.n_routed_experts == 0 || c.n_routed_experts % ep == 0,
-               "layout: parallel.ep = " << ep << " must divide n_routed_experts = " << c.n_routed_experts);
+  // The rules of a real run: a layout the run would refuse is refused here too.
+  MeshShape shape = layout_of(rc, world_size);
+  int64_t pp = shape.pp, ep = shape.ep, dp = shape.dp;
   double expert_params = 0;
   for (int64_t l = 0; l < c.num_hidden_layers + c.num_nextn_predict_layers; ++l)
     if (c.is_moe_layer(l)) expert_params += static_cast<double>(c.n_routed_experts * s.expert);
@@ -69,6 +67,43 @@ MemoryPlan plan_memory(const RunConfig& rc, int64_t world_size) {
   return m;
 }
 
+double available_memory_bytes() {
+  double avail = 0;
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  double kb = 0;
+  std::string unit;
+  while (meminfo >> key >> kb >> unit)
+    if (key == "MemAvailable:") avail = kb * 1024;
+  // A container's limit: cgroup v2, else v1 ("max" or a huge number: none).
+  auto read_number = [](const char* path) {
+    std::ifstream f(path);
+    std::string v;
+    return (f >> v) && v != "max" ? std::strtod(v.c_str(), nullptr) : 0.0;
+  };
+  for (auto [limit_path, usage_path] : {std::pair{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"},
+                                        {"/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"}}) {
+    double limit = read_number(limit_path);
+    if (limit > 0 && limit < 1e18) {
+      double free = std::max(0.0, limit - read_number(usage_path));
+      avail = avail > 0 ? std::min(avail, free) : free;
+    }
+  }
+  return avail;
+}
+
+void check_memory_plan(const RunConfig& rc, int64_t world_size, int64_t local_ranks) {
+  double need = plan_memory(rc, world_size).total() * static_cast<double>(std::max<int64_t>(local_ranks, 1));
+  double have = available_memory_bytes();
+  if (have <= 0) return;  // unknown: nothing to compare with
+  MLAMOE_CHECK(need <= have, "memory: this run needs about " << need / 1e9 << " GB on this node ("
+                                                            << std::max<int64_t>(local_ranks, 1) << " rank(s) x "
+                                                            << plan_memory(rc, world_size).total() / 1e9 << " GB, see --dry-run), "
+                                                            << have / 1e9
+                                                            << " GB are available: use more ranks, parallel.micro_batches, "
+                                                               "train.recompute=true or a smaller model");
+}
+
 // 2.249M, 671B, 950K
 static std::string human(double n) {
   char buf[32];
@@ -86,6 +121,7 @@ void print_dry_run(const RunConfig& rc, int64_t world_size) {
   ModelSize s = model_size(c, rc.data.seq_len);
   auto b = [](double x) { return x / 1e9; };
   auto h = [](int64_t x) { return human(static_cast<double>(x)); };
+  MemoryPlan m = plan_memory(rc, world_size);  // first: a layout the run would refuse prints nothing
   std::printf("model: %s, %lld layers (%lld dense), d %lld, %lld heads, %lld routed + %lld shared experts, top-%lld, MTP depth %lld\n",
               c.model_type.c_str(), static_cast<long long>(c.num_hidden_layers), static_cast<long long>(c.first_k_dense_replace),
               static_cast<long long>(c.hidden_size), static_cast<long long>(c.num_attention_heads),
@@ -99,7 +135,6 @@ void print_dry_run(const RunConfig& rc, int64_t world_size) {
   std::printf("absorbed-MLA KV cache: %lld elements/token = %lld bytes/token in bf16, %lld in f32\n",
               static_cast<long long>(s.kv_cache_elements_per_token), static_cast<long long>(2 * s.kv_cache_elements_per_token),
               static_cast<long long>(4 * s.kv_cache_elements_per_token));
-  MemoryPlan m = plan_memory(rc, world_size);
   int64_t dp = std::max<int64_t>(1, world_size / rc.parallel.pp);
   std::printf("layout: %lld ranks = pp %lld x dp %lld (ep %lld), global batch %lld x %lld tokens, %lld micro-batches per rank\n",
               static_cast<long long>(world_size), static_cast<long long>(rc.parallel.pp), static_cast<long long>(dp),

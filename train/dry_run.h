@@ -25,4 +25,13 @@ MemoryPlan plan_memory(const RunConfig& rc, int64_t world_size);
 
 void print_dry_run(const RunConfig& rc, int64_t world_size);
 
+// Memory this process may use, bytes: the smaller of /proc/meminfo's MemAvailable and the cgroup
+// (v2 or v1) limit minus usage; 0 when neither can be read.
+double available_memory_bytes();
+
+// Before a run allocates its model: refuses (one line with the figures) when the plan of one rank
+// times the ranks on this node exceeds the memory available. local_ranks: ranks of the job on
+// this node.
+void check_memory_plan(const RunConfig& rc, int64_t world_size, int64_t local_ranks);
+
 }  // namespace mlamoe

@@ -1,8 +1,11 @@
 // mlamoe: one binary, git-style subcommands (DESIGN.md "Command line"). Each subcommand lives in its
 // own file; this one only dispatches and turns errors into one line and a non-zero exit.
 #include <cstdio>
+#include <new>
 #include <string>
 #include <vector>
+
+#include <hdf5.h>
 
 #include "model/tensor/error.h"
 #include "train/convert_command.h"
@@ -38,6 +41,10 @@ const char* kUsage =
 }  // namespace
 
 int main(int argc, char** argv) {
+  // HDF5 would otherwise close every file still open at exit from its atexit handler; after a
+  // failed write (a full disk) that close crashes (SIGSEGV) and masks the error. Every file is
+  // closed by its owner before exit; one left behind by an error is simply dropped.
+  H5dont_atexit();
   if (argc < 2) {
     std::fputs(kUsage, stderr);
     return 2;
@@ -59,6 +66,9 @@ int main(int argc, char** argv) {
     return 2;
   } catch (const mlamoe::Error& e) {
     std::fprintf(stderr, "mlamoe: error: %s\n", e.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "mlamoe: error: out of memory (see `mlamoe train --dry-run` for what a config needs)\n");
     return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "mlamoe: internal error: %s\n", e.what());

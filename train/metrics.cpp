@@ -42,7 +42,10 @@ JsonlWriter::JsonlWriter(const std::string& path, int64_t through_step) : path_(
   for (const auto& l : keep) std::fprintf(out, "%s\n", l.c_str());
   bool ok = std::fflush(out) == 0;
   ok = std::fclose(out) == 0 && ok;
-  MLAMOE_CHECK(ok && std::rename(tmp.c_str(), path.c_str()) == 0, "cannot rewrite log file '" << path << "' (disk full?)");
+  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    throw Error("cannot rewrite log file '" + path + "' (disk full?)");
+  }
   f_ = std::fopen(path.c_str(), "a");
   MLAMOE_CHECK(f_ != nullptr, "cannot open log file '" << path << "'");
 }

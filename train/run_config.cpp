@@ -61,11 +61,26 @@ TrainConfig parse_train(const nlohmann::json& j, const std::string& where) {
   auto require = [&](bool ok, const char* field, const std::string& rule) {
     MLAMOE_CHECK(ok, where << ": field 'train." << field << "' " << rule);
   };
-  require(t.steps >= 1, "steps", "must be >= 1, got " + std::to_string(t.steps));
-  require(t.global_batch >= 1, "global_batch", "must be >= 1, got " + std::to_string(t.global_batch));
+  auto in_range = [&](int64_t v, const char* field, int64_t lo, int64_t hi) {
+    require(v >= lo && v <= hi, field, "must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + std::to_string(v));
+  };
+  in_range(t.steps, "steps", 1, kMaxSteps);
+  in_range(t.global_batch, "global_batch", 1, kMaxGlobalBatch);
+  in_range(t.warmup_steps, "warmup_steps", 0, kMaxSteps);
+  in_range(t.eval_every, "eval_every", 0, kMaxSteps);
+  in_range(t.eval_batches, "eval_batches", 0, kMaxSteps);
+  in_range(t.log_every, "log_every", 1, kMaxSteps);
+  in_range(t.checkpoint_every, "checkpoint_every", 0, kMaxSteps);
+  in_range(t.keep_checkpoints, "keep_checkpoints", 1, kMaxSteps);
+  in_range(t.max_bad_steps, "max_bad_steps", 1, kMaxSteps);
+  in_range(t.dead_window, "dead_window", 1, kMaxSteps);
+  in_range(t.alert_window, "alert_window", 1, kMaxSteps);
+  for (auto [v, field] : {std::pair{t.lr, "lr"}, {t.min_lr, "min_lr"}, {t.lr_decay_factor, "lr_decay_factor"}, {t.beta1, "beta1"},
+                          {t.beta2, "beta2"}, {t.eps, "eps"}, {t.weight_decay, "weight_decay"}, {t.grad_clip, "grad_clip"},
+                          {t.spike_sigma, "spike_sigma"}, {t.maxvio_alert, "maxvio_alert"}})
+    require(std::isfinite(v), field, "must be a finite number");
   require(t.lr > 0, "lr", "must be > 0");
   require(t.min_lr >= 0 && t.min_lr <= t.lr, "min_lr", "must be in [0, lr]");
-  require(t.warmup_steps >= 0, "warmup_steps", "must be >= 0");
   require(t.lr_schedule == "cosine" || t.lr_schedule == "step" || t.lr_schedule == "constant", "lr_schedule",
           "must be \"cosine\", \"step\" or \"constant\", got \"" + t.lr_schedule + "\"");
   for (double a : t.lr_decay_at) require(a > 0 && a < 1, "lr_decay_at", "entries must be in (0, 1)");
@@ -76,19 +91,11 @@ TrainConfig parse_train(const nlohmann::json& j, const std::string& where) {
   require(t.weight_decay >= 0, "weight_decay", "must be >= 0");
   require(t.grad_clip >= 0, "grad_clip", "must be >= 0 (0 disables clipping)");
   require(t.bias_freeze_tokens >= 0, "bias_freeze_tokens", "must be >= 0");
-  require(t.eval_every >= 0, "eval_every", "must be >= 0");
-  require(t.eval_batches >= 0, "eval_batches", "must be >= 0");
-  require(t.log_every >= 1, "log_every", "must be >= 1");
   require(!t.run_dir.empty(), "run_dir", "must not be empty");
-  require(t.checkpoint_every >= 0, "checkpoint_every", "must be >= 0 (0: only the final weights)");
-  require(t.keep_checkpoints >= 1, "keep_checkpoints", "must be >= 1");
   require(t.spike_sigma >= 0, "spike_sigma", "must be >= 0 (0 disables the spike check)");
-  require(t.max_bad_steps >= 1, "max_bad_steps", "must be >= 1");
-  require(t.dead_window >= 1, "dead_window", "must be >= 1");
   require(t.experts_log == "auto" || t.experts_log == "full" || t.experts_log == "stats", "experts_log",
           "must be \"auto\", \"full\" or \"stats\", got \"" + t.experts_log + "\"");
   require(t.maxvio_alert >= 0, "maxvio_alert", "must be >= 0 (0 disables the alert)");
-  require(t.alert_window >= 1, "alert_window", "must be >= 1");
   require(std::isfinite(t.collective_timeout_s) && t.collective_timeout_s >= 0, "collective_timeout_s",
           "must be a finite number of seconds >= 0 (0 disables the watchdog), got " + std::to_string(t.collective_timeout_s));
   return t;
@@ -102,6 +109,8 @@ DataConfig parse_data(const nlohmann::json& j, const std::string& where, const M
   f.get("seq_len", d.seq_len);
   f.get("eval_fraction", d.eval_fraction);
   f.reject_unknown();
+  MLAMOE_CHECK(d.seq_len <= ModelLimits::max_position_embeddings,
+               where << ": field 'data.seq_len' must be at most " << ModelLimits::max_position_embeddings << ", got " << d.seq_len);
   MLAMOE_CHECK(d.seq_len >= 2 + m.num_nextn_predict_layers,
                where << ": field 'data.seq_len' must be >= " << 2 + m.num_nextn_predict_layers << " (the MTP depth + 2), got " << d.seq_len);
   MLAMOE_CHECK(m.max_position_embeddings == 0 || d.seq_len <= m.max_position_embeddings,
@@ -118,9 +127,10 @@ ParallelConfig parse_parallel(const nlohmann::json& j, const std::string& where)
   f.get("ep", p.ep);
   f.get("micro_batches", p.micro_batches);
   f.reject_unknown();
-  MLAMOE_CHECK(p.pp >= 1, where << ": field 'parallel.pp' must be >= 1");
-  MLAMOE_CHECK(p.ep >= 1, where << ": field 'parallel.ep' must be >= 1");
-  MLAMOE_CHECK(p.micro_batches >= 1, where << ": field 'parallel.micro_batches' must be >= 1");
+  MLAMOE_CHECK(p.pp >= 1 && p.pp <= kMaxRanks, where << ": field 'parallel.pp' must be in [1, " << kMaxRanks << "], got " << p.pp);
+  MLAMOE_CHECK(p.ep >= 1 && p.ep <= kMaxRanks, where << ": field 'parallel.ep' must be in [1, " << kMaxRanks << "], got " << p.ep);
+  MLAMOE_CHECK(p.micro_batches >= 1 && p.micro_batches <= kMaxGlobalBatch,
+               where << ": field 'parallel.micro_batches' must be in [1, " << kMaxGlobalBatch << "], got " << p.micro_batches);
   return p;
 }
 
@@ -143,6 +153,15 @@ RunConfig load_run_config(const std::string& path, const std::vector<std::string
   nlohmann::json j = read_json_file(path);
   apply_overrides(j, overrides);
   return parse_run_config(j, path);
+}
+
+MeshShape layout_of(const RunConfig& rc, int64_t world) {
+  MLAMOE_CHECK(world >= 1 && world <= kMaxRanks, "layout: " << world << " ranks (supported: 1 to " << kMaxRanks << ")");
+  MeshShape shape = mesh_shape(world, rc.parallel.pp, rc.parallel.ep, rc.model.n_routed_experts, rc.model.num_hidden_layers);
+  MLAMOE_CHECK(rc.train.global_batch % (shape.dp * rc.parallel.micro_batches) == 0,
+               "layout: train.global_batch = " << rc.train.global_batch << " must be divisible by dp (" << shape.dp
+                                               << ") x parallel.micro_batches (" << rc.parallel.micro_batches << ")");
+  return shape;
 }
 
 LrSchedule lr_schedule_of(const TrainConfig& t) {

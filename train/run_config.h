@@ -6,9 +6,16 @@
 #include <vector>
 
 #include "model/config.h"
+#include "parallel/mesh.h"
 #include "train/lr_schedule.h"
 
 namespace mlamoe {
+
+// Upper bounds of the run fields (the model's are ModelLimits in model/config.h), checked at parse
+// time: no count of steps, windows or tokens can overflow, and no buffer is sized from a typo.
+constexpr int64_t kMaxSteps = int64_t{1} << 40;
+constexpr int64_t kMaxGlobalBatch = int64_t{1} << 24;  // windows per step
+constexpr int64_t kMaxRanks = int64_t{1} << 20;
 
 struct TrainConfig {
   int64_t steps = 1000;                        // optimizer steps
@@ -78,6 +85,11 @@ struct RunConfig {
 // Reads `path`, applies the `--set` overrides and parses every section. Throws one-line errors.
 RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides);
 RunConfig parse_run_config(const nlohmann::json& j, const std::string& where);
+
+// The layout of `world` ranks for this config, with every rule a run applies (pp, ep and dp
+// divisibility, at most one stage per layer, global_batch divisible by dp × micro_batches): the
+// run and --dry-run use it alike. Throws one line naming the rule.
+MeshShape layout_of(const RunConfig& rc, int64_t world);
 
 // The learning-rate schedule the train section describes.
 LrSchedule lr_schedule_of(const TrainConfig& t);

@@ -25,6 +25,7 @@
 #include "train/checkpoint.h"
 #include "train/cli_args.h"
 #include "train/distributed.h"
+#include "train/atomic_file.h"
 #include "train/dry_run.h"
 #include "train/expert_series.h"
 #include "train/expert_stats.h"
@@ -180,10 +181,13 @@ void print_profile(const std::map<std::string, double>& phase, double total, con
 
 // Refuses to mix a new run's logs into an old one (nothing is overwritten).
 void prepare_run_dir(const std::string& dir) {
-  for (const char* f : {"metrics.jsonl", "experts.jsonl", "weights.h5"})
-    MLAMOE_CHECK(!fs::exists(fs::path(dir) / f),
-                 "run directory '" << dir << "' already holds a run (" << f << "); choose another with --set train.run_dir=DIR");
   std::error_code ec;
+  MLAMOE_CHECK(!fs::exists(dir, ec) || fs::is_directory(dir, ec), "run directory '" << dir << "' exists and is not a directory");
+  // checkpoints/ too: a new run's checkpoints mixed with an older run's would make --resume pick
+  // the older run's newest.
+  for (const char* f : {"metrics.jsonl", "experts.jsonl", "weights.h5", "checkpoints"})
+    MLAMOE_CHECK(!fs::exists(fs::path(dir) / f, ec),
+                 "run directory '" << dir << "' already holds a run (" << f << "); choose another with --set train.run_dir=DIR");
   fs::create_directories(dir, ec);
   MLAMOE_CHECK(!ec, "cannot create run directory '" << dir << "': " << ec.message());
 }
@@ -224,6 +228,17 @@ void check_same_model(const nlohmann::json& run, const nlohmann::json& ckpt, con
                                                              << "' was written with " << b[it.key()].dump());
 }
 
+// The job's ranks on this node, from the launcher (Open MPI, MPICH/Hydra, Slurm); the whole world
+// when none says.
+int64_t ranks_on_this_node(int64_t world) {
+  for (const char* v : {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS_PER_NODE"})
+    if (const char* s = std::getenv(v)) {
+      long long n = std::atoll(s);
+      if (n >= 1) return n;
+    }
+  return world;
+}
+
 // SFT data whose prompts are longer than seq_len leaves windows without any target: their loss
 // is undefined (steps made only of them are skipped). Refuse data where that is every window;
 // warn, naming the share, where it is many.
@@ -247,11 +262,9 @@ void set_up(Run& r, MpiRuntime* mpi, const StartOptions& start) {
   MLAMOE_CHECK(!rc.data.path.empty(), "config: field 'data.path' (the token dataset from `mlamoe data prepare`) is required");
   r.world = mpi ? mpi->size() : 1;
   r.rank = mpi ? mpi->rank() : 0;
-  MeshShape shape = mesh_shape(r.world, rc.parallel.pp, rc.parallel.ep, rc.model.n_routed_experts, rc.model.num_hidden_layers);
+  MeshShape shape = layout_of(rc, r.world);
   r.dp = shape.dp;
-  MLAMOE_CHECK(tc.global_batch % (shape.dp * rc.parallel.micro_batches) == 0,
-               "layout: train.global_batch = " << tc.global_batch << " must be divisible by dp (" << shape.dp
-                                               << ") x parallel.micro_batches (" << rc.parallel.micro_batches << ")");
+  check_memory_plan(rc, r.world, mpi ? ranks_on_this_node(r.world) : 1);  // refuse before allocating, not by an OOM kill
   MLAMOE_CHECK(mpi || (shape.pp == 1 && shape.ep == 1),
                "layout: parallel.pp = " << shape.pp << ", parallel.ep = " << shape.ep
                                         << " need that many ranks: launch with mpirun (launch/run.sh)");
@@ -259,13 +272,22 @@ void set_up(Run& r, MpiRuntime* mpi, const StartOptions& start) {
   MLAMOE_CHECK(r.loader->vocab_size() <= rc.model.vocab_size,
                "data file '" << rc.data.path << "' has vocab_size " << r.loader->vocab_size()
                              << ", more than the model's vocab_size " << rc.model.vocab_size);
+  if (r.rank == 0 && !r.loader->dataset().checksummed())
+    std::fprintf(stderr, "warning: data file '%s' has format_version 1 (no checksums): damage to it would go unnoticed; "
+                         "prepare it again with `mlamoe data prepare` to get them\n", rc.data.path.c_str());
   check_window_targets(*r.loader, rc.data.path, r.rank);
   r.run_dir = tc.run_dir;
   if (!start.resume_dir.empty()) {
     r.run_dir = start.resume_dir;
-    r.load_from = latest_checkpoint(r.run_dir);
-    MLAMOE_CHECK(!r.load_from.empty(), "--resume " << r.run_dir << ": no complete checkpoint in " << r.run_dir
-                                                   << "/checkpoints (set train.checkpoint_every to write them)");
+    // The newest checkpoint that verifies whole: a damaged newer one is named and passed over.
+    std::vector<std::string> skipped;
+    r.load_from = latest_good_checkpoint(r.run_dir, skipped);
+    MLAMOE_CHECK(!r.load_from.empty(), "--resume " << r.run_dir << ": no complete checkpoint that verifies in " << r.run_dir
+                                                   << "/checkpoints" << (skipped.empty() ? " (set train.checkpoint_every to write them)"
+                                                                                           : " (newest problem: " + skipped.front() + ")"));
+    if (r.rank == 0)
+      for (const std::string& why : skipped)
+        std::fprintf(stderr, "warning: --resume: passing over %s; resuming from %s\n", why.c_str(), r.load_from.c_str());
     r.load_optimizer = true;
   } else if (!start.init_from.empty()) {
     r.load_from = start.init_from;
@@ -274,7 +296,7 @@ void set_up(Run& r, MpiRuntime* mpi, const StartOptions& start) {
   if (r.rank == 0) {
     bool resuming = !start.resume_dir.empty();
     if (!resuming) prepare_run_dir(r.run_dir);
-    std::ofstream(fs::path(r.run_dir) / "config.json") << rc.json.dump(2) << "\n";
+    write_file_atomically((fs::path(r.run_dir) / "config.json").string(), rc.json.dump(2) + "\n");
     // Resuming keeps the log lines up to the checkpoint (its step is read again after loading).
     int64_t through = resuming ? checkpoint_step(r.load_from) : -1;
     r.metrics = resuming ? std::make_unique<JsonlWriter>((fs::path(r.run_dir) / "metrics.jsonl").string(), through)
@@ -550,9 +572,7 @@ int run_training(const RunConfig& rc, MpiRuntime* mpi, const StartOptions& start
   try {
     const TrainConfig& tc = rc.train;
     if (mpi) {
-      MeshShape shape =
-          mesh_shape(r.world, rc.parallel.pp, rc.parallel.ep, rc.model.n_routed_experts, rc.model.num_hidden_layers);
-      r.mesh = std::make_unique<Mesh>(make_mesh(std::move(world), shape));
+      r.mesh = std::make_unique<Mesh>(make_mesh(std::move(world), layout_of(rc, r.world)));
       r.dp_rank = r.mesh->dp_rank;
       watchdog->set_layout(r.mesh->shape);
       r.model = std::make_unique<DeepSeekModel>(rc.model, tc.seed, DType::F32, shard_for(rc.model, *r.mesh));

@@ -21,7 +21,10 @@ std::string shape_str(const Shape& s) {
 
 int64_t shape_numel(const Shape& s) {
   int64_t n = 1;
-  for (int64_t v : s) n *= v;
+  for (int64_t v : s) {
+    MLAMOE_CHECK(v >= 0, "tensor shape " << shape_str(s) << " has a negative size");
+    MLAMOE_CHECK(!__builtin_mul_overflow(n, v, &n), "tensor shape " << shape_str(s) << " has more than 2^63 elements");
+  }
   return n;
 }
 
@@ -128,7 +131,10 @@ int64_t wrap_dim(int64_t d, int64_t ndim, const char* op) {
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   for (int64_t v : shape) MLAMOE_CHECK(v >= 0, "Tensor::empty: negative size in shape " << shape_str(shape));
   auto impl = std::make_shared<TensorImpl>();
-  impl->storage = std::make_shared<Storage>(shape_numel(shape) * dtype_size(dtype), device);
+  int64_t bytes = 0;
+  MLAMOE_CHECK(!__builtin_mul_overflow(shape_numel(shape), static_cast<int64_t>(dtype_size(dtype)), &bytes),
+               "tensor shape " << shape_str(shape) << " needs more than 2^63 bytes");
+  impl->storage = std::make_shared<Storage>(static_cast<size_t>(bytes), device);
   impl->shape = shape;
   impl->strides = contiguous_strides(shape);
   impl->dtype = dtype;

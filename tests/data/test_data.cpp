@@ -199,7 +199,12 @@ TEST(TokenDataset, OpenErrors) {
       "bad_format", [](hid_t f) { set_string_attr(f, "format", "other"); },
       "attribute 'format' is 'other', expected 'mlamoe-tokens'");
   expect_damaged(
-      "bad_version", [](hid_t f) { set_int_attr(f, "format_version", 2); }, "format_version 2 is not supported");
+      "bad_version", [](hid_t f) { set_int_attr(f, "format_version", 3); }, "format_version 3 is not supported");
+  expect_damaged(
+      "edited_vocab", [](hid_t f) { set_int_attr(f, "vocab_size", 999); },
+      "its attributes (tokenizer, vocab_size, eos_token_id, sizes) do not match their checksum");
+  expect_damaged(
+      "edited_tokenizer", [](hid_t f) { set_string_attr(f, "tokenizer", "other.json"); }, "do not match their checksum");
   expect_damaged(
       "vocab_string", [](hid_t f) { set_string_attr(f, "vocab_size", "1000"); },
       "attribute 'vocab_size' must be an integer, got string");
@@ -242,13 +247,57 @@ TEST(TokenDataset, OpenErrors) {
 
 TEST(TokenDataset, ReadChecksRangeAndVocabulary) {
   std::string path = write_docs("vocab_check.h5", {{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}}, 10, 0);
-  edit_file(path, [](hid_t f) { set_int_attr(f, "vocab_size", 5); });
+  // Ids past the vocabulary in the tokens array (the header, and so its checksum, unchanged).
+  std::vector<uint32_t> ids = {0, 1, 2, 3, 4, 12, 6, 7, 8, 9};
+  edit_file(path, [&](hid_t f) { replace_dataset(f, "tokens", H5T_STD_U32LE, H5T_NATIVE_UINT32, {10}, ids); });
   TokenDataset ds = TokenDataset::open(path);  // ids are checked as they are read, not at open
   std::vector<int32_t> out(10);
   ds.read(0, 5, out.data());
-  expect_error([&] { ds.read(3, 4, out.data()); }, "data_vocab_check.h5': token id 5 at position 5 is >= vocab_size 5");
+  expect_error([&] { ds.read(3, 4, out.data()); }, "data_vocab_check.h5': token id 12 at position 5 is >= vocab_size 10");
   expect_error([&] { ds.read(8, 3, out.data()); }, "read of tokens [8, 11) is outside its 10 tokens");
   expect_error([&] { ds.read(-1, 1, out.data()); }, "is outside its 10 tokens");
+}
+
+// A format_version 1 file (before checksums) is still read, and says it is not checksummed.
+TEST(TokenDataset, Version1IsReadUnverified) {
+  std::string path = write_docs("v1.h5", {{0, 1, 2, 3}}, 10, 0);
+  EXPECT_TRUE(TokenDataset::open(path).checksummed());
+  edit_file(path, [](hid_t f) {
+    set_int_attr(f, "format_version", 1);
+    H5Adelete(f, "header_checksum");
+  });
+  TokenDataset ds = TokenDataset::open(path);
+  EXPECT_FALSE(ds.checksummed());
+  EXPECT_EQ(ds.num_tokens(), 4);
+}
+
+// Every array is stored with a checksum per chunk: a flipped byte fails its read, never reads as
+// other tokens.
+TEST(TokenDataset, DamagedChunkFailsItsRead) {
+  std::string path = write_docs("chunk_check.h5", {{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}}, 10, 0);
+  haddr_t at;
+  {
+    hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t ds = H5Dopen2(f, "tokens", H5P_DEFAULT);
+    hsize_t chunk_offset = 0;
+    unsigned filter_mask = 0;
+    hsize_t size = 0;
+    hid_t space = H5Dget_space(ds);
+    ASSERT_GE(H5Dget_chunk_info(ds, space, 0, &chunk_offset, &filter_mask, &at, &size), 0);
+    ASSERT_EQ(size, 10 * 4 + 4u);  // ten u32 ids and the Fletcher-32 sum
+    H5Sclose(space);
+    H5Dclose(ds);
+    H5Fclose(f);
+  }
+  {
+    std::fstream io(path, std::ios::in | std::ios::out | std::ios::binary);
+    io.seekp(static_cast<std::streamoff>(at + 8));
+    char c = 0x77;
+    io.write(&c, 1);
+  }
+  TokenDataset ds = TokenDataset::open(path);
+  std::vector<int32_t> out(10);
+  expect_error([&] { ds.read(0, 10, out.data()); }, "cannot read tokens [0, 10)");
 }
 
 // ---- data prepare ----

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "data/h5_util.h"
 #include "model/ops/ops.h"
 #include "train/checkpoint.h"
 #include "train/train_step.h"
@@ -133,6 +134,87 @@ TEST(Checkpoint, LatestSkipsUnfinishedAndDamagedFilesAndPruneKeepsK) {
   EXPECT_TRUE(fs::exists(checkpoint_path(run, 4)));
   EXPECT_FALSE(fs::exists(checkpoint_path(run, 6) + ".tmp"));
   EXPECT_EQ(latest_checkpoint(dir() + "/no-such-run"), "");
+}
+
+// Flips one byte of a tensor's stored data (its checksum no longer matches).
+void flip_tensor_byte(const std::string& path, const std::string& dataset) {
+  haddr_t at;
+  {
+    hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t ds = H5Dopen2(f, dataset.c_str(), H5P_DEFAULT);
+    at = H5Dget_offset(ds);
+    H5Dclose(ds);
+    H5Fclose(f);
+  }
+  std::fstream io(path, std::ios::in | std::ios::out | std::ios::binary);
+  io.seekg(static_cast<std::streamoff>(at + 100));
+  char c;
+  io.read(&c, 1);
+  c ^= 0x10;
+  io.seekp(static_cast<std::streamoff>(at + 100));
+  io.write(&c, 1);
+}
+
+// Sets an i64 attribute of the file's root (as an edit with h5py would).
+void set_root_attribute(const std::string& path, const char* name, int64_t value) {
+  hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  hid_t a = H5Aopen(f, name, H5P_DEFAULT);
+  H5Awrite(a, H5T_NATIVE_INT64, &value);
+  H5Aclose(a);
+  H5Fclose(f);
+}
+
+// The header checksum covers every attribute that decides what a resumed run does: an edit of any
+// of them (or of the stored config) is refused wherever the file is opened.
+TEST(Checkpoint, EditedHeaderIsRefused) {
+  Trained a;
+  std::string good = dir() + "/header.h5";
+  save_checkpoint(good, a.model, &a.opt, {6, 96, 2, {1, 3}}, a.json, nullptr);
+  EXPECT_EQ(checkpoint_step(good), 6);
+  for (const char* attr : {"step", "tokens_seen", "optimizer_steps", "loader_epoch", "loader_index", "has_optimizer"}) {
+    std::string edited = dir() + "/edited.h5";
+    fs::copy_file(good, edited, fs::copy_options::overwrite_existing);
+    set_root_attribute(edited, attr, 12345);
+    SCOPED_TRACE(attr);
+    expect_error([&] { checkpoint_step(edited); }, "does not match its checksum: the file was edited or damaged");
+    expect_error([&] { read_checkpoint_config(edited); }, "does not match its checksum");
+    EXPECT_NE(verify_checkpoint(edited), "");
+  }
+  // The config attribute: a string rewritten with another learning rate.
+  std::string edited = dir() + "/edited_config.h5";
+  fs::copy_file(good, edited, fs::copy_options::overwrite_existing);
+  {
+    hid_t f = H5Fopen(edited.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    H5Adelete(f, "config");
+    H5Fclose(f);
+    nlohmann::json j = a.json;
+    j["train"]["lr"] = 1.0;
+    H5Id ff(H5Fopen(edited.c_str(), H5F_ACC_RDWR, H5P_DEFAULT), H5Fclose);
+    h5_write_string_attribute(ff.get(), "config", j.dump(), "test");
+  }
+  expect_error([&] { read_checkpoint_config(edited); }, "does not match its checksum");
+  EXPECT_EQ(verify_checkpoint(good), "");
+}
+
+// --resume takes the newest checkpoint that verifies whole and names those it passes over.
+TEST(Checkpoint, ResumeFallsBackToTheNewestGoodCheckpoint) {
+  Trained a;
+  std::string run = dir() + "/fallback";
+  fs::remove_all(run);
+  for (int64_t s : {2, 4, 6}) save_checkpoint(checkpoint_path(run, s), a.model, &a.opt, {s, 0, 2, {}}, a.json, nullptr);
+  flip_tensor_byte(checkpoint_path(run, 6), "optim/exp_avg_sq/model.layers.1.mlp.experts.3.up_proj.weight");
+  set_root_attribute(checkpoint_path(run, 4), "step", 40);
+  std::vector<std::string> skipped;
+  EXPECT_EQ(latest_good_checkpoint(run, skipped), checkpoint_path(run, 2));
+  ASSERT_EQ(skipped.size(), 2u);
+  EXPECT_NE(skipped[0].find("step-00000004.h5': its header"), std::string::npos) << skipped[0];
+  EXPECT_NE(skipped[1].find("step-00000006.h5': tensor 'optim/exp_avg_sq/model.layers.1.mlp.experts.3.up_proj.weight' fails its checksum"),
+            std::string::npos)
+      << skipped[1];
+  skipped.clear();
+  flip_tensor_byte(checkpoint_path(run, 2), "model/model.norm.weight");
+  EXPECT_EQ(latest_good_checkpoint(run, skipped), "");
+  EXPECT_EQ(skipped.size(), 3u);
 }
 
 }  // namespace
