@@ -10,7 +10,9 @@
 #include <array>
 #include <cctype>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <functional>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -18,6 +20,8 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "model/config.h"
+#include "model/json_parse.h"
 #include "model/tensor/error.h"
 
 namespace mlamoe {
@@ -709,6 +713,17 @@ void add_pre_tokenizer(const json& j, const std::string& field, BpeTokenizer::St
   }
 }
 
+// A token id from tokenizer.json: an integer (not 1.5, not "7") in [0, ModelLimits::vocab_size),
+// so that the id tables sized from the largest id stay bounded (2e9 would allocate gigabytes).
+int32_t token_id(const json& v, const std::string& what) {
+  MLAMOE_CHECK(v.is_number_integer(), what << ": id must be an integer, got " << brief(v));
+  MLAMOE_CHECK(!v.is_number_unsigned() || v.get<uint64_t>() < uint64_t(ModelLimits::vocab_size),
+               what << ": id " << brief(v) << " is out of range [0, " << ModelLimits::vocab_size << ")");
+  const int64_t id = v.get<int64_t>();
+  MLAMOE_CHECK(id >= 0 && id < ModelLimits::vocab_size, what << ": id " << id << " is out of range [0, " << ModelLimits::vocab_size << ")");
+  return static_cast<int32_t>(id);
+}
+
 void load_model(const json& m, BpeTokenizer::State& st) {
   const std::string type = type_of(m);
   MLAMOE_CHECK(type == "BPE" || (type.empty() && m.contains("merges")),
@@ -722,11 +737,8 @@ void load_model(const json& m, BpeTokenizer::State& st) {
   st.ignore_merges = flag(m, "ignore_merges", false);
   st.fuse_unk = flag(m, "fuse_unk", false);
 
-  for (const auto& [token, id] : m.at("vocab").items()) {
-    const int32_t i = id.get<int32_t>();
-    MLAMOE_CHECK(i >= 0, "vocab: negative id " << i << " for token '" << token << "'");
-    st.vocab[token] = i;
-  }
+  MLAMOE_CHECK(m.contains("vocab") && m.at("vocab").is_object(), "model: 'vocab' must be an object of token: id");
+  for (const auto& [token, id] : m.at("vocab").items()) st.vocab[token] = token_id(id, "vocab: token '" + token.substr(0, 60) + "'");
   if (m.contains("unk_token") && !m["unk_token"].is_null()) {
     const std::string unk = m["unk_token"].get<std::string>();
     auto it = st.vocab.find(unk);
@@ -768,14 +780,12 @@ BpeTokenizer BpeTokenizer::load(const std::string& path) {
   st.path = path;
   const std::string where = "bpe tokenizer '" + path + "': ";
   try {
+    std::error_code ec;
+    MLAMOE_CHECK(!std::filesystem::is_directory(path, ec), "is a directory, expected a tokenizer.json file");
     std::ifstream f(path, std::ios::binary);
     MLAMOE_CHECK(f.good(), "cannot open file");
-    json j;
-    try {
-      j = json::parse(f);
-    } catch (const json::parse_error& e) {
-      MLAMOE_CHECK(false, "invalid JSON: " << e.what());
-    }
+    std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    json j = parse_json(text, "JSON");  // depth-limited; "bpe tokenizer 'PATH': JSON: ..." once prefixed
     MLAMOE_CHECK(j.is_object(), "invalid JSON: the top level is not an object");
     load_model(j.at("model"), st);
     check_normalizer(j.value("normalizer", json()));
@@ -785,7 +795,10 @@ BpeTokenizer BpeTokenizer::load(const std::string& path) {
     check_decoder(j.value("decoder", json()));
 
     for (const json& a : j.value("added_tokens", json::array())) {
-      AddedToken t{a.at("id").get<int32_t>(), a.at("content").get<std::string>(), flag(a, "single_word", false),
+      MLAMOE_CHECK(a.is_object() && a.contains("id") && a.contains("content") && a.at("content").is_string(),
+                   "added_tokens: each entry needs an integer 'id' and a string 'content'");
+      AddedToken t{token_id(a.at("id"), "added token '" + a.at("content").get<std::string>().substr(0, 60) + "'"),
+                   a.at("content").get<std::string>(), flag(a, "single_word", false),
                    flag(a, "lstrip", false),  flag(a, "rstrip", false),           flag(a, "normalized", true),
                    flag(a, "special", false)};
       MLAMOE_CHECK(t.id >= 0 && !t.content.empty(), "added token '" << t.content << "' has id " << t.id);

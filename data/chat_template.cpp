@@ -2,8 +2,10 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 
+#include "model/json_parse.h"
 #include "model/tensor/error.h"
 
 namespace mlamoe {
@@ -190,12 +192,10 @@ ChatFormat chat_format(const std::string& option, const TextEncoder& enc) {
   std::error_code ec;
   nlohmann::json config = nlohmann::json::object();
   if (fs::exists(path, ec)) {
-    std::ifstream in(path);
-    try {
-      config = nlohmann::json::parse(in);
-    } catch (const nlohmann::json::parse_error&) {
-      throw Error("data prepare: " + config_name + " is not valid JSON");
-    }
+    std::ifstream in(path, std::ios::binary);
+    config = parse_json(std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>()),
+                        "data prepare: " + config_name);
+    MLAMOE_CHECK(config.is_object(), "data prepare: " << config_name << " must be a JSON object");
   }
   if (option.empty()) {
     MLAMOE_CHECK(config.contains("chat_template"), "data prepare: no chat template for "

@@ -17,6 +17,7 @@
 
 #include "model/config.h"
 #include "model/tensor/dtype.h"
+#include "model/json_parse.h"
 #include "model/tensor/error.h"
 
 namespace mlamoe {
@@ -209,12 +210,7 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
   MLAMOE_CHECK(n <= kMaxHeaderBytes, where << ": header length " << n << " exceeds the 100 MB limit");
   std::string text(n, '\0');
   pread_all(f.fd_, text.data(), n, 8, where);
-  nlohmann::json header;
-  try {
-    header = nlohmann::json::parse(text);
-  } catch (const std::exception& e) {
-    throw Error(where + ": the header is not valid JSON (" + e.what() + ")");
-  }
+  nlohmann::json header = parse_json(text, where + ": header");  // depth-limited (a crafted `shape` 100k deep)
   MLAMOE_CHECK(header.is_object(), where << ": the header must be a JSON object");
   f.data_start_ = 8 + n;
   uint64_t data_size = size - f.data_start_;

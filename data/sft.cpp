@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "data/token_dataset.h"
+#include "model/json_parse.h"
 #include "model/tensor/error.h"
 
 namespace mlamoe {
@@ -111,12 +112,7 @@ PrepareStats prepare_sft_dataset(const std::vector<std::string>& inputs, const s
       st.bytes += static_cast<int64_t>(line.size()) + 1;
       if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
       std::string where = "data prepare: " + in + ":" + std::to_string(line_no);
-      nlohmann::json j;
-      try {
-        j = nlohmann::json::parse(line);
-      } catch (const nlohmann::json::parse_error& e) {
-        throw Error(where + ": invalid JSON (" + std::string(e.what()).substr(std::string(e.what()).find(':') + 2) + ")");
-      }
+      nlohmann::json j = parse_json(line, where);
       ids.clear();
       mask.clear();
       tokenize_chat(render_chat(chat, turns_of(j, where)), enc, where, ids, mask);

@@ -92,6 +92,14 @@ json parse_json(const std::string& text, const std::string& where, int max_depth
   return result;
 }
 
+json parse_json_or_discarded(const std::string& text, int max_depth) {
+  try {
+    return parse_json(text, "", max_depth);
+  } catch (const Error&) {
+    return json(json::value_t::discarded);
+  }
+}
+
 std::string brief(const json& v, size_t max_chars) {
   std::string s = v.dump(-1, ' ', false, json::error_handler_t::replace);
   if (s.size() <= max_chars) return s;

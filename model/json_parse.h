@@ -22,6 +22,10 @@ constexpr int kMaxJsonDepth = 64;
 // fit a double / 64-bit integer.
 nlohmann::json parse_json(const std::string& text, const std::string& where, int max_depth = kMaxJsonDepth);
 
+// The same for readers that skip a bad line (logs being written): a discarded value instead of
+// an error.
+nlohmann::json parse_json_or_discarded(const std::string& text, int max_depth = kMaxJsonDepth);
+
 // The value as JSON text cut to at most `max_chars` (with "..." when cut).
 std::string brief(const nlohmann::json& v, size_t max_chars = 60);
 

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 
+#include "model/json_parse.h"
 #include "model/ops/ops.h"
 
 namespace mlamoe {
@@ -19,7 +20,7 @@ JsonlWriter::JsonlWriter(const std::string& path, int64_t through_step) : path_(
     int c;
     auto flush_line = [&]() {
       try {
-        auto j = nlohmann::json::parse(line);
+        auto j = parse_json(line, path);
         if (j.contains("step") && j["step"].get<int64_t>() <= through_step) keep.push_back(line);
       } catch (const std::exception&) {
         // a partial line from a killed writer

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "data/h5_util.h"
+#include "model/json_parse.h"
 
 namespace fs = std::filesystem;
 
@@ -176,7 +177,7 @@ bool JsonlReader::poll(const std::function<std::string(const nlohmann::json&)>& 
       std::string line;
       line.swap(tail_);
       if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-      nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+      nlohmann::json j = parse_json_or_discarded(line);
       if (j.is_discarded()) {
         note("not valid JSON");
       } else if (!j.is_object()) {
@@ -319,7 +320,7 @@ bool RunLogs::refresh() {
     } else {
       std::stringstream ss;
       ss << in.rdbuf();
-      config_ = nlohmann::json::parse(ss.str(), nullptr, false);
+      config_ = parse_json_or_discarded(ss.str());
       config_read_ = !config_.is_discarded() && config_.is_object();
       config_note_ = config_read_ ? "" : "config.json is not a whole JSON object: no model summary";
       if (!config_read_) config_ = nullptr;

@@ -326,6 +326,22 @@ TEST(BpeTokenizer, HostilePatternsAreOneErrorNamingTheField) {
                 "nested too deeply"});
 }
 
+// Ids are integers in [0, 2^22): 1.5 is not silently 1, and 2e9 does not size gigabytes of tables;
+// a tokenizer.json nested deeper than any real one is refused while parsing.
+TEST(BpeTokenizer, TokenIdsAndNestingAreBounded) {
+  json j = hand_tokenizer();
+  j["model"]["vocab"]["a"] = 1.5;
+  expect_error([&] { load_json(j, "id_float.json"); }, {tmp("id_float.json"), "vocab: token 'a': id must be an integer, got 1.5"});
+  j = hand_tokenizer();
+  j["model"]["vocab"]["a"] = 2000000000;
+  expect_error([&] { load_json(j, "id_big.json"); }, {tmp("id_big.json"), "id 2000000000 is out of range [0, 4194304)"});
+  j = hand_tokenizer();
+  j["added_tokens"] = json::array({{{"id", -3}, {"content", "<x>"}}});
+  expect_error([&] { load_json(j, "id_neg.json"); }, {tmp("id_neg.json"), "added token '<x>': id -3 is out of range"});
+  write_file(tmp("deep_json.json"), "{\"model\": " + std::string(70000, '[') + std::string(70000, ']') + "}");
+  expect_error([] { BpeTokenizer::load(tmp("deep_json.json")); }, {tmp("deep_json.json"), "JSON nested deeper than 64 levels"});
+}
+
 TEST(BpeTokenizer, LoadErrorsNameTheFileAndTheProblem) {
   expect_error([] { BpeTokenizer::load("/nonexistent/tokenizer.json"); }, {"'/nonexistent/tokenizer.json'", "cannot open"});
   write_file(tmp("bad.json"), "{\"model\": [1, 2,");

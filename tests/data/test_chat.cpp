@@ -159,7 +159,7 @@ TEST(ChatTemplate, ChosenFromTheConfigOrTheOption) {
   expect_error([&] { chat_format("", text_encoder(other)); }, "is none of the known ones");
   expect_error([&] { chat_format("", text_encoder(other)); }, "pass --chat-template deepseek-v2|deepseek-v3|deepseek-r1");
   write_file(tmp("other") + "/tokenizer_config.json", "{oops");
-  expect_error([&] { chat_format("", text_encoder(other)); }, "tokenizer_config.json is not valid JSON");
+  expect_error([&] { chat_format("", text_encoder(other)); }, "tokenizer_config.json: invalid JSON: parse error at line 1");
 
   // The byte tokenizer: deepseek-v2 by default, nothing else (it has no role tokens).
   EXPECT_EQ(chat_format("", byte_text_encoder()).tmpl, ChatTemplate::kDeepSeekV2);

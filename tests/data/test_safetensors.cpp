@@ -278,7 +278,16 @@ TEST(Safetensors, DamagedHeadersGiveOneLineNamingFileAndTensor) {
   expect_error([&] { SafetensorsFile::open(p); }, "tensor 't': header entry needs");
 
   write_raw(p, R"({"t": not json})", bytes_of(twelve));
-  expect_error([&] { SafetensorsFile::open(p); }, "safetensors file '" + p + "': the header is not valid JSON");
+  expect_error([&] { SafetensorsFile::open(p); }, "safetensors file '" + p + "': header: invalid JSON: parse error");
+  // A shape (or __metadata__) nested 100k deep is refused while parsing, never walked recursively.
+  {
+    std::string deep = "{\"t\":{\"dtype\":\"F32\",\"shape\":" + std::string(100000, '[') + std::string(100000, ']') +
+                       ",\"data_offsets\":[0,4]}}";
+    std::string bytes(8, '\0');
+    for (int i = 0; i < 8; ++i) bytes[i] = static_cast<char>((deep.size() >> (8 * i)) & 0xff);
+    std::ofstream(p, std::ios::binary) << bytes << deep << std::string(4, '\0');
+    expect_error([&] { SafetensorsFile::open(p); }, "header: JSON nested deeper than 64 levels at 't.shape");
+  }
 
   write_raw(p, R"({"t":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}})", bytes_of(twelve));
   std::vector<float> out;
