@@ -93,12 +93,12 @@ double available_memory_bytes() {
 }
 
 void check_memory_plan(const RunConfig& rc, int64_t world_size, int64_t local_ranks) {
-  double need = plan_memory(rc, world_size).total() * static_cast<double>(std::max<int64_t>(local_ranks, 1));
-  double have = available_memory_bytes();
+  const int64_t ranks = std::max<int64_t>(local_ranks, 1);
+  const double per_rank = plan_memory(rc, world_size).total(), need = per_rank * static_cast<double>(ranks);
+  const double have = available_memory_bytes();
   if (have <= 0) return;  // unknown: nothing to compare with
-  MLAMOE_CHECK(need <= have, "memory: this run needs about " << need / 1e9 << " GB on this node ("
-                                                            << std::max<int64_t>(local_ranks, 1) << " rank(s) x "
-                                                            << plan_memory(rc, world_size).total() / 1e9 << " GB, see --dry-run), "
+  MLAMOE_CHECK(need <= have, "memory: this run needs about " << need / 1e9 << " GB on this node (" << ranks << " rank(s) x "
+                                                            << per_rank / 1e9 << " GB, see --dry-run), "
                                                             << have / 1e9
                                                             << " GB are available: use more ranks, parallel.micro_batches, "
                                                                "train.recompute=true or a smaller model");
