@@ -47,6 +47,25 @@ struct Trained {
 
 using test::expect_error;
 
+// Flips one byte of a tensor's stored data (its checksum no longer matches).
+void flip_tensor_byte(const std::string& path, const std::string& dataset) {
+  haddr_t at;
+  {
+    hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t ds = H5Dopen2(f, dataset.c_str(), H5P_DEFAULT);
+    at = H5Dget_offset(ds);
+    H5Dclose(ds);
+    H5Fclose(f);
+  }
+  std::fstream io(path, std::ios::in | std::ios::out | std::ios::binary);
+  io.seekg(static_cast<std::streamoff>(at + 100));
+  char c;
+  io.read(&c, 1);
+  c ^= 0x10;
+  io.seekp(static_cast<std::streamoff>(at + 100));
+  io.write(&c, 1);
+}
+
 TEST(Checkpoint, RoundTripRestoresEverything) {
   Trained a;
   std::string path = dir() + "/round.h5";
@@ -85,23 +104,7 @@ TEST(Checkpoint, DamagedFilesGiveOneClearError) {
   // Flip one byte inside a tensor's stored data: its checksum catches it.
   std::string flipped = dir() + "/flipped.h5";
   fs::copy_file(good, flipped, fs::copy_options::overwrite_existing);
-  haddr_t at;
-  {
-    hid_t f = H5Fopen(flipped.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
-    hid_t ds = H5Dopen2(f, "model/model.layers.2.self_attn.kv_b_proj.weight", H5P_DEFAULT);
-    at = H5Dget_offset(ds);
-    H5Dclose(ds);
-    H5Fclose(f);
-  }
-  {
-    std::fstream io(flipped, std::ios::in | std::ios::out | std::ios::binary);
-    io.seekg(static_cast<std::streamoff>(at + 100));
-    char c;
-    io.read(&c, 1);
-    c ^= 0x10;
-    io.seekp(static_cast<std::streamoff>(at + 100));
-    io.write(&c, 1);
-  }
+  flip_tensor_byte(flipped, "model/model.layers.2.self_attn.kv_b_proj.weight");
   expect_error([&] { load_checkpoint(flipped, m, &o, nullptr); }, "'model/model.layers.2.self_attn.kv_b_proj.weight' fails its checksum");
 
   // A model with a tensor the file lacks (q_lora_rank null: q_proj) and one whose shapes differ.
@@ -134,25 +137,6 @@ TEST(Checkpoint, LatestSkipsUnfinishedAndDamagedFilesAndPruneKeepsK) {
   EXPECT_TRUE(fs::exists(checkpoint_path(run, 4)));
   EXPECT_FALSE(fs::exists(checkpoint_path(run, 6) + ".tmp"));
   EXPECT_EQ(latest_checkpoint(dir() + "/no-such-run"), "");
-}
-
-// Flips one byte of a tensor's stored data (its checksum no longer matches).
-void flip_tensor_byte(const std::string& path, const std::string& dataset) {
-  haddr_t at;
-  {
-    hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
-    hid_t ds = H5Dopen2(f, dataset.c_str(), H5P_DEFAULT);
-    at = H5Dget_offset(ds);
-    H5Dclose(ds);
-    H5Fclose(f);
-  }
-  std::fstream io(path, std::ios::in | std::ios::out | std::ios::binary);
-  io.seekg(static_cast<std::streamoff>(at + 100));
-  char c;
-  io.read(&c, 1);
-  c ^= 0x10;
-  io.seekp(static_cast<std::streamoff>(at + 100));
-  io.write(&c, 1);
 }
 
 // Sets an i64 attribute of the file's root (as an edit with h5py would).
