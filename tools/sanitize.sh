@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite under AddressSanitizer + UndefinedBehaviorSanitizer (+ LeakSanitizer):
 # configures build-asan/ with MLAMOE_SANITIZE=ON (the default compiler, Release flags plus -g, no
-# CUDA), builds everything and runs ctest one test at a time. Every sanitizer report goes to a file
-# BUILD/sanitizer-logs/report.<pid> (and makes that process exit 86, so the test fails); the end
-# lists the tests that failed and the reports with their first frames.
+# CUDA), builds everything and runs ctest one test at a time. A sanitizer report makes its process
+# exit 86, so the test fails; ASan's and LSan's go to BUILD/sanitizer-logs/report.<pid>, UBSan's to
+# the test's output (BUILD/ctest.log). The end lists the reports with their first frames.
 #
-#   tools/sanitize.sh                   # everything (slow: several times the Release suite)
+#   tools/sanitize.sh                   # everything (2 cores: ~7 min to build, ~30 min to run)
 #   tools/sanitize.sh -R 'config|bpe'   # extra arguments go to ctest (then one pass, slow unwinding)
 #
 # Environment: SANITIZE_BUILD_DIR (default build-asan), SANITIZE_JOBS (build parallelism, default
