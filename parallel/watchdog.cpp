@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <sstream>
 
 #include "parallel/mpi_runtime.h"
@@ -161,7 +162,10 @@ WatchdogBoardPtr create_watchdog_board() {
   MPI_Comm_rank(b->node, &b->mine);
   MPI_Comm_size(b->node, &b->n);
   // One segment, on the node's first rank: the header, then a slot per rank of the node.
-  MPI_Aint bytes = b->mine == 0 ? static_cast<MPI_Aint>(sizeof(BoardHeader) + b->n * sizeof(BoardSlot)) : 0;
+  // +63: MPI returns the segment 8 bytes past a page boundary; the board starts at the next
+  // 64-byte boundary (the same offset in every process, whose mappings are all page-aligned).
+  const size_t used = sizeof(BoardHeader) + b->n * sizeof(BoardSlot);
+  MPI_Aint bytes = b->mine == 0 ? static_cast<MPI_Aint>(used + 63) : 0;
   void* base = nullptr;
   int ok = MPI_Win_allocate_shared(bytes, 1, MPI_INFO_NULL, b->node, &base, &b->win) == MPI_SUCCESS;
   int all_ok = 0;
@@ -174,9 +178,11 @@ WatchdogBoardPtr create_watchdog_board() {
   MPI_Aint size = 0;
   int disp = 0;
   MPI_Win_shared_query(b->win, 0, &size, &disp, &base);
+  size_t space = static_cast<size_t>(size);
+  base = std::align(alignof(BoardHeader), used, base, space);
   b->header = static_cast<BoardHeader*>(base);
   b->slots = reinterpret_cast<BoardSlot*>(static_cast<char*>(base) + sizeof(BoardHeader));
-  if (b->mine == 0) std::memset(base, 0, sizeof(BoardHeader) + b->n * sizeof(BoardSlot));
+  if (b->mine == 0) std::memset(base, 0, used);
   MPI_Barrier(b->node);
   b->slots[b->mine].world_rank.store(rank);
   MPI_Barrier(b->node);
