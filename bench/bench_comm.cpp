@@ -21,6 +21,7 @@
 #include "parallel/mpi_runtime.h"
 #include "train/distributed.h"
 #include "train/train_step.h"
+#include "model/json_parse.h"
 
 using namespace mlamoe;
 

@@ -79,21 +79,12 @@ struct ModelConfig {
 // them. `where` names the source in messages (a file path). Throws mlamoe::Error.
 ModelConfig parse_model_config(const nlohmann::json& j, const std::string& where);
 
-// Reads a JSON config file; one-line errors for a missing file or invalid JSON (with the position).
-nlohmann::json read_json_file(const std::string& path);
-
 // The fields that decide the weights' shapes and the forward maths, with defaults filled in (so a
 // config that leaves a field at its default equals one that spells it out). Not part of it: the
 // training knobs (bias_update_speed, seq_aux_alpha, aux_loss_alpha, seq_aux, mtp_loss_weight),
 // model_type, max_position_embeddings, initializer_range, the token ids, the fields that must have
 // one value (attention_bias, attention_dropout, tie_word_embeddings) and HF bookkeeping fields.
 nlohmann::json architecture_fields(const ModelConfig& c);
-
-// Applies command-line overrides "a.b=value" (`--set`): value is read as JSON when it parses as
-// JSON (numbers, true/false, null, arrays, objects) and as a string otherwise. Intermediate
-// objects are created, so an HF field absent from the file can be set; whether the field exists at
-// all is decided by the parser that reads the result (unknown fields are errors there).
-void apply_overrides(nlohmann::json& config, const std::vector<std::string>& overrides);
 
 // Upper bounds of the size fields, checked at parse time so that no later size, byte or FLOP count
 // can overflow 64 bits and no per-layer loop runs for hours. Each is far above every released

@@ -1,5 +1,8 @@
 #include "model/json_parse.h"
 
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <vector>
 
 #include "model/tensor/error.h"
@@ -104,6 +107,16 @@ std::string brief(const json& v, size_t max_chars) {
   std::string s = v.dump(-1, ' ', false, json::error_handler_t::replace);
   if (s.size() <= max_chars) return s;
   return s.substr(0, max_chars) + "...";
+}
+
+nlohmann::json read_json_file(const std::string& path) {
+  std::error_code ec;
+  MLAMOE_CHECK(!std::filesystem::is_directory(path, ec), "cannot read config file '" << path << "': it is a directory");
+  std::ifstream f(path, std::ios::binary);
+  MLAMOE_CHECK(f.good(), "cannot open config file '" << path << "'");
+  std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  MLAMOE_CHECK(!f.bad(), "cannot read config file '" << path << "'");
+  return parse_json(text, path);
 }
 
 }  // namespace mlamoe

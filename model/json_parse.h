@@ -26,6 +26,10 @@ nlohmann::json parse_json(const std::string& text, const std::string& where, int
 // an error.
 nlohmann::json parse_json_or_discarded(const std::string& text, int max_depth = kMaxJsonDepth);
 
+// Reads and parses a JSON file (a config, an HF config.json, an index); one-line errors naming the
+// file for a missing file, a directory or invalid JSON (with the position).
+nlohmann::json read_json_file(const std::string& path);
+
 // The value as JSON text cut to at most `max_chars` (with "..." when cut).
 std::string brief(const nlohmann::json& v, size_t max_chars = 60);
 

@@ -18,6 +18,7 @@ PACKAGES=(
   libonig-dev                              # Oniguruma: the tokenizer.json pre-tokenizer regexes
   libgtest-dev                             # unit tests
   clang libclang-rt-14-dev libomp-14-dev   # tools/fuzz.sh, fuzz_smoke: libFuzzer + ASan/UBSan, OpenMP for clang
+  clang-format                             # ctest -R format (tools/check_format.sh)
   python3 python3-torch python3-pip        # the PyTorch reference tests (pip: optional HF packages below)
   bible-kjv                                # the default English corpus (tools/prepare_corpus.sh)
   chromium                                 # renders the expert-load HTML report in its test

@@ -1,5 +1,8 @@
 #include "train/distributed.h"
 
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
 #include <map>
 
 #include "parallel/ep_dispatcher.h"
@@ -7,6 +10,27 @@
 #include "parallel/pipeline.h"
 
 namespace mlamoe {
+
+bool any_rank_failed(Communicator* world, const std::string& err) {
+  if (!world) {
+    if (!err.empty()) std::fprintf(stderr, "mlamoe: error: %s\n", err.c_str());
+    return !err.empty();
+  }
+  int64_t neg_rank = err.empty() ? INT64_MIN : -static_cast<int64_t>(world->rank());  // max of −rank = the lowest failing rank
+  world->all_reduce(&neg_rank, 1, DType::I64, ReduceOp::Max);
+  if (neg_rank == INT64_MIN) return false;
+  if (-neg_rank == world->rank()) std::fprintf(stderr, "mlamoe: error: %s\n", err.c_str());
+  return true;
+}
+
+int64_t ranks_on_this_node(int64_t world) {
+  for (const char* v : {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS_PER_NODE"})
+    if (const char* s = std::getenv(v)) {
+      long long n = std::atoll(s);
+      if (n >= 1) return n;
+    }
+  return world;
+}
 
 ModelShard shard_for(const ModelConfig& c, Mesh& mesh) {
   std::vector<int64_t> begin = split_layers(c, mesh.shape.pp);

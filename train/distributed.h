@@ -1,6 +1,6 @@
-// The trainer's side of the distributed runtime: which part of the model a rank builds, its
-// ZeRO-1 groups, and the global view of per-layer expert statistics for the logs (every MoE
-// layer, whatever stage holds it).
+// The trainer's side of the distributed runtime: how the ranks agree on a set-up failure, which
+// part of the model a rank builds, its ZeRO-1 groups, and the global view of per-layer expert
+// statistics for the logs (every MoE layer, whatever stage holds it).
 #pragma once
 #include <string>
 #include <vector>
@@ -10,6 +10,16 @@
 #include "train/optimizer.h"
 
 namespace mlamoe {
+
+// Set-up errors (config, data, run directory, layout) happen before any rank waits in a
+// collective: every rank learns whether any failed (one all-reduce over `world`; null: a single
+// process), the lowest failing rank prints its one line "mlamoe: error: ..." on stderr, and all of
+// them return true, to exit 1 together. err: this rank's error, "" when it has none.
+bool any_rank_failed(Communicator* world, const std::string& err);
+
+// The job's ranks on this node, from the launcher (Open MPI, MPICH/Hydra, Slurm); `world` when
+// none says.
+int64_t ranks_on_this_node(int64_t world);
 
 // Stage layers from the cost split, this rank's ep experts (dispatcher over mesh.ep).
 ModelShard shard_for(const ModelConfig& c, Mesh& mesh);

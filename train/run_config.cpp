@@ -3,10 +3,31 @@
 #include <cmath>
 
 #include "model/json_fields.h"
+#include "model/json_parse.h"
 
 namespace mlamoe {
 
 namespace {
+
+// A JSON number's shape (which JSON may still refuse: 1e999 is out of range).
+bool looks_like_number(const std::string& t) {
+  size_t i = 0, n = t.size();
+  auto digits = [&] {
+    size_t start = i;
+    while (i < n && t[i] >= '0' && t[i] <= '9') ++i;
+    return i > start;
+  };
+  if (i < n && t[i] == '-') ++i;
+  if (!digits()) return false;
+  if (i < n && t[i] == '.' && (++i, !digits())) return false;
+  if (i < n && (t[i] == 'e' || t[i] == 'E')) {
+    ++i;
+    if (i < n && (t[i] == '+' || t[i] == '-')) ++i;
+    if (!digits()) return false;
+  }
+  return i == n;
+}
+
 
 TrainConfig parse_train(const nlohmann::json& j, const std::string& where) {
   TrainConfig t;
@@ -147,6 +168,33 @@ RunConfig parse_run_config(const nlohmann::json& j, const std::string& where) {
                      << r.parallel.micro_batches);
   r.json = j;
   return r;
+}
+
+void apply_overrides(nlohmann::json& config, const std::vector<std::string>& overrides) {
+  MLAMOE_CHECK(config.is_object(), "the config must be a JSON object, got " << brief(config) << " (before any --set)");
+  for (const std::string& o : overrides) {
+    size_t eq = o.find('=');
+    MLAMOE_CHECK(eq != std::string::npos && eq > 0, "--set expects key=value (e.g. train.lr=3e-4), got '" << o.substr(0, 80) << "'");
+    std::string key = o.substr(0, eq), text = o.substr(eq + 1);
+    // A value that reads as JSON is that JSON (depth-limited, range-checked like a config file);
+    // anything else is a bare string such as scoring_func=softmax.
+    bool json_like = nlohmann::json::accept(text.begin(), text.end()) || looks_like_number(text) ||
+                     (!text.empty() && (text[0] == '[' || text[0] == '{'));
+    nlohmann::json value = json_like ? parse_json(text, "--set " + key.substr(0, 80)) : nlohmann::json(text);
+    nlohmann::json* node = &config;
+    size_t start = 0;
+    while (true) {
+      size_t dot = key.find('.', start);
+      std::string part = key.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+      MLAMOE_CHECK(!part.empty(), "--set: empty component in key '" << key.substr(0, 80) << "'");
+      MLAMOE_CHECK(node->is_object() || node->is_null(),
+                   "--set: '" << key.substr(0, start - 1) << "' is not a section, cannot set '" << key << "'");
+      node = &(*node)[part];
+      if (dot == std::string::npos) break;
+      start = dot + 1;
+    }
+    *node = value;
+  }
 }
 
 RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides) {

@@ -82,6 +82,12 @@ struct RunConfig {
   nlohmann::json json;  // the whole config after --set overrides (saved with the run)
 };
 
+// Applies command-line overrides "a.b=value" (`--set`): value is read as JSON when it parses as
+// JSON (numbers, true/false, null, arrays, objects) and as a string otherwise. Intermediate
+// objects are created, so an HF field absent from the file can be set; whether the field exists at
+// all is decided by the parser that reads the result (unknown fields are errors there).
+void apply_overrides(nlohmann::json& config, const std::vector<std::string>& overrides);
+
 // Reads `path`, applies the `--set` overrides and parses every section. Throws one-line errors.
 RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides);
 RunConfig parse_run_config(const nlohmann::json& j, const std::string& where);

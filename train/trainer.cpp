@@ -1,19 +1,12 @@
 #include "train/trainer.h"
 
 #include <chrono>
-#include <climits>
 #include <cmath>
-#include <csignal>
 #include <cstdio>
-#include <cstdlib>
-#include <algorithm>
-#include <deque>
-#include <map>
 #include <filesystem>
-#include <fstream>
+#include <map>
 
 #include "data/loader.h"
-#include "model/autograd/node.h"
 #include "model/model_size.h"
 #include "model/modules/deepseek_model.h"
 #include "model/ops/ops.h"
@@ -21,18 +14,20 @@
 #include "parallel/mpi_runtime.h"
 #include "parallel/pipeline.h"
 #include "parallel/watchdog.h"
-#include "train/blas_kernels.h"
-#include "train/checkpoint.h"
-#include "train/cli_args.h"
-#include "train/distributed.h"
 #include "train/atomic_file.h"
-#include "train/dry_run.h"
-#include "train/expert_series.h"
-#include "train/expert_stats.h"
-#include "train/tensorboard.h"
+#include "train/checkpoint.h"
+#include "train/distributed.h"
 #include "train/fault.h"
+#include "train/gemm_peak.h"
 #include "train/lr_schedule.h"
-#include "train/metrics.h"
+#include "train/memory_plan.h"
+#include "train/monitor/expert_series.h"
+#include "train/monitor/expert_stats.h"
+#include "train/monitor/jsonl_writer.h"
+#include "train/monitor/metric_sinks.h"
+#include "train/monitor/profile_report.h"
+#include "train/monitor/tensorboard.h"
+#include "train/step_guard.h"
 #include "train/train_step.h"
 
 namespace mlamoe {
@@ -44,140 +39,11 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-// The MTP loss as logged: a step with MTP modules but no MTP target has none (null, "-"), never a
-// 0 that reads as a perfect prediction. Without MTP modules it is 0, the term's share of the loss.
-nlohmann::json mtp_json(const StepStats& st, int64_t depths) {
-  return st.has_mtp || depths == 0 ? nlohmann::json(st.mtp_loss) : nlohmann::json(nullptr);
-}
-std::string mtp_text(const StepStats& st, int64_t depths) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.4f", st.mtp_loss);
-  return st.has_mtp || depths == 0 ? buf : "-";
-}
-
-// Under mpirun (Open MPI), a PMI/PMIx launcher (MPICH's, Slurm's srun) the trainer joins MPI; a
-// plain command line stays a single process without touching MPI.
-bool launched_by_mpi() {
-  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"})
-    if (std::getenv(v)) return true;
-  const char* n = std::getenv("SLURM_NTASKS");
-  return std::getenv("SLURM_PROCID") && n && std::atoll(n) > 1;
-}
-
-// Set-up errors (config, data, run directory, layout) happen before any rank waits in a
-// collective: every rank learns whether any failed, the lowest failing rank prints its one line,
-// and all of them exit 1 together.
-bool setup_failed(Communicator* world, const std::string& err) {
-  if (!world) {
-    if (!err.empty()) std::fprintf(stderr, "mlamoe: error: %s\n", err.c_str());
-    return !err.empty();
-  }
-  int64_t neg_rank = err.empty() ? INT64_MIN : -static_cast<int64_t>(world->rank());  // max of −rank = the lowest failing rank
-  world->all_reduce(&neg_rank, 1, DType::I64, ReduceOp::Max);
-  if (neg_rank == INT64_MIN) return false;
-  if (-neg_rank == world->rank()) std::fprintf(stderr, "mlamoe: error: %s\n", err.c_str());
-  return true;
-}
-
 // A stop every rank decides alike (e.g. too many bad steps): reported once, every rank exits 1
 // without aborting the job.
 struct StopRun : Error {
   using Error::Error;
 };
-
-// Loss-spike judge (MODEL_SPEC-independent training hygiene): a step whose loss exceeds the mean
-// of the last kWindow accepted losses by more than sigma standard deviations (and by more than
-// 10% of the mean, so a flat, noise-free curve does not trip it) is bad.
-class SpikeJudge {
- public:
-  explicit SpikeJudge(double sigma) : sigma_(sigma) {}
-  std::string operator()(double loss) const {
-    if (sigma_ <= 0 || recent_.size() < kMinSamples) return "";
-    double mean = 0, var = 0;
-    for (double l : recent_) mean += l;
-    mean /= static_cast<double>(recent_.size());
-    for (double l : recent_) var += (l - mean) * (l - mean);
-    double sd = std::sqrt(var / static_cast<double>(recent_.size()));
-    double limit = mean + std::max(sigma_ * sd, 0.1 * mean);
-    if (loss <= limit) return "";
-    char msg[160];
-    std::snprintf(msg, sizeof msg, "loss spike: %.4f > %.4f (mean %.4f + %.1f std of the last %zu steps)", loss, limit, mean,
-                  sigma_, recent_.size());
-    return msg;
-  }
-  void accept(double loss) {
-    recent_.push_back(loss);
-    if (recent_.size() > kWindow) recent_.pop_front();
-  }
-
- private:
-  static constexpr size_t kWindow = 32, kMinSamples = 16;
-  double sigma_;
-  std::deque<double> recent_;
-};
-
-// Fine-tuning selection (train.train_only, train.freeze): frozen parameters get no gradient and
-// no optimizer state. Identical on every rank (names only), so every rank agrees.
-void apply_freezing(DeepSeekModel& model, const TrainConfig& tc) {
-  if (tc.train_only.empty() && tc.freeze.empty()) return;
-  auto matches = [](const std::string& name, const std::vector<std::string>& pats) {
-    for (const auto& p : pats)
-      if (name.find(p) != std::string::npos) return true;
-    return false;
-  };
-  std::vector<std::string> names;
-  for (const auto& p : model.params.all())
-    if (p.trainable) names.push_back(p.name);
-  for (const auto& n : names) {
-    bool on = (tc.train_only.empty() || matches(n, tc.train_only)) && !matches(n, tc.freeze);
-    if (!on) model.params.set_trainable(n, false);
-  }
-  MLAMOE_CHECK(!model.params.trainable().empty(), "config: train.train_only / train.freeze leave no parameter to train");
-}
-
-// Bias values to 7 significant digits (f32 precision): a third of the JSON of full doubles.
-std::vector<double> short_floats(const std::vector<double>& v) {
-  std::vector<double> out;
-  char buf[32];
-  for (double x : v) {
-    std::snprintf(buf, sizeof buf, "%.7g", x);
-    out.push_back(std::strtod(buf, nullptr));
-  }
-  return out;
-}
-
-// The --profile table: phases of the step, then the backward by op family (node type).
-void print_profile(const std::map<std::string, double>& phase, double total, const HostAllocatorStats& after_first_step) {
-  std::printf("profile: %.2f s of training\n  %-44s %9s %6s\n", total, "phase", "seconds", "%");
-  double accounted = 0;
-  for (const auto& [name, sec] : phase) {
-    if (sec <= 0) continue;
-    accounted += sec;
-    std::printf("  %-44s %9.3f %5.1f%%\n", name.c_str(), sec, 100 * sec / total);
-  }
-  std::printf("  %-44s %9.3f %5.1f%%\n", "logs, evaluation, checkpoints (the rest)", total - accounted, 100 * (total - accounted) / total);
-  auto table = [](const char* title, const char* column, std::vector<std::pair<std::string, std::pair<double, int64_t>>> rows) {
-    std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.second.first > b.second.first; });
-    double sum = 0;
-    for (const auto& n : rows) sum += n.second.first;
-    if (rows.empty()) return;
-    std::printf("  %s (%.3f s):\n  %-44s %9s %6s %9s\n", title, sum, column, "seconds", "%", "calls");
-    for (size_t i = 0; i < rows.size() && i < 16; ++i)
-      std::printf("  %-44s %9.3f %5.1f%% %9lld\n", rows[i].first.c_str(), rows[i].second.first, 100 * rows[i].second.first / sum,
-                  static_cast<long long>(rows[i].second.second));
-  };
-  // Forward: each op with the module code since the previous op (router bookkeeping, permutation).
-  table("forward by op family (each op with the code since the previous op)", "op", forward_profile(true));
-  table("backward by op family", "node", backward_profile(true));
-  // The steady state should take its large buffers from the cache, not from the system.
-  HostAllocatorStats now = host_allocator_stats();
-  int64_t hits = now.hits - after_first_step.hits, misses = now.misses - after_first_step.misses;
-  std::printf("  host memory after the first step: %lld of %lld buffers >= 64 KiB reused from the cache, %lld from the system; "
-              "peak live %.0f MB, cached %.0f MB\n",
-              static_cast<long long>(hits), static_cast<long long>(hits + misses), static_cast<long long>(misses),
-              now.peak_live_bytes / 1048576.0, now.cached_bytes / 1048576.0);
-  std::fflush(stdout);
-}
 
 // Refuses to mix a new run's logs into an old one (nothing is overwritten).
 void prepare_run_dir(const std::string& dir) {
@@ -201,9 +67,7 @@ struct Run {
   std::unique_ptr<TokenLoader> loader;
   std::unique_ptr<DeepSeekModel> model;
   std::unique_ptr<AdamW> opt;
-  std::unique_ptr<JsonlWriter> metrics, experts;
-  std::unique_ptr<ExpertSeriesWriter> series;
-  std::unique_ptr<TensorBoardWriter> tensorboard;
+  MetricsLogger logs;  // rank 0: the sinks every step's StepMetrics goes to
   int64_t dp = 1, dp_rank = 0, rank = 0, world = 1;
   double peak_gflops = 0;
   bool profile = false;
@@ -226,17 +90,6 @@ void check_same_model(const nlohmann::json& run, const nlohmann::json& ckpt, con
   for (auto it = a.begin(); it != a.end(); ++it)
     MLAMOE_CHECK(b[it.key()] == it.value(), "config field '" << it.key() << "' is " << it.value().dump() << ", checkpoint '" << path
                                                              << "' was written with " << b[it.key()].dump());
-}
-
-// The job's ranks on this node, from the launcher (Open MPI, MPICH/Hydra, Slurm); the whole world
-// when none says.
-int64_t ranks_on_this_node(int64_t world) {
-  for (const char* v : {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS_PER_NODE"})
-    if (const char* s = std::getenv(v)) {
-      long long n = std::atoll(s);
-      if (n >= 1) return n;
-    }
-  return world;
 }
 
 // SFT data whose prompts are longer than seq_len leaves windows without any target: their loss
@@ -298,18 +151,23 @@ void set_up(Run& r, MpiRuntime* mpi, const StartOptions& start) {
     if (!resuming) prepare_run_dir(r.run_dir);
     write_file_atomically((fs::path(r.run_dir) / "config.json").string(), rc.json.dump(2) + "\n");
     // Resuming keeps the log lines up to the checkpoint (its step is read again after loading).
+    // Sinks in the order they are written each step; stdout last.
     int64_t through = resuming ? checkpoint_step(r.load_from) : -1;
-    r.metrics = resuming ? std::make_unique<JsonlWriter>((fs::path(r.run_dir) / "metrics.jsonl").string(), through)
-                         : std::make_unique<JsonlWriter>((fs::path(r.run_dir) / "metrics.jsonl").string());
-    r.experts = resuming ? std::make_unique<JsonlWriter>((fs::path(r.run_dir) / "experts.jsonl").string(), through)
-                         : std::make_unique<JsonlWriter>((fs::path(r.run_dir) / "experts.jsonl").string());
-    // Resuming starts a new TensorBoard session at the first redone step, which hides what a killed
-    // run logged after its checkpoint.
-    if (tc.tensorboard) r.tensorboard = std::make_unique<TensorBoardWriter>(r.run_dir, resuming ? through + 1 : 0);
+    auto jsonl = [&](const char* name) {
+      std::string path = (fs::path(r.run_dir) / name).string();
+      return resuming ? std::make_unique<JsonlWriter>(path, through) : std::make_unique<JsonlWriter>(path);
+    };
     int64_t moe_layers = static_cast<int64_t>(all_moe_layer_names(rc.model).size());
     if (moe_layers > 0)
-      r.series = std::make_unique<ExpertSeriesWriter>((fs::path(r.run_dir) / "experts.h5").string(), moe_layers,
-                                                      rc.model.n_routed_experts, resuming ? through : -1);
+      r.logs.add(std::make_unique<ExpertSeriesSink>(std::make_unique<ExpertSeriesWriter>(
+          (fs::path(r.run_dir) / "experts.h5").string(), moe_layers, rc.model.n_routed_experts, resuming ? through : -1)));
+    // Resuming starts a new TensorBoard session at the first redone step, which hides what a killed
+    // run logged after its checkpoint.
+    if (tc.tensorboard)
+      r.logs.add(std::make_unique<TensorBoardSink>(std::make_unique<TensorBoardWriter>(r.run_dir, resuming ? through + 1 : 0)));
+    r.logs.add(std::make_unique<ExpertsJsonlSink>(jsonl("experts.jsonl")));
+    r.logs.add(std::make_unique<JsonlMetricsSink>(jsonl("metrics.jsonl")));
+    r.logs.add(std::make_unique<StdoutSink>(tc.log_every));
   }
 }
 
@@ -381,80 +239,33 @@ void train_loop(Run& r) {
   ExpertMonitor monitor(names, rc.parallel.ep, tc.dead_window, tc.maxvio_alert, tc.alert_window);
   bool full_expert_log = tc.experts_log == "full" ||
                          (tc.experts_log == "auto" && static_cast<int64_t>(names.size()) * rc.model.n_routed_experts <= 4096);
-  // The step's lines in metrics.jsonl and experts.jsonl and on stdout (rank 0). Written before the
-  // step's checkpoint: a run killed in between redoes the step and rewrites its lines on resume.
+  // The step's record for every sink (rank 0). Written before the step's checkpoint: a run killed
+  // in between redoes the step and rewrites its lines on resume.
+  auto record = [&](const StepStats& st, int64_t step, int64_t tokens_seen) {
+    StepMetrics m;
+    m.step = step + 1, m.steps = tc.steps, m.tokens = tokens_seen, m.step_tokens = st.tokens, m.ep = rc.parallel.ep;
+    m.skipped = st.skipped, m.skip_reason = st.skip_reason;
+    m.loss = st.loss, m.lm_loss = st.lm_loss, m.balance_loss = st.balance_loss;
+    // An MTP loss exists when some MTP target did; without MTP modules it is 0, the term's share.
+    m.mtp_loss = st.has_mtp || rc.model.num_nextn_predict_layers == 0 ? st.mtp_loss : std::nan("");
+    m.lr = st.lr, m.grad_norm = st.grad_norm, m.gamma = st.gamma;
+    m.full_expert_log = full_expert_log;
+    return m;
+  };
   auto log_step = [&](const StepStats& st, const ExpertView& ev, int64_t step, double dt, int64_t tokens_seen, bool eval_now,
                       double last_eval, int64_t first_step, Clock::time_point t_start) {
-    double tok_s = static_cast<double>(st.tokens) / dt;
-    double mfu = tok_s * size.flops_per_token() / (r.peak_gflops * 1e9 * static_cast<double>(r.world));
-    std::vector<LayerLoadStats> stats = monitor.update(ev.counts);
-    nlohmann::json layers = nlohmann::json::array();
-    double maxvio_sum = 0;
-    for (size_t l = 0; l < names.size(); ++l) {
-      const LayerLoadStats& ls = stats[l];
-      maxvio_sum += ls.maxvio;
-      nlohmann::json entry = {{"layer", names[l]},   {"maxvio", ls.maxvio},
-                              {"min", ls.min},       {"max", ls.max},                  {"mean", ls.mean},
-                              {"std", ls.std},       {"cv", ls.cv},                    {"dead", ls.dead},
-                              {"entropy", ls.entropy}, {"entropy_max", ls.entropy_max}, {"ep_load", ls.ep_load},
-                              {"ep_max_over_mean", ls.ep_max_over_mean}};
-      if (full_expert_log) {
-        entry["counts"] = ev.counts[l];
-        entry["bias"] = ev.bias[l].empty() ? nlohmann::json(nullptr) : nlohmann::json(short_floats(ev.bias[l]));
-      }
-      entry["balance_loss"] = ev.balance[l];
-      layers.push_back(std::move(entry));
-    }
-    if (r.series) r.series->append(step + 1, ev.counts, ev.bias);
-    if (r.tensorboard) {
-      TensorBoardWriter& tb = *r.tensorboard;
-      int64_t s1 = step + 1;
-      tb.scalar("loss/total", s1, st.loss);
-      tb.scalar("loss/lm", s1, st.lm_loss);
-      if (st.has_mtp || rc.model.num_nextn_predict_layers == 0) tb.scalar("loss/mtp", s1, st.mtp_loss);
-      tb.scalar("loss/balance", s1, st.balance_loss);
-      tb.scalar("train/lr", s1, st.lr);
-      tb.scalar("train/grad_norm", s1, st.grad_norm);
-      tb.scalar("perf/tokens_per_s", s1, static_cast<double>(st.tokens) / dt);
-      if (eval_now) tb.scalar("eval/lm_loss", s1, last_eval);
-      for (size_t l = 0; l < names.size(); ++l) {
-        tb.scalar("experts/" + names[l] + "/maxvio", s1, stats[l].maxvio);
-        tb.histogram("experts/" + names[l] + "/load", s1, std::vector<double>(ev.counts[l].begin(), ev.counts[l].end()));
-      }
-      tb.flush();  // whole steps on disk before the step's checkpoint
-    }
-    for (const auto& a : monitor.alerts()) std::printf("ALERT step %lld: %s\n", static_cast<long long>(step + 1), a.c_str());
-    double maxvio_mean = names.empty() ? 0.0 : maxvio_sum / static_cast<double>(names.size());
-    r.experts->write({{"step", step + 1}, {"tokens", st.tokens}, {"ep", rc.parallel.ep}, {"layers", std::move(layers)}});
-    nlohmann::json line = {{"step", step + 1},
-                           {"loss", st.loss},
-                           {"lm_loss", st.lm_loss},
-                           {"mtp_loss", mtp_json(st, rc.model.num_nextn_predict_layers)},
-                           {"balance_loss", st.balance_loss},
-                           {"lr", st.lr},
-                           {"grad_norm", st.grad_norm},
-                           {"gamma", st.gamma},
-                           {"tokens", tokens_seen},
-                           {"step_time_s", dt},
-                           {"tokens_per_s", tok_s},
-                           {"mfu", mfu},
-                           {"maxvio_mean", maxvio_mean}};
-    if (eval_now) line["eval_lm_loss"] = last_eval;
-    r.metrics->write(line);
-
+    StepMetrics m = record(st, step, tokens_seen);
+    m.step_time_s = dt;
+    m.tokens_per_s = static_cast<double>(st.tokens) / dt;
+    m.mfu = m.tokens_per_s * size.flops_per_token() / (r.peak_gflops * 1e9 * static_cast<double>(r.world));
     double elapsed = seconds_since(t_start);
-    double eta = elapsed / static_cast<double>(step + 1 - first_step) * static_cast<double>(tc.steps - step - 1);
-    if (step == 0 || (step + 1) % tc.log_every == 0 || step + 1 == tc.steps || eval_now) {
-      std::printf(
-          "step %5lld/%lld | loss %.4f (lm %.4f mtp %s bal %.2e) | lr %.2e | gnorm %.3f | %.1fK tok/s | MFU %.1f%% | "
-          "maxvio %.2f | ETA %s",
-          static_cast<long long>(step + 1), static_cast<long long>(tc.steps), st.loss, st.lm_loss, mtp_text(st, rc.model.num_nextn_predict_layers).c_str(),
-          st.balance_loss,
-          st.lr, st.grad_norm, tok_s / 1e3, 100 * mfu, maxvio_mean, format_duration(eta).c_str());
-      if (eval_now) std::printf(" | eval lm %.4f", last_eval);
-      std::printf("\n");
-      std::fflush(stdout);
-    }
+    m.eta_s = elapsed / static_cast<double>(step + 1 - first_step) * static_cast<double>(tc.steps - step - 1);
+    if (eval_now) m.eval_lm_loss = last_eval;
+    std::vector<LayerLoadStats> stats = monitor.update(ev.counts);
+    for (size_t l = 0; l < names.size(); ++l)
+      m.layers.push_back({names[l], stats[l], ev.counts[l], ev.bias[l], true, ev.balance[l]});
+    m.alerts = monitor.alerts();
+    r.logs.write(m);
   };
   // Checkpoint after the step, with everything an exact resume needs (every rank writes its part).
   auto checkpoint_if_due = [&](int64_t done, int64_t tokens) {
@@ -498,14 +309,9 @@ void train_loop(Run& r) {
       // without targets is a fact of the data, not a fault: it does not count as a bad step.
       if (!st.no_targets) ++bad_in_a_row;
       if (r.rank == 0) {
-        if (st.no_targets)
-          std::printf("step %5lld/%lld | SKIPPED: %s\n", static_cast<long long>(step + 1), static_cast<long long>(tc.steps),
-                      st.skip_reason.c_str());
-        else
-          std::printf("step %5lld/%lld | SKIPPED: %s (%lld in a row)\n", static_cast<long long>(step + 1),
-                      static_cast<long long>(tc.steps), st.skip_reason.c_str(), static_cast<long long>(bad_in_a_row));
-        std::fflush(stdout);
-        r.metrics->write({{"step", step + 1}, {"skipped", true}, {"reason", st.skip_reason}, {"tokens", tokens_seen}});
+        StepMetrics m = record(st, step, tokens_seen);
+        m.bad_step = !st.no_targets, m.bad_in_a_row = bad_in_a_row;
+        r.logs.write(m);
       }
       if (bad_in_a_row >= tc.max_bad_steps) {
         std::string last = latest_checkpoint(r.run_dir);
@@ -565,7 +371,7 @@ int run_training(const RunConfig& rc, MpiRuntime* mpi, const StartOptions& start
   } catch (const Error& e) {
     err = e.what();
   }
-  if (setup_failed(world.get(), err)) return 1;
+  if (any_rank_failed(world.get(), err)) return 1;
 
   // From here on ranks communicate: a failure on one rank aborts all of them (MpiRuntime::fail)
   // rather than leaving the others waiting in a collective.
@@ -588,7 +394,7 @@ int run_training(const RunConfig& rc, MpiRuntime* mpi, const StartOptions& start
       // Resume: weights, biases, moments and progress under this run's layout (any layout can
       // read any checkpoint). --init-from: weights and biases only; optimizer and schedule restart.
       LoadResult lr = load_checkpoint_all(r.load_from, *r.model, r.load_optimizer ? r.opt.get() : nullptr, r.mesh.get());
-      if (lr.any_failed && setup_failed(r.mesh ? r.mesh->world.get() : nullptr, lr.error)) return 1;
+      if (lr.any_failed && any_rank_failed(r.mesh ? r.mesh->world.get() : nullptr, lr.error)) return 1;
       if (r.load_optimizer) {
         r.state = lr.state;
         r.loader->set_state(lr.state.loader);
@@ -609,37 +415,6 @@ int run_training(const RunConfig& rc, MpiRuntime* mpi, const StartOptions& start
     throw;
   }
   return 0;
-}
-
-int run_train_command(const std::vector<std::string>& args) {
-  CliArgs a("train", args, {"dry-run", "profile"}, {"set"});
-  std::string config = a.get("config", "");
-  int64_t ranks = a.get_int("ranks", 0, 1, 1 << 24);  // dry-run default: the smallest layout, pp·ep ranks
-  std::vector<std::string> overrides = a.get_all("set");
-  bool dry = a.has_switch("dry-run");
-  StartOptions start{a.get("resume", ""), a.get("init-from", ""), false};
-  start.profile = a.has_switch("profile");
-  a.reject_unknown();
-  MLAMOE_CHECK(start.resume_dir.empty() || start.init_from.empty(), "train: --resume and --init-from exclude each other");
-  MLAMOE_CHECK(!config.empty(), "train: --config FILE is required");
-  MLAMOE_CHECK(dry || ranks == 0, "train: --ranks only plans a layout with --dry-run (launch ranks with mpirun)");
-  if (dry) {
-    RunConfig rc = load_run_config(config, overrides);
-    print_dry_run(rc, ranks > 0 ? ranks : rc.parallel.pp * rc.parallel.ep);
-    return 0;
-  }
-  if (!launched_by_mpi()) return run_training(load_run_config(config, overrides), nullptr, start);
-  MpiRuntime mpi(nullptr, nullptr);
-  std::unique_ptr<RunConfig> rc;
-  std::string err;
-  try {
-    rc = std::make_unique<RunConfig>(load_run_config(config, overrides));
-  } catch (const Error& e) {
-    err = e.what();
-  }
-  auto world = mpi_world_communicator();
-  if (setup_failed(world.get(), err)) return 1;
-  return run_training(*rc, &mpi, start);
 }
 
 }  // namespace mlamoe

@@ -1,6 +1,7 @@
-// The single-process pretraining loop behind `mlamoe train`: data from the HDF5 token dataset,
-// train_step per step, periodic held-out evaluation, logs (stdout, metrics.jsonl, experts.jsonl),
-// and the final weights in the run directory.
+// The training loop behind `mlamoe train` (the command line is train/cli/train_command.h): set-up
+// agreed by every rank, data from the HDF5 token dataset, train_step per step, periodic held-out
+// evaluation, one StepMetrics record per step handed to the log sinks (train/monitor/), the
+// checkpoint cadence, and the final weights in the run directory.
 #pragma once
 #include <string>
 
@@ -20,8 +21,5 @@ struct StartOptions {
 
 // mpi: null for a single process; under mpirun, every rank calls this with the same config.
 int run_training(const RunConfig& rc, MpiRuntime* mpi, const StartOptions& start = {});
-
-// `mlamoe train --config C [--set k=v ...] [--dry-run | --resume RUN_DIR | --init-from CKPT]`
-int run_train_command(const std::vector<std::string>& args);
 
 }  // namespace mlamoe

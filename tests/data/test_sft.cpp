@@ -13,6 +13,8 @@
 #include "model/ops/ops.h"
 
 #include "tests/test_util.h"
+#include "train/run_config.h"
+#include "model/json_parse.h"
 
 namespace mlamoe {
 namespace {

@@ -6,6 +6,7 @@
 
 #include "model/model_size.h"
 #include "model/tensor/error.h"
+#include "model/json_parse.h"
 
 namespace mlamoe {
 namespace {
@@ -84,33 +85,6 @@ TEST(Config, RejectsUnknownFieldsWrongTypesAndImpossibleCombinations) {
   expect_rejected(one_per_group, "needs at least 2 experts per group");
 }
 
-TEST(Config, OverridesAndFileErrors) {
-  nlohmann::json j = load("tiny.json");
-  apply_overrides(j, {"hidden_size=256", "scoring_func=softmax", "topk_method=\"greedy\"", "n_group=1", "topk_group=1",
-                      "q_lora_rank=null", "train.lr=3e-4"});
-  EXPECT_EQ(j["hidden_size"], 256);
-  EXPECT_EQ(j["train"]["lr"], 3e-4);
-  ModelConfig c = parse_model_config(j, "tiny.json");
-  EXPECT_EQ(c.hidden_size, 256);
-  EXPECT_EQ(c.scoring_func, "softmax");
-  EXPECT_FALSE(c.q_lora_rank.has_value());
-  EXPECT_THROW(apply_overrides(j, {"hidden_size"}), Error);
-  EXPECT_THROW(apply_overrides(j, {"hidden_size.x=1"}), Error);  // hidden_size is a number, not a section
-  try {
-    read_json_file("/nonexistent/config.json");
-    ADD_FAILURE();
-  } catch (const Error& e) {
-    EXPECT_STREQ(e.what(), "cannot open config file '/nonexistent/config.json'");
-  }
-  std::string bad = std::string(MLAMOE_TEST_TMPDIR) + "/bad.json";
-  std::ofstream(bad) << "{\n  \"hidden_size\": 12,\n  oops\n}\n";
-  try {
-    read_json_file(bad);
-    ADD_FAILURE();
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("invalid JSON: parse error at line 3"), std::string::npos) << e.what();
-  }
-}
 
 TEST(ModelSize, TinyAMatchesTheSpec) {  // MODEL_SPEC §9
   ModelSize s = model_size(config("tiny.json"), 256);

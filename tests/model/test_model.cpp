@@ -11,6 +11,8 @@
 #include "model/modules/deepseek_model.h"
 #include "model/ops/ops.h"
 #include "model/tensor/host_allocator.h"
+#include "train/run_config.h"
+#include "model/json_parse.h"
 
 namespace mlamoe {
 namespace {

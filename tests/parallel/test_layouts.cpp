@@ -40,6 +40,8 @@
 #include "train/distributed.h"
 #include "train/lr_schedule.h"
 #include "train/train_step.h"
+#include "train/run_config.h"
+#include "model/json_parse.h"
 
 namespace mlamoe {
 namespace {

@@ -15,6 +15,8 @@
 #include "train/train_step.h"
 
 #include "tests/test_util.h"
+#include "train/run_config.h"
+#include "model/json_parse.h"
 
 namespace mlamoe {
 namespace {

@@ -23,6 +23,8 @@
 #include "model/ops/ops.h"
 #include "train/lr_schedule.h"
 #include "train/train_step.h"
+#include "train/run_config.h"
+#include "model/json_parse.h"
 
 namespace mlamoe {
 namespace {

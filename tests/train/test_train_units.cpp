@@ -4,10 +4,12 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <fstream>
 
 #include "model/tensor/error.h"
 #include "train/lr_schedule.h"
-#include "train/metrics.h"
+#include "model/json_parse.h"
+#include "train/monitor/expert_stats.h"
 #include "train/optimizer.h"
 #include "train/run_config.h"
 
@@ -90,6 +92,35 @@ TEST(RunConfig, CollectiveTimeout) {
   EXPECT_DOUBLE_EQ(load_run_config(tiny, {"train.collective_timeout_s=2.5"}).train.collective_timeout_s, 2.5);
   expect_config_error({"train.collective_timeout_s=-1"}, "field 'train.collective_timeout_s' must be a finite number of seconds >= 0");
   expect_config_error({"train.collective_timeout_s=\"5m\""}, "field 'train.collective_timeout_s' must be a");  // a number
+}
+
+// --set overrides (train/run_config.h) and the config file errors of read_json_file.
+TEST(RunConfig, OverridesAndFileErrors) {
+  nlohmann::json j = read_json_file(std::string(MLAMOE_SOURCE_DIR) + "/configs/tiny.json");
+  apply_overrides(j, {"hidden_size=256", "scoring_func=softmax", "topk_method=\"greedy\"", "n_group=1", "topk_group=1",
+                      "q_lora_rank=null", "train.lr=3e-4"});
+  EXPECT_EQ(j["hidden_size"], 256);
+  EXPECT_EQ(j["train"]["lr"], 3e-4);
+  ModelConfig c = parse_model_config(j, "tiny.json");
+  EXPECT_EQ(c.hidden_size, 256);
+  EXPECT_EQ(c.scoring_func, "softmax");
+  EXPECT_FALSE(c.q_lora_rank.has_value());
+  EXPECT_THROW(apply_overrides(j, {"hidden_size"}), Error);
+  EXPECT_THROW(apply_overrides(j, {"hidden_size.x=1"}), Error);  // hidden_size is a number, not a section
+  try {
+    read_json_file("/nonexistent/config.json");
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(), "cannot open config file '/nonexistent/config.json'");
+  }
+  std::string bad = std::string(MLAMOE_TEST_TMPDIR) + "/bad.json";
+  std::ofstream(bad) << "{\n  \"hidden_size\": 12,\n  oops\n}\n";
+  try {
+    read_json_file(bad);
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("invalid JSON: parse error at line 3"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

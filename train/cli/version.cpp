@@ -1,0 +1,29 @@
+#include "train/cli/version.h"
+
+#include <omp.h>
+
+#include <cstdio>
+
+#include "model/tensor/device.h"
+#include "train/gemm_peak.h"
+
+extern "C" int openblas_get_parallel(void);
+
+namespace mlamoe {
+
+int print_version() {
+#ifdef MLAMOE_WITH_CUDA
+  const char* cuda = "on";
+#else
+  const char* cuda = "off";
+#endif
+  std::printf("mlamoe 0.2\n  CUDA backend: %s (devices visible: %d)\n  OpenMP threads: %d\n  OpenBLAS: %s, %s kernels\n", cuda,
+              cuda_device_count(), omp_get_max_threads(),
+              openblas_get_parallel() == 2   ? "OpenMP build"
+              : openblas_get_parallel() == 1 ? "pthread build"
+                                             : "serial build",
+              blas_kernel_name().c_str());
+  return 0;
+}
+
+}  // namespace mlamoe
