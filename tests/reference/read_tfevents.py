@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Reads an event file (or a directory of them) with TensorBoard's own loaders, for
-tests/train/test_tensorboard.cpp: what TensorBoard makes of train/tensorboard.cpp's output.
+tests/train/monitor/test_tensorboard.cpp: what TensorBoard makes of train/monitor/tensorboard.cpp's output.
 
     read_tfevents.py PATH
 

@@ -30,7 +30,7 @@ void add_into(std::vector<double>& sum, const std::vector<double>& v) {
 
 }  // namespace
 
-// experts.h5 (train/expert_series.h) opened for one refresh(): re-opened on every poll, since the
+// experts.h5 (train/monitor/expert_series.h) opened for one refresh(): re-opened on every poll, since the
 // trainer appends a step and flushes while we read. Only the `step` column is buffered (a block at a
 // time); counts and bias are read one step's [L, E] hyperslab at a time.
 struct ExpertsH5 {

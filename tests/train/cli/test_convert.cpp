@@ -1,4 +1,4 @@
-// `mlamoe convert` (train/convert_command.h): the config-derived tensor list against the model's
+// `mlamoe convert` (train/cli/convert_command.h): the config-derived tensor list against the model's
 // own, a Tiny-A model through save_weights -> HF f32 -> checkpoint bit for bit (which then loads and
 // generates), the bf16 export's rounding, FP8 block-scaled imports, and every rejected directory
 // (missing, extra, misshapen tensor; bad config; existing outputs) with its one-line message.

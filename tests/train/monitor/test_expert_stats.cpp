@@ -1,5 +1,5 @@
-// Expert-load statistics on hand-computed cases (train/expert_stats.h), the dead-expert and MaxVio
-// alerts, and the HDF5 time series (train/expert_series.h), including its size per step for a
+// Expert-load statistics on hand-computed cases (train/monitor/expert_stats.h), the dead-expert and MaxVio
+// alerts, and the HDF5 time series (train/monitor/expert_series.h), including its size per step for a
 // DeepSeek-V3-sized model (61 MoE-bearing layers × 256 experts), the figure the docs quote.
 #include <gtest/gtest.h>
 

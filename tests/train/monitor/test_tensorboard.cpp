@@ -1,4 +1,4 @@
-// train/tensorboard.h: CRC-32C on published vectors, the TFRecord framing and Event fields re-parsed
+// train/monitor/tensorboard.h: CRC-32C on published vectors, the TFRecord framing and Event fields re-parsed
 // by a small reader here, whole steps on disk after each flush, and then TensorBoard's own loaders
 // (tests/reference/read_tfevents.py; skipped when the `tensorboard` package is missing) reading back
 // scalars, histograms and a resume that must hide the steps it redoes.
