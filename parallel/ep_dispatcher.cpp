@@ -9,14 +9,16 @@ namespace mlamoe {
 
 namespace {
 
-Tensor exchange_rows(const Tensor& x, const std::vector<int64_t>& send_rows, const std::vector<int64_t>& recv_rows, Communicator& comm) {
+// x [rows, D]: send_rows[r] consecutive rows to rank r.
+Tensor exchange_rows(const Tensor& x, const std::vector<int64_t>& send_rows, const std::vector<int64_t>& recv_rows,
+                     Communicator& comm) {
   int64_t d = x.size(1);
   int64_t total = std::accumulate(recv_rows.begin(), recv_rows.end(), int64_t{0});
   Tensor xc = x.contiguous();
   Tensor out = Tensor::empty({total, d}, x.dtype(), x.device());
-  std::vector<int64_t> sc(send_rows.size()), rc(recv_rows.size());
-  for (size_t r = 0; r < sc.size(); ++r) sc[r] = send_rows[r] * d, rc[r] = recv_rows[r] * d;
-  comm.all_to_all_v(xc.raw_data(), sc, out.raw_data(), rc, x.dtype());
+  std::vector<int64_t> send_elems(send_rows.size()), recv_elems(recv_rows.size());
+  for (size_t r = 0; r < send_elems.size(); ++r) send_elems[r] = send_rows[r] * d, recv_elems[r] = recv_rows[r] * d;
+  comm.all_to_all_v(xc.raw_data(), send_elems, out.raw_data(), recv_elems, x.dtype());
   return out;
 }
 
@@ -27,17 +29,11 @@ struct AllToAllRowsBackward : Node {
   Communicator* comm = nullptr;
 };
 
-// What combine needs: the exchange counts and the regrouping.
-struct EpPlan {
-  std::vector<int64_t> send_rows, recv_rows;
-  Tensor to_expert_major;  // [R] source-major row of each expert-major row
-  Tensor to_source_major;  // [R] its inverse
-};
-
 }  // namespace
 
-Tensor all_to_all_rows(const Tensor& x, const std::vector<int64_t>& send_rows, const std::vector<int64_t>& recv_rows, Communicator& comm) {
-  MLAMOE_CHECK(x.dim() == 2, "all_to_all_rows: expected rows [S, d], got " << x.describe());
+Tensor all_to_all_rows(const Tensor& x, const std::vector<int64_t>& send_rows, const std::vector<int64_t>& recv_rows,
+                       Communicator& comm) {
+  MLAMOE_CHECK(x.dim() == 2, "all_to_all_rows: expected rows [rows, D], got " << x.describe());
   MLAMOE_CHECK(std::accumulate(send_rows.begin(), send_rows.end(), int64_t{0}) == x.size(0),
                "all_to_all_rows: send counts do not add up to the " << x.size(0) << " rows");
   Tensor out = exchange_rows(x, send_rows, recv_rows, comm);
@@ -53,50 +49,28 @@ Tensor all_to_all_rows(const Tensor& x, const std::vector<int64_t>& send_rows, c
 }
 
 EpDispatcher::EpDispatcher(Communicator& comm, int64_t n_experts) : comm_(comm), n_experts_(n_experts) {
-  MLAMOE_CHECK(n_experts % comm.size() == 0, "expert parallelism: ep = " << comm.size() << " must divide " << n_experts << " experts");
+  MLAMOE_CHECK(n_experts % comm.size() == 0,
+               "expert parallelism: ep = " << comm.size() << " must divide " << n_experts << " experts");
+  counts_per_rank_.assign(comm.size(), n_experts / comm.size());
 }
 
-Dispatched EpDispatcher::dispatch(const Tensor& xp, const std::vector<int64_t>& counts) {
-  int64_t ep = comm_.size(), local = n_experts_ / ep;
-  // ---- local: rows per destination rank; the per-expert counts each destination needs ----
-  std::vector<int64_t> send_rows(ep, 0);
-  for (int64_t e = 0; e < n_experts_; ++e) send_rows[e / local] += counts[e];
-  // ---- communication: counts first (local of them per pair), then the rows ----
-  std::vector<int64_t> recv_counts(ep * local);
-  comm_.all_to_all_v(counts.data(), std::vector<int64_t>(ep, local), recv_counts.data(), std::vector<int64_t>(ep, local), DType::I64);
-  std::vector<int64_t> recv_rows(ep, 0);
+Tensor EpDispatcher::dispatch_all_to_all(const Tensor& send_ND, DispatchPlan& plan) {
+  int64_t ep = plan.ep, local = plan.local_experts;
+  MLAMOE_CHECK(ep == comm_.size() && ep * local == n_experts_ && static_cast<int64_t>(plan.send_counts.size()) == n_experts_,
+               "dispatch_all_to_all: a plan for ep = " << ep << " with " << plan.send_counts.size() << " expert counts, the "
+                                                       << comm_.name() << " group has " << comm_.size() << " ranks and "
+                                                       << n_experts_ << " experts");
+  // Counts first (E_local of them per pair of ranks), then the rows (source-major, expert-minor).
+  plan.recv_counts.assign(ep * local, 0);
+  comm_.all_to_all_v(plan.send_counts.data(), counts_per_rank_, plan.recv_counts.data(), counts_per_rank_, DType::I64);
+  plan.recv_rows.assign(ep, 0);
   for (int64_t s = 0; s < ep; ++s)
-    for (int64_t e = 0; e < local; ++e) recv_rows[s] += recv_counts[s * local + e];
-  Tensor rows = all_to_all_rows(xp, send_rows, recv_rows, comm_);  // source-major, expert-minor
-  // ---- local: regroup source-major -> expert-major ----
-  auto plan = std::make_shared<EpPlan>();
-  std::vector<int64_t> start(ep * local), order, inverse(rows.size(0));
-  int64_t off = 0;
-  for (int64_t s = 0; s < ep; ++s)
-    for (int64_t e = 0; e < local; ++e) start[s * local + e] = off, off += recv_counts[s * local + e];
-  Dispatched out;
-  out.local_counts.assign(local, 0);
-  for (int64_t e = 0; e < local; ++e)
-    for (int64_t s = 0; s < ep; ++s) {
-      for (int64_t i = 0; i < recv_counts[s * local + e]; ++i) {
-        inverse[start[s * local + e] + i] = static_cast<int64_t>(order.size());
-        order.push_back(start[s * local + e] + i);
-      }
-      out.local_counts[e] += recv_counts[s * local + e];
-    }
-  plan->send_rows = send_rows;
-  plan->recv_rows = recv_rows;
-  plan->to_expert_major = Tensor::from_vector(order, {static_cast<int64_t>(order.size())});
-  plan->to_source_major = Tensor::from_vector(inverse, {static_cast<int64_t>(inverse.size())});
-  out.rows = order.empty() ? rows : index_select(rows, plan->to_expert_major);
-  out.plan = plan;
-  return out;
+    for (int64_t e = 0; e < local; ++e) plan.recv_rows[s] += plan.recv_counts[s * local + e];
+  return all_to_all_rows(send_ND, plan.send_rows, plan.recv_rows, comm_);
 }
 
-Tensor EpDispatcher::combine(const Tensor& y, const Dispatched& d) {
-  const auto& plan = *static_cast<const EpPlan*>(d.plan.get());
-  Tensor src_major = plan.to_source_major.numel() == 0 ? y : index_select(y, plan.to_source_major);  // local
-  return all_to_all_rows(src_major, plan.recv_rows, plan.send_rows, comm_);                         // communication
+Tensor EpDispatcher::combine_all_to_all(const Tensor& y_RD, const DispatchPlan& plan) {
+  return all_to_all_rows(y_RD, plan.recv_rows, plan.send_rows, comm_);
 }
 
 }  // namespace mlamoe

@@ -1,12 +1,13 @@
 // Expert parallelism (DESIGN.md "Parallelism semantics", EP): the ExpertDispatcher that sends each
 // permuted token row to the rank of its ep group holding its expert and brings the expert outputs
-// back. No token is dropped. Each direction has three phases (STYLE.md item 7):
-//   dispatch: (local) rows are already grouped by expert, hence by destination rank; per-expert
-//             counts go first (all-to-all of N/ep counts per pair), then (communication) the rows
-//             (all-to-all-v); (local) received rows are regrouped from source-major to expert-major.
-//   combine:  (local) expert-major back to source-major; (communication) the reverse all-to-all-v;
-//             (local) the caller un-permutes and weights.
+// back. No token is dropped. Of the three phases each way (model/modules/expert_dispatch.h, which
+// defines the local ones), this file supplies only the communication:
+//   dispatch_all_to_all: the per-(rank, local expert) counts (an all-to-all of E_local counts per
+//                        pair of ranks), then the rows (all-to-all-v, rows grouped by destination);
+//   combine_all_to_all:  the reverse all-to-all-v of the expert outputs.
 // The row exchange is an autograd op whose backward is the reverse exchange of the gradients.
+//
+// Dimension letters: the MoE legend in model/modules/moe.h.
 #pragma once
 #include <vector>
 
@@ -15,22 +16,24 @@
 
 namespace mlamoe {
 
-// x [S, d] with send_rows[r] consecutive rows for rank r -> [Σ recv_rows, d] in rank order.
+// x [rows, D] with send_rows[r] consecutive rows for rank r -> [Σ recv_rows, D] in rank order.
 // Differentiable: the gradient goes back by the same exchange with the counts swapped.
-Tensor all_to_all_rows(const Tensor& x, const std::vector<int64_t>& send_rows, const std::vector<int64_t>& recv_rows, Communicator& comm);
+Tensor all_to_all_rows(const Tensor& x, const std::vector<int64_t>& send_rows, const std::vector<int64_t>& recv_rows,
+                       Communicator& comm);
 
 class EpDispatcher final : public ExpertDispatcher {
  public:
-  // comm: the ep group (its rank is the ep rank); the experts split into ep contiguous blocks.
+  // comm: the ep group (its rank is the ep rank); the E experts split into ep contiguous blocks.
   EpDispatcher(Communicator& comm, int64_t n_experts);
   int64_t ep_size() const override { return comm_.size(); }
   int64_t ep_rank() const override { return comm_.rank(); }
-  Dispatched dispatch(const Tensor& xp, const std::vector<int64_t>& counts) override;
-  Tensor combine(const Tensor& y, const Dispatched& d) override;
+  Tensor dispatch_all_to_all(const Tensor& send_ND, DispatchPlan& plan) override;
+  Tensor combine_all_to_all(const Tensor& y_RD, const DispatchPlan& plan) override;
 
  private:
   Communicator& comm_;
   int64_t n_experts_;
+  std::vector<int64_t> counts_per_rank_;  // [ep] = E_local: the count exchange's block sizes
 };
 
 }  // namespace mlamoe

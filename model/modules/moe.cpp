@@ -36,7 +36,8 @@ MoeLayer::MoeLayer(ParamInit& init, const std::string& p, const ModelConfig& c, 
   experts.reserve(local);
   for (int64_t e = first_expert; e < first_expert + local; ++e)
     experts.emplace_back(init, p + "experts." + std::to_string(e) + ".", d, c.moe_intermediate_size);
-  if (c.n_shared_experts > 0) shared_experts = SwiGluMlp(init, p + "shared_experts.", d, c.n_shared_experts * c.moe_intermediate_size);
+  if (c.n_shared_experts > 0)
+    shared_experts = SwiGluMlp(init, p + "shared_experts.", d, c.n_shared_experts * c.moe_intermediate_size);
 }
 
 namespace {
@@ -65,11 +66,11 @@ MoeOutput MoeLayer::forward(const Tensor& u) const {
   Tensor u2 = u.reshape({s_tok, d});
 
   // ---- router: scores, selection (bias and groups), weights from the unbiased scores ----
-  Tensor z = linear(u2, gate_weight);                // [S, N]
+  Tensor z = linear(u2, gate_weight);                   // [S, N]
   Tensor s = sigmoid_scores ? sigmoid(z) : softmax(z);  // affinities
   RouteSpec spec{k, cfg.n_group, cfg.topk_group, sigmoid_scores ? GroupScore::Top2Sum : GroupScore::Max};
   Tensor idx = route_select(s.detach(), e_score_correction_bias, spec);  // [S, K]
-  Tensor g = gather(s, idx);                                              // [S, K]
+  Tensor g = gather(s, idx);                                             // [S, K]
   Tensor w = scale(cfg.norm_topk_prob ? normalize_rows(g) : g, cfg.routed_scaling_factor);
 
   // ---- routed experts on their tokens only: permute, dispatch to the experts' ranks, the local
@@ -79,19 +80,26 @@ MoeOutput MoeLayer::forward(const Tensor& u) const {
   Tensor xp = index_select(u2, tok);  // [A, d], grouped by expert
   std::vector<int64_t> counts(n);
   for (int64_t e = 0; e < n; ++e) counts[e] = perm.offsets[e + 1] - perm.offsets[e];
-  Dispatched disp = dispatcher->dispatch(xp, counts);  // [R, d] for this rank's experts
+  // Dispatch in its three phases (model/modules/expert_dispatch.h): only the middle one communicates.
+  DispatchPlan plan;
+  Tensor send = dispatcher->dispatch_preprocess(xp, counts, plan);
+  Tensor recv = dispatcher->dispatch_all_to_all(send, plan);
+  Tensor rows = dispatcher->dispatch_postprocess(recv, plan);  // [R, d] for this rank's experts
   std::vector<int64_t> active_counts;
   std::vector<Tensor> gate, up, down;
   for (size_t e = 0; e < experts.size(); ++e) {
-    if (disp.local_counts[e] == 0) continue;  // an expert with no rows takes no part in the step
-    active_counts.push_back(disp.local_counts[e]);
+    if (plan.local_counts[e] == 0) continue;  // an expert with no rows takes no part in the step
+    active_counts.push_back(plan.local_counts[e]);
     gate.push_back(experts[e].gate_proj);
     up.push_back(experts[e].up_proj);
     down.push_back(experts[e].down_proj);
   }
   // A rank whose experts received no rows still takes part in the combine exchange.
-  Tensor y_local = active_counts.empty() ? scale(disp.rows, 0.0) : expert_swiglu(disp.rows, active_counts, gate, up, down);
-  Tensor yp = dispatcher->combine(y_local, disp);  // [A, d]
+  Tensor y_local = active_counts.empty() ? scale(rows, 0.0) : expert_swiglu(rows, active_counts, gate, up, down);
+  // Combine in its three phases.
+  Tensor back = dispatcher->combine_preprocess(y_local, plan);
+  Tensor yp = dispatcher->combine_all_to_all(back, plan);  // [A, d]
+  yp = dispatcher->combine_postprocess(yp, plan);
   Tensor y = moe_combine(yp, w, Tensor::from_vector(perm.slot, {static_cast<int64_t>(perm.slot.size())}));
   if (shared_experts.defined()) y = add(y, shared_experts.forward(u2));
 
@@ -120,8 +128,8 @@ MoeOutput MoeLayer::forward(const Tensor& u) const {
 
 void MoeLayer::update_bias(const std::vector<int64_t>& counts, double gamma) {
   if (!e_score_correction_bias.defined() || gamma == 0.0) return;
-  MLAMOE_CHECK(static_cast<int64_t>(counts.size()) == cfg.n_routed_experts, "update_bias: " << counts.size() << " counts for "
-                                                                                               << cfg.n_routed_experts << " experts");
+  MLAMOE_CHECK(static_cast<int64_t>(counts.size()) == cfg.n_routed_experts,
+               "update_bias: " << counts.size() << " counts for " << cfg.n_routed_experts << " experts");
   double total = 0;
   for (int64_t c : counts) total += static_cast<double>(c);
   double mean_load = total / cfg.n_routed_experts;
