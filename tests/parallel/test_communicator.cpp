@@ -1,11 +1,15 @@
 // The MPI Communicator on 3 ranks (ctest: test_communicator_np3): every collective, blocking and
 // non-blocking, against values each rank can compute by itself; sub-communicators; the mesh's
 // coordinates and groups (and mesh_group, which must agree with them); layout errors; what blocking
-// calls record for the collective watchdog; and the EP row exchange as an autograd op (its
-// backward is the reverse exchange).
+// calls record for the collective watchdog; the checked front's argument validation; and the EP
+// row exchange as an autograd op (its backward is the reverse exchange).
 #include <gtest/gtest.h>
 
+#include <climits>
+#include <functional>
+#include <initializer_list>
 #include <numeric>
+#include <string>
 
 #include "model/ops/ops.h"
 #include "parallel/communicator.h"
@@ -114,14 +118,14 @@ TEST(Communicator, SplitAndMesh) {
   EXPECT_EQ(m.pp_rank, c->rank());
   EXPECT_EQ(m.dp->size(), 1);
   EXPECT_EQ(m.pp->size(), 3);
-  EXPECT_EQ(m.embed->size(), c->rank() == 1 ? 1 : 2);  // first and last stage share the embedding
+  EXPECT_EQ(m.embed->size(), c->rank() == 1 ? 1 : 2);      // first and last stage share the embedding
   Mesh d = make_mesh(world(), mesh_shape(3, 1, 3, 6, 4));  // dp 3 = ep 3
   EXPECT_EQ(d.ep_rank, c->rank());
   EXPECT_EQ(d.edp->size(), 1);
-  EXPECT_THROW(mesh_shape(3, 2, 1, 16, 4), Error);   // 3 ranks, pp 2
-  EXPECT_THROW(mesh_shape(4, 1, 3, 16, 4), Error);   // ep 3 does not divide dp 4
-  EXPECT_THROW(mesh_shape(4, 1, 4, 6, 4), Error);    // ep 4 does not divide 6 experts
-  EXPECT_THROW(mesh_shape(8, 8, 1, 16, 4), Error);   // more stages than layers
+  EXPECT_THROW(mesh_shape(3, 2, 1, 16, 4), Error);  // 3 ranks, pp 2
+  EXPECT_THROW(mesh_shape(4, 1, 3, 16, 4), Error);  // ep 3 does not divide dp 4
+  EXPECT_THROW(mesh_shape(4, 1, 4, 6, 4), Error);   // ep 4 does not divide 6 experts
+  EXPECT_THROW(mesh_shape(8, 8, 1, 16, 4), Error);  // more stages than layers
 }
 
 // mesh_group (the watchdog follows waits through it) lists exactly the members make_mesh gives
@@ -178,6 +182,83 @@ TEST(Watchdog, BlockingCallsAreRecorded) {
   EXPECT_EQ((progress::what.load() >> 8) & 0xff, comm_kind_of("ep"));
   EXPECT_STREQ(comm_op_name(CommOp::WaitRecv), "wait(irecv)");
   EXPECT_STREQ(comm_kind_name(comm_kind_of("someone's group")), "group");
+}
+
+// The checked front: a bad argument throws mlamoe::Error naming the collective, the group and the
+// value, on the calling rank alone and before anything is recorded or sent (so every rank can hit
+// these on its own; they hold for a world of any size, 1 included).
+void expect_rejected(const std::function<void()>& call, std::initializer_list<std::string> parts) {
+  try {
+    call();
+    ADD_FAILURE() << "no error; expected one mentioning " << *parts.begin();
+  } catch (const Error& e) {
+    std::string msg = e.what();
+    for (const std::string& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
+  }
+}
+
+TEST(CommunicatorChecks, ScalarCountsRootsPeersTagsDtypes) {
+  auto c = world();
+  int n = c->size();
+  double x = 0;
+  int64_t over = int64_t{INT32_MAX} + 1;
+  expect_rejected([&] { c->all_reduce(&x, -1, DType::F64, ReduceOp::Sum); }, {"all_reduce", "'world'", "count = -1", "negative"});
+  expect_rejected([&] { c->iall_reduce(&x, -3, DType::F64, ReduceOp::Sum); }, {"iall_reduce", "'world'", "-3"});
+  expect_rejected([&] { c->all_reduce(&x, over, DType::F64, ReduceOp::Sum); }, {"all_reduce", "2147483648", "limit 2147483647"});
+  expect_rejected([&] { c->reduce_scatter(&x, &x, over, DType::F64); }, {"reduce_scatter", "recv_count = 2147483648"});
+  expect_rejected([&] { c->broadcast(&x, 1, DType::F64, n); }, {"broadcast", "'world'", "root = " + std::to_string(n)});
+  expect_rejected([&] { c->ibroadcast(&x, 1, DType::F64, -1); }, {"ibroadcast", "root = -1"});
+  expect_rejected([&] { c->send(&x, 1, DType::F64, n, 0); }, {"send", "dest = " + std::to_string(n)});
+  expect_rejected([&] { c->isend(&x, 1, DType::F64, -2, 0); }, {"isend", "dest = -2"});
+  expect_rejected([&] { c->recv(&x, 1, DType::F64, -1, 0); }, {"recv", "source = -1"});
+  expect_rejected([&] { c->irecv(&x, 1, DType::F64, n + 5, 0); }, {"irecv", "source = " + std::to_string(n + 5)});
+  expect_rejected([&] { c->send(&x, 1, DType::F64, 0, -7); }, {"send", "tag = -7"});
+  expect_rejected([&] { c->send(&x, over, DType::F64, 0, 1); }, {"send", "count = 2147483648"});
+  expect_rejected([&] { c->all_reduce(&x, 1, static_cast<DType>(42), ReduceOp::Sum); }, {"all_reduce", "unknown dtype", "42"});
+  expect_rejected([&] { c->all_reduce(nullptr, 2, DType::F64, ReduceOp::Sum); }, {"all_reduce", "buf is null", "2 elements"});
+  // Nothing was recorded for a rejected call, and the communicator still works.
+  EXPECT_TRUE(c->stats().calls.empty());
+  EXPECT_EQ(c->all_reduce_sum(1.0), n);
+  EXPECT_EQ(c->stats().calls["all_reduce"], 1);
+}
+
+TEST(CommunicatorChecks, CountVectors) {
+  auto c = world();
+  int n = c->size(), r = c->rank();
+  auto sub = c->split(0, r);  // every rank, under another name
+  sub->set_name("ep");
+  std::vector<double> buf(8);
+  std::vector<int64_t> ok(n, 1), longer(n + 1, 1), shorter(n - 1, 1), negative(n, 1), huge(n, 0);
+  negative[n - 1] = -2;
+  huge[0] = int64_t{INT32_MAX} + 5;
+  expect_rejected([&] { sub->all_gather_v(buf.data(), buf.data(), longer, DType::F64); },
+                  {"all_gather_v", "'ep'", std::to_string(n + 1) + " counts", "group of " + std::to_string(n)});
+  expect_rejected([&] { sub->iall_gather_v(buf.data(), buf.data(), negative, DType::F64); },
+                  {"iall_gather_v", "'ep'", "counts[" + std::to_string(n - 1) + "] = -2", "negative"});
+  expect_rejected([&] { sub->all_to_all_v(buf.data(), shorter, buf.data(), ok, DType::F64); },
+                  {"all_to_all_v", "'ep'", std::to_string(n - 1) + " send_counts"});
+  expect_rejected([&] { sub->iall_to_all_v(buf.data(), ok, buf.data(), longer, DType::F64); },
+                  {"iall_to_all_v", std::to_string(n + 1) + " recv_counts"});
+  expect_rejected([&] { sub->all_to_all_v(buf.data(), huge, buf.data(), ok, DType::F64); },
+                  {"all_to_all_v", "send_counts[0] = 2147483652", "limit 2147483647"});
+  expect_rejected([&] { sub->all_to_all_v(nullptr, ok, buf.data(), ok, DType::F64); }, {"all_to_all_v", "send is null"});
+  if (n >= 3) {  // counts that fit one by one, but block 2 would start past INT32_MAX
+    std::vector<int64_t> halves(n, 0);
+    halves[0] = halves[1] = int64_t{INT32_MAX} / 2 + 1;
+    expect_rejected([&] { sub->all_gather_v(buf.data(), buf.data(), halves, DType::F64); },
+                    {"all_gather_v", "'ep'", "displacement of block 2", "limit 2147483647"});
+  }
+  EXPECT_TRUE(sub->stats().calls.empty());
+  // Rejected calls leave the watchdog's sequence alone (validation comes before the BlockingCall).
+  uint64_t seq = progress::seq.load();
+  expect_rejected([&] { sub->all_to_all_v(buf.data(), negative, buf.data(), ok, DType::F64); }, {"all_to_all_v"});
+  EXPECT_EQ(progress::seq.load(), seq);
+  // A valid exchange on the same group afterwards: one value to every rank.
+  std::vector<double> mine(n, static_cast<double>(r)), got(n, -1.0);
+  sub->all_to_all_v(mine.data(), ok, got.data(), ok, DType::F64);
+  for (int s = 0; s < n; ++s) EXPECT_EQ(got[s], s);
+  EXPECT_EQ(sub->stats().calls["all_to_all"], 1);
+  EXPECT_EQ(sub->stats().bytes["all_to_all"], (n - 1) * 8);
 }
 
 // The row exchange's backward sends the gradients back: d(Σ w ⊙ exchange(x))/dx = exchange⁻¹(w).

@@ -1,0 +1,250 @@
+// The checked front of Communicator (communicator.h): validation, byte statistics and watchdog
+// recording, once for every implementation, around the protected *_impl calls.
+#include "parallel/communicator.h"
+
+#include "model/tensor/error.h"
+#include "parallel/watchdog.h"
+
+namespace mlamoe {
+
+void Request::wait() {
+  BlockingCall blocked(watched_);
+  wait_impl();
+}
+
+void Communicator::set_name(const std::string& name) {
+  name_ = name;
+  watch_kind_ = comm_kind_of(name);
+}
+
+void Communicator::register_members(std::vector<int> world_ranks) {
+  world_rank_of_ = world_ranks;
+  watch_id_ = register_communicator(std::move(world_ranks));
+}
+
+uint64_t Communicator::watch_call(CommOp op, int peer) const {
+  int peer_world = peer >= 0 && peer < static_cast<int>(world_rank_of_.size()) ? world_rank_of_[peer] : -1;
+  return pack_call(op, watch_kind_, watch_id_, peer_world);
+}
+
+std::unique_ptr<Request> Communicator::watched_request(std::unique_ptr<Request> r, const char* what, CommOp wait_op,
+                                                       int peer) const {
+  MLAMOE_CHECK(r, what << " on group '" << name_ << "': the implementation returned no request");
+  r->watched_ = watch_call(wait_op, peer);
+  return r;
+}
+
+// ---------------------------------------------------------------- validation
+
+void Communicator::check_count(const char* what, const char* arg, int64_t count) const {
+  MLAMOE_CHECK(count >= 0, what << " on group '" << name_ << "': " << arg << " = " << count << " is negative");
+  MLAMOE_CHECK(count <= count_limit(), what << " on group '" << name_ << "': " << arg << " = " << count
+                                            << " exceeds this communicator's count limit " << count_limit());
+}
+
+void Communicator::check_buffer(const char* what, const char* arg, const void* buf, int64_t count) const {
+  MLAMOE_CHECK(buf != nullptr || count == 0,
+               what << " on group '" << name_ << "': " << arg << " is null for " << count << " elements");
+}
+
+void Communicator::check_dtype(const char* what, DType dt) const {
+  MLAMOE_CHECK(dtype_size(dt) > 0,
+               what << " on group '" << name_ << "': unknown dtype (value " << static_cast<int>(dt) << ") of no known size");
+}
+
+void Communicator::check_rank(const char* what, const char* arg, int r) const {
+  MLAMOE_CHECK(r >= 0 && r < size(),
+               what << " on group '" << name_ << "': " << arg << " = " << r << " is not a rank of this group of " << size());
+}
+
+void Communicator::check_tag(const char* what, int tag) const {
+  MLAMOE_CHECK(tag >= 0, what << " on group '" << name_ << "': tag = " << tag << " is negative");
+}
+
+int64_t Communicator::check_counts(const char* what, const char* arg, const std::vector<int64_t>& counts) const {
+  MLAMOE_CHECK(static_cast<int64_t>(counts.size()) == size(), what << " on group '" << name_ << "': " << counts.size() << " "
+                                                                   << arg << " for a group of " << size() << " ranks");
+  int64_t limit = count_limit(), displacement = 0;
+  for (size_t r = 0; r < counts.size(); ++r) {
+    MLAMOE_CHECK(counts[r] >= 0,
+                 what << " on group '" << name_ << "': " << arg << "[" << r << "] = " << counts[r] << " is negative");
+    MLAMOE_CHECK(counts[r] <= limit, what << " on group '" << name_ << "': " << arg << "[" << r << "] = " << counts[r]
+                                          << " exceeds this communicator's count limit " << limit);
+    // Block r + 1 starts at the sum of the counts before it: that displacement must fit too.
+    MLAMOE_CHECK(r + 1 == counts.size() || counts[r] <= limit - displacement,
+                 what << " on group '" << name_ << "': the sum of " << arg << "[0.." << r
+                      << "] = " << static_cast<double>(displacement) + static_cast<double>(counts[r])
+                      << " (the displacement of block " << r + 1 << ") exceeds this communicator's count limit " << limit);
+    displacement += counts[r];  // the total may pass the limit: it is no displacement
+  }
+  return displacement;
+}
+
+// ---------------------------------------------------------------- collectives
+
+namespace {
+int64_t bytes_of(int64_t count, DType dt) { return count * static_cast<int64_t>(dtype_size(dt)); }
+}  // namespace
+
+void Communicator::all_reduce(void* buf, int64_t count, DType dt, ReduceOp op) {
+  const char* what = "all_reduce";
+  check_count(what, "count", count);
+  check_dtype(what, dt);
+  check_buffer(what, "buf", buf, count);
+  stats_.add("all_reduce", bytes_of(count, dt));
+  BlockingCall blocked(watch_call(CommOp::AllReduce));
+  all_reduce_impl(buf, count, dt, op);
+}
+
+std::unique_ptr<Request> Communicator::iall_reduce(void* buf, int64_t count, DType dt, ReduceOp op) {
+  const char* what = "iall_reduce";
+  check_count(what, "count", count);
+  check_dtype(what, dt);
+  check_buffer(what, "buf", buf, count);
+  stats_.add("all_reduce", bytes_of(count, dt));
+  return watched_request(iall_reduce_impl(buf, count, dt, op), what, CommOp::WaitAllReduce);
+}
+
+void Communicator::reduce_scatter(const void* send, void* recv, int64_t recv_count, DType dt) {
+  const char* what = "reduce_scatter";
+  check_count(what, "recv_count", recv_count);
+  check_dtype(what, dt);
+  check_buffer(what, "send", send, recv_count);
+  check_buffer(what, "recv", recv, recv_count);
+  stats_.add("reduce_scatter", bytes_of(recv_count * size(), dt));
+  BlockingCall blocked(watch_call(CommOp::ReduceScatter));
+  reduce_scatter_impl(send, recv, recv_count, dt);
+}
+
+std::unique_ptr<Request> Communicator::ireduce_scatter(const void* send, void* recv, int64_t recv_count, DType dt) {
+  const char* what = "ireduce_scatter";
+  check_count(what, "recv_count", recv_count);
+  check_dtype(what, dt);
+  check_buffer(what, "send", send, recv_count);
+  check_buffer(what, "recv", recv, recv_count);
+  stats_.add("reduce_scatter", bytes_of(recv_count * size(), dt));
+  return watched_request(ireduce_scatter_impl(send, recv, recv_count, dt), what, CommOp::WaitReduceScatter);
+}
+
+void Communicator::all_gather_v(const void* send, void* recv, const std::vector<int64_t>& counts, DType dt) {
+  const char* what = "all_gather_v";
+  int64_t total = check_counts(what, "counts", counts);
+  check_dtype(what, dt);
+  check_buffer(what, "send", send, counts[rank()]);
+  check_buffer(what, "recv", recv, total);
+  stats_.add("all_gather", bytes_of(counts[rank()], dt));
+  BlockingCall blocked(watch_call(CommOp::AllGatherV));
+  all_gather_v_impl(send, recv, counts, dt);
+}
+
+std::unique_ptr<Request> Communicator::iall_gather_v(const void* send, void* recv, const std::vector<int64_t>& counts, DType dt) {
+  const char* what = "iall_gather_v";
+  int64_t total = check_counts(what, "counts", counts);
+  check_dtype(what, dt);
+  check_buffer(what, "send", send, counts[rank()]);
+  check_buffer(what, "recv", recv, total);
+  stats_.add("all_gather", bytes_of(counts[rank()], dt));
+  return watched_request(iall_gather_v_impl(send, recv, counts, dt), what, CommOp::WaitAllGatherV);
+}
+
+void Communicator::all_to_all_v(const void* send, const std::vector<int64_t>& send_counts, void* recv,
+                                const std::vector<int64_t>& recv_counts, DType dt) {
+  const char* what = "all_to_all_v";
+  int64_t sent = check_counts(what, "send_counts", send_counts), received = check_counts(what, "recv_counts", recv_counts);
+  check_dtype(what, dt);
+  check_buffer(what, "send", send, sent);
+  check_buffer(what, "recv", recv, received);
+  stats_.add("all_to_all", bytes_of(sent - send_counts[rank()], dt));  // what leaves this rank
+  BlockingCall blocked(watch_call(CommOp::AllToAllV));
+  all_to_all_v_impl(send, send_counts, recv, recv_counts, dt);
+}
+
+std::unique_ptr<Request> Communicator::iall_to_all_v(const void* send, const std::vector<int64_t>& send_counts, void* recv,
+                                                     const std::vector<int64_t>& recv_counts, DType dt) {
+  const char* what = "iall_to_all_v";
+  int64_t sent = check_counts(what, "send_counts", send_counts), received = check_counts(what, "recv_counts", recv_counts);
+  check_dtype(what, dt);
+  check_buffer(what, "send", send, sent);
+  check_buffer(what, "recv", recv, received);
+  stats_.add("all_to_all", bytes_of(sent - send_counts[rank()], dt));
+  return watched_request(iall_to_all_v_impl(send, send_counts, recv, recv_counts, dt), what, CommOp::WaitAllToAllV);
+}
+
+void Communicator::broadcast(void* buf, int64_t count, DType dt, int root) {
+  const char* what = "broadcast";
+  check_count(what, "count", count);
+  check_dtype(what, dt);
+  check_rank(what, "root", root);
+  check_buffer(what, "buf", buf, count);
+  if (rank() == root) stats_.add("broadcast", bytes_of(count, dt));
+  BlockingCall blocked(watch_call(CommOp::Broadcast));
+  broadcast_impl(buf, count, dt, root);
+}
+
+std::unique_ptr<Request> Communicator::ibroadcast(void* buf, int64_t count, DType dt, int root) {
+  const char* what = "ibroadcast";
+  check_count(what, "count", count);
+  check_dtype(what, dt);
+  check_rank(what, "root", root);
+  check_buffer(what, "buf", buf, count);
+  if (rank() == root) stats_.add("broadcast", bytes_of(count, dt));
+  return watched_request(ibroadcast_impl(buf, count, dt, root), what, CommOp::WaitBroadcast);
+}
+
+void Communicator::send(const void* buf, int64_t count, DType dt, int dest, int tag) {
+  const char* what = "send";
+  check_count(what, "count", count);
+  check_dtype(what, dt);
+  check_rank(what, "dest", dest);
+  check_tag(what, tag);
+  check_buffer(what, "buf", buf, count);
+  stats_.add("send", bytes_of(count, dt));
+  BlockingCall blocked(watch_call(CommOp::Send, dest));
+  send_impl(buf, count, dt, dest, tag);
+}
+
+void Communicator::recv(void* buf, int64_t count, DType dt, int source, int tag) {
+  const char* what = "recv";
+  check_count(what, "count", count);
+  check_dtype(what, dt);
+  check_rank(what, "source", source);
+  check_tag(what, tag);
+  check_buffer(what, "buf", buf, count);
+  BlockingCall blocked(watch_call(CommOp::Recv, source));
+  recv_impl(buf, count, dt, source, tag);
+}
+
+std::unique_ptr<Request> Communicator::isend(const void* buf, int64_t count, DType dt, int dest, int tag) {
+  const char* what = "isend";
+  check_count(what, "count", count);
+  check_dtype(what, dt);
+  check_rank(what, "dest", dest);
+  check_tag(what, tag);
+  check_buffer(what, "buf", buf, count);
+  stats_.add("send", bytes_of(count, dt));
+  return watched_request(isend_impl(buf, count, dt, dest, tag), what, CommOp::WaitSend, dest);
+}
+
+std::unique_ptr<Request> Communicator::irecv(void* buf, int64_t count, DType dt, int source, int tag) {
+  const char* what = "irecv";
+  check_count(what, "count", count);
+  check_dtype(what, dt);
+  check_rank(what, "source", source);
+  check_tag(what, tag);
+  check_buffer(what, "buf", buf, count);
+  return watched_request(irecv_impl(buf, count, dt, source, tag), what, CommOp::WaitRecv, source);
+}
+
+void Communicator::barrier() {
+  BlockingCall blocked(watch_call(CommOp::Barrier));
+  barrier_impl();
+}
+
+std::unique_ptr<Request> Communicator::ibarrier() { return watched_request(ibarrier_impl(), "ibarrier", CommOp::WaitBarrier); }
+
+std::unique_ptr<Communicator> Communicator::split(int color, int key) {
+  BlockingCall blocked(watch_call(CommOp::Split));
+  return split_impl(color, key);
+}
+
+}  // namespace mlamoe
