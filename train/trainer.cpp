@@ -208,6 +208,24 @@ double evaluate(Run& r) {
   return sum[0] / static_cast<double>(chunks_total);
 }
 
+// The run's first line on stdout (rank 0): model, layout, data, the MFU peak and where it goes.
+void print_start_line(const Run& r, const ModelSize& size) {
+  const RunConfig& rc = r.rc;
+  const TrainConfig& tc = rc.train;
+  const TokenLoader& loader = *r.loader;
+  const int64_t seq = rc.data.seq_len;
+  std::printf(
+      "train: %s | %.3gM params (%.3gM active/token) | %lld ranks (pp %lld, dp %lld, ep %lld) | %lld steps x %lld seqs x "
+      "%lld tokens | data %s: %lld train windows, %lld held out | peak %.1f GFLOP/s per rank (%s, OpenBLAS %s) | run dir %s\n",
+      rc.model.model_type.c_str(), static_cast<double>(size.total) / 1e6, static_cast<double>(size.active_with_embedding) / 1e6,
+      static_cast<long long>(r.world), static_cast<long long>(rc.parallel.pp), static_cast<long long>(r.dp),
+      static_cast<long long>(rc.parallel.ep), static_cast<long long>(tc.steps), static_cast<long long>(tc.global_batch),
+      static_cast<long long>(seq), rc.data.path.c_str(), static_cast<long long>(loader.windows_per_epoch()),
+      static_cast<long long>(loader.eval_windows()), r.peak_gflops,
+      tc.peak_gflops == "measure" ? "measured sgemm" : "from config", blas_kernel_name().c_str(), r.run_dir.c_str());
+  std::fflush(stdout);
+}
+
 void train_loop(Run& r) {
   const RunConfig& rc = r.rc;
   const TrainConfig& tc = rc.train;
@@ -215,18 +233,7 @@ void train_loop(Run& r) {
   ModelSize size = model_size(rc.model, rc.data.seq_len);
   LrSchedule sched = lr_schedule_of(tc);
   int64_t micro = rc.parallel.micro_batches, b = tc.global_batch / (r.dp * micro), seq = rc.data.seq_len;
-  if (r.rank == 0) {
-    std::printf(
-        "train: %s | %.3gM params (%.3gM active/token) | %lld ranks (pp %lld, dp %lld, ep %lld) | %lld steps x %lld seqs x "
-        "%lld tokens | data %s: %lld train windows, %lld held out | peak %.1f GFLOP/s per rank (%s, OpenBLAS %s) | run dir %s\n",
-        rc.model.model_type.c_str(), static_cast<double>(size.total) / 1e6, static_cast<double>(size.active_with_embedding) / 1e6,
-        static_cast<long long>(r.world), static_cast<long long>(rc.parallel.pp), static_cast<long long>(r.dp),
-        static_cast<long long>(rc.parallel.ep), static_cast<long long>(tc.steps), static_cast<long long>(tc.global_batch),
-        static_cast<long long>(seq), rc.data.path.c_str(), static_cast<long long>(loader.windows_per_epoch()),
-        static_cast<long long>(loader.eval_windows()), r.peak_gflops,
-        tc.peak_gflops == "measure" ? "measured sgemm" : "from config", blas_kernel_name().c_str(), r.run_dir.c_str());
-    std::fflush(stdout);
-  }
+  if (r.rank == 0) print_start_line(r, size);
   ParallelContext par{r.mesh.get(), r.sync.get()};
   int64_t tokens_seen = r.state.tokens_seen, first_step = r.state.step;
   if (first_step > 0 && r.rank == 0)
