@@ -55,17 +55,17 @@ EpDispatcher::EpDispatcher(Communicator& comm, int64_t n_experts) : comm_(comm),
 }
 
 Tensor EpDispatcher::dispatch_all_to_all(const Tensor& send_ND, DispatchPlan& plan) {
-  int64_t ep = plan.ep, local = plan.local_experts;
-  MLAMOE_CHECK(ep == comm_.size() && ep * local == n_experts_ && static_cast<int64_t>(plan.send_counts.size()) == n_experts_,
+  int64_t ep = plan.ep, e_local = plan.local_experts;
+  MLAMOE_CHECK(ep == comm_.size() && ep * e_local == n_experts_ && static_cast<int64_t>(plan.send_counts.size()) == n_experts_,
                "dispatch_all_to_all: a plan for ep = " << ep << " with " << plan.send_counts.size() << " expert counts, the "
                                                        << comm_.name() << " group has " << comm_.size() << " ranks and "
                                                        << n_experts_ << " experts");
   // Counts first (E_local of them per pair of ranks), then the rows (source-major, expert-minor).
-  plan.recv_counts.assign(ep * local, 0);
+  plan.recv_counts.assign(ep * e_local, 0);
   comm_.all_to_all_v(plan.send_counts.data(), counts_per_rank_, plan.recv_counts.data(), counts_per_rank_, DType::I64);
   plan.recv_rows.assign(ep, 0);
   for (int64_t s = 0; s < ep; ++s)
-    for (int64_t e = 0; e < local; ++e) plan.recv_rows[s] += plan.recv_counts[s * local + e];
+    for (int64_t e = 0; e < e_local; ++e) plan.recv_rows[s] += plan.recv_counts[s * e_local + e];
   return all_to_all_rows(send_ND, plan.send_rows, plan.recv_rows, comm_);
 }
 

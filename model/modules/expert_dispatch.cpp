@@ -29,33 +29,34 @@ Tensor ExpertDispatcher::dispatch_preprocess(const Tensor& xp_ND, const std::vec
 }
 
 Tensor ExpertDispatcher::dispatch_postprocess(const Tensor& recv_RD, DispatchPlan& plan) const {
-  int64_t ep = plan.ep, local = plan.local_experts;
-  MLAMOE_CHECK(static_cast<int64_t>(plan.recv_counts.size()) == ep * local,
+  int64_t ep = plan.ep, e_local = plan.local_experts;
+  MLAMOE_CHECK(static_cast<int64_t>(plan.recv_counts.size()) == ep * e_local,
                "dispatch_postprocess: the plan has " << plan.recv_counts.size() << " receive counts, expected ep·E_local = "
-                                                     << ep * local << " (dispatch_all_to_all fills them)");
+                                                     << ep * e_local << " (dispatch_all_to_all fills them)");
   if (ep == 1) {  // one source: source-major is expert-major
     plan.local_counts = plan.recv_counts;
     return recv_RD;
   }
   // Source-major (s, e) blocks -> expert-major: for each local expert, its rows from every source
   // in rank order.
-  plan.recv_offsets.assign(ep * local, 0);
+  plan.recv_offsets.assign(ep * e_local, 0);
   int64_t offset = 0;
   for (int64_t s = 0; s < ep; ++s)
-    for (int64_t e = 0; e < local; ++e) plan.recv_offsets[s * local + e] = offset, offset += plan.recv_counts[s * local + e];
+    for (int64_t e = 0; e < e_local; ++e)
+      plan.recv_offsets[s * e_local + e] = offset, offset += plan.recv_counts[s * e_local + e];
   MLAMOE_CHECK(offset == recv_RD.size(0),
                "dispatch_postprocess: receive counts add up to " << offset << " rows, got " << recv_RD.describe());
   std::vector<int64_t> order_R, inverse_R(recv_RD.size(0));
   order_R.reserve(recv_RD.size(0));
-  plan.local_counts.assign(local, 0);
-  for (int64_t e = 0; e < local; ++e)
+  plan.local_counts.assign(e_local, 0);
+  for (int64_t e = 0; e < e_local; ++e)
     for (int64_t s = 0; s < ep; ++s) {
-      int64_t start = plan.recv_offsets[s * local + e];
-      for (int64_t i = 0; i < plan.recv_counts[s * local + e]; ++i) {
+      int64_t start = plan.recv_offsets[s * e_local + e];
+      for (int64_t i = 0; i < plan.recv_counts[s * e_local + e]; ++i) {
         inverse_R[start + i] = static_cast<int64_t>(order_R.size());
         order_R.push_back(start + i);
       }
-      plan.local_counts[e] += plan.recv_counts[s * local + e];
+      plan.local_counts[e] += plan.recv_counts[s * e_local + e];
     }
   plan.to_expert_major = Tensor::from_vector(order_R, {static_cast<int64_t>(order_R.size())});
   plan.to_source_major = Tensor::from_vector(inverse_R, {static_cast<int64_t>(inverse_R.size())});

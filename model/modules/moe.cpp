@@ -8,18 +8,18 @@
 namespace mlamoe {
 
 Permutation permute_by_expert(const Tensor& indices, int64_t n_experts) {
-  Tensor ic = indices.contiguous();
-  const int64_t* idx = ic.data<int64_t>();
-  int64_t a = ic.numel(), k = ic.size(-1);
+  Tensor idx_SK = indices.contiguous();
+  const int64_t* idx = idx_SK.data<int64_t>();
+  int64_t n_assign = idx_SK.numel(), k = idx_SK.size(-1);
   Permutation p;
   p.offsets.assign(n_experts + 1, 0);
-  for (int64_t i = 0; i < a; ++i) ++p.offsets[idx[i] + 1];
+  for (int64_t i = 0; i < n_assign; ++i) ++p.offsets[idx[i] + 1];
   for (int64_t e = 0; e < n_experts; ++e) p.offsets[e + 1] += p.offsets[e];
-  std::vector<int64_t> fill(p.offsets.begin(), p.offsets.end() - 1);
-  p.token.resize(a);
-  p.slot.resize(a);
-  for (int64_t i = 0; i < a; ++i) {
-    int64_t row = fill[idx[i]]++;
+  std::vector<int64_t> fill_E(p.offsets.begin(), p.offsets.end() - 1);
+  p.token.resize(n_assign);
+  p.slot.resize(n_assign);
+  for (int64_t i = 0; i < n_assign; ++i) {
+    int64_t row = fill_E[idx[i]]++;
     p.token[row] = i / k;
     p.slot[row] = i;
   }
@@ -31,10 +31,10 @@ MoeLayer::MoeLayer(ParamInit& init, const std::string& p, const ModelConfig& c, 
   int64_t d = c.hidden_size;
   gate_weight = init.matrix(p + "gate.weight", c.n_routed_experts, d);
   if (c.topk_method == "noaux_tc") e_score_correction_bias = init.state(p + "gate.e_score_correction_bias", c.n_routed_experts);
-  int64_t local = c.n_routed_experts / dispatcher->ep_size();
-  first_expert = dispatcher->ep_rank() * local;
-  experts.reserve(local);
-  for (int64_t e = first_expert; e < first_expert + local; ++e)
+  int64_t e_local = c.n_routed_experts / dispatcher->ep_size();
+  first_expert = dispatcher->ep_rank() * e_local;
+  experts.reserve(e_local);
+  for (int64_t e = first_expert; e < first_expert + e_local; ++e)
     experts.emplace_back(init, p + "experts." + std::to_string(e) + ".", d, c.moe_intermediate_size);
   if (c.n_shared_experts > 0)
     shared_experts = SwiGluMlp(init, p + "shared_experts.", d, c.n_shared_experts * c.moe_intermediate_size);
@@ -43,48 +43,48 @@ MoeLayer::MoeLayer(ParamInit& init, const std::string& p, const ModelConfig& c, 
 namespace {
 
 // α·mean_b Σ_i f_{b,i} P_{b,i} (MODEL_SPEC §4.2 / §4.3): per sequence b of length T, the load
-// fraction f_i = N/(K·T)·#{t : i ∈ sel_t} (a constant) times the mean normalised score P_i.
-// scores [B, T, N], sel [B, T, K] (i64).
-Tensor balance_loss(const Tensor& scores, const Tensor& sel, bool normalise, double alpha) {
-  int64_t b = scores.size(0), t = scores.size(1), n = scores.size(2), k = sel.size(2);
-  Tensor sc = normalise ? normalize_rows(scores) : scores;
-  Tensor p = mean(sc, 1);  // [B, N]
-  std::vector<double> f(b * n, 0.0);
-  Tensor selc = sel.contiguous();
-  const int64_t* s = selc.data<int64_t>();
-  for (int64_t i = 0; i < b * t * k; ++i) f[(i / (t * k)) * n + s[i]] += static_cast<double>(n) / (k * t);
-  Tensor ft = Tensor::from_vector(f, {b, n}).to(scores.dtype());
-  return scale(sum(mul(ft, p)), alpha / b);
+// fraction f_i = E/(K·T)·#{t : i ∈ sel_t} (a constant) times the mean normalised score P_i.
+// scores_BTE [B, T, E], sel_BTK [B, T, K] (i64).
+Tensor balance_loss(const Tensor& scores_BTE, const Tensor& sel_BTK, bool normalise, double alpha) {
+  int64_t b = scores_BTE.size(0), t = scores_BTE.size(1), n_experts = scores_BTE.size(2), k = sel_BTK.size(2);
+  Tensor sc_BTE = normalise ? normalize_rows(scores_BTE) : scores_BTE;
+  Tensor p_BE = mean(sc_BTE, 1);
+  std::vector<double> f_BE(b * n_experts, 0.0);
+  Tensor sel = sel_BTK.contiguous();
+  const int64_t* s = sel.data<int64_t>();
+  for (int64_t i = 0; i < b * t * k; ++i) f_BE[(i / (t * k)) * n_experts + s[i]] += static_cast<double>(n_experts) / (k * t);
+  Tensor ft_BE = Tensor::from_vector(f_BE, {b, n_experts}).to(scores_BTE.dtype());
+  return scale(sum(mul(ft_BE, p_BE)), alpha / b);
 }
 
 }  // namespace
 
 MoeOutput MoeLayer::forward(const Tensor& u) const {
-  int64_t b = u.size(0), t = u.size(1), d = u.size(2), n = cfg.n_routed_experts, k = cfg.num_experts_per_tok;
+  int64_t b = u.size(0), t = u.size(1), d = u.size(2), n_experts = cfg.n_routed_experts, k = cfg.num_experts_per_tok;
   int64_t s_tok = b * t;
   bool sigmoid_scores = cfg.scoring_func == "sigmoid";
-  Tensor u2 = u.reshape({s_tok, d});
+  Tensor x_SD = u.reshape({s_tok, d});
 
   // ---- router: scores, selection (bias and groups), weights from the unbiased scores ----
-  Tensor z = linear(u2, gate_weight);                   // [S, N]
-  Tensor s = sigmoid_scores ? sigmoid(z) : softmax(z);  // affinities
+  Tensor logits_SE = linear(x_SD, gate_weight);
+  Tensor scores_SE = sigmoid_scores ? sigmoid(logits_SE) : softmax(logits_SE);  // affinities
   RouteSpec spec{k, cfg.n_group, cfg.topk_group, sigmoid_scores ? GroupScore::Top2Sum : GroupScore::Max};
-  Tensor idx = route_select(s.detach(), e_score_correction_bias, spec);  // [S, K]
-  Tensor g = gather(s, idx);                                             // [S, K]
-  Tensor w = scale(cfg.norm_topk_prob ? normalize_rows(g) : g, cfg.routed_scaling_factor);
+  Tensor idx_SK = route_select(scores_SE.detach(), e_score_correction_bias, spec);
+  Tensor g_SK = gather(scores_SE, idx_SK);
+  Tensor w_SK = scale(cfg.norm_topk_prob ? normalize_rows(g_SK) : g_SK, cfg.routed_scaling_factor);
 
   // ---- routed experts on their tokens only: permute, dispatch to the experts' ranks, the local
   // experts' SwiGLUs as one grouped op, combine back, weighted un-permute ----
-  Permutation perm = permute_by_expert(idx, n);
-  Tensor tok = Tensor::from_vector(perm.token, {static_cast<int64_t>(perm.token.size())});
-  Tensor xp = index_select(u2, tok);  // [A, d], grouped by expert
-  std::vector<int64_t> counts(n);
-  for (int64_t e = 0; e < n; ++e) counts[e] = perm.offsets[e + 1] - perm.offsets[e];
+  Permutation perm = permute_by_expert(idx_SK, n_experts);
+  Tensor token_N = Tensor::from_vector(perm.token, {static_cast<int64_t>(perm.token.size())});
+  Tensor xp_ND = index_select(x_SD, token_N);  // grouped by expert
+  std::vector<int64_t> counts_E(n_experts);
+  for (int64_t e = 0; e < n_experts; ++e) counts_E[e] = perm.offsets[e + 1] - perm.offsets[e];
   // Dispatch in its three phases (model/modules/expert_dispatch.h): only the middle one communicates.
   DispatchPlan plan;
-  Tensor send = dispatcher->dispatch_preprocess(xp, counts, plan);
-  Tensor recv = dispatcher->dispatch_all_to_all(send, plan);
-  Tensor rows = dispatcher->dispatch_postprocess(recv, plan);  // [R, d] for this rank's experts
+  Tensor send_ND = dispatcher->dispatch_preprocess(xp_ND, counts_E, plan);
+  Tensor recv_RD = dispatcher->dispatch_all_to_all(send_ND, plan);
+  Tensor rows_RD = dispatcher->dispatch_postprocess(recv_RD, plan);  // grouped by local expert
   std::vector<int64_t> active_counts;
   std::vector<Tensor> gate, up, down;
   for (size_t e = 0; e < experts.size(); ++e) {
@@ -95,49 +95,50 @@ MoeOutput MoeLayer::forward(const Tensor& u) const {
     down.push_back(experts[e].down_proj);
   }
   // A rank whose experts received no rows still takes part in the combine exchange.
-  Tensor y_local = active_counts.empty() ? scale(rows, 0.0) : expert_swiglu(rows, active_counts, gate, up, down);
+  Tensor y_RD = active_counts.empty() ? scale(rows_RD, 0.0) : expert_swiglu(rows_RD, active_counts, gate, up, down);
   // Combine in its three phases.
-  Tensor back = dispatcher->combine_preprocess(y_local, plan);
-  Tensor yp = dispatcher->combine_all_to_all(back, plan);  // [A, d]
-  yp = dispatcher->combine_postprocess(yp, plan);
-  Tensor y = moe_combine(yp, w, Tensor::from_vector(perm.slot, {static_cast<int64_t>(perm.slot.size())}));
-  if (shared_experts.defined()) y = add(y, shared_experts.forward(u2));
+  Tensor back_RD = dispatcher->combine_preprocess(y_RD, plan);
+  Tensor yp_ND = dispatcher->combine_all_to_all(back_RD, plan);  // in xp_ND's order
+  yp_ND = dispatcher->combine_postprocess(yp_ND, plan);
+  Tensor y_SD = moe_combine(yp_ND, w_SK, Tensor::from_vector(perm.slot, {static_cast<int64_t>(perm.slot.size())}));
+  if (shared_experts.defined()) y_SD = add(y_SD, shared_experts.forward(x_SD));
 
   MoeOutput out;
-  out.y = y.reshape({b, t, d});
-  out.counts = expert_counts(idx, n);
+  out.y = y_SD.reshape({b, t, d});
+  out.counts = expert_counts(idx_SK, n_experts);
 
   // ---- balance losses ----
-  Tensor s3 = s.reshape({b, t, n});
+  Tensor scores_BTE = scores_SE.reshape({b, t, n_experts});
   if (cfg.seq_aux_alpha > 0) {
     // V3 complementary sequence-wise loss: f from the plain top-K of the unbiased scores (no bias,
     // no group limit), as the paper's formula and Megatron have it; scores normalised over experts.
-    Tensor plain = route_select(s.detach(), Tensor(), RouteSpec{k, 1, 1, GroupScore::Max}).reshape({b, t, k});
-    out.balance_loss = balance_loss(s3, plain, true, cfg.seq_aux_alpha);
+    Tensor plain_BTK = route_select(scores_SE.detach(), Tensor(), RouteSpec{k, 1, 1, GroupScore::Max}).reshape({b, t, k});
+    out.balance_loss = balance_loss(scores_BTE, plain_BTK, true, cfg.seq_aux_alpha);
   }
   if (!sigmoid_scores && cfg.aux_loss_alpha > 0) {
     // V2 expert-level loss ([HF-remote] MoEGate): softmax probabilities, the actual selection;
     // per sequence with seq_aux, else over all tokens of the batch as one sequence.
-    Tensor sel = idx.reshape({b, t, k});
-    Tensor l = cfg.seq_aux ? balance_loss(s3, sel, false, cfg.aux_loss_alpha)
-                           : balance_loss(s3.reshape({1, s_tok, n}), sel.reshape({1, s_tok, k}), false, cfg.aux_loss_alpha);
+    Tensor sel_BTK = idx_SK.reshape({b, t, k});
+    Tensor l = cfg.seq_aux ? balance_loss(scores_BTE, sel_BTK, false, cfg.aux_loss_alpha)
+                           : balance_loss(scores_BTE.reshape({1, s_tok, n_experts}), sel_BTK.reshape({1, s_tok, k}), false,
+                                          cfg.aux_loss_alpha);
     out.balance_loss = out.balance_loss.defined() ? add(out.balance_loss, l) : l;
   }
   return out;
 }
 
-void MoeLayer::update_bias(const std::vector<int64_t>& counts, double gamma) {
+void MoeLayer::update_bias(const std::vector<int64_t>& counts_E, double gamma) {
   if (!e_score_correction_bias.defined() || gamma == 0.0) return;
-  MLAMOE_CHECK(static_cast<int64_t>(counts.size()) == cfg.n_routed_experts,
-               "update_bias: " << counts.size() << " counts for " << cfg.n_routed_experts << " experts");
+  MLAMOE_CHECK(static_cast<int64_t>(counts_E.size()) == cfg.n_routed_experts,
+               "update_bias: " << counts_E.size() << " counts for " << cfg.n_routed_experts << " experts");
   double total = 0;
-  for (int64_t c : counts) total += static_cast<double>(c);
+  for (int64_t c : counts_E) total += static_cast<double>(c);
   double mean_load = total / cfg.n_routed_experts;
   dispatch_float(e_score_correction_bias.dtype(), "update_bias", [&](auto tag) {
     using T = decltype(tag);
     T* b = e_score_correction_bias.data<T>();
     for (int64_t e = 0; e < cfg.n_routed_experts; ++e) {
-      double err = mean_load - static_cast<double>(counts[e]);
+      double err = mean_load - static_cast<double>(counts_E[e]);
       b[e] += static_cast<T>(gamma * ((err > 0) - (err < 0)));
     }
   });

@@ -13,8 +13,8 @@ namespace {
 // ---------------------------------------------------------------- expert_swiglu
 
 struct ExpertPlan {
-  std::vector<int64_t> offsets;  // [E + 1] first row of each expert
-  int64_t d = 0, width = 0;      // hidden, expert width I
+  std::vector<int64_t> offsets;  // [E_given + 1] first row of each expert
+  int64_t d = 0, width = 0;      // hidden D, expert width I
 };
 
 // h [R, 2I]: gate pre-activations in columns [0, I), up in [I, 2I). a [R, I] = silu(g) ⊙ u.
@@ -171,13 +171,13 @@ struct ExpertSwigluBackward : Node {
     gate.clear(), up.clear(), down.clear();
   }
   ExpertPlan plan;
-  Tensor x, h;  // x [R, d]; h [R, 2I] the gate and up pre-activations
+  Tensor x, h;  // x [R, D]; h [R, 2I] the gate and up pre-activations
   std::vector<Tensor> gate, up, down;
 };
 
 // ---------------------------------------------------------------- moe_combine
 
-// row_of[s] = the row of yp holding assignment s.
+// row_of [N]: row_of[a] = the row of yp holding assignment a.
 std::vector<int64_t> invert_slots(const int64_t* slot, int64_t a) {
   std::vector<int64_t> row_of(a, -1);
   for (int64_t r = 0; r < a; ++r) {
@@ -246,8 +246,8 @@ struct MoeCombineBackward : Node {
     yp = w = slot = Tensor();
     row_of.clear();
   }
-  Tensor yp, w, slot;
-  std::vector<int64_t> row_of;
+  Tensor yp, w, slot;           // [N, D], [S, K], [N]
+  std::vector<int64_t> row_of;  // [N]
 };
 
 }  // namespace
@@ -255,7 +255,7 @@ struct MoeCombineBackward : Node {
 Tensor expert_swiglu(const Tensor& x, const std::vector<int64_t>& counts, const std::vector<Tensor>& gate,
                      const std::vector<Tensor>& up, const std::vector<Tensor>& down) {
   const char* op = "expert_swiglu";
-  check_dim(x, 2, op, "x [R, d]");
+  check_dim(x, 2, op, "x [R, D]");
   check_cpu(x, op);
   size_t e_count = counts.size();
   MLAMOE_CHECK(gate.size() == e_count && up.size() == e_count && down.size() == e_count,
@@ -263,24 +263,25 @@ Tensor expert_swiglu(const Tensor& x, const std::vector<int64_t>& counts, const 
                   << " down weights");
   ExpertPlan plan;
   plan.d = x.shape()[1];
-  if (e_count) check_dim(gate[0], 2, op, "gate[0] [I, d]");
+  if (e_count) check_dim(gate[0], 2, op, "gate[0] [I, D]");
   plan.width = e_count ? gate[0].shape()[0] : 0;
   plan.offsets.assign(1, 0);
   for (size_t e = 0; e < e_count; ++e) {
-    MLAMOE_CHECK(counts[e] > 0, op << ": expert #" << e << " of those given has " << counts[e]
-                                    << " rows; pass only experts that received rows");
+    MLAMOE_CHECK(counts[e] > 0,
+                 op << ": expert #" << e << " of those given has " << counts[e] << " rows; pass only experts that received rows");
     plan.offsets.push_back(plan.offsets.back() + counts[e]);
     Shape wi = {plan.width, plan.d}, wo = {plan.d, plan.width};
     MLAMOE_CHECK(gate[e].shape() == wi && up[e].shape() == wi && down[e].shape() == wo,
-                 op << ": expert #" << e << " of those given has weights gate " << gate[e].describe() << ", up " << up[e].describe() << ", down "
-                    << down[e].describe() << "; expected [I, d], [I, d], [d, I] with d = " << plan.d);
+                 op << ": expert #" << e << " of those given has weights gate " << gate[e].describe() << ", up "
+                    << up[e].describe() << ", down " << down[e].describe()
+                    << "; expected [I, D], [I, D], [D, I] with D = " << plan.d);
     check_same_dtype(x, gate[e], op);
     check_same_dtype(x, up[e], op);
     check_same_dtype(x, down[e], op);
   }
   MLAMOE_CHECK(plan.offsets.back() == x.shape()[0],
                op << ": counts sum to " << plan.offsets.back() << " rows but x is " << x.describe());
-  Tensor xc = x.contiguous();
+  Tensor x_RD = x.contiguous();
   std::vector<Tensor> gc, uc, dc;
   for (size_t e = 0; e < e_count; ++e) {
     gc.push_back(gate[e].contiguous());
@@ -288,8 +289,8 @@ Tensor expert_swiglu(const Tensor& x, const std::vector<int64_t>& counts, const 
     dc.push_back(down[e].contiguous());
   }
   int64_t rows = x.shape()[0];
-  Tensor h = Tensor::empty({rows, 2 * plan.width}, x.dtype(), x.device());
-  Tensor y = Tensor::empty({rows, plan.d}, x.dtype(), x.device());
+  Tensor h_R2I = Tensor::empty({rows, 2 * plan.width}, x.dtype(), x.device());
+  Tensor y_RD = Tensor::empty({rows, plan.d}, x.dtype(), x.device());
   dispatch_float(x.dtype(), op, [&](auto tag) {
     using T = decltype(tag);
     std::vector<const T*> pg, pu, pd;
@@ -298,31 +299,31 @@ Tensor expert_swiglu(const Tensor& x, const std::vector<int64_t>& counts, const 
       pu.push_back(uc[e].data<T>());
       pd.push_back(dc[e].data<T>());
     }
-    Tensor a = Tensor::empty({rows, plan.width}, x.dtype(), x.device());  // scratch
-    expert_swiglu_forward_cpu<T>(plan, xc.data<T>(), pg, pu, pd, h.data<T>(), a.data<T>(), y.data<T>());
+    Tensor a_RI = Tensor::empty({rows, plan.width}, x.dtype(), x.device());  // scratch
+    expert_swiglu_forward_cpu<T>(plan, x_RD.data<T>(), pg, pu, pd, h_R2I.data<T>(), a_RI.data<T>(), y_RD.data<T>());
   });
   std::vector<Tensor> inputs = {x};
   for (size_t e = 0; e < e_count; ++e) inputs.insert(inputs.end(), {gate[e], up[e], down[e]});
   if (needs_grad(inputs)) {
     auto n = std::make_shared<ExpertSwigluBackward>();
     n->plan = plan;
-    n->x = xc.detach();
-    n->h = h;
+    n->x = x_RD.detach();
+    n->h = h_R2I;
     for (size_t e = 0; e < e_count; ++e) {
       n->gate.push_back(gc[e].detach());
       n->up.push_back(uc[e].detach());
       n->down.push_back(dc[e].detach());
     }
-    connect(y, n, inputs);
+    connect(y_RD, n, inputs);
   }
-  return y;
+  return y_RD;
 }
 
 Tensor moe_combine(const Tensor& yp, const Tensor& w, const Tensor& slot) {
   const char* op = "moe_combine";
-  check_dim(yp, 2, op, "yp [A, d]");
+  check_dim(yp, 2, op, "yp [N, D]");
   check_dim(w, 2, op, "w [S, K]");
-  check_dim(slot, 1, op, "slot [A]");
+  check_dim(slot, 1, op, "slot [N]");
   check_cpu(yp, op);
   check_cpu(w, op);
   check_cpu(slot, op);
@@ -332,22 +333,22 @@ Tensor moe_combine(const Tensor& yp, const Tensor& w, const Tensor& slot) {
   MLAMOE_CHECK(yp.shape()[0] == s_tok * k && slot.shape()[0] == s_tok * k,
                op << ": yp " << yp.describe() << " and slot " << slot.describe() << " must have S·K = " << s_tok * k
                   << " rows for w " << w.describe());
-  Tensor ypc = yp.contiguous(), wc = w.contiguous(), sc = slot.contiguous();
-  std::vector<int64_t> row_of = invert_slots(sc.data<int64_t>(), s_tok * k);
-  Tensor y = Tensor::empty({s_tok, d}, yp.dtype(), yp.device());
+  Tensor yp_ND = yp.contiguous(), w_SK = w.contiguous(), slot_N = slot.contiguous();
+  std::vector<int64_t> row_of_N = invert_slots(slot_N.data<int64_t>(), s_tok * k);
+  Tensor y_SD = Tensor::empty({s_tok, d}, yp.dtype(), yp.device());
   dispatch_float(yp.dtype(), op, [&](auto tag) {
     using T = decltype(tag);
-    moe_combine_forward_cpu<T>(ypc.data<T>(), wc.data<T>(), row_of.data(), y.data<T>(), s_tok, k, d);
+    moe_combine_forward_cpu<T>(yp_ND.data<T>(), w_SK.data<T>(), row_of_N.data(), y_SD.data<T>(), s_tok, k, d);
   });
   if (needs_grad({yp, w})) {
     auto n = std::make_shared<MoeCombineBackward>();
-    n->yp = ypc.detach();
-    n->w = wc.detach();
-    n->slot = sc;
-    n->row_of = std::move(row_of);
-    connect(y, n, {yp, w, slot});
+    n->yp = yp_ND.detach();
+    n->w = w_SK.detach();
+    n->slot = slot_N;
+    n->row_of = std::move(row_of_N);
+    connect(y_SD, n, {yp, w, slot});
   }
-  return y;
+  return y_SD;
 }
 
 }  // namespace mlamoe

@@ -1,11 +1,12 @@
 // Expert selection of the MoE router (MODEL_SPEC §3.2-3.3): the discrete half of routing. It takes
-// the affinity scores s [T, N] (sigmoid or softmax of the router logits, computed by ordinary
+// the affinity scores s [S, E] (sigmoid or softmax of the router logits, computed by ordinary
 // differentiable ops), adds the correction bias b (selection only), keeps the best `topk_group`
 // of `n_group` contiguous expert groups (masking the others with −inf, never 0: biased scores can
 // be negative), and returns the top-K expert indices per token. Nothing here is differentiable:
 // the weights are gathered from the unbiased s afterwards, so gradients flow through s alone.
 //
-// Dimension letters: T tokens, N routed experts, K experts per token, G groups.
+// Dimension letters: the MoE legend in model/modules/moe.h (S tokens, E routed experts, K experts
+// per token, G expert groups).
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -26,11 +27,11 @@ struct RouteSpec {
   GroupScore group_score = GroupScore::Top2Sum;
 };
 
-// scores [T, N] (f32/f64), bias [N] of the same dtype or undefined -> indices [T, K] (i64), each
+// scores [S, E] (f32/f64), bias [E] of the same dtype or undefined -> indices [S, K] (i64), each
 // row in descending order of biased score, ties to the lower index (groups likewise).
 Tensor route_select(const Tensor& scores, const Tensor& bias, const RouteSpec& spec);
 
-// Tokens per expert: counts[e] = #{(t, k) : indices[t, k] == e} for an i64 index tensor.
+// Tokens per expert: counts [E], counts[e] = #{(s, k) : indices[s, k] == e} for an i64 index tensor.
 std::vector<int64_t> expert_counts(const Tensor& indices, int64_t n_experts);
 
 }  // namespace mlamoe

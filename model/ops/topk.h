@@ -1,5 +1,7 @@
 // Top-k along the last dimension with deterministic ties: equal values are ordered by lower index
 // first (MODEL_SPEC §3.2), so routing is reproducible on every backend and thread count.
+// Letters: the MoE legend in model/modules/moe.h; in routing the last dimension is the E experts
+// and k the K experts per token.
 #pragma once
 #include "model/tensor/tensor.h"
 
@@ -10,7 +12,7 @@ struct TopK {
   Tensor indices;  // [..., k], i64, in descending order of value
 };
 
-// x [..., N], 1 <= k <= N. −inf entries (masked experts) sort last; NaN is rejected.
+// x [..., E], 1 <= k <= E. −inf entries (masked experts) sort last; NaN is rejected.
 TopK topk(const Tensor& x, int64_t k);
 
 }  // namespace mlamoe
