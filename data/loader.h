@@ -3,7 +3,7 @@
 // The token stream is split once: the first tokens train, the last round(eval_fraction * N) are
 // held out for evaluation. Inside each part a window is seq_len + 1 consecutive tokens (inputs and
 // next-token targets) starting at a multiple of seq_len, so consecutive windows share one token.
-// Documents are packed without masking across them (MODEL_SPEC §1).
+// Documents are packed without masking across them (model/README.md §1).
 //
 // Training order: epoch e visits every train window once, in a Fisher-Yates permutation drawn from
 // a splitmix64 stream seeded by (seed, e). The position is (epoch, index), all a checkpoint needs

@@ -1,4 +1,4 @@
-// The token dataset on disk (DESIGN.md "Files on disk"): one HDF5 file holding
+// The token dataset on disk (train/README.md "Files on disk"): one HDF5 file holding
 //   tokens       u32 little-endian, 1-D, chunked, extendible: all documents back to back
 //   doc_offsets  u64, 1-D, n_docs + 1 entries: document i is tokens[off[i], off[i+1])
 //   loss_mask    u8, 1-D, parallel to tokens (SFT data only): 1 where the token is a training

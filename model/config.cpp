@@ -91,7 +91,7 @@ ModelConfig parse_model_config(const json& j, const std::string& where) {
   bool rope_interleave = true;  // [HF-v3]: false selects the rotate-half pairing, a different model
   f.get("rope_interleave", rope_interleave);
   MLAMOE_CHECK(rope_interleave, where << ": rope_interleave = false (rotate-half pairing) is not supported; mlamoe uses "
-                                         "interleaved pairs, the layout of the released checkpoints (MODEL_SPEC §2.3)");
+                                         "interleaved pairs, the layout of the released checkpoints (model/README.md §2.3)");
   f.get("bias_update_speed", c.bias_update_speed);
   f.get("seq_aux_alpha", c.seq_aux_alpha);
   f.get("mtp_loss_weight", c.mtp_loss_weight);

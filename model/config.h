@@ -1,6 +1,6 @@
-// The model configuration: the Hugging Face DeepSeek `config.json` fields, verbatim (STYLE.md
+// The model configuration: the Hugging Face DeepSeek `config.json` fields, verbatim (CONTRIBUTING.md "Code habits"
 // item 5), so a downloaded DeepSeek-V2-Lite / V2 / V3 config.json parses as it is, plus three
-// fields of ours for training (MODEL_SPEC §9). Parsing rejects unknown fields, wrong types and
+// fields of ours for training (model/README.md §9). Parsing rejects unknown fields, wrong types and
 // impossible combinations with one message naming the field and the rule.
 //
 // A run config file holds these fields at its top level beside the "train", "data" and "parallel"
@@ -14,7 +14,7 @@
 
 namespace mlamoe {
 
-struct RopeScaling {                                // YaRN (MODEL_SPEC §2.3); only type "yarn" is supported
+struct RopeScaling {                                // YaRN (model/README.md §2.3); only type "yarn" is supported
   std::string type;                                 // e.g. "yarn"
   double factor = 1.0;                              // e.g. 40
   int64_t original_max_position_embeddings = 4096;  // e.g. 4096
@@ -64,14 +64,14 @@ struct ModelConfig {
   std::optional<int64_t> bos_token_id;      // e.g. 0
   std::optional<int64_t> eos_token_id;      // e.g. 1
 
-  // Ours (MODEL_SPEC §9), not in HF configs:
+  // Ours (model/README.md §9), not in HF configs:
   double bias_update_speed = 0.0;  // γ of the aux-loss-free bias update, e.g. 1e-3
   double seq_aux_alpha = 0.0;      // α of the complementary sequence-wise balance loss, e.g. 1e-4
   double mtp_loss_weight = 0.0;    // λ of the MTP loss, e.g. 0.3
 
   int64_t qk_head_dim() const { return qk_nope_head_dim + qk_rope_head_dim; }  // d_qk
   bool is_moe() const { return n_routed_experts > 0; }
-  // HF rule (MODEL_SPEC §1): MoE iff experts exist, l >= first_k_dense_replace and l % moe_layer_freq == 0.
+  // HF rule (model/README.md §1): MoE iff experts exist, l >= first_k_dense_replace and l % moe_layer_freq == 0.
   bool is_moe_layer(int64_t layer) const { return is_moe() && layer >= first_k_dense_replace && layer % moe_layer_freq == 0; }
 };
 

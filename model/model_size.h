@@ -1,4 +1,4 @@
-// Parameter counts, FLOPs per token and KV-cache size of a config, by the formulas of MODEL_SPEC §10
+// Parameter counts, FLOPs per token and KV-cache size of a config, by the formulas of model/README.md §10
 // and §2.6. Used by `--dry-run`, by MFU, and checked in tests against the spec's figures.
 #pragma once
 #include <cstdint>
@@ -30,7 +30,7 @@ struct ModelSize {
   double flops_per_token_mtp = 0;        // D·(6·N_mm,MTP + 3·F_attn)
   double flops_per_token() const { return flops_per_token_main + flops_per_token_mtp; }
 
-  int64_t kv_cache_elements_per_token = 0;  // L·(r_kv + d_r), absorbed MLA (MODEL_SPEC §2.6)
+  int64_t kv_cache_elements_per_token = 0;  // L·(r_kv + d_r), absorbed MLA (model/README.md §2.6)
 };
 
 // seq_len: S of the attention FLOPs.

@@ -1,9 +1,9 @@
-// The Communicator interface (DESIGN.md "Core abstractions"): the collectives and point-to-point
+// The Communicator interface (parallel/README.md "Core abstractions"): the collectives and point-to-point
 // messages the distributed runtime needs, over raw buffers of a dtype, blocking and non-blocking.
 // Implementations: MPI (mpi_communicator.cpp, always) and NCCL (CUDA builds, later) — the same
 // interface, so the DP/EP/PP machinery and its tests run unchanged on either.
 //
-// A checked front (STYLE.md item 9, tiny-cuda-nn's `forward` -> `forward_impl`): the public
+// A checked front (CONTRIBUTING.md "Code habits" item 9, tiny-cuda-nn's `forward` -> `forward_impl`): the public
 // collectives are non-virtual (communicator.cpp). Each one
 //   1. validates its arguments: counts >= 0; count vectors of size() entries; every count and
 //      every displacement (the sum of the counts before it) within count_limit(); root, dest and

@@ -1,4 +1,4 @@
-// Expert parallelism (DESIGN.md "Parallelism semantics", EP): the ExpertDispatcher that sends each
+// Expert parallelism (parallel/README.md "Parallelism semantics", EP): the ExpertDispatcher that sends each
 // permuted token row to the rank of its ep group holding its expert and brings the expert outputs
 // back. No token is dropped. Of the three phases each way (model/modules/expert_dispatch.h, which
 // defines the local ones), this file supplies only the communication:

@@ -1,4 +1,4 @@
-// Data-parallel gradient reduction (DESIGN.md "Parallelism semantics", DP). Every rank's loss is
+// Data-parallel gradient reduction (parallel/README.md "Parallelism semantics", DP). Every rank's loss is
 // already scaled by 1/(global micro-batch count), so gradients are SUMMED:
 //   - dense parameters over the dp group, in buckets of about `bucket_bytes` that are launched
 //     (non-blocking all-reduce) from the autograd gradient-ready hook while the last micro-batch's

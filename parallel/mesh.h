@@ -1,4 +1,4 @@
-// The device mesh (DESIGN.md "Mesh"): world = pp × dp, ep divides dp. Rank layout, outermost
+// The device mesh (parallel/README.md "Mesh"): world = pp × dp, ep divides dp. Rank layout, outermost
 // first: pipeline stage, then expert-data-parallel index, then expert-parallel index, so an ep
 // group is a run of consecutive ranks (the same node first, where all-to-all is cheapest):
 //

@@ -1,4 +1,4 @@
-// Pipeline parallelism (DESIGN.md "Parallelism semantics", PP): the 1F1B schedule of one stage
+// Pipeline parallelism (parallel/README.md "Parallelism semantics", PP): the 1F1B schedule of one stage
 // over the step's micro-batches. Stage s first runs min(P−s−1, M) forwards (warm-up), then
 // alternates one forward and one backward, then drains the remaining backwards, so at most P−s
 // micro-batches keep their activations. Activations go to the next stage and their gradients back

@@ -1,4 +1,4 @@
-// Checkpoints (DESIGN.md "Checkpoint"): one HDF5 file per checkpoint, laid out by logical tensor
+// Checkpoints (train/README.md "Checkpoint"): one HDF5 file per checkpoint, laid out by logical tensor
 // under its Hugging Face name with its full shape, readable under any parallel layout:
 //
 //   /model/<name>               weights and correction biases (f32)

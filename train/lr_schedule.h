@@ -1,4 +1,4 @@
-// Learning-rate schedules (MODEL_SPEC §7): linear warmup from 0 to the peak, then
+// Learning-rate schedules (model/README.md §7): linear warmup from 0 to the peak, then
 //   cosine:   min_lr + ½(peak − min_lr)(1 + cos(π·progress)) over the remaining steps;
 //   step:     DeepSeek-V2's staircase, the peak times `decay_factor` after each fraction of the
 //             run in `decay_at` (V2: ×0.316 at 60% and 90%; V2-Lite: 80% and 90%);

@@ -1,4 +1,4 @@
-// AdamW with decoupled weight decay on matrices only (MODEL_SPEC §7), in the update order of
+// AdamW with decoupled weight decay on matrices only (model/README.md §7), in the update order of
 // torch.optim.AdamW so the golden test can check it against torch itself:
 //   p ← p·(1 − lr·wd);  m ← β1·m + (1−β1)·g;  v ← β2·v + (1−β2)·g²;
 //   p ← p − (lr / (1−β1^t)) · m / (sqrt(v / (1−β2^t)) + ε)
@@ -22,7 +22,7 @@ struct AdamWOptions {
   double weight_decay = 0.1;
 };
 
-// ZeRO-1 (DESIGN.md "Parallelism semantics", DP): a parameter replicated over a group of ranks
+// ZeRO-1 (parallel/README.md "Parallelism semantics", DP): a parameter replicated over a group of ranks
 // (dense ones over dp, experts over edp) has its rows split into contiguous shards, one per rank
 // of the group (a rank may get none when there are fewer rows than ranks); each rank keeps the moments and runs the update for its shard only, then
 // the group all-gathers the parameter. The update is elementwise, so the result is exactly the

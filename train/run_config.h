@@ -1,5 +1,5 @@
 // A run config: the model (HF config.json fields, model/config.h) plus the "train", "data" and
-// "parallel" sections (DESIGN.md "Files on disk"). Each section rejects unknown fields and wrong
+// "parallel" sections (train/README.md "Files on disk"). Each section rejects unknown fields and wrong
 // types, naming the field; values are checked for range and for fit with the model.
 #pragma once
 #include <string>

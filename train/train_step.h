@@ -1,6 +1,6 @@
 // One optimizer step, the unit every layout must reproduce: forward and backward over the step's
 // micro-batches (gradients accumulate), global-norm clipping, AdamW, then the aux-loss-free bias
-// update from the expert counts of the whole step (MODEL_SPEC §4.1: after the step, never within
+// update from the expert counts of the whole step (model/README.md §4.1: after the step, never within
 // it).
 // The lm and MTP losses are token-level over the global batch: Σ nll over every target token of
 // every micro-batch on every dp rank / the number of those targets (each loss its own count), so

@@ -1,4 +1,4 @@
-// One pre-norm decoder block (MODEL_SPEC §1): a = h + MLA(RMSNorm(h)); h' = a + FFN(RMSNorm(a)),
+// One pre-norm decoder block (model/README.md §1): a = h + MLA(RMSNorm(h)); h' = a + FFN(RMSNorm(a)),
 // where FFN is a dense SwiGLU or a MoE layer by the HF rule (config.is_moe_layer).
 #pragma once
 #include <memory>

@@ -137,7 +137,7 @@ ModelOutput DeepSeekModel::head_and_mtp(const Tensor& h, const Tensor& windows, 
                "model forward: " << weights.mtp.size() << " MTP loss weights for " << mtp.size() << " MTP modules");
   // A weight of exactly 1 records no op, so unweighted runs keep today's graph and rounding.
   auto weighted = [](const Tensor& loss, double w) { return w == 1.0 ? loss : scale(loss, w); };
-  // h⁰ for MTP is this final-normed state that feeds the head (MODEL_SPEC §5, post-norm choice).
+  // h⁰ for MTP is this final-normed state that feeds the head (model/README.md §5, post-norm choice).
   Tensor logits_main = linear(h, lm_head);
   ModelOutput out;
   out.lm_loss = weighted(cross_entropy(logits_main.reshape({b * t, v}), target_ids(windows.narrow(1, 1, t)).reshape({b * t})),

@@ -1,4 +1,4 @@
-// The DeepSeek-V3-style model (MODEL_SPEC §1-5): embedding, L decoder blocks (dense, then MoE),
+// The DeepSeek-V3-style model (model/README.md §1-5): embedding, L decoder blocks (dense, then MoE),
 // final norm, untied head, and D multi-token-prediction modules that share the embedding and head.
 // Parameters carry the Hugging Face names; the MTP module of depth k lives under
 // `model.layers.{L+k-1}.*`, as in the V3 checkpoint.
@@ -40,7 +40,7 @@ struct ModelOutput {
   std::vector<double> layer_balance;         // per MoE layer: its balance loss (0 when none)
 };
 
-// The part of the model one rank holds (DESIGN.md "Parallelism semantics"): its pipeline stage's
+// The part of the model one rank holds (parallel/README.md "Parallelism semantics"): its pipeline stage's
 // main layers, the embedding on the first stage, the final norm, head and MTP on the last (which
 // also holds the embedding when MTP is on: MTP reads it, and the runtime sums the two stages'
 // gradients of it), and with expert parallelism only its ep rank's experts.
@@ -62,7 +62,7 @@ struct MtpModule {
 
 class DeepSeekModel {
  public:
-  // New parameters initialised from `seed` (MODEL_SPEC §6: N(0, initializer_range), norms 1,
+  // New parameters initialised from `seed` (model/README.md §6: N(0, initializer_range), norms 1,
   // correction biases 0), in `dtype` (f32 for training; f64 for reference tests).
   DeepSeekModel(const ModelConfig& c, uint64_t seed, DType dtype = DType::F32, ModelShard shard = {});
   DeepSeekModel(const DeepSeekModel&) = delete;

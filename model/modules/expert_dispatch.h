@@ -1,7 +1,7 @@
-// The hook through which expert parallelism plugs into the MoE layer (DESIGN.md: `model` knows
+// The hook through which expert parallelism plugs into the MoE layer (parallel/README.md "Layering": `model` knows
 // nothing of MPI; `parallel` supplies the communicating implementation). A dispatcher moves the
 // permuted token rows to the ranks that hold their experts and brings the expert outputs back,
-// in three phases each way (STYLE.md item 7), named as Megatron-Core's MoE token dispatchers name
+// in three phases each way (CONTRIBUTING.md "Code habits" item 7), named as Megatron-Core's MoE token dispatchers name
 // them:
 //
 //   dispatch_preprocess   (local)          counts_E -> the plan's send side; the rows to send

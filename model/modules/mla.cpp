@@ -9,7 +9,7 @@ namespace mlamoe {
 
 namespace {
 
-// YaRN's attention-temperature factor m(s, a) = 0.1·a·ln s + 1 (MODEL_SPEC §2.3).
+// YaRN's attention-temperature factor m(s, a) = 0.1·a·ln s + 1 (model/README.md §2.3).
 double yarn_mscale(double s, double a) { return s <= 1.0 ? 1.0 : 0.1 * a * std::log(s) + 1.0; }
 
 // Frequencies ω'_i of the d_r rotary dims with YaRN's ramp between the kept high frequencies and
@@ -43,7 +43,7 @@ AttentionContext attention_context(const ModelConfig& c, int64_t start, int64_t 
   const RopeScaling& y = *c.rope_scaling;
   ctx.rope = rope_tables(start, len, c.qk_rope_head_dim, c.rope_theta, dtype, yarn_inv_freq(c));
   // [HF-remote]: cos/sin times m(s, mscale)/m(s, mscale_all_dim) (1 for every released config) and
-  // τ times m(s, mscale_all_dim)² (MODEL_SPEC §2.4).
+  // τ times m(s, mscale_all_dim)² (model/README.md §2.4).
   double ratio = yarn_mscale(y.factor, y.mscale) / yarn_mscale(y.factor, y.mscale_all_dim);
   if (ratio != 1.0) {
     NoGrad ng;

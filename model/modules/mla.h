@@ -1,4 +1,4 @@
-// Multi-head Latent Attention (MODEL_SPEC §2), the training form with explicit per-head keys and
+// Multi-head Latent Attention (model/README.md §2), the training form with explicit per-head keys and
 // values (§2.5), and the absorbed decode form whose cache holds only the normalised KV latent and
 // the rotated shared key per token (§2.6).
 //

@@ -1,4 +1,4 @@
-// The SwiGLU feed-forward block (MODEL_SPEC §3.1): down(silu(gate(x)) ⊙ up(x)). Dense layers, each
+// The SwiGLU feed-forward block (model/README.md §3.1): down(silu(gate(x)) ⊙ up(x)). Dense layers, each
 // routed expert and the shared experts (one SwiGLU of width N_s·I_m) are all this.
 #pragma once
 #include <string>

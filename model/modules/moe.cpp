@@ -42,7 +42,7 @@ MoeLayer::MoeLayer(ParamInit& init, const std::string& p, const ModelConfig& c, 
 
 namespace {
 
-// α·mean_b Σ_i f_{b,i} P_{b,i} (MODEL_SPEC §4.2 / §4.3): per sequence b of length T, the load
+// α·mean_b Σ_i f_{b,i} P_{b,i} (model/README.md §4.2 / §4.3): per sequence b of length T, the load
 // fraction f_i = E/(K·T)·#{t : i ∈ sel_t} (a constant) times the mean normalised score P_i.
 // scores_BTE [B, T, E], sel_BTK [B, T, K] (i64).
 Tensor balance_loss(const Tensor& scores_BTE, const Tensor& sel_BTK, bool normalise, double alpha) {

@@ -1,4 +1,4 @@
-// The DeepSeekMoE layer (MODEL_SPEC §3): router, routed experts computed only on the tokens routed
+// The DeepSeekMoE layer (model/README.md §3): router, routed experts computed only on the tokens routed
 // to them, shared experts, and the complementary sequence-wise balance loss (§4.2).
 //
 // Dimension legend of the MoE path, defined here once (expert_dispatch.h, parallel/ep_dispatcher.h
@@ -21,7 +21,7 @@
 // w_SK, xp_ND, rows_RD, counts_E.
 //
 // Routed experts run in three local steps, the single-process form of the expert-parallel
-// dispatch (STYLE.md item 7): permute (gather each assignment's token row, grouped by expert),
+// dispatch (CONTRIBUTING.md "Code habits" item 7): permute (gather each assignment's token row, grouped by expert),
 // one SwiGLU per expert on its contiguous rows, un-permute (scale by the routing weight and add
 // back into the token rows). Under expert parallelism the dispatcher's phases
 // (expert_dispatch.h) move the permuted rows to the experts' ranks and back in between.

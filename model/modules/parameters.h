@@ -1,5 +1,5 @@
 // The named parameters of a model, in registration order, under their Hugging Face names
-// (DESIGN.md "Module"): `model.layers.3.self_attn.kv_a_proj_with_mqa.weight`. Checkpoints, the
+// (model/README.md "Module"): `model.layers.3.self_attn.kv_a_proj_with_mqa.weight`. Checkpoints, the
 // optimizer and the golden test all walk this one list, so a name maps 1:1 to an HF tensor.
 //
 // Non-gradient state (the MoE correction bias) lives here too, flagged not trainable: it is saved
@@ -39,7 +39,7 @@ class ParameterStore {
   std::unordered_map<std::string, size_t> index_;
 };
 
-// How new parameters are initialised (MODEL_SPEC §6): matrices N(0, std), norm gains 1, state 0.
+// How new parameters are initialised (model/README.md §6): matrices N(0, std), norm gains 1, state 0.
 // Each tensor draws from its own stream, seeded from (seed, name), so its initial value does not
 // depend on which other tensors a process creates: a pipeline stage or an expert-parallel rank
 // builds the same weights as the single-process model.

@@ -1,5 +1,5 @@
 // Normalisation of non-negative scores to sum 1 over the last dimension: y = x / Σ x. The router
-// uses it twice (MODEL_SPEC §3.2 step 5: the top-K weights s_i / Σ_Sel s_j; §4.2: s'_{i,t} = s_{i,t}
+// uses it twice (model/README.md §3.2 step 5: the top-K weights s_i / Σ_Sel s_j; §4.2: s'_{i,t} = s_{i,t}
 // / Σ_j s_{j,t} in the sequence-wise balance loss).
 #pragma once
 #include "model/tensor/tensor.h"

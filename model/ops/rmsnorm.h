@@ -1,4 +1,4 @@
-// Fused RMSNorm over the last dimension (MODEL_SPEC §1): y = w ⊙ x / sqrt(mean(x²) + eps).
+// Fused RMSNorm over the last dimension (model/README.md §1): y = w ⊙ x / sqrt(mean(x²) + eps).
 // Forward keeps 1/rms per row for the backward; the normalised x is recomputed there, not stored.
 #pragma once
 #include "model/tensor/tensor.h"

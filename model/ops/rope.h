@@ -1,4 +1,4 @@
-// Rotary position embedding with interleaved pairs (MODEL_SPEC §2.3, layout 1, the official
+// Rotary position embedding with interleaved pairs (model/README.md §2.3, layout 1, the official
 // DeepSeek layout): the pair (x[2i], x[2i+1]) is rotated by angle p·ω_i, ω_i = θ^(−2i/d).
 // The backward is the rotation by −p·ω_i. A key shared by all heads (MLA's k_pe) is passed with
 // H = 1 and broadcast afterwards, so its gradient is the sum over heads, as the spec requires.

@@ -1,4 +1,4 @@
-// Expert selection of the MoE router (MODEL_SPEC §3.2-3.3): the discrete half of routing. It takes
+// Expert selection of the MoE router (model/README.md §3.2-3.3): the discrete half of routing. It takes
 // the affinity scores s [S, E] (sigmoid or softmax of the router logits, computed by ordinary
 // differentiable ops), adds the correction bias b (selection only), keeps the best `topk_group`
 // of `n_group` contiguous expert groups (masking the others with −inf, never 0: biased scores can

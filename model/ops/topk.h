@@ -1,5 +1,5 @@
 // Top-k along the last dimension with deterministic ties: equal values are ordered by lower index
-// first (MODEL_SPEC §3.2), so routing is reproducible on every backend and thread count.
+// first (model/README.md §3.2), so routing is reproducible on every backend and thread count.
 // Letters: the MoE legend in model/modules/moe.h; in routing the last dimension is the E experts
 // and k the K experts per token.
 #pragma once

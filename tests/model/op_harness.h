@@ -1,4 +1,4 @@
-// The table-driven op test harness (STYLE.md item 3). Each row of the table in test_ops.cpp names an
+// The table-driven op test harness (CONTRIBUTING.md "Code habits" item 3). Each row of the table in test_ops.cpp names an
 // op, its inputs and parameters, and how to call it. Every row is checked two ways:
 //   1. finite differences: the op runs in f64; the analytic gradient of L = Σ out ⊙ R (R random)
 //      is compared with central differences of L, element by element;

@@ -1,4 +1,4 @@
-// Config parsing and validation, and the size formulas of MODEL_SPEC §10 checked against the
+// Config parsing and validation, and the size formulas of model/README.md §10 checked against the
 // figures the spec gives for Tiny-A, Tiny-B, DeepSeek-V2-Lite, V2 and V3.
 #include <gtest/gtest.h>
 
@@ -86,7 +86,7 @@ TEST(Config, RejectsUnknownFieldsWrongTypesAndImpossibleCombinations) {
 }
 
 
-TEST(ModelSize, TinyAMatchesTheSpec) {  // MODEL_SPEC §9
+TEST(ModelSize, TinyAMatchesTheSpec) {  // model/README.md §9
   ModelSize s = model_size(config("tiny.json"), 256);
   EXPECT_EQ(s.attention, 51296);
   EXPECT_EQ(s.dense_mlp, 147456);
@@ -114,7 +114,7 @@ TEST(ModelSize, TinyBMatchesTheSpec) {
   EXPECT_NEAR(s.flops_per_token_mtp, 4.26e7, 0.005e7);
 }
 
-TEST(ModelSize, ReleasedModelsMatchTheSpec) {  // MODEL_SPEC §10 table and §2.6 cache sizes
+TEST(ModelSize, ReleasedModelsMatchTheSpec) {  // model/README.md §10 table and §2.6 cache sizes
   struct Want {
     const char* file;
     double total, active_with_emb, active_without_emb, n_mm, flops_main, kv;

@@ -1,6 +1,6 @@
-// The MLA + MoE model on Tiny-A (MODEL_SPEC §9): parameter names and counts against the §10
+// The MLA + MoE model on Tiny-A (model/README.md §9): parameter names and counts against the §10
 // formulas, initial losses, gradients against finite differences, the routed-expert path against a
-// per-token loop over experts (STYLE.md item 8), router selection on hand-made cases, and greedy
+// per-token loop over experts (CONTRIBUTING.md "Code habits" item 8), router selection on hand-made cases, and greedy
 // decoding with the absorbed-MLA cache against the full forward.
 #include <gtest/gtest.h>
 
@@ -32,7 +32,7 @@ TEST(Model, ParameterCountsMatchTheFormulas) {
   ModelConfig c = tiny();
   DeepSeekModel m(c, 1);
   ModelSize s = model_size(c, 256);
-  EXPECT_EQ(m.params.numel(true), 1744384 + 504544);  // MODEL_SPEC §9: Tiny-A main + MTP
+  EXPECT_EQ(m.params.numel(true), 1744384 + 504544);  // model/README.md §9: Tiny-A main + MTP
   EXPECT_EQ(m.params.numel(true), s.total);
   // Non-trainable state: one correction bias per MoE layer (3 main + 1 MTP), 16 experts each.
   EXPECT_EQ(m.params.numel(false) - m.params.numel(true), 4 * 16);
@@ -214,7 +214,7 @@ TEST(Model, RecomputationGivesTheSameGradientsWithLessMemory) {
   EXPECT_LT(re.peak, plain.peak * 0.8) << "peak live bytes " << re.peak << " with recomputation, " << plain.peak << " without";
 }
 
-// YaRN (MODEL_SPEC §2.3-2.4): the softmax scale of the released configs with rope_scaling set.
+// YaRN (model/README.md §2.3-2.4): the softmax scale of the released configs with rope_scaling set.
 TEST(Model, YarnSoftmaxScaleMatchesTheSpec) {
   auto scale_of = [](const std::string& file) {
     nlohmann::json j = read_json_file(std::string(MLAMOE_SOURCE_DIR) + "/configs/" + file);

@@ -1,4 +1,4 @@
-// The op table: one row per op and shape (STYLE.md item 3). Each row runs through finite
+// The op table: one row per op and shape (CONTRIBUTING.md "Code habits" item 3). Each row runs through finite
 // differences (f64) and PyTorch (f32 vs f64 torch) in op_harness.cpp. Adding an op means adding a
 // row here and its twin in tests/reference/ops_reference.py.
 //

@@ -1,4 +1,4 @@
-// Layout equivalence, the central promise (DESIGN.md "Parallelism semantics"): with the same
+// Layout equivalence, the central promise (parallel/README.md "Parallelism semantics"): with the same
 // seed, data and global batch, 5 training steps under any layout give the per-step losses, the
 // final parameters and the correction biases of the single-process run.
 //

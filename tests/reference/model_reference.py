@@ -2,7 +2,7 @@
 """PyTorch twin of the whole mlamoe model and its training step, the golden reference for the
 C++ model/trainer test.
 
-Implements /work/shared/MODEL_SPEC.md §1-§5 from scratch with torch's own functions: pre-norm
+Implements model/README.md §1-§5 from scratch with torch's own functions: pre-norm
 decoder, MLA in its training form (q latent optional, KV latent, decoupled interleaved RoPE, causal
 softmax with scale 1/sqrt(d_n + d_r)), SwiGLU FFNs, DeepSeekMoE with sigmoid or softmax router,
 correction-bias / group-limited selection, shared experts, the sequence-wise balance loss, and MTP.

@@ -1,4 +1,4 @@
-// The golden end-to-end test (STYLE.md item 4): tests/reference/model_reference.py, an independent
+// The golden end-to-end test (CONTRIBUTING.md "Code habits" item 4): tests/reference/model_reference.py, an independent
 // PyTorch implementation of the same model, loads the initial weights and token batches written
 // here and computes logits, the three losses, every parameter gradient, and ten AdamW steps with
 // the bias update on; the C++ model and trainer must reproduce them.

@@ -1,4 +1,4 @@
-// mlamoe: one binary, git-style subcommands (DESIGN.md "Command line"). Each subcommand lives in its
+// mlamoe: one binary, git-style subcommands (train/README.md "Command line"). Each subcommand lives in its
 // own file; this one only dispatches and turns errors into one line and a non-zero exit.
 #include <cstdio>
 #include <new>

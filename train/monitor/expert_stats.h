@@ -1,5 +1,5 @@
 // Expert-load statistics of one step, per MoE layer (the monitor of issue "expert-load
-// monitoring"): MaxVio_batch (MODEL_SPEC §4.1), min/max/mean/std and coefficient of variation of
+// monitoring"): MaxVio_batch (model/README.md §4.1), min/max/mean/std and coefficient of variation of
 // the tokens per expert, the entropy of the load distribution, dead experts (no token for the last
 // `dead_window` steps), the load per expert-parallel rank and its max/mean (the straggler figure),
 // and the alerts printed on stdout when a layer's MaxVio stays high or an expert dies.

@@ -103,7 +103,7 @@ TEST(Convert, ExpectedTensorsMatchTheModel) {
       EXPECT_EQ(want[i].second, m.params.all()[i].tensor.shape()) << want[i].first;
     }
   }
-  // A 671B model is listed without allocating it; the count is MODEL_SPEC §10's (main + MTP).
+  // A 671B model is listed without allocating it; the count is model/README.md §10's (main + MTP).
   ModelConfig v3 = parse_model_config(read_json_file(std::string(MLAMOE_SOURCE_DIR) + "/configs/deepseek-v3.json"), "v3");
   int64_t n = 0;
   for (const auto& [name, shape] : expected_hf_tensors(v3)) n += shape_numel(shape);
