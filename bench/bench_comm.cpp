@@ -16,12 +16,12 @@
 #include <cstdio>
 #include <string>
 
+#include "model/json_parse.h"
 #include "model/model_size.h"
 #include "parallel/grad_sync.h"
 #include "parallel/mpi_runtime.h"
 #include "train/distributed.h"
 #include "train/train_step.h"
-#include "model/json_parse.h"
 
 using namespace mlamoe;
 
@@ -66,13 +66,15 @@ int main(int argc, char** argv) {
     auto row = [](const char* what, double measured, double analytic, const char* note) {
       std::printf("%-34s %12.0f B   analytic %12.0f B   %s\n", what, measured, analytic, note);
     };
-    std::printf("bench_comm: tiny.json, %lld ranks = pp %lld x dp %lld (ep %lld), %lld micro-batches of %lld x %lld tokens per rank\n",
-                static_cast<long long>(shape.world), static_cast<long long>(pp), static_cast<long long>(shape.dp),
-                static_cast<long long>(ep), static_cast<long long>(micro), static_cast<long long>(b), static_cast<long long>(seq));
+    std::printf(
+        "bench_comm: tiny.json, %lld ranks = pp %lld x dp %lld (ep %lld), %lld micro-batches of %lld x %lld tokens per rank\n",
+        static_cast<long long>(shape.world), static_cast<long long>(pp), static_cast<long long>(shape.dp),
+        static_cast<long long>(ep), static_cast<long long>(micro), static_cast<long long>(b), static_cast<long long>(seq));
     double n = static_cast<double>(shape.dp);
-    row("dp all-reduce payload", static_cast<double>(mesh.dp->stats().bytes["all_reduce"]), shape.dp > 1 ? static_cast<double>(dense) : 0,
-        "dense gradient bytes of this stage");
-    std::printf("%-34s %12s     ring on the wire %10.0f B   2(n-1)/n x payload\n", "", "", 2 * (n - 1) / n * static_cast<double>(dense) * (shape.dp > 1));
+    row("dp all-reduce payload", static_cast<double>(mesh.dp->stats().bytes["all_reduce"]),
+        shape.dp > 1 ? static_cast<double>(dense) : 0, "dense gradient bytes of this stage");
+    std::printf("%-34s %12s     ring on the wire %10.0f B   2(n-1)/n x payload\n", "", "",
+                2 * (n - 1) / n * static_cast<double>(dense) * (shape.dp > 1));
     row("edp all-reduce payload", static_cast<double>(mesh.edp->stats().bytes["all_reduce"]),
         shape.edp() > 1 ? static_cast<double>(expert) : 0, "this rank's expert gradient bytes");
     double gathered = static_cast<double>(mesh.dp->stats().bytes["all_gather"] + mesh.edp->stats().bytes["all_gather"]);
@@ -87,8 +89,8 @@ int main(int argc, char** argv) {
     row("pp send (activations, gradients)", static_cast<double>(mesh.pp->stats().bytes["send"]),
         pp > 1 ? static_cast<double>(micro * b * seq * cfg.hidden_size * 4) * (mesh.first_stage() ? 1 : 2) : 0,
         "rank 0 is the first stage: activations out only");
-    std::printf("model bytes on rank 0: %lld (dense %lld, experts %lld)\n", static_cast<long long>(all), static_cast<long long>(dense),
-                static_cast<long long>(expert));
+    std::printf("model bytes on rank 0: %lld (dense %lld, experts %lld)\n", static_cast<long long>(all),
+                static_cast<long long>(dense), static_cast<long long>(expert));
   } catch (const std::exception& e) {
     mpi.fail(e.what());
   }

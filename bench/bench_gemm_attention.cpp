@@ -115,9 +115,10 @@ void experts_row(int reps, int64_t rows, int64_t experts, int64_t d, int64_t wid
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, 3 * width, d, 1.0f, a.data(), d, b.data(), 3 * width, 0.0f,
                 c.data(), 3 * width);
   });
-  std::printf("experts    R%lld E%lld d%lld I%lld   fwd %7.1f GFLOP/s  fwd+bwd %7.1f GFLOP/s   sgemm %7.1f GFLOP/s   ratio fwd %.3f\n",
-              (long long)rows, (long long)experts, (long long)d, (long long)width, fwd_flops / fwd * 1e-9,
-              3 * fwd_flops / fwdbwd * 1e-9, fwd_flops / ref * 1e-9, ref / fwd);
+  std::printf(
+      "experts    R%lld E%lld d%lld I%lld   fwd %7.1f GFLOP/s  fwd+bwd %7.1f GFLOP/s   sgemm %7.1f GFLOP/s   ratio fwd %.3f\n",
+      (long long)rows, (long long)experts, (long long)d, (long long)width, fwd_flops / fwd * 1e-9, 3 * fwd_flops / fwdbwd * 1e-9,
+      fwd_flops / ref * 1e-9, ref / fwd);
 }
 
 }  // namespace

@@ -12,8 +12,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <functional>
+#include <iterator>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <queue>
@@ -720,7 +720,8 @@ int32_t token_id(const json& v, const std::string& what) {
   MLAMOE_CHECK(!v.is_number_unsigned() || v.get<uint64_t>() < uint64_t(ModelLimits::vocab_size),
                what << ": id " << brief(v) << " is out of range [0, " << ModelLimits::vocab_size << ")");
   const int64_t id = v.get<int64_t>();
-  MLAMOE_CHECK(id >= 0 && id < ModelLimits::vocab_size, what << ": id " << id << " is out of range [0, " << ModelLimits::vocab_size << ")");
+  MLAMOE_CHECK(id >= 0 && id < ModelLimits::vocab_size,
+               what << ": id " << id << " is out of range [0, " << ModelLimits::vocab_size << ")");
   return static_cast<int32_t>(id);
 }
 
@@ -738,7 +739,8 @@ void load_model(const json& m, BpeTokenizer::State& st) {
   st.fuse_unk = flag(m, "fuse_unk", false);
 
   MLAMOE_CHECK(m.contains("vocab") && m.at("vocab").is_object(), "model: 'vocab' must be an object of token: id");
-  for (const auto& [token, id] : m.at("vocab").items()) st.vocab[token] = token_id(id, "vocab: token '" + token.substr(0, 60) + "'");
+  for (const auto& [token, id] : m.at("vocab").items())
+    st.vocab[token] = token_id(id, "vocab: token '" + token.substr(0, 60) + "'");
   if (m.contains("unk_token") && !m["unk_token"].is_null()) {
     const std::string unk = m["unk_token"].get<std::string>();
     auto it = st.vocab.find(unk);
@@ -798,8 +800,11 @@ BpeTokenizer BpeTokenizer::load(const std::string& path) {
       MLAMOE_CHECK(a.is_object() && a.contains("id") && a.contains("content") && a.at("content").is_string(),
                    "added_tokens: each entry needs an integer 'id' and a string 'content'");
       AddedToken t{token_id(a.at("id"), "added token '" + a.at("content").get<std::string>().substr(0, 60) + "'"),
-                   a.at("content").get<std::string>(), flag(a, "single_word", false),
-                   flag(a, "lstrip", false),  flag(a, "rstrip", false),           flag(a, "normalized", true),
+                   a.at("content").get<std::string>(),
+                   flag(a, "single_word", false),
+                   flag(a, "lstrip", false),
+                   flag(a, "rstrip", false),
+                   flag(a, "normalized", true),
                    flag(a, "special", false)};
       MLAMOE_CHECK(t.id >= 0 && !t.content.empty(), "added token '" << t.content << "' has id " << t.id);
       const auto index = static_cast<int32_t>(st.added.size());

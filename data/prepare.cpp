@@ -87,7 +87,7 @@ PrepareStats prepare_text_dataset(const std::vector<std::string>& inputs, const 
   const int32_t eos = static_cast<int32_t>(enc.eos_id);
   for (const std::string& in : inputs) {
     File f = open_input(in);
-    std::string text;  // unencoded text: what is left after the last safe cut
+    std::string text;    // unencoded text: what is left after the last safe cut
     size_t scanned = 0;  // text[0, scanned) holds no safe cut
     bool warned = false;
     size_t n = 0;
@@ -103,9 +103,11 @@ PrepareStats prepare_text_dataset(const std::vector<std::string>& inputs, const 
         // No safe point in max_pending bytes (one enormous line): bound the memory, cut anyway.
         cut = forced_cut(text);
         if (!warned)
-          std::fprintf(stderr, "data prepare: warning: '%s' has no line starting with a letter or digit in %.1f MiB; cutting it before "
-                               "a space there (or, without one, between characters, where tokens may differ from encoding the file whole)\n",
-                       in.c_str(), static_cast<double>(max_pending_bytes) / (1 << 20));
+          std::fprintf(
+              stderr,
+              "data prepare: warning: '%s' has no line starting with a letter or digit in %.1f MiB; cutting it before "
+              "a space there (or, without one, between characters, where tokens may differ from encoding the file whole)\n",
+              in.c_str(), static_cast<double>(max_pending_bytes) / (1 << 20));
         warned = true;
       }
       if (cut == 0) {  // no safe point yet: keep reading

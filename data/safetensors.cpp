@@ -16,8 +16,8 @@
 #include <limits>
 
 #include "model/config.h"
-#include "model/tensor/dtype.h"
 #include "model/json_parse.h"
+#include "model/tensor/dtype.h"
 #include "model/tensor/error.h"
 
 namespace mlamoe {

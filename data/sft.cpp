@@ -3,7 +3,6 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
-
 #include <nlohmann/json.hpp>
 
 #include "data/token_dataset.h"
@@ -97,7 +96,8 @@ PrepareStats prepare_sft_dataset(const std::vector<std::string>& inputs, const s
   auto t0 = std::chrono::steady_clock::now();
   MLAMOE_CHECK(!inputs.empty(), "data prepare: no input files");
   std::error_code ec;
-  MLAMOE_CHECK(overwrite || !fs::exists(output, ec), "data prepare: output '" << output << "' exists; pass --overwrite to replace it");
+  MLAMOE_CHECK(overwrite || !fs::exists(output, ec),
+               "data prepare: output '" << output << "' exists; pass --overwrite to replace it");
   for (const auto& in : inputs) MLAMOE_CHECK(fs::is_regular_file(in, ec), "data prepare: cannot open input '" << in << "'");
   TokenDatasetWriter w(output, enc.name, enc.vocab_size, enc.eos_id, /*with_loss_mask=*/true);
   PrepareStats st;

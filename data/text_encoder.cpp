@@ -32,7 +32,8 @@ TextEncoder text_encoder(const std::string& spec) {
                "unknown tokenizer '" << spec << "' (supported: byte, or a Hugging Face tokenizer.json path)");
   MLAMOE_CHECK(std::filesystem::exists(spec, ec), "tokenizer file '" << spec << "' does not exist");
   auto tok = std::make_shared<BpeTokenizer>(BpeTokenizer::load(spec));
-  MLAMOE_CHECK(tok->eos_id().has_value(), "tokenizer '" << spec << "' defines no end-of-sentence token (needed between documents)");
+  MLAMOE_CHECK(tok->eos_id().has_value(),
+               "tokenizer '" << spec << "' defines no end-of-sentence token (needed between documents)");
   TextEncoder e;
   e.name = spec;
   e.vocab_size = tok->vocab_size();

@@ -11,12 +11,12 @@
 namespace mlamoe {
 
 struct TextEncoder {
-  std::string name;      // stored in the dataset: "byte" or the tokenizer.json path
+  std::string name;  // stored in the dataset: "byte" or the tokenizer.json path
   int64_t vocab_size = 0;
   int64_t eos_id = 0;
-  int64_t bos_id = -1;   // -1: no BOS token
-  std::string bos_token;  // the BOS and EOS tokens as text ("" for the byte tokenizer, whose EOS is
-  std::string eos_token;  // an id with no text)
+  int64_t bos_id = -1;      // -1: no BOS token
+  std::string bos_token;    // the BOS and EOS tokens as text ("" for the byte tokenizer, whose EOS is
+  std::string eos_token;    // an id with no text)
   bool byte_level = false;  // true: any cut of the text encodes the same (the byte tokenizer)
   std::function<std::vector<int32_t>(const std::string&)> encode;
   std::function<std::string(const std::vector<int32_t>&)> decode;

@@ -152,7 +152,7 @@ struct TokenDatasetWriter::Impl {
   std::optional<ChunkedAppender<uint32_t>> tokens;
   std::optional<ChunkedAppender<uint64_t>> offsets;
   std::optional<ChunkedAppender<uint8_t>> mask;  // SFT datasets only
-  int64_t doc_start = 0;  // first token of the document being appended
+  int64_t doc_start = 0;                         // first token of the document being appended
   int64_t num_docs = 0;
   bool finished = false;
 
@@ -335,9 +335,9 @@ TokenDataset TokenDataset::open(const std::string& path) {
   int64_t version = h5_read_int_attribute(file, "format_version", where);
   // Version 1 (no checksums) is still read, so that a prepared corpus need not be tokenized again;
   // checksummed() tells the caller to say so.
-  MLAMOE_CHECK(version == kTokenFormatVersion || version == 1,
-               where << ": format_version " << version << " is not supported (this build reads 1 and " << kTokenFormatVersion
-                     << ")");
+  MLAMOE_CHECK(version == kTokenFormatVersion || version == 1, where << ": format_version " << version
+                                                                     << " is not supported (this build reads 1 and "
+                                                                     << kTokenFormatVersion << ")");
   m->checksummed = version >= 2;
   m->tokenizer = h5_read_string_attribute(file, "tokenizer", where);
   m->vocab_size = h5_read_int_attribute(file, "vocab_size", where);
@@ -361,9 +361,9 @@ TokenDataset TokenDataset::open(const std::string& path) {
   }
   // The attributes that decide what a run reads; the arrays' chunks carry their own checksums.
   MLAMOE_CHECK(!m->checksummed || (h5_has_attribute(file, "header_checksum") &&
-                                    static_cast<uint64_t>(h5_read_int_attribute(file, "header_checksum", where)) ==
-                                        header_checksum(m->tokenizer, m->vocab_size, m->eos_token_id, m->num_tokens,
-                                                        m->num_docs, m->mask.valid())),
+                                   static_cast<uint64_t>(h5_read_int_attribute(file, "header_checksum", where)) ==
+                                       header_checksum(m->tokenizer, m->vocab_size, m->eos_token_id, m->num_tokens, m->num_docs,
+                                                       m->mask.valid())),
                where << ": its attributes (tokenizer, vocab_size, eos_token_id, sizes) do not match their checksum: the file was "
                         "edited or damaged");
   return TokenDataset(std::move(m));

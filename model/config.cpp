@@ -42,7 +42,6 @@ RopeScaling parse_rope_scaling(const json& j, const std::string& where) {
   return r;
 }
 
-
 }  // namespace
 
 ModelConfig parse_model_config(const json& j, const std::string& where) {
@@ -148,8 +147,10 @@ void validate_model_config(const ModelConfig& c, const std::string& where) {
   MLAMOE_CHECK(!c.attention_bias, where << ": attention_bias must be false (MLA projections have no bias)");
   MLAMOE_CHECK(c.attention_dropout == 0.0, where << ": attention_dropout must be 0, got " << c.attention_dropout);
   MLAMOE_CHECK(!c.tie_word_embeddings, where << ": tie_word_embeddings must be false (DeepSeek models untie embedding and head)");
-  for (auto [v, name] : {std::pair{c.bias_update_speed, "bias_update_speed"}, {c.seq_aux_alpha, "seq_aux_alpha"},
-                         {c.mtp_loss_weight, "mtp_loss_weight"}, {c.aux_loss_alpha, "aux_loss_alpha"}})
+  for (auto [v, name] : {std::pair{c.bias_update_speed, "bias_update_speed"},
+                         {c.seq_aux_alpha, "seq_aux_alpha"},
+                         {c.mtp_loss_weight, "mtp_loss_weight"},
+                         {c.aux_loss_alpha, "aux_loss_alpha"}})
     MLAMOE_CHECK(std::isfinite(v) && v >= 0, where << ": " << name << " must be a finite number >= 0, got " << v);
   MLAMOE_CHECK(c.first_k_dense_replace >= 0 && c.first_k_dense_replace <= c.num_hidden_layers,
                where << ": first_k_dense_replace must be in [0, num_hidden_layers = " << c.num_hidden_layers << "], got "

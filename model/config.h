@@ -91,9 +91,9 @@ nlohmann::json architecture_fields(const ModelConfig& c);
 // DeepSeek model (V3: vocab 129,280, hidden 7,168, 61 layers, 128 heads, 256 experts, MoE width
 // 2,048, dense width 18,432, context 163,840).
 struct ModelLimits {
-  static constexpr int64_t vocab_size = int64_t{1} << 22;               // 4,194,304
-  static constexpr int64_t hidden_size = int64_t{1} << 16;              // 65,536
-  static constexpr int64_t intermediate_size = int64_t{1} << 18;        // 262,144 (dense and MoE widths)
+  static constexpr int64_t vocab_size = int64_t{1} << 22;         // 4,194,304
+  static constexpr int64_t hidden_size = int64_t{1} << 16;        // 65,536
+  static constexpr int64_t intermediate_size = int64_t{1} << 18;  // 262,144 (dense and MoE widths)
   static constexpr int64_t num_hidden_layers = 1024;
   static constexpr int64_t num_attention_heads = 1024;
   static constexpr int64_t head_dim = 4096;                             // qk_nope, qk_rope, v head dims

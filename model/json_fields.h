@@ -3,13 +3,12 @@
 // that name the file and the field's full path.
 #pragma once
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
 #include <string>
 #include <type_traits>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "model/json_parse.h"
 #include "model/tensor/error.h"
@@ -20,7 +19,8 @@ namespace mlamoe {
 // can be reported as unknown.
 class Fields {
  public:
-  Fields(const nlohmann::json& j, std::string where, std::string prefix) : j_(j), where_(std::move(where)), prefix_(std::move(prefix)) {
+  Fields(const nlohmann::json& j, std::string where, std::string prefix)
+      : j_(j), where_(std::move(where)), prefix_(std::move(prefix)) {
     MLAMOE_CHECK(j.is_object(), where_ << ": " << (prefix_.empty() ? "the config" : "field '" + prefix_ + "'")
                                        << " must be a JSON object, got " << brief(j));
   }

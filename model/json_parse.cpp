@@ -17,7 +17,8 @@ using json = nlohmann::json;
 // being read (object keys and array indices) for the messages.
 class BoundedSax {
  public:
-  BoundedSax(json& result, std::string where, int max_depth) : dom_(result, true), where_(std::move(where)), max_depth_(max_depth) {}
+  BoundedSax(json& result, std::string where, int max_depth)
+      : dom_(result, true), where_(std::move(where)), max_depth_(max_depth) {}
 
   bool null() { return value(), dom_.null(); }
   bool boolean(bool v) { return value(), dom_.boolean(v); }

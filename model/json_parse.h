@@ -8,9 +8,8 @@
 //   - turns every syntax error into one line naming the source, line and column.
 // `brief` quotes a value in an error message: at most a short prefix, never the whole value.
 #pragma once
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 namespace mlamoe {
 

@@ -73,7 +73,8 @@ void GradSync::on_ready(TensorImpl* leaf) {
 }
 
 void GradSync::launch_ready_prefix() {
-  while (next_launch_ < buckets_.size() && buckets_[next_launch_].ready == static_cast<int64_t>(buckets_[next_launch_].params.size())) {
+  while (next_launch_ < buckets_.size() &&
+         buckets_[next_launch_].ready == static_cast<int64_t>(buckets_[next_launch_].params.size())) {
     launch(buckets_[next_launch_++]);
     ++launched_in_backward_;
   }
@@ -130,7 +131,7 @@ double GradSync::global_grad_norm() const {
       if (p.grad().defined() && (p.impl() != embedding_.impl() || embedding_counted_)) dense += sum_of_squares(p.grad());
   for (const auto& p : experts_)
     if (p.grad().defined()) expert += sum_of_squares(p.grad());
-  expert = mesh_.ep->all_reduce_sum(expert);              // different experts on each ep rank
+  expert = mesh_.ep->all_reduce_sum(expert);                   // different experts on each ep rank
   return std::sqrt(mesh_.pp->all_reduce_sum(dense + expert));  // different layers on each stage
 }
 

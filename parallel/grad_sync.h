@@ -56,7 +56,7 @@ class GradSync {
   size_t next_launch_ = 0;
   int64_t launched_in_backward_ = 0;
   std::vector<Tensor> experts_;
-  Tensor embedding_;           // the shared embedding when both pipeline ends hold it
+  Tensor embedding_;               // the shared embedding when both pipeline ends hold it
   bool embedding_counted_ = true;  // whether this rank's embedding counts in the norm
 };
 

@@ -8,10 +8,11 @@ namespace mlamoe {
 
 MeshShape mesh_shape(int64_t world, int64_t pp, int64_t ep, int64_t n_routed_experts, int64_t num_layers) {
   MLAMOE_CHECK(pp >= 1 && world % pp == 0, "layout: " << world << " ranks are not divisible by parallel.pp = " << pp);
-  MLAMOE_CHECK(pp <= num_layers, "layout: parallel.pp = " << pp << " stages for " << num_layers << " layers (at most one stage per layer)");
+  MLAMOE_CHECK(pp <= num_layers,
+               "layout: parallel.pp = " << pp << " stages for " << num_layers << " layers (at most one stage per layer)");
   int64_t dp = world / pp;
-  MLAMOE_CHECK(ep >= 1 && dp % ep == 0,
-               "layout: parallel.ep = " << ep << " must divide the data-parallel size " << dp << " (= " << world << " ranks / pp " << pp << ")");
+  MLAMOE_CHECK(ep >= 1 && dp % ep == 0, "layout: parallel.ep = " << ep << " must divide the data-parallel size " << dp
+                                                                 << " (= " << world << " ranks / pp " << pp << ")");
   MLAMOE_CHECK(ep == 1 || (n_routed_experts > 0 && n_routed_experts % ep == 0),
                "layout: parallel.ep = " << ep << " must divide n_routed_experts = " << n_routed_experts);
   return {world, pp, dp, ep};

@@ -49,7 +49,7 @@ int tag_of(size_t mb, int kind) { return static_cast<int>(2 * mb) + kind; }
 
 struct InFlight {
   size_t mb;
-  Tensor input;      // the received activation (a leaf), undefined on the first stage
+  Tensor input;  // the received activation (a leaf), undefined on the first stage
   ModelOutput out;
 };
 

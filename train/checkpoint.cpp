@@ -44,7 +44,8 @@ uint64_t block_checksum(const float* values, int64_t n, int64_t first) {
 uint64_t header_checksum(const std::string& config, int64_t step, int64_t tokens_seen, int64_t optimizer_steps,
                          int64_t loader_epoch, int64_t loader_index, int64_t has_optimizer) {
   uint64_t h = mix64(0x6d6c616d6f65ull ^ config.size());
-  for (size_t i = 0; i < config.size(); ++i) h = mix64(h ^ static_cast<unsigned char>(config[i]) ^ (static_cast<uint64_t>(i) << 8));
+  for (size_t i = 0; i < config.size(); ++i)
+    h = mix64(h ^ static_cast<unsigned char>(config[i]) ^ (static_cast<uint64_t>(i) << 8));
   for (int64_t v : {step, tokens_seen, optimizer_steps, loader_epoch, loader_index, has_optimizer, kFormatVersion})
     h = mix64(h ^ static_cast<uint64_t>(v) * 0x9e3779b97f4a7c15ull);
   return h;
@@ -90,7 +91,8 @@ H5Id open_or_create_dataset(hid_t file, const std::string& name, const Shape& sh
 
 // Writes rows [first_row, first_row + rows) of `name` (full shape `shape`) from f32 `data`, and
 // adds their hash to the dataset's checksum.
-void write_rows(hid_t file, const std::string& name, const Shape& shape, const float* data, RowBlock b, const std::string& where) {
+void write_rows(hid_t file, const std::string& name, const Shape& shape, const float* data, RowBlock b,
+                const std::string& where) {
   H5Id ds = open_or_create_dataset(file, name, shape, where);
   if (b.rows > 0) {
     auto dims = dims_of(shape);
@@ -122,8 +124,8 @@ uint64_t read_rows(hid_t file, const std::string& name, const Shape& shape, floa
   std::vector<hsize_t> dims(nd > 0 ? nd : 0);
   if (nd > 0) H5Sget_simple_extent_dims(fspace.get(), dims.data(), nullptr);
   Shape got(dims.begin(), dims.end());
-  MLAMOE_CHECK(got == shape, where << ": tensor '" << name << "' has shape " << shape_str(got) << ", the config gives "
-                                   << shape_str(shape));
+  MLAMOE_CHECK(got == shape,
+               where << ": tensor '" << name << "' has shape " << shape_str(got) << ", the config gives " << shape_str(shape));
   *stored_checksum = static_cast<uint64_t>(h5_read_int_attribute(ds.get(), "checksum", where + ", tensor '" + name + "'"));
   if (b.rows > 0) {
     std::vector<hsize_t> start(dims.size(), 0), count = dims;
@@ -261,7 +263,8 @@ void save_checkpoint(const std::string& path, const DeepSeekModel& model, const 
       std::error_code ec;
       fs::create_directories(fs::path(path).parent_path().empty() ? fs::path(".") : fs::path(path).parent_path(), ec);
     }
-    H5Id f(rank == 0 ? H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT) : H5Fopen(tmp.c_str(), H5F_ACC_RDWR, H5P_DEFAULT),
+    H5Id f(rank == 0 ? H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT)
+                     : H5Fopen(tmp.c_str(), H5F_ACC_RDWR, H5P_DEFAULT),
            H5Fclose);
     MLAMOE_CHECK(f.valid(), "cannot " << (rank == 0 ? "create" : "open") << " " << where);
     if (rank == 0) write_header(f.get(), config, st, opt != nullptr, where);
@@ -315,7 +318,8 @@ LoadResult load_checkpoint_all(const std::string& path, DeepSeekModel& model, Ad
     for (const auto& p : model.params.all()) {
       Tensor buf = Tensor::empty(p.tensor.shape(), DType::F32);
       uint64_t stored = 0;
-      uint64_t got = read_rows(f.get(), "model/" + p.name, p.tensor.shape(), buf.data<float>(), {0, p.tensor.size(0)}, where, &stored);
+      uint64_t got =
+          read_rows(f.get(), "model/" + p.name, p.tensor.shape(), buf.data<float>(), {0, p.tensor.size(0)}, where, &stored);
       MLAMOE_CHECK(got == stored, where << ": tensor 'model/" << p.name << "' fails its checksum (the file is damaged)");
       Tensor dst = p.tensor;
       dst.copy_(buf);
@@ -357,7 +361,8 @@ LoadResult load_checkpoint_all(const std::string& path, DeepSeekModel& model, Ad
       p.group->all_reduce(&sum, 1, DType::I64, ReduceOp::Sum);
       got = static_cast<uint64_t>(sum);
     }
-    if (got != p.stored && res.error.empty()) res.error = where + ": tensor '" + p.name + "' fails its checksum (the file is damaged)";
+    if (got != p.stored && res.error.empty())
+      res.error = where + ": tensor '" + p.name + "' fails its checksum (the file is damaged)";
   }
   if (mesh) {
     int64_t failed = res.error.empty() ? 0 : 1;

@@ -20,11 +20,10 @@
 #pragma once
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "data/loader.h"
 #include "model/modules/deepseek_model.h"
@@ -35,7 +34,7 @@ namespace mlamoe {
 
 // Training progress saved beside the tensors.
 struct TrainState {
-  int64_t step = 0;             // optimizer steps done
+  int64_t step = 0;  // optimizer steps done
   int64_t tokens_seen = 0;
   int64_t optimizer_steps = 0;  // AdamW's t (bias correction)
   LoaderState loader;

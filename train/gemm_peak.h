@@ -1,7 +1,7 @@
 // The GEMM this process runs and how fast: which OpenBLAS kernels (for the start-up banner,
-// `mlamoe version` and the benchmarks), and the measured sgemm rate MFU is reported against. OpenBLAS picks them from the CPU when the library loads, unless OPENBLAS_CORETYPE
-// names them (e.g. Haswell for the AVX2 kernels, SkylakeX or Cooperlake for AVX-512): on an
-// AVX-512 machine the choice is worth a factor of two in sgemm (bench/README.md).
+// `mlamoe version` and the benchmarks), and the measured sgemm rate MFU is reported against. OpenBLAS picks them from the CPU
+// when the library loads, unless OPENBLAS_CORETYPE names them (e.g. Haswell for the AVX2 kernels, SkylakeX or Cooperlake for
+// AVX-512): on an AVX-512 machine the choice is worth a factor of two in sgemm (bench/README.md).
 #pragma once
 #include <string>
 

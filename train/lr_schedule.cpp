@@ -14,7 +14,8 @@ double LrSchedule::at(int64_t step) const {
       if (frac >= at) lr *= decay_factor;
     return lr;
   }
-  double progress = static_cast<double>(step - warmup_steps) / static_cast<double>(std::max<int64_t>(1, total_steps - warmup_steps));
+  double progress =
+      static_cast<double>(step - warmup_steps) / static_cast<double>(std::max<int64_t>(1, total_steps - warmup_steps));
   progress = std::min(progress, 1.0);
   return min_lr + 0.5 * (peak - min_lr) * (1 + std::cos(3.141592653589793 * progress));
 }

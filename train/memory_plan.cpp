@@ -16,12 +16,12 @@ namespace {
 // f32 elements saved for backward per token and layer.
 double attention_saved(const ModelConfig& c) {
   double h = static_cast<double>(c.num_attention_heads), dqk = static_cast<double>(c.qk_head_dim());
-  double rq = c.q_lora_rank ? 2.0 * static_cast<double>(*c.q_lora_rank) : 0.0;  // q_a out and its norm
-  return static_cast<double>(c.hidden_size) * 2                                  // norm input, residual
-         + rq + h * dqk * 2                                                      // q, rotated q
+  double rq = c.q_lora_rank ? 2.0 * static_cast<double>(*c.q_lora_rank) : 0.0;                             // q_a out and its norm
+  return static_cast<double>(c.hidden_size) * 2                                                            // norm input, residual
+         + rq + h * dqk * 2                                                                                // q, rotated q
          + static_cast<double>(c.kv_lora_rank + c.qk_rope_head_dim) + static_cast<double>(c.kv_lora_rank)  // kv_a, ĉ_kv
-         + h * static_cast<double>(c.qk_nope_head_dim + c.v_head_dim) + h * dqk  // kv, k
-         + h * static_cast<double>(c.v_head_dim);                                // attention output
+         + h * static_cast<double>(c.qk_nope_head_dim + c.v_head_dim) + h * dqk                            // kv, k
+         + h * static_cast<double>(c.v_head_dim);                                                          // attention output
 }
 
 double ffn_saved(const ModelConfig& c, bool moe, int64_t ep) {
@@ -81,8 +81,9 @@ double available_memory_bytes() {
     std::string v;
     return (f >> v) && v != "max" ? std::strtod(v.c_str(), nullptr) : 0.0;
   };
-  for (auto [limit_path, usage_path] : {std::pair{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"},
-                                        {"/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"}}) {
+  for (auto [limit_path, usage_path] :
+       {std::pair{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"},
+        {"/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"}}) {
     double limit = read_number(limit_path);
     if (limit > 0 && limit < 1e18) {
       double free = std::max(0.0, limit - read_number(usage_path));
@@ -98,10 +99,9 @@ void check_memory_plan(const RunConfig& rc, int64_t world_size, int64_t local_ra
   const double have = available_memory_bytes();
   if (have <= 0) return;  // unknown: nothing to compare with
   MLAMOE_CHECK(need <= have, "memory: this run needs about " << need / 1e9 << " GB on this node (" << ranks << " rank(s) x "
-                                                            << per_rank / 1e9 << " GB, see --dry-run), "
-                                                            << have / 1e9
-                                                            << " GB are available: use more ranks, parallel.micro_batches, "
-                                                               "train.recompute=true or a smaller model");
+                                                             << per_rank / 1e9 << " GB, see --dry-run), " << have / 1e9
+                                                             << " GB are available: use more ranks, parallel.micro_batches, "
+                                                                "train.recompute=true or a smaller model");
 }
 
 }  // namespace mlamoe

@@ -10,12 +10,12 @@
 namespace mlamoe {
 
 struct MemoryPlan {
-  double params_per_rank = 0;       // parameters held by one rank (elements)
-  double weight_bytes = 0;          // f32 weights
-  double grad_bytes = 0;            // f32 gradients
-  double adam_bytes = 0;            // f32 m and v, ZeRO-1 sharded
-  double activation_bytes = 0;      // saved for backward, one micro-batch
-  double logits_bytes = 0;          // logits + their gradient, one micro-batch (main head and MTP heads)
+  double params_per_rank = 0;   // parameters held by one rank (elements)
+  double weight_bytes = 0;      // f32 weights
+  double grad_bytes = 0;        // f32 gradients
+  double adam_bytes = 0;        // f32 m and v, ZeRO-1 sharded
+  double activation_bytes = 0;  // saved for backward, one micro-batch
+  double logits_bytes = 0;      // logits + their gradient, one micro-batch (main head and MTP heads)
   double total() const { return weight_bytes + grad_bytes + adam_bytes + activation_bytes + logits_bytes; }
 };
 

@@ -63,8 +63,8 @@ void AdamW::step(double lr) {
     double decay_mul = s.decay ? 1 - lr * opt_.weight_decay : 1.0;
     dispatch_float(s.param.dtype(), "AdamW", [&](auto tag) {
       using T = decltype(tag);
-      adamw_update_cpu<T>(s.param.data<T>() + s.offset, g.defined() ? g.data<T>() + s.offset : nullptr, s.m.data<T>(), s.v.data<T>(),
-                          s.length, lr, decay_mul, opt_, bc1, bc2);
+      adamw_update_cpu<T>(s.param.data<T>() + s.offset, g.defined() ? g.data<T>() + s.offset : nullptr, s.m.data<T>(),
+                          s.v.data<T>(), s.length, lr, decay_mul, opt_, bc1, bc2);
     });
     if (s.group) {  // every rank of the group gets every shard's update
       Tensor mine = s.param.reshape({s.param.numel()}).narrow(0, s.offset, s.length).contiguous();

@@ -24,9 +24,9 @@ struct AdamWOptions {
 
 // ZeRO-1 (parallel/README.md "Parallelism semantics", DP): a parameter replicated over a group of ranks
 // (dense ones over dp, experts over edp) has its rows split into contiguous shards, one per rank
-// of the group (a rank may get none when there are fewer rows than ranks); each rank keeps the moments and runs the update for its shard only, then
-// the group all-gathers the parameter. The update is elementwise, so the result is exactly the
-// unsharded one, with 1/group of the optimizer memory.
+// of the group (a rank may get none when there are fewer rows than ranks); each rank keeps the moments and runs the update for
+// its shard only, then the group all-gathers the parameter. The update is elementwise, so the result is exactly the unsharded
+// one, with 1/group of the optimizer memory.
 using ShardGroupFn = std::function<Communicator*(const std::string& name)>;  // null: not sharded
 
 class AdamW {
@@ -40,11 +40,11 @@ class AdamW {
   struct Slot {
     std::string name;
     Tensor param;
-    Tensor m, v;                   // [length] moments of this rank's shard, f32/f64 like param
-    bool decay;                    // 2-D and larger
-    int64_t offset = 0;            // first element of this rank's shard
-    int64_t length = 0;            // elements in it (all of them when not sharded)
-    Communicator* group = nullptr; // the ranks sharing the parameter (null: not sharded)
+    Tensor m, v;                    // [length] moments of this rank's shard, f32/f64 like param
+    bool decay;                     // 2-D and larger
+    int64_t offset = 0;             // first element of this rank's shard
+    int64_t length = 0;             // elements in it (all of them when not sharded)
+    Communicator* group = nullptr;  // the ranks sharing the parameter (null: not sharded)
     std::vector<int64_t> shard_sizes;
   };
   std::vector<Slot>& slots() { return slots_; }

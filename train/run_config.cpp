@@ -28,7 +28,6 @@ bool looks_like_number(const std::string& t) {
   return i == n;
 }
 
-
 TrainConfig parse_train(const nlohmann::json& j, const std::string& where) {
   TrainConfig t;
   if (!j.contains("train")) return t;
@@ -74,8 +73,8 @@ TrainConfig parse_train(const nlohmann::json& j, const std::string& where) {
     t.peak_gflops = std::to_string(v);
   } else {
     f.get("peak_gflops", t.peak_gflops);
-    MLAMOE_CHECK(t.peak_gflops == "measure", where << ": field 'train.peak_gflops' must be a number or \"measure\", got '"
-                                                   << t.peak_gflops << "'");
+    MLAMOE_CHECK(t.peak_gflops == "measure",
+                 where << ": field 'train.peak_gflops' must be a number or \"measure\", got '" << t.peak_gflops << "'");
   }
   f.reject_unknown();
 
@@ -83,7 +82,8 @@ TrainConfig parse_train(const nlohmann::json& j, const std::string& where) {
     MLAMOE_CHECK(ok, where << ": field 'train." << field << "' " << rule);
   };
   auto in_range = [&](int64_t v, const char* field, int64_t lo, int64_t hi) {
-    require(v >= lo && v <= hi, field, "must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + std::to_string(v));
+    require(v >= lo && v <= hi, field,
+            "must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + std::to_string(v));
   };
   in_range(t.steps, "steps", 1, kMaxSteps);
   in_range(t.global_batch, "global_batch", 1, kMaxGlobalBatch);
@@ -96,9 +96,16 @@ TrainConfig parse_train(const nlohmann::json& j, const std::string& where) {
   in_range(t.max_bad_steps, "max_bad_steps", 1, kMaxSteps);
   in_range(t.dead_window, "dead_window", 1, kMaxSteps);
   in_range(t.alert_window, "alert_window", 1, kMaxSteps);
-  for (auto [v, field] : {std::pair{t.lr, "lr"}, {t.min_lr, "min_lr"}, {t.lr_decay_factor, "lr_decay_factor"}, {t.beta1, "beta1"},
-                          {t.beta2, "beta2"}, {t.eps, "eps"}, {t.weight_decay, "weight_decay"}, {t.grad_clip, "grad_clip"},
-                          {t.spike_sigma, "spike_sigma"}, {t.maxvio_alert, "maxvio_alert"}})
+  for (auto [v, field] : {std::pair{t.lr, "lr"},
+                          {t.min_lr, "min_lr"},
+                          {t.lr_decay_factor, "lr_decay_factor"},
+                          {t.beta1, "beta1"},
+                          {t.beta2, "beta2"},
+                          {t.eps, "eps"},
+                          {t.weight_decay, "weight_decay"},
+                          {t.grad_clip, "grad_clip"},
+                          {t.spike_sigma, "spike_sigma"},
+                          {t.maxvio_alert, "maxvio_alert"}})
     require(std::isfinite(v), field, "must be a finite number");
   require(t.lr > 0, "lr", "must be > 0");
   require(t.min_lr >= 0 && t.min_lr <= t.lr, "min_lr", "must be in [0, lr]");
@@ -130,12 +137,15 @@ DataConfig parse_data(const nlohmann::json& j, const std::string& where, const M
   f.get("seq_len", d.seq_len);
   f.get("eval_fraction", d.eval_fraction);
   f.reject_unknown();
-  MLAMOE_CHECK(d.seq_len <= ModelLimits::max_position_embeddings,
-               where << ": field 'data.seq_len' must be at most " << ModelLimits::max_position_embeddings << ", got " << d.seq_len);
+  MLAMOE_CHECK(d.seq_len <= ModelLimits::max_position_embeddings, where << ": field 'data.seq_len' must be at most "
+                                                                        << ModelLimits::max_position_embeddings << ", got "
+                                                                        << d.seq_len);
   MLAMOE_CHECK(d.seq_len >= 2 + m.num_nextn_predict_layers,
-               where << ": field 'data.seq_len' must be >= " << 2 + m.num_nextn_predict_layers << " (the MTP depth + 2), got " << d.seq_len);
-  MLAMOE_CHECK(m.max_position_embeddings == 0 || d.seq_len <= m.max_position_embeddings,
-               where << ": field 'data.seq_len' = " << d.seq_len << " exceeds max_position_embeddings = " << m.max_position_embeddings);
+               where << ": field 'data.seq_len' must be >= " << 2 + m.num_nextn_predict_layers << " (the MTP depth + 2), got "
+                     << d.seq_len);
+  MLAMOE_CHECK(
+      m.max_position_embeddings == 0 || d.seq_len <= m.max_position_embeddings,
+      where << ": field 'data.seq_len' = " << d.seq_len << " exceeds max_position_embeddings = " << m.max_position_embeddings);
   MLAMOE_CHECK(d.eval_fraction >= 0 && d.eval_fraction < 1, where << ": field 'data.eval_fraction' must be in [0, 1)");
   return d;
 }
@@ -148,8 +158,10 @@ ParallelConfig parse_parallel(const nlohmann::json& j, const std::string& where)
   f.get("ep", p.ep);
   f.get("micro_batches", p.micro_batches);
   f.reject_unknown();
-  MLAMOE_CHECK(p.pp >= 1 && p.pp <= kMaxRanks, where << ": field 'parallel.pp' must be in [1, " << kMaxRanks << "], got " << p.pp);
-  MLAMOE_CHECK(p.ep >= 1 && p.ep <= kMaxRanks, where << ": field 'parallel.ep' must be in [1, " << kMaxRanks << "], got " << p.ep);
+  MLAMOE_CHECK(p.pp >= 1 && p.pp <= kMaxRanks,
+               where << ": field 'parallel.pp' must be in [1, " << kMaxRanks << "], got " << p.pp);
+  MLAMOE_CHECK(p.ep >= 1 && p.ep <= kMaxRanks,
+               where << ": field 'parallel.ep' must be in [1, " << kMaxRanks << "], got " << p.ep);
   MLAMOE_CHECK(p.micro_batches >= 1 && p.micro_batches <= kMaxGlobalBatch,
                where << ": field 'parallel.micro_batches' must be in [1, " << kMaxGlobalBatch << "], got " << p.micro_batches);
   return p;
@@ -164,8 +176,8 @@ RunConfig parse_run_config(const nlohmann::json& j, const std::string& where) {
   r.data = parse_data(j, where, r.model);
   r.parallel = parse_parallel(j, where);
   MLAMOE_CHECK(r.train.global_batch % r.parallel.micro_batches == 0,
-               where << ": train.global_batch = " << r.train.global_batch << " must be divisible by parallel.micro_batches = "
-                     << r.parallel.micro_batches);
+               where << ": train.global_batch = " << r.train.global_batch
+                     << " must be divisible by parallel.micro_batches = " << r.parallel.micro_batches);
   r.json = j;
   return r;
 }
@@ -174,7 +186,8 @@ void apply_overrides(nlohmann::json& config, const std::vector<std::string>& ove
   MLAMOE_CHECK(config.is_object(), "the config must be a JSON object, got " << brief(config) << " (before any --set)");
   for (const std::string& o : overrides) {
     size_t eq = o.find('=');
-    MLAMOE_CHECK(eq != std::string::npos && eq > 0, "--set expects key=value (e.g. train.lr=3e-4), got '" << o.substr(0, 80) << "'");
+    MLAMOE_CHECK(eq != std::string::npos && eq > 0,
+                 "--set expects key=value (e.g. train.lr=3e-4), got '" << o.substr(0, 80) << "'");
     std::string key = o.substr(0, eq), text = o.substr(eq + 1);
     // A value that reads as JSON is that JSON (depth-limited, range-checked like a config file);
     // anything else is a bare string such as scoring_func=softmax.

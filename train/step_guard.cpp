@@ -18,8 +18,8 @@ std::string SpikeJudge::operator()(double loss) const {
   double limit = mean + std::max(sigma_ * sd, 0.1 * mean);
   if (loss <= limit) return "";
   char msg[160];
-  std::snprintf(msg, sizeof msg, "loss spike: %.4f > %.4f (mean %.4f + %.1f std of the last %zu steps)", loss, limit, mean, sigma_,
-                recent_.size());
+  std::snprintf(msg, sizeof msg, "loss spike: %.4f > %.4f (mean %.4f + %.1f std of the last %zu steps)", loss, limit, mean,
+                sigma_, recent_.size());
   return msg;
 }
 

@@ -24,17 +24,17 @@ namespace mlamoe {
 
 struct StepStats {
   double loss = 0, lm_loss = 0, mtp_loss = 0, balance_loss = 0;  // over the global batch (see above)
-  int64_t lm_targets = 0, mtp_targets = 0;                        // target tokens of the global batch (MTP: all depths)
-  bool has_mtp = false;                                           // D > 0 and some MTP target: mtp_loss means something
-  double grad_norm = 0;                                           // before clipping
+  int64_t lm_targets = 0, mtp_targets = 0;                       // target tokens of the global batch (MTP: all depths)
+  bool has_mtp = false;                                          // D > 0 and some MTP target: mtp_loss means something
+  double grad_norm = 0;                                          // before clipping
   double lr = 0, gamma = 0;
-  int64_t tokens = 0;                                             // input tokens of the step
-  std::vector<std::vector<int64_t>> counts;                       // per MoE layer, summed over micro-batches
-  std::vector<double> layer_balance;                              // per MoE layer: balance loss, mean over micro-batches
+  int64_t tokens = 0;                        // input tokens of the step
+  std::vector<std::vector<int64_t>> counts;  // per MoE layer, summed over micro-batches
+  std::vector<double> layer_balance;         // per MoE layer: balance loss, mean over micro-batches
   // Wall time of the step's phases, seconds (pipeline: forward and backward interleaved by 1F1B).
   double t_forward = 0, t_backward = 0, t_pipeline = 0, t_sync = 0, t_optimizer = 0;
-  bool skipped = false;                                           // a bad step: nothing was updated
-  bool no_targets = false;                                        // skipped because no window of the step has a target
+  bool skipped = false;     // a bad step: nothing was updated
+  bool no_targets = false;  // skipped because no window of the step has a target
   std::string skip_reason;
 };
 

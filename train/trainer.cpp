@@ -88,8 +88,8 @@ void check_same_model(const nlohmann::json& run, const nlohmann::json& ckpt, con
   const char* mtp = "num_nextn_predict_layers";
   if (init_from && a[mtp].get<int64_t>() < b[mtp].get<int64_t>()) a.erase(mtp), b.erase(mtp);
   for (auto it = a.begin(); it != a.end(); ++it)
-    MLAMOE_CHECK(b[it.key()] == it.value(), "config field '" << it.key() << "' is " << it.value().dump() << ", checkpoint '" << path
-                                                             << "' was written with " << b[it.key()].dump());
+    MLAMOE_CHECK(b[it.key()] == it.value(), "config field '" << it.key() << "' is " << it.value().dump() << ", checkpoint '"
+                                                             << path << "' was written with " << b[it.key()].dump());
 }
 
 // SFT data whose prompts are longer than seq_len leaves windows without any target: their loss
@@ -126,8 +126,10 @@ void set_up(Run& r, MpiRuntime* mpi, const StartOptions& start) {
                "data file '" << rc.data.path << "' has vocab_size " << r.loader->vocab_size()
                              << ", more than the model's vocab_size " << rc.model.vocab_size);
   if (r.rank == 0 && !r.loader->dataset().checksummed())
-    std::fprintf(stderr, "warning: data file '%s' has format_version 1 (no checksums): damage to it would go unnoticed; "
-                         "prepare it again with `mlamoe data prepare` to get them\n", rc.data.path.c_str());
+    std::fprintf(stderr,
+                 "warning: data file '%s' has format_version 1 (no checksums): damage to it would go unnoticed; "
+                 "prepare it again with `mlamoe data prepare` to get them\n",
+                 rc.data.path.c_str());
   check_window_targets(*r.loader, rc.data.path, r.rank);
   r.run_dir = tc.run_dir;
   if (!start.resume_dir.empty()) {
@@ -136,8 +138,9 @@ void set_up(Run& r, MpiRuntime* mpi, const StartOptions& start) {
     std::vector<std::string> skipped;
     r.load_from = latest_good_checkpoint(r.run_dir, skipped);
     MLAMOE_CHECK(!r.load_from.empty(), "--resume " << r.run_dir << ": no complete checkpoint that verifies in " << r.run_dir
-                                                   << "/checkpoints" << (skipped.empty() ? " (set train.checkpoint_every to write them)"
-                                                                                           : " (newest problem: " + skipped.front() + ")"));
+                                                   << "/checkpoints"
+                                                   << (skipped.empty() ? " (set train.checkpoint_every to write them)"
+                                                                       : " (newest problem: " + skipped.front() + ")"));
     if (r.rank == 0)
       for (const std::string& why : skipped)
         std::fprintf(stderr, "warning: --resume: passing over %s; resuming from %s\n", why.c_str(), r.load_from.c_str());
@@ -183,7 +186,7 @@ double evaluate(Run& r) {
   if (total == 0) return std::nan("");
   int64_t per_rank = total / r.dp, seq = r.loader->seq_len(), chunks_total = total / b;
   std::vector<Tensor> chunks;
-  std::vector<int64_t> targets;  // per chunk of this rank
+  std::vector<int64_t> targets;    // per chunk of this rank
   std::vector<int64_t> global{0};  // over every chunk of every dp rank
   for (int64_t first = r.dp_rank * per_rank; first < (r.dp_rank + 1) * per_rank; first += b) {
     Tensor w = Tensor::empty({b, seq + 1}, DType::I64);

@@ -2,7 +2,6 @@
 
 #include <chrono>
 #include <map>
-
 #include <unordered_map>
 
 #include "model/autograd/node.h"

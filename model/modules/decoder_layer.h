@@ -27,12 +27,12 @@ struct DecoderLayer {
 
   int64_t index;
   bool recompute = false;
-  bool has_trainable = true;  // any parameter of the block trains (set with recompute)
+  bool has_trainable = true;        // any parameter of the block trains (set with recompute)
   Tensor input_layernorm;           // [d]
   Tensor post_attention_layernorm;  // [d]
   MlaAttention self_attn;
-  SwiGluMlp mlp;                    // dense layers
-  std::unique_ptr<MoeLayer> moe;    // MoE layers (mlp.gate, mlp.experts.*, mlp.shared_experts.*)
+  SwiGluMlp mlp;                  // dense layers
+  std::unique_ptr<MoeLayer> moe;  // MoE layers (mlp.gate, mlp.experts.*, mlp.shared_experts.*)
 
  private:
   Tensor forward_block(const Tensor& h, const AttentionContext& ctx, LayerAux* aux) const;

@@ -33,7 +33,8 @@ void accumulate(Tensor& total, const Tensor& part) {
 
 }  // namespace
 
-DeepSeekModel::DeepSeekModel(const ModelConfig& c, uint64_t seed, DType dt, ModelShard sh) : cfg(c), dtype(dt), shard(std::move(sh)) {
+DeepSeekModel::DeepSeekModel(const ModelConfig& c, uint64_t seed, DType dt, ModelShard sh)
+    : cfg(c), dtype(dt), shard(std::move(sh)) {
   ParamInit init{params, seed, c.initializer_range, dt};
   int64_t d = c.hidden_size, v = c.vocab_size, n_layers = c.num_hidden_layers;
   int64_t end = shard.end_layer < 0 ? n_layers : shard.end_layer;
@@ -99,7 +100,7 @@ ModelOutput DeepSeekModel::forward_stage(const Tensor& windows, const Tensor& hi
                                          const LossWeights& weights) const {
   MLAMOE_CHECK(windows.dim() == 2 && windows.size(1) >= 2 + cfg.num_nextn_predict_layers,
                "model forward: expected token windows [B, T+1] with T > " << cfg.num_nextn_predict_layers << ", got "
-                                                                           << windows.describe());
+                                                                          << windows.describe());
   int64_t t = windows.size(1) - 1;
   std::vector<LayerAux> aux;
   Tensor h;
@@ -107,8 +108,8 @@ ModelOutput DeepSeekModel::forward_stage(const Tensor& windows, const Tensor& hi
     h = embedding(embed_tokens, input_ids(windows.narrow(1, 0, t)));
   } else {
     MLAMOE_CHECK(hidden_in.defined() && hidden_in.dim() == 3 && hidden_in.size(1) == t,
-                 "model stage: expected the previous stage's hidden state [B, " << t << ", d], got "
-                                                                                << (hidden_in.defined() ? hidden_in.describe() : "none"));
+                 "model stage: expected the previous stage's hidden state [B, "
+                     << t << ", d], got " << (hidden_in.defined() ? hidden_in.describe() : "none"));
     h = hidden_in;
   }
   AttentionContext ctx = attention_context(cfg, 0, t, dtype);
@@ -140,8 +141,8 @@ ModelOutput DeepSeekModel::head_and_mtp(const Tensor& h, const Tensor& windows, 
   // h⁰ for MTP is this final-normed state that feeds the head (model/README.md §5, post-norm choice).
   Tensor logits_main = linear(h, lm_head);
   ModelOutput out;
-  out.lm_loss = weighted(cross_entropy(logits_main.reshape({b * t, v}), target_ids(windows.narrow(1, 1, t)).reshape({b * t})),
-                         weights.lm);
+  out.lm_loss =
+      weighted(cross_entropy(logits_main.reshape({b * t, v}), target_ids(windows.narrow(1, 1, t)).reshape({b * t})), weights.lm);
   if (keep_logits) out.logits = logits_main;
 
   // MTP depth k: position i (0 ≤ i < T−k) combines h^{k−1}_i with Emb(w[i+k]) and predicts w[i+k+1].

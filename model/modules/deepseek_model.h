@@ -30,12 +30,12 @@ struct LossWeights {
 
 // Losses and routing statistics of one forward over a batch of windows.
 struct ModelOutput {
-  Tensor loss;          // scalar: lm_loss + λ·mtp_loss + balance_loss
-  Tensor lm_loss;       // token-mean next-token cross-entropy (× LossWeights::lm); 0 without targets
-  Tensor mtp_loss;      // (1/D) Σ_k L_k (each × LossWeights::mtp[k−1]), undefined when D = 0
-  Tensor balance_loss;  // Σ over MoE layers (MTP layers included), undefined when no α is set
-  Tensor logits;        // [B, T, V] when requested
-  Tensor hidden;        // [B, T, d]: the output of a stage that is not the last
+  Tensor loss;                               // scalar: lm_loss + λ·mtp_loss + balance_loss
+  Tensor lm_loss;                            // token-mean next-token cross-entropy (× LossWeights::lm); 0 without targets
+  Tensor mtp_loss;                           // (1/D) Σ_k L_k (each × LossWeights::mtp[k−1]), undefined when D = 0
+  Tensor balance_loss;                       // Σ over MoE layers (MTP layers included), undefined when no α is set
+  Tensor logits;                             // [B, T, V] when requested
+  Tensor hidden;                             // [B, T, d]: the output of a stage that is not the last
   std::vector<std::vector<int64_t>> counts;  // per MoE layer (moe_layer_names() order): tokens per expert
   std::vector<double> layer_balance;         // per MoE layer: its balance loss (0 when none)
 };

@@ -70,8 +70,8 @@ MlaAttention::MlaAttention(ParamInit& init, const std::string& p, const ModelCon
 }
 
 Tensor MlaAttention::queries(const Tensor& x) const {
-  Tensor q = q_proj.defined() ? linear(x, q_proj)
-                              : linear(rmsnorm(linear(x, q_a_proj), q_a_layernorm, cfg.rms_norm_eps), q_b_proj);
+  Tensor q =
+      q_proj.defined() ? linear(x, q_proj) : linear(rmsnorm(linear(x, q_a_proj), q_a_layernorm, cfg.rms_norm_eps), q_b_proj);
   return q.reshape({x.size(0), x.size(1), cfg.num_attention_heads, cfg.qk_head_dim()});
 }
 
@@ -110,11 +110,11 @@ Tensor MlaAttention::decode(const Tensor& x, const AttentionContext& ctx, MlaCac
   int64_t pos = cache.length;
   MLAMOE_CHECK(pos < cache.kv.size(1), "MLA decode: KV cache full at " << pos << " tokens");
 
-  auto q_parts = split(queries(x), {dn, dr}, 3);                       // [B, 1, H, d_n], [B, 1, H, d_r]
-  Tensor q_pe = rope(q_parts[1], ctx.rope).reshape({b, h, dr});        // rotated query rope part
+  auto q_parts = split(queries(x), {dn, dr}, 3);                 // [B, 1, H, d_n], [B, 1, H, d_r]
+  Tensor q_pe = rope(q_parts[1], ctx.rope).reshape({b, h, dr});  // rotated query rope part
   auto kv_a = split(linear(x, kv_a_proj_with_mqa), {rkv, dr}, 2);
   Tensor c_kv = rmsnorm(kv_a[0], kv_a_layernorm, cfg.rms_norm_eps);  // [B, 1, r_kv]
-  Tensor k_pe = rope(kv_a[1].reshape({b, 1, 1, dr}), ctx.rope);        // [B, 1, 1, d_r]
+  Tensor k_pe = rope(kv_a[1].reshape({b, 1, 1, dr}), ctx.rope);      // [B, 1, 1, d_r]
   cache.kv.narrow(1, pos, 1).copy_(c_kv);
   cache.pe.narrow(1, pos, 1).copy_(k_pe.reshape({b, 1, dr}));
   cache.length = pos + 1;
@@ -122,13 +122,13 @@ Tensor MlaAttention::decode(const Tensor& x, const AttentionContext& ctx, MlaCac
 
   // W_kvb viewed per head: [H, d_n + d_v, r_kv] -> W_UK [H, d_n, r_kv], W_UV [H, d_v, r_kv].
   auto w = split(kv_b_proj.reshape({h, dn + dv, rkv}), {dn, dv}, 1);
-  Tensor q_nope = q_parts[0].reshape({b, h, dn}).transpose(0, 1);          // [H, B, d_n]
-  Tensor q_lat = matmul(q_nope, w[0]).transpose(0, 1).contiguous();         // q̃ [B, H, r_kv]
-  Tensor kv_c = cache.kv.narrow(1, 0, s), pe_c = cache.pe.narrow(1, 0, s);  // [B, S, r_kv], [B, S, d_r]
+  Tensor q_nope = q_parts[0].reshape({b, h, dn}).transpose(0, 1);                                // [H, B, d_n]
+  Tensor q_lat = matmul(q_nope, w[0]).transpose(0, 1).contiguous();                              // q̃ [B, H, r_kv]
+  Tensor kv_c = cache.kv.narrow(1, 0, s), pe_c = cache.pe.narrow(1, 0, s);                       // [B, S, r_kv], [B, S, d_r]
   Tensor scores = add(matmul(q_lat, kv_c.transpose(1, 2)), matmul(q_pe, pe_c.transpose(1, 2)));  // [B, H, S]
   Tensor p = softmax(scale(scores, ctx.scale));
-  Tensor o_lat = matmul(p, kv_c).transpose(0, 1);                          // [H, B, r_kv]
-  Tensor o = matmul(o_lat, w[1].transpose(1, 2)).transpose(0, 1);          // [B, H, d_v]
+  Tensor o_lat = matmul(p, kv_c).transpose(0, 1);                  // [H, B, r_kv]
+  Tensor o = matmul(o_lat, w[1].transpose(1, 2)).transpose(0, 1);  // [B, H, d_v]
   return linear(o.contiguous().reshape({b, 1, h * dv}), o_proj);
 }
 

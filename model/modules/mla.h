@@ -23,8 +23,8 @@ AttentionContext attention_context(const ModelConfig& c, int64_t start, int64_t 
 
 // Per-layer KV cache of the absorbed form: [capacity, r_kv] latents and [capacity, d_r] keys.
 struct MlaCache {
-  Tensor kv;   // ĉ_kv, the kv_a_layernorm output
-  Tensor pe;   // RoPE_p(k_pe), already rotated
+  Tensor kv;  // ĉ_kv, the kv_a_layernorm output
+  Tensor pe;  // RoPE_p(k_pe), already rotated
   int64_t length = 0;
 };
 

@@ -206,7 +206,8 @@ Tensor sum_to(const Tensor& g, const Shape& shape) {
   int64_t nd = g.dim();
   int64_t inner = nd ? gs[nd - 1] : 1, istride = nd ? view.strides()[nd - 1] : 0;
   std::vector<int64_t> off;
-  strided_offsets(Shape(gs.begin(), nd ? gs.end() - 1 : gs.end()), Shape(view.strides().begin(), nd ? view.strides().end() - 1 : view.strides().end()), off);
+  strided_offsets(Shape(gs.begin(), nd ? gs.end() - 1 : gs.end()),
+                  Shape(view.strides().begin(), nd ? view.strides().end() - 1 : view.strides().end()), off);
   dispatch_float(g.dtype(), "sum_to", [&](auto tag) {
     using T = decltype(tag);
     const T* pg = gc.data<T>();

@@ -83,8 +83,8 @@ void gemm_tasks(const std::vector<GemmTask<T>>& tasks) {
     gemm(g.ta, g.tb, rows, cols, g.k, T(1), op_rows(g.ta, g.a, g.lda, r0), g.lda, op_cols(g.tb, g.b, g.ldb, c0), g.ldb, g.beta, c,
          g.ldc);
     if (g.a2)
-      gemm(g.ta2, g.tb2, rows, cols, g.k2, T(1), op_rows(g.ta2, g.a2, g.lda2, r0), g.lda2, op_cols(g.tb2, g.b2, g.ldb2, c0), g.ldb2,
-           T(1), c, g.ldc);
+      gemm(g.ta2, g.tb2, rows, cols, g.k2, T(1), op_rows(g.ta2, g.a2, g.lda2, r0), g.lda2, op_cols(g.tb2, g.b2, g.ldb2, c0),
+           g.ldb2, T(1), c, g.ldc);
   }
 }
 
@@ -95,7 +95,8 @@ template <class T>
 void gemm_tiled(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b, int64_t ldb, T beta, T* c,
                 int64_t ldc) {
   GemmTask<T> t;
-  t.ta = ta, t.tb = tb, t.m = m, t.n = n, t.k = k, t.a = a, t.lda = lda, t.b = b, t.ldb = ldb, t.beta = beta, t.c = c, t.ldc = ldc;
+  t.ta = ta, t.tb = tb, t.m = m, t.n = n, t.k = k, t.a = a, t.lda = lda, t.b = b, t.ldb = ldb, t.beta = beta, t.c = c,
+  t.ldc = ldc;
   gemm_tasks(std::vector<GemmTask<T>>{t});
 }
 

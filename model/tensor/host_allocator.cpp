@@ -15,8 +15,8 @@ namespace mlamoe {
 
 namespace {
 
-constexpr size_t kAlignment = 64;          // one cache line; what AVX-512 loads like
-constexpr size_t kMinCached = 64 << 10;    // below this, malloc's own arenas do well
+constexpr size_t kAlignment = 64;        // one cache line; what AVX-512 loads like
+constexpr size_t kMinCached = 64 << 10;  // below this, malloc's own arenas do well
 constexpr size_t kClassesPerOctave = 8;
 
 // The size class of a request: rounded up to a multiple of 1/8 of its power of two (and of a page).

@@ -71,8 +71,7 @@ void copy_run(char* d, int64_t ds, const char* s, int64_t ss, int64_t inner) {
 
 }  // namespace
 
-void strided_copy(void* dst, const Shape& dst_strides, const void* src, const Shape& src_strides, const Shape& shape,
-                  size_t es) {
+void strided_copy(void* dst, const Shape& dst_strides, const void* src, const Shape& src_strides, const Shape& shape, size_t es) {
   if (shape_numel(shape) == 0) return;
   // Drop size-1 dims and merge a dim into the next one where both layouts are contiguous across
   // them, so that the inner loop runs over the longest possible run.

@@ -127,8 +127,7 @@ void strided_offsets(const Shape& shape, const Shape& strides, std::vector<int64
 
 // Copy `shape` elements of es bytes from one strided host layout to another (strides in elements),
 // a run of the innermost (merged) dimension at a time, rows in parallel.
-void strided_copy(void* dst, const Shape& dst_strides, const void* src, const Shape& src_strides, const Shape& shape,
-                  size_t es);
+void strided_copy(void* dst, const Shape& dst_strides, const void* src, const Shape& src_strides, const Shape& shape, size_t es);
 
 // Normalise a possibly negative dimension index; throws with `op` in the message if out of range.
 int64_t wrap_dim(int64_t d, int64_t ndim, const char* op);

@@ -331,7 +331,8 @@ TEST(BpeTokenizer, HostilePatternsAreOneErrorNamingTheField) {
 TEST(BpeTokenizer, TokenIdsAndNestingAreBounded) {
   json j = hand_tokenizer();
   j["model"]["vocab"]["a"] = 1.5;
-  expect_error([&] { load_json(j, "id_float.json"); }, {tmp("id_float.json"), "vocab: token 'a': id must be an integer, got 1.5"});
+  expect_error([&] { load_json(j, "id_float.json"); },
+               {tmp("id_float.json"), "vocab: token 'a': id must be an integer, got 1.5"});
   j = hand_tokenizer();
   j["model"]["vocab"]["a"] = 2000000000;
   expect_error([&] { load_json(j, "id_big.json"); }, {tmp("id_big.json"), "id 2000000000 is out of range [0, 4194304)"});

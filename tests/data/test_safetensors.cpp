@@ -14,7 +14,6 @@
 #include "data/safetensors.h"
 #include "model/tensor/dtype.h"
 #include "model/tensor/error.h"
-
 #include "tests/test_util.h"
 
 namespace mlamoe {

@@ -9,12 +9,11 @@
 #include "data/loader.h"
 #include "data/sft.h"
 #include "data/token_dataset.h"
+#include "model/json_parse.h"
 #include "model/modules/deepseek_model.h"
 #include "model/ops/ops.h"
-
 #include "tests/test_util.h"
 #include "train/run_config.h"
-#include "model/json_parse.h"
 
 namespace mlamoe {
 namespace {
@@ -38,11 +37,12 @@ using test::expect_error;
 const ChatFormat kByteChat = chat_format("", byte_text_encoder());
 
 TEST(Sft, TemplateAndMask) {
-  std::string in = write_file("chat.jsonl",
-                              "{\"prompt\": \"Hi\", \"response\": \"Yo\"}\n\n"
-                              "{\"messages\": [{\"role\": \"system\", \"content\": \"S\"}, {\"role\": \"user\", \"content\": \"A\"},"
-                              " {\"role\": \"assistant\", \"content\": \"B\"}, {\"role\": \"user\", \"content\": \"C\"},"
-                              " {\"role\": \"assistant\", \"content\": \"D\"}]}\n");
+  std::string in =
+      write_file("chat.jsonl",
+                 "{\"prompt\": \"Hi\", \"response\": \"Yo\"}\n\n"
+                 "{\"messages\": [{\"role\": \"system\", \"content\": \"S\"}, {\"role\": \"user\", \"content\": \"A\"},"
+                 " {\"role\": \"assistant\", \"content\": \"B\"}, {\"role\": \"user\", \"content\": \"C\"},"
+                 " {\"role\": \"assistant\", \"content\": \"D\"}]}\n");
   std::string out = tmp("chat.h5");
   PrepareStats st = prepare_sft_dataset({in}, out, byte_text_encoder(), kByteChat, true);
   EXPECT_EQ(st.docs, 2);
@@ -86,14 +86,14 @@ TEST(Sft, BadLinesNameFileAndLine) {
       "b.jsonl:1: expected fields 'prompt' and 'response', or 'messages'");
   expect_error(
       [&] {
-        prepare_sft_dataset({write_file("c.jsonl", "{\"messages\": [{\"role\": \"bot\", \"content\": \"x\"}]}\n")}, out, byte_text_encoder(),
-                            kByteChat, true);
+        prepare_sft_dataset({write_file("c.jsonl", "{\"messages\": [{\"role\": \"bot\", \"content\": \"x\"}]}\n")}, out,
+                            byte_text_encoder(), kByteChat, true);
       },
       "c.jsonl:1: unknown role 'bot'");
   expect_error(
       [&] {
-        prepare_sft_dataset({write_file("d.jsonl", "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}]}\n")}, out, byte_text_encoder(),
-                            kByteChat, true);
+        prepare_sft_dataset({write_file("d.jsonl", "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}]}\n")}, out,
+                            byte_text_encoder(), kByteChat, true);
       },
       "d.jsonl:1: no assistant turn");
   expect_error([&] { prepare_sft_dataset({write_file("e.jsonl", "\n\n")}, out, byte_text_encoder(), kByteChat, true); },

@@ -5,10 +5,10 @@
 #include <string>
 
 #include "model/config.h"
+#include "model/json_parse.h"
 #include "model/model_size.h"
 #include "tests/fuzz/fuzz_util.h"
 #include "train/cli/convert_command.h"
-#include "model/json_parse.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string path = mlamoe::fuzz::write_temp(data, size, "config.json");

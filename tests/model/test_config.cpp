@@ -4,9 +4,9 @@
 
 #include <fstream>
 
+#include "model/json_parse.h"
 #include "model/model_size.h"
 #include "model/tensor/error.h"
-#include "model/json_parse.h"
 
 namespace mlamoe {
 namespace {
@@ -84,7 +84,6 @@ TEST(Config, RejectsUnknownFieldsWrongTypesAndImpossibleCombinations) {
   one_per_group["topk_group"] = 8;
   expect_rejected(one_per_group, "needs at least 2 experts per group");
 }
-
 
 TEST(ModelSize, TinyAMatchesTheSpec) {  // model/README.md §9
   ModelSize s = model_size(config("tiny.json"), 256);

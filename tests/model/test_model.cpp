@@ -7,12 +7,12 @@
 #include <cmath>
 #include <fstream>
 
+#include "model/json_parse.h"
 #include "model/model_size.h"
 #include "model/modules/deepseek_model.h"
 #include "model/ops/ops.h"
 #include "model/tensor/host_allocator.h"
 #include "train/run_config.h"
-#include "model/json_parse.h"
 
 namespace mlamoe {
 namespace {
@@ -68,8 +68,9 @@ TEST(Model, InitialLossesAreNearTheirUniformValues) {
 // shared(u), computed one token at a time.
 TEST(Model, RoutedExpertsMatchAPerTokenLoop) {
   for (std::string scoring : {"sigmoid", "softmax"}) {
-    ModelConfig c = scoring == "sigmoid" ? tiny()
-                                          : tiny({"scoring_func=softmax", "topk_method=group_limited_greedy", "norm_topk_prob=false"});
+    ModelConfig c = scoring == "sigmoid"
+                        ? tiny()
+                        : tiny({"scoring_func=softmax", "topk_method=group_limited_greedy", "norm_topk_prob=false"});
     ParameterStore store;
     ParamInit init{store, 5, 0.3, DType::F64};
     MoeLayer moe(init, "mlp.", c);
@@ -81,7 +82,8 @@ TEST(Model, RoutedExpertsMatchAPerTokenLoop) {
     Tensor u2 = u.reshape({10, c.hidden_size});
     Tensor z = linear(u2, moe.gate_weight);
     Tensor s = scoring == "sigmoid" ? sigmoid(z) : softmax(z);
-    Tensor idx = route_select(s, moe.e_score_correction_bias, {4, 4, 2, scoring == "sigmoid" ? GroupScore::Top2Sum : GroupScore::Max});
+    Tensor idx =
+        route_select(s, moe.e_score_correction_bias, {4, 4, 2, scoring == "sigmoid" ? GroupScore::Top2Sum : GroupScore::Max});
     for (int64_t t = 0; t < 10; ++t) {
       Tensor ut = u2.narrow(0, t, 1);
       Tensor ref = moe.shared_experts.forward(ut);

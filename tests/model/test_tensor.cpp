@@ -1,7 +1,6 @@
 // Tensor: factories, views share storage, contiguous(), dtype conversion (bf16 rounding), and the
 // error messages of bad shapes and dtypes.
 #include <gtest/gtest.h>
-
 #include <omp.h>
 
 #include <cmath>

@@ -32,6 +32,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "model/json_parse.h"
 #include "model/modules/deepseek_model.h"
 #include "parallel/ep_dispatcher.h"
 #include "parallel/grad_sync.h"
@@ -39,9 +40,8 @@
 #include "parallel/pipeline.h"
 #include "train/distributed.h"
 #include "train/lr_schedule.h"
-#include "train/train_step.h"
 #include "train/run_config.h"
-#include "model/json_parse.h"
+#include "train/train_step.h"
 
 namespace mlamoe {
 namespace {
@@ -124,7 +124,8 @@ int check_step(const std::string& who, int64_t s, const StepStats& st, double re
 
 // Every parameter of `model` against the reference's tensors of the same names (biases exactly).
 // Returns the number of mismatches; worst: the largest difference relative to its tensor's max.
-int check_params(const std::string& who, const std::string& dir, const DeepSeekModel& model, const Precision& prec, double& worst) {
+int check_params(const std::string& who, const std::string& dir, const DeepSeekModel& model, const Precision& prec,
+                 double& worst) {
   auto index = nlohmann::json::parse(std::ifstream(dir + "/reference_index.json"));
   std::ifstream bin(dir + "/reference.bin", std::ios::binary);
   std::vector<char> raw((std::istreambuf_iterator<char>(bin)), std::istreambuf_iterator<char>());
@@ -200,9 +201,9 @@ int run_layout(const std::string& dir, int64_t pp, int64_t ep, const Precision& 
   Mesh mesh = make_mesh(mpi_world_communicator(), shape);
   ModelShard shard = shard_for(cfg, mesh);
   DeepSeekModel model(cfg, 7, prec.dtype, shard);
-  model.set_recompute(recompute);  // the blocks run again in the backward, expert all-to-alls included
+  model.set_recompute(recompute);                   // the blocks run again in the backward, expert all-to-alls included
   AdamW opt(model.params, {}, zero1_groups(mesh));  // ZeRO-1: moments sharded over dp / edp
-  GradSync sync(model.params, mesh, 64 << 10);  // small buckets: several launch during backward
+  GradSync sync(model.params, mesh, 64 << 10);      // small buckets: several launch during backward
   auto ref = nlohmann::json::parse(std::ifstream(dir + "/reference.json"))["losses"].get<std::vector<double>>();
   int failures = 0;
   for (int64_t s = 0; s < kSteps; ++s) {
@@ -227,7 +228,8 @@ int run_layout(const std::string& dir, int64_t pp, int64_t ep, const Precision& 
   if (mesh.rank == 0)
     std::printf("layout pp %lld dp %lld ep %lld on %lld ranks, %s: %s (worst parameter difference %.2e of its tensor's max)\n",
                 static_cast<long long>(pp), static_cast<long long>(shape.dp), static_cast<long long>(ep),
-                static_cast<long long>(shape.world), dtype_name(prec.dtype), total == 0 ? "matches the single-process run within tolerance" : "MISMATCH", worst);
+                static_cast<long long>(shape.world), dtype_name(prec.dtype),
+                total == 0 ? "matches the single-process run within tolerance" : "MISMATCH", worst);
   return total == 0 ? 0 : 1;
 }
 
@@ -247,7 +249,9 @@ int main(int argc, char** argv) {
   }
   bool recompute = argc == 6 && std::string(argv[5]) == "recompute";
   if (argc != 5 && !recompute && !(argc == 6 && masked)) {
-    std::fprintf(stderr, "usage: test_layouts DIR reference DTYPE [masked] | mpirun -np N test_layouts DIR PP EP DTYPE [recompute|masked]\n");
+    std::fprintf(
+        stderr,
+        "usage: test_layouts DIR reference DTYPE [masked] | mpirun -np N test_layouts DIR PP EP DTYPE [recompute|masked]\n");
     return 2;
   }
   MpiRuntime mpi(&argc, &argv);

@@ -64,8 +64,9 @@ int main(int argc, char** argv) {
         check("exp_avg/" + oa.slots()[i].name, oa.slots()[i].m, ob.slots()[i].m);
         check("exp_avg_sq/" + oa.slots()[i].name, oa.slots()[i].v, ob.slots()[i].v);
       }
-    if (only.empty() && (sa.step != sb.step || (opt && (sa.optimizer_steps != sb.optimizer_steps || sa.loader.epoch != sb.loader.epoch ||
-                                       sa.loader.index != sb.loader.index || sa.tokens_seen != sb.tokens_seen)))) {
+    if (only.empty() &&
+        (sa.step != sb.step || (opt && (sa.optimizer_steps != sb.optimizer_steps || sa.loader.epoch != sb.loader.epoch ||
+                                        sa.loader.index != sb.loader.index || sa.tokens_seen != sb.tokens_seen)))) {
       std::printf("differs: progress (step %lld vs %lld)\n", static_cast<long long>(sa.step), static_cast<long long>(sb.step));
       ++bad;
     }

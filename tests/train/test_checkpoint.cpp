@@ -10,13 +10,12 @@
 #include <fstream>
 
 #include "data/h5_util.h"
-#include "model/ops/ops.h"
-#include "train/checkpoint.h"
-#include "train/train_step.h"
-
-#include "tests/test_util.h"
-#include "train/run_config.h"
 #include "model/json_parse.h"
+#include "model/ops/ops.h"
+#include "tests/test_util.h"
+#include "train/checkpoint.h"
+#include "train/run_config.h"
+#include "train/train_step.h"
 
 namespace mlamoe {
 namespace {
@@ -107,13 +106,16 @@ TEST(Checkpoint, DamagedFilesGiveOneClearError) {
   std::string flipped = dir() + "/flipped.h5";
   fs::copy_file(good, flipped, fs::copy_options::overwrite_existing);
   flip_tensor_byte(flipped, "model/model.layers.2.self_attn.kv_b_proj.weight");
-  expect_error([&] { load_checkpoint(flipped, m, &o, nullptr); }, "'model/model.layers.2.self_attn.kv_b_proj.weight' fails its checksum");
+  expect_error([&] { load_checkpoint(flipped, m, &o, nullptr); },
+               "'model/model.layers.2.self_attn.kv_b_proj.weight' fails its checksum");
 
   // A model with a tensor the file lacks (q_lora_rank null: q_proj) and one whose shapes differ.
   DeepSeekModel no_qlora(parse_model_config(tiny_json({"q_lora_rank=null"}), "x"), 1);
-  expect_error([&] { load_checkpoint(good, no_qlora, nullptr, nullptr); }, "has no tensor 'model/model.layers.0.self_attn.q_proj.weight'");
+  expect_error([&] { load_checkpoint(good, no_qlora, nullptr, nullptr); },
+               "has no tensor 'model/model.layers.0.self_attn.q_proj.weight'");
   DeepSeekModel wider(parse_model_config(tiny_json({"kv_lora_rank=48"}), "x"), 1);
-  expect_error([&] { load_checkpoint(good, wider, nullptr, nullptr); }, "kv_a_proj_with_mqa.weight' has shape [48, 128], the config gives [64, 128]");
+  expect_error([&] { load_checkpoint(good, wider, nullptr, nullptr); },
+               "kv_a_proj_with_mqa.weight' has shape [48, 128], the config gives [64, 128]");
 
   // Weights only (weights.h5) cannot resume an optimizer.
   std::string weights = dir() + "/weights.h5";
@@ -194,7 +196,8 @@ TEST(Checkpoint, ResumeFallsBackToTheNewestGoodCheckpoint) {
   EXPECT_EQ(latest_good_checkpoint(run, skipped), checkpoint_path(run, 2));
   ASSERT_EQ(skipped.size(), 2u);
   EXPECT_NE(skipped[0].find("step-00000004.h5': its header"), std::string::npos) << skipped[0];
-  EXPECT_NE(skipped[1].find("step-00000006.h5': tensor 'optim/exp_avg_sq/model.layers.1.mlp.experts.3.up_proj.weight' fails its checksum"),
+  EXPECT_NE(skipped[1].find(
+                "step-00000006.h5': tensor 'optim/exp_avg_sq/model.layers.1.mlp.experts.3.up_proj.weight' fails its checksum"),
             std::string::npos)
       << skipped[1];
   skipped.clear();

@@ -19,12 +19,12 @@
 #include <filesystem>
 #include <fstream>
 
+#include "model/json_parse.h"
 #include "model/modules/deepseek_model.h"
 #include "model/ops/ops.h"
 #include "train/lr_schedule.h"
-#include "train/train_step.h"
 #include "train/run_config.h"
-#include "model/json_parse.h"
+#include "train/train_step.h"
 
 namespace mlamoe {
 namespace {
@@ -105,10 +105,17 @@ void run_case(const Case& c) {
   sched.peak = 1e-2, sched.min_lr = 1e-3, sched.warmup_steps = 3, sched.total_steps = kSteps;
   const double clip = 1.0;
   AdamWOptions opt_options;
-  json train = {{"steps", kSteps},          {"lr", sched.peak},         {"min_lr", sched.min_lr}, {"warmup_steps", sched.warmup_steps},
-                {"beta1", opt_options.beta1}, {"beta2", opt_options.beta2}, {"eps", opt_options.eps}, {"weight_decay", opt_options.weight_decay},
+  json train = {{"steps", kSteps},
+                {"lr", sched.peak},
+                {"min_lr", sched.min_lr},
+                {"warmup_steps", sched.warmup_steps},
+                {"beta1", opt_options.beta1},
+                {"beta2", opt_options.beta2},
+                {"eps", opt_options.eps},
+                {"weight_decay", opt_options.weight_decay},
                 {"grad_clip", clip}};
-  json case_json = {{"config", cfg_json}, {"dtype", f64 ? "float64" : "float32"}, {"train", train}, {"batch", kBatch}, {"seq_len", kSeq}};
+  json case_json = {
+      {"config", cfg_json}, {"dtype", f64 ? "float64" : "float32"}, {"train", train}, {"batch", kBatch}, {"seq_len", kSeq}};
   std::ofstream(dir / "case.json") << case_json.dump(1);
   json manifest = json::array();
   std::vector<double> flat;
@@ -122,12 +129,14 @@ void run_case(const Case& c) {
   std::vector<int64_t> tokens = make_tokens(99);
   write_bin(dir / "tokens.bin", tokens);
 
-  std::string cmd = std::string(MLAMOE_TORCH_PYTHON) + " " + MLAMOE_SOURCE_DIR + "/tests/reference/model_reference.py " + dir.string();
+  std::string cmd =
+      std::string(MLAMOE_TORCH_PYTHON) + " " + MLAMOE_SOURCE_DIR + "/tests/reference/model_reference.py " + dir.string();
   ASSERT_EQ(std::system(cmd.c_str()), 0) << "reference failed: " << cmd;
   Expected e = read_expected(dir);
 
   auto batch = [&](int64_t step, int64_t first, int64_t n) {
-    std::vector<int64_t> w(tokens.begin() + (step * kBatch + first) * (kSeq + 1), tokens.begin() + (step * kBatch + first + n) * (kSeq + 1));
+    std::vector<int64_t> w(tokens.begin() + (step * kBatch + first) * (kSeq + 1),
+                           tokens.begin() + (step * kBatch + first + n) * (kSeq + 1));
     return Tensor::from_vector(w, {n, kSeq + 1});
   };
   double tol = f64 ? 1e-8 : 2e-4, grad_tol = f64 ? 1e-8 : 5e-3, loss_tol = f64 ? 1e-10 : 2e-4;
@@ -136,8 +145,10 @@ void run_case(const Case& c) {
   ModelOutput out = model.forward(batch(0, 0, kBatch), true);
   EXPECT_LT(rel_err(out.logits.to_vector<double>(), e.tensors.at("logits")), tol) << c.name << " logits";
   for (const char* k : {"lm_loss", "mtp_loss", "balance_loss", "loss"}) {
-    Tensor mine = std::string(k) == "lm_loss" ? out.lm_loss : std::string(k) == "mtp_loss" ? out.mtp_loss
-                                                          : std::string(k) == "balance_loss" ? out.balance_loss : out.loss;
+    Tensor mine = std::string(k) == "lm_loss"        ? out.lm_loss
+                  : std::string(k) == "mtp_loss"     ? out.mtp_loss
+                  : std::string(k) == "balance_loss" ? out.balance_loss
+                                                     : out.loss;
     double ref = e.scalars.at(k);
     EXPECT_NEAR(mine.item(), ref, loss_tol * std::abs(ref)) << c.name << " " << k;
   }
@@ -146,7 +157,8 @@ void run_case(const Case& c) {
   for (const auto& p : model.params.all()) {
     if (!p.trainable) continue;
     const auto& ref = e.tensors.at("grad:" + p.name);
-    std::vector<double> mine = p.tensor.grad().defined() ? p.tensor.grad().to_vector<double>() : std::vector<double>(ref.size(), 0.0);
+    std::vector<double> mine =
+        p.tensor.grad().defined() ? p.tensor.grad().to_vector<double>() : std::vector<double>(ref.size(), 0.0);
     double maxref = 0;
     for (double r : ref) maxref = std::max(maxref, std::abs(r));
     if (maxref == 0) {
@@ -171,7 +183,8 @@ void run_case(const Case& c) {
   EXPECT_LT(losses.back(), losses.front() - 0.5) << "the reference run should learn the repeated text";
   for (const auto& p : model.params.all()) {
     if (p.trainable) {
-      EXPECT_LT(rel_err(p.tensor.to_vector<double>(), e.tensors.at("final:" + p.name)), f64 ? 1e-8 : 1e-2) << c.name << " final " << p.name;
+      EXPECT_LT(rel_err(p.tensor.to_vector<double>(), e.tensors.at("final:" + p.name)), f64 ? 1e-8 : 1e-2)
+          << c.name << " final " << p.name;
     } else {
       auto ref = e.scalars.at("biases").at(p.name).get<std::vector<double>>();
       auto mine = p.tensor.to_vector<double>();

@@ -6,9 +6,9 @@
 #include <cmath>
 #include <fstream>
 
+#include "model/json_parse.h"
 #include "model/tensor/error.h"
 #include "train/lr_schedule.h"
-#include "model/json_parse.h"
 #include "train/monitor/expert_stats.h"
 #include "train/optimizer.h"
 #include "train/run_config.h"
@@ -21,9 +21,9 @@ TEST(LrSchedule, WarmupCosineAndStep) {
   s.peak = 1.0, s.min_lr = 0.1, s.warmup_steps = 4, s.total_steps = 14;
   EXPECT_DOUBLE_EQ(s.at(0), 0.25);
   EXPECT_DOUBLE_EQ(s.at(3), 1.0);
-  EXPECT_DOUBLE_EQ(s.at(4), 1.0);                        // cosine starts at the peak
+  EXPECT_DOUBLE_EQ(s.at(4), 1.0);  // cosine starts at the peak
   EXPECT_NEAR(s.at(9), 0.1 + 0.45 * (1 + std::cos(M_PI * 0.5)), 1e-12);
-  EXPECT_NEAR(s.at(14), 0.1, 1e-12);                     // and ends at min_lr
+  EXPECT_NEAR(s.at(14), 0.1, 1e-12);  // and ends at min_lr
   s.kind = "step", s.decay_at = {0.6, 0.9}, s.decay_factor = 0.316, s.total_steps = 100;
   EXPECT_DOUBLE_EQ(s.at(59), 1.0);
   EXPECT_DOUBLE_EQ(s.at(60), 0.316);
@@ -49,9 +49,9 @@ TEST(Optimizer, ClipAndAdamWStep) {
   // First step: m̂ = g, v̂ = g², so the update is lr·g/(|g| + ε) = ±lr, after decay on matrices.
   auto wv = w.to_vector<double>();
   EXPECT_NEAR(wv[0], 1.0 * (1 - 0.001) - 0.01 * (3 * coef) / (3 * coef + 1e-8), 1e-12);
-  EXPECT_NEAR(wv[1], -2.0 * (1 - 0.001), 1e-12);          // zero gradient: decay only
+  EXPECT_NEAR(wv[1], -2.0 * (1 - 0.001), 1e-12);  // zero gradient: decay only
   auto bv = b.to_vector<double>();
-  EXPECT_NEAR(bv[0], 0.5, 1e-15);                          // vectors are not decayed
+  EXPECT_NEAR(bv[0], 0.5, 1e-15);  // vectors are not decayed
   EXPECT_NEAR(bv[1], 0.5 - 0.01 * (4 * coef) / (4 * coef + 1e-8), 1e-12);
   EXPECT_NEAR(unused.to_vector<double>()[0], 1.0 * (1 - 0.001), 1e-12);  // no gradient at all: decay only
 }
@@ -72,7 +72,8 @@ void expect_config_error(const std::vector<std::string>& overrides, const std::s
 }
 
 TEST(RunConfig, SectionsAndRules) {
-  RunConfig rc = load_run_config(std::string(MLAMOE_SOURCE_DIR) + "/configs/tiny.json", {"train.lr=1e-3", "parallel.micro_batches=4"});
+  RunConfig rc =
+      load_run_config(std::string(MLAMOE_SOURCE_DIR) + "/configs/tiny.json", {"train.lr=1e-3", "parallel.micro_batches=4"});
   EXPECT_DOUBLE_EQ(rc.train.lr, 1e-3);
   EXPECT_EQ(rc.parallel.micro_batches, 4);
   EXPECT_EQ(rc.data.seq_len, 128);
@@ -90,7 +91,8 @@ TEST(RunConfig, CollectiveTimeout) {
   EXPECT_DOUBLE_EQ(load_run_config(tiny, {}).train.collective_timeout_s, 300);
   EXPECT_DOUBLE_EQ(load_run_config(tiny, {"train.collective_timeout_s=0"}).train.collective_timeout_s, 0);  // off
   EXPECT_DOUBLE_EQ(load_run_config(tiny, {"train.collective_timeout_s=2.5"}).train.collective_timeout_s, 2.5);
-  expect_config_error({"train.collective_timeout_s=-1"}, "field 'train.collective_timeout_s' must be a finite number of seconds >= 0");
+  expect_config_error({"train.collective_timeout_s=-1"},
+                      "field 'train.collective_timeout_s' must be a finite number of seconds >= 0");
   expect_config_error({"train.collective_timeout_s=\"5m\""}, "field 'train.collective_timeout_s' must be a");  // a number
 }
 

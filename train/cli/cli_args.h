@@ -16,7 +16,7 @@ class CliArgs {
           const std::set<std::string>& repeatable = {});
 
   std::string get(const std::string& name, const std::string& fallback);
-  bool has_switch(const std::string& name);                    // a declared switch
+  bool has_switch(const std::string& name);                   // a declared switch
   std::vector<std::string> get_all(const std::string& name);  // a declared repeatable flag, in order
   int64_t get_int(const std::string& name, int64_t fallback, int64_t min, int64_t max);
   double get_double(const std::string& name, double fallback, double min, double max);

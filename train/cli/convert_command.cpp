@@ -12,11 +12,11 @@
 #include <set>
 
 #include "data/safetensors.h"
+#include "model/json_parse.h"
 #include "model/tensor/error.h"
 #include "train/atomic_file.h"
 #include "train/checkpoint.h"
 #include "train/cli/cli_args.h"
-#include "model/json_parse.h"
 
 namespace mlamoe {
 
@@ -329,7 +329,8 @@ int run_convert_command(const std::vector<std::string>& args) {
     MLAMOE_CHECK(!from_hf.empty() && !to.empty(), "convert: --from-hf DIR and --to CKPT.h5 go together");
     MLAMOE_CHECK(dtype.empty() && !shard_given, "convert: --dtype and --shard-size-mb apply to --to-hf only");
     ConvertStats s = import_hf_checkpoint(from_hf, to, overwrite, allow_nonfinite);
-    for (const auto& t : s.nonfinite) std::fprintf(stderr, "warning: convert: non-finite values kept (--allow-nonfinite) in %s\n", t.c_str());
+    for (const auto& t : s.nonfinite)
+      std::fprintf(stderr, "warning: convert: non-finite values kept (--allow-nonfinite) in %s\n", t.c_str());
     std::printf(
         "convert: %lld tensors, %s parameters from %s -> %s (f32; %lld FP8 tensors dequantised, %lld HF-only tensors dropped)\n",
         static_cast<long long>(s.tensors), human(s.parameters).c_str(), from_hf.c_str(), to.c_str(),

@@ -54,10 +54,11 @@ int run_prepare(const std::vector<std::string>& argv) {
   // writing it would destroy the data being read.
   for (const std::string& in : inputs) {
     std::error_code ec;
-    MLAMOE_CHECK(!std::filesystem::equivalent(in, output, ec), "data prepare: --output '" << output << "' is the input file '" << in
-                                                                                         << "'; choose another output path");
+    MLAMOE_CHECK(!std::filesystem::equivalent(in, output, ec),
+                 "data prepare: --output '" << output << "' is the input file '" << in << "'; choose another output path");
   }
-  if (format.empty()) format = !inputs.empty() && inputs[0].size() > 6 && inputs[0].substr(inputs[0].size() - 6) == ".jsonl" ? "sft" : "text";
+  if (format.empty())
+    format = !inputs.empty() && inputs[0].size() > 6 && inputs[0].substr(inputs[0].size() - 6) == ".jsonl" ? "sft" : "text";
   MLAMOE_CHECK(format == "text" || format == "sft", "data prepare: --format must be text or sft, got '" << format << "'");
   if (!chat_template.empty()) chat_template_named(chat_template);  // a bad name fails before any work
   MLAMOE_CHECK(chat_template.empty() || format == "sft", "data prepare: --chat-template applies to --format sft only");
@@ -85,7 +86,8 @@ int run_prepare(const std::vector<std::string>& argv) {
                    seq_len_given ? "" : "; pass --seq-len with the training data.seq_len");
     else
       std::printf("data prepare: %lld of %lld windows at seq_len %lld hold no target token\n",
-                  static_cast<long long>(wt.without_targets), static_cast<long long>(wt.windows), static_cast<long long>(seq_len));
+                  static_cast<long long>(wt.without_targets), static_cast<long long>(wt.windows),
+                  static_cast<long long>(seq_len));
   }
   return 0;
 }

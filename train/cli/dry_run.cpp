@@ -31,11 +31,12 @@ void print_dry_run(const RunConfig& rc, int64_t world_size) {
   auto b = [](double x) { return x / 1e9; };
   auto h = [](int64_t x) { return human(static_cast<double>(x)); };
   MemoryPlan m = plan_memory(rc, world_size);  // first: a layout the run would refuse prints nothing
-  std::printf("model: %s, %lld layers (%lld dense), d %lld, %lld heads, %lld routed + %lld shared experts, top-%lld, MTP depth %lld\n",
-              c.model_type.c_str(), static_cast<long long>(c.num_hidden_layers), static_cast<long long>(c.first_k_dense_replace),
-              static_cast<long long>(c.hidden_size), static_cast<long long>(c.num_attention_heads),
-              static_cast<long long>(c.n_routed_experts), static_cast<long long>(c.n_shared_experts),
-              static_cast<long long>(c.num_experts_per_tok), static_cast<long long>(c.num_nextn_predict_layers));
+  std::printf(
+      "model: %s, %lld layers (%lld dense), d %lld, %lld heads, %lld routed + %lld shared experts, top-%lld, MTP depth %lld\n",
+      c.model_type.c_str(), static_cast<long long>(c.num_hidden_layers), static_cast<long long>(c.first_k_dense_replace),
+      static_cast<long long>(c.hidden_size), static_cast<long long>(c.num_attention_heads),
+      static_cast<long long>(c.n_routed_experts), static_cast<long long>(c.n_shared_experts),
+      static_cast<long long>(c.num_experts_per_tok), static_cast<long long>(c.num_nextn_predict_layers));
   std::printf("parameters: total %s (main %s + MTP %s), active per token %s (%s without the embedding)\n", h(s.total).c_str(),
               h(s.main_total).c_str(), h(s.total - s.main_total).c_str(), h(s.active_with_embedding).c_str(),
               h(s.active_without_embedding).c_str());
@@ -49,8 +50,10 @@ void print_dry_run(const RunConfig& rc, int64_t world_size) {
               static_cast<long long>(world_size), static_cast<long long>(rc.parallel.pp), static_cast<long long>(dp),
               static_cast<long long>(rc.parallel.ep), static_cast<long long>(rc.train.global_batch),
               static_cast<long long>(rc.data.seq_len), static_cast<long long>(rc.parallel.micro_batches));
-  std::printf("memory per rank (f32): weights %.3f GB, gradients %.3f GB, AdamW %.3f GB, activations %.3f GB, logits %.3f GB; total %.3f GB\n",
-              b(m.weight_bytes), b(m.grad_bytes), b(m.adam_bytes), b(m.activation_bytes), b(m.logits_bytes), b(m.total()));
+  std::printf(
+      "memory per rank (f32): weights %.3f GB, gradients %.3f GB, AdamW %.3f GB, activations %.3f GB, logits %.3f GB; total %.3f "
+      "GB\n",
+      b(m.weight_bytes), b(m.grad_bytes), b(m.adam_bytes), b(m.activation_bytes), b(m.logits_bytes), b(m.total()));
 }
 
 }  // namespace mlamoe

@@ -41,10 +41,12 @@ int run_generate_command(const std::vector<std::string>& args) {
 
   std::vector<int32_t> ids = enc.encode(prompt);
   if (enc.bos_id >= 0) ids.insert(ids.begin(), static_cast<int32_t>(enc.bos_id));
-  for (int32_t id : ids) MLAMOE_CHECK(id < cfg.vocab_size, "generate: prompt token " << id << " >= vocab_size " << cfg.vocab_size);
+  for (int32_t id : ids)
+    MLAMOE_CHECK(id < cfg.vocab_size, "generate: prompt token " << id << " >= vocab_size " << cfg.vocab_size);
   int64_t capacity = static_cast<int64_t>(ids.size()) + n_new;
-  MLAMOE_CHECK(cfg.max_position_embeddings == 0 || capacity <= cfg.max_position_embeddings,
-               "generate: prompt + --tokens = " << capacity << " exceeds max_position_embeddings = " << cfg.max_position_embeddings);
+  MLAMOE_CHECK(
+      cfg.max_position_embeddings == 0 || capacity <= cfg.max_position_embeddings,
+      "generate: prompt + --tokens = " << capacity << " exceeds max_position_embeddings = " << cfg.max_position_embeddings);
 
   auto state = model.new_decode_state(1, capacity);
   Tensor logits;
@@ -71,8 +73,9 @@ int run_generate_command(const std::vector<std::string>& args) {
   int64_t cached = 0;
   for (const auto& c : state.caches) cached += c.kv.size(2) + c.pe.size(2);
   ModelSize s = model_size(cfg, capacity);
-  std::fprintf(stderr, "generate: %zu tokens | KV cache %lld elements/token = %lld bytes/token (f32; formula L*(r_kv+d_r) = %lld "
-                       "elements, %lld bytes in bf16)\n",
+  std::fprintf(stderr,
+               "generate: %zu tokens | KV cache %lld elements/token = %lld bytes/token (f32; formula L*(r_kv+d_r) = %lld "
+               "elements, %lld bytes in bf16)\n",
                out.size(), static_cast<long long>(cached), static_cast<long long>(4 * cached),
                static_cast<long long>(s.kv_cache_elements_per_token), static_cast<long long>(2 * s.kv_cache_elements_per_token));
   if (verify) {

@@ -1,11 +1,11 @@
 // mlamoe: one binary, git-style subcommands (train/README.md "Command line"). Each subcommand lives in its
 // own file; this one only dispatches and turns errors into one line and a non-zero exit.
+#include <hdf5.h>
+
 #include <cstdio>
 #include <new>
 #include <string>
 #include <vector>
-
-#include <hdf5.h>
 
 #include "model/tensor/error.h"
 #include "train/cli/convert_command.h"

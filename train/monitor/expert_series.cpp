@@ -105,7 +105,8 @@ ExpertSeriesWriter::~ExpertSeriesWriter() = default;
 
 int64_t ExpertSeriesWriter::steps() const { return impl_->steps; }
 
-void ExpertSeriesWriter::append(int64_t step, const std::vector<std::vector<int64_t>>& counts, const std::vector<std::vector<double>>& bias) {
+void ExpertSeriesWriter::append(int64_t step, const std::vector<std::vector<int64_t>>& counts,
+                                const std::vector<std::vector<double>>& bias) {
   Impl& m = *impl_;
   std::string where = "expert log '" + m.path + "'";
   std::vector<uint32_t> c(m.layers * m.experts, 0);
@@ -113,7 +114,8 @@ void ExpertSeriesWriter::append(int64_t step, const std::vector<std::vector<int6
   for (int64_t l = 0; l < m.layers && l < static_cast<int64_t>(counts.size()); ++l)
     for (int64_t e = 0; e < m.experts && e < static_cast<int64_t>(counts[l].size()); ++e) {
       c[l * m.experts + e] = static_cast<uint32_t>(counts[l][e]);
-      if (l < static_cast<int64_t>(bias.size()) && e < static_cast<int64_t>(bias[l].size())) b[l * m.experts + e] = static_cast<float>(bias[l][e]);
+      if (l < static_cast<int64_t>(bias.size()) && e < static_cast<int64_t>(bias[l].size()))
+        b[l * m.experts + e] = static_cast<float>(bias[l][e]);
     }
   write_row(m.step_ds.get(), H5T_NATIVE_INT64, m.steps, std::vector<int64_t>{step}, 1, m.layers, m.experts, where);
   write_row(m.counts_ds.get(), H5T_NATIVE_UINT32, m.steps, c, 3, m.layers, m.experts, where);

@@ -54,14 +54,16 @@ LayerLoadStats load_stats(const std::vector<int64_t>& counts, int64_t ep) {
   return s;
 }
 
-ExpertMonitor::ExpertMonitor(std::vector<std::string> names, int64_t ep, int64_t dead_window, double maxvio_alert, int64_t alert_window)
+ExpertMonitor::ExpertMonitor(std::vector<std::string> names, int64_t ep, int64_t dead_window, double maxvio_alert,
+                             int64_t alert_window)
     : names_(std::move(names)), ep_(ep), dead_window_(dead_window), alert_window_(alert_window), maxvio_alert_(maxvio_alert) {
   zero_run_.resize(names_.size());
   high_run_.assign(names_.size(), 0);
 }
 
 std::vector<LayerLoadStats> ExpertMonitor::update(const std::vector<std::vector<int64_t>>& counts) {
-  MLAMOE_CHECK(counts.size() == names_.size(), "expert monitor: counts for " << counts.size() << " layers, expected " << names_.size());
+  MLAMOE_CHECK(counts.size() == names_.size(),
+               "expert monitor: counts for " << counts.size() << " layers, expected " << names_.size());
   alerts_.clear();
   std::vector<LayerLoadStats> out;
   for (size_t l = 0; l < counts.size(); ++l) {

@@ -11,12 +11,12 @@
 namespace mlamoe {
 
 struct LayerLoadStats {
-  double maxvio = 0;            // (max − mean) / mean
+  double maxvio = 0;  // (max − mean) / mean
   double min = 0, max = 0, mean = 0, std = 0;
-  double cv = 0;                // std / mean
-  double entropy = 0;           // −Σ p ln p of p_i = c_i / Σ c, nats
-  double entropy_max = 0;       // ln N: perfectly balanced
-  int64_t dead = 0;             // experts with no token for dead_window steps in a row
+  double cv = 0;           // std / mean
+  double entropy = 0;      // −Σ p ln p of p_i = c_i / Σ c, nats
+  double entropy_max = 0;  // ln N: perfectly balanced
+  int64_t dead = 0;        // experts with no token for dead_window steps in a row
   std::vector<int64_t> dead_ids;
   std::vector<int64_t> ep_load;  // tokens routed to each ep rank's block of experts
   double ep_max_over_mean = 0;   // the straggler figure: the busiest rank against the average

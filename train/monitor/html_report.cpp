@@ -223,9 +223,11 @@ void write_html_report(const RunLogs& logs, const std::string& path) {
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     MLAMOE_CHECK(out, "experts: cannot write the report '" << path << "'");
-    out << kHead << "<style>\n" << kReportCss << "</style>\n<title>Expert load: " << html_escape(logs.run_name()) << "</title>\n"
+    out << kHead << "<style>\n"
+        << kReportCss << "</style>\n<title>Expert load: " << html_escape(logs.run_name()) << "</title>\n"
         << kReportBodyHtml << "<script type=\"application/json\" id=\"report-data\">" << safe << "</script>\n"
-        << "<script>\n" << kReportJs << "</script>\n</body></html>\n";
+        << "<script>\n"
+        << kReportJs << "</script>\n</body></html>\n";
     out.close();
     MLAMOE_CHECK(out, "experts: cannot write the report '" << path << "' (disk full?)");
   }

@@ -3,10 +3,9 @@
 // rewritten up to the checkpoint's step when a run resumes.
 #pragma once
 #include <cstdio>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace mlamoe {
 

@@ -68,8 +68,8 @@ void StdoutSink::write(const StepMetrics& m) {
   std::printf(
       "step %5lld/%lld | loss %.4f (lm %.4f mtp %s bal %.2e) | lr %.2e | gnorm %.3f | %.1fK tok/s | MFU %.1f%% | "
       "maxvio %.2f | ETA %s",
-      step, steps, m.loss, m.lm_loss, mtp, m.balance_loss, m.lr, m.grad_norm, m.tokens_per_s / 1e3, 100 * m.mfu,
-      m.maxvio_mean(), format_duration(m.eta_s).c_str());
+      step, steps, m.loss, m.lm_loss, mtp, m.balance_loss, m.lr, m.grad_norm, m.tokens_per_s / 1e3, 100 * m.mfu, m.maxvio_mean(),
+      format_duration(m.eta_s).c_str());
   if (evaluated) std::printf(" | eval lm %.4f", m.eval_lm_loss);
   std::printf("\n");
   std::fflush(stdout);

@@ -18,7 +18,8 @@ void print_profile(const std::map<std::string, double>& phase, double total, con
     accounted += sec;
     std::printf("  %-44s %9.3f %5.1f%%\n", name.c_str(), sec, 100 * sec / total);
   }
-  std::printf("  %-44s %9.3f %5.1f%%\n", "logs, evaluation, checkpoints (the rest)", total - accounted, 100 * (total - accounted) / total);
+  std::printf("  %-44s %9.3f %5.1f%%\n", "logs, evaluation, checkpoints (the rest)", total - accounted,
+              100 * (total - accounted) / total);
   auto table = [](const char* title, const char* column, std::vector<std::pair<std::string, std::pair<double, int64_t>>> rows) {
     std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.second.first > b.second.first; });
     double sum = 0;
@@ -35,10 +36,11 @@ void print_profile(const std::map<std::string, double>& phase, double total, con
   // The steady state should take its large buffers from the cache, not from the system.
   HostAllocatorStats now = host_allocator_stats();
   int64_t hits = now.hits - after_first_step.hits, misses = now.misses - after_first_step.misses;
-  std::printf("  host memory after the first step: %lld of %lld buffers >= 64 KiB reused from the cache, %lld from the system; "
-              "peak live %.0f MB, cached %.0f MB\n",
-              static_cast<long long>(hits), static_cast<long long>(hits + misses), static_cast<long long>(misses),
-              now.peak_live_bytes / 1048576.0, now.cached_bytes / 1048576.0);
+  std::printf(
+      "  host memory after the first step: %lld of %lld buffers >= 64 KiB reused from the cache, %lld from the system; "
+      "peak live %.0f MB, cached %.0f MB\n",
+      static_cast<long long>(hits), static_cast<long long>(hits + misses), static_cast<long long>(misses),
+      now.peak_live_bytes / 1048576.0, now.cached_bytes / 1048576.0);
   std::fflush(stdout);
 }
 

@@ -27,7 +27,6 @@ void add_into(std::vector<double>& sum, const std::vector<double>& v) {
   for (size_t i = 0; i < v.size(); ++i) sum[i] += v[i];
 }
 
-
 }  // namespace
 
 // experts.h5 (train/monitor/expert_series.h) opened for one refresh(): re-opened on every poll, since the
@@ -65,8 +64,7 @@ struct ExpertsH5 {
     hsize_t sd[3] = {0, 0, 0}, cd[3] = {0, 0, 0}, bd[3] = {0, 0, 0};
     {
       H5Id sp(H5Dget_space(step_ds.get()), H5Sclose), cp(H5Dget_space(counts_ds.get()), H5Sclose);
-      if (!sp.valid() || !cp.valid() || H5Sget_simple_extent_ndims(sp.get()) != 1 ||
-          H5Sget_simple_extent_ndims(cp.get()) != 3) {
+      if (!sp.valid() || !cp.valid() || H5Sget_simple_extent_ndims(sp.get()) != 1 || H5Sget_simple_extent_ndims(cp.get()) != 3) {
         note = "experts.h5: \"step\" is not [S] or \"counts\" not [S, L, E]: no per-expert load from it";
         return false;
       }
@@ -78,8 +76,9 @@ struct ExpertsH5 {
     bias_ds = H5Id(H5Dopen2(file.get(), "bias", H5P_DEFAULT), H5Dclose);
     if (bias_ds.valid()) {
       H5Id bp(H5Dget_space(bias_ds.get()), H5Sclose);
-      has_bias = bp.valid() && H5Sget_simple_extent_ndims(bp.get()) == 3 && H5Sget_simple_extent_dims(bp.get(), bd, nullptr) == 3 &&
-                 bd[0] >= static_cast<hsize_t>(rows) && bd[1] == cd[1] && bd[2] == cd[2];
+      has_bias = bp.valid() && H5Sget_simple_extent_ndims(bp.get()) == 3 &&
+                 H5Sget_simple_extent_dims(bp.get(), bd, nullptr) == 3 && bd[0] >= static_cast<hsize_t>(rows) && bd[1] == cd[1] &&
+                 bd[2] == cd[2];
     }
     note.clear();
     ok = true;
@@ -446,7 +445,8 @@ std::vector<std::string> RunLogs::notes() const {
   if (steps_without_counts_ > 0)
     n.push_back("experts.jsonl: " + std::to_string(steps_without_counts_) +
                 " layer-steps carry no \"counts\" (a statistics-only log, train.experts_log) and experts.h5 " +
-                (fs::exists(fs::path(dir_) / "experts.h5") ? "does not hold them" : "is missing") + ": no per-expert load for them");
+                (fs::exists(fs::path(dir_) / "experts.h5") ? "does not hold them" : "is missing") +
+                ": no per-expert load for them");
   if (trainer_skipped_ > 0)
     n.push_back("the trainer skipped " + std::to_string(trainer_skipped_) + " bad step(s) (last: " + last_skip_ + ")");
   return n;

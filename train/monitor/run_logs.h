@@ -179,9 +179,9 @@ class RunLogs {
   std::vector<std::string> names_;
   std::map<std::string, size_t> index_;
   int64_t steps_seen_ = 0, first_step_ = 0, steps_without_counts_ = 0;
-  ExpertsH5* h5_ = nullptr;  // set during refresh(); opened when a line first needs it
-  int64_t h5_row_ = 0;       // experts.h5 rows before it hold steps already taken
-  std::string h5_note_;      // why experts.h5 could not be used, "" when it could (or was not needed)
+  ExpertsH5* h5_ = nullptr;        // set during refresh(); opened when a line first needs it
+  int64_t h5_row_ = 0;             // experts.h5 rows before it hold steps already taken
+  std::string h5_note_;            // why experts.h5 could not be used, "" when it could (or was not needed)
   std::deque<ExpertStep> recent_;  // the last 2 × window steps: window and trend
   Downsampled<StepSpan> columns_;
   Downsampled<MetricSpan> metrics_;

@@ -45,11 +45,19 @@ std::vector<double> short_floats(const std::vector<double>& v) {
 
 nlohmann::json to_json(const LayerLoadRecord& r, bool full) {
   const LayerLoadStats& s = r.stats;
-  nlohmann::json j = {{"layer", r.layer}, {"maxvio", s.maxvio},   {"min", s.min},
-                      {"max", s.max},     {"mean", s.mean},       {"std", s.std},
-                      {"cv", s.cv},       {"dead", s.dead},       {"entropy", s.entropy},
-                      {"entropy_max", s.entropy_max},             {"ep_load", s.ep_load},
-                      {"ep_max_over_mean", s.ep_max_over_mean},   {"balance_loss", r.balance_loss}};
+  nlohmann::json j = {{"layer", r.layer},
+                      {"maxvio", s.maxvio},
+                      {"min", s.min},
+                      {"max", s.max},
+                      {"mean", s.mean},
+                      {"std", s.std},
+                      {"cv", s.cv},
+                      {"dead", s.dead},
+                      {"entropy", s.entropy},
+                      {"entropy_max", s.entropy_max},
+                      {"ep_load", s.ep_load},
+                      {"ep_max_over_mean", s.ep_max_over_mean},
+                      {"balance_loss", r.balance_loss}};
   if (full) {
     j["counts"] = r.counts;
     j["bias"] = r.bias.empty() ? nlohmann::json(nullptr) : nlohmann::json(short_floats(r.bias));

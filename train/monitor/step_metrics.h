@@ -11,10 +11,9 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "train/monitor/expert_stats.h"
 
@@ -22,12 +21,12 @@ namespace mlamoe {
 
 // One MoE layer at one step: an entry of experts.jsonl's "layers".
 struct LayerLoadRecord {
-  std::string layer;             // parameter prefix, e.g. "model.layers.3.mlp"
-  LayerLoadStats stats;          // from load_stats() and ExpertMonitor; NaN (dead: -1) where a log lacks it
-  std::vector<int64_t> counts;   // [E] tokens per expert; empty when not logged (train.experts_log "stats")
-  std::vector<double> bias;      // [E] correction bias; empty when the layer has none or it was not logged
-  bool bias_logged = false;      // the line has "bias" (null: the layer has no bias); false: not logged
-  double balance_loss = NAN;     // the layer's sequence-wise balance loss this step
+  std::string layer;            // parameter prefix, e.g. "model.layers.3.mlp"
+  LayerLoadStats stats;         // from load_stats() and ExpertMonitor; NaN (dead: -1) where a log lacks it
+  std::vector<int64_t> counts;  // [E] tokens per expert; empty when not logged (train.experts_log "stats")
+  std::vector<double> bias;     // [E] correction bias; empty when the layer has none or it was not logged
+  bool bias_logged = false;     // the line has "bias" (null: the layer has no bias); false: not logged
+  double balance_loss = NAN;    // the layer's sequence-wise balance loss this step
 };
 
 // full: with the [E] arrays (counts, bias at 7 significant digits). Reading is tolerant: a missing
@@ -36,24 +35,24 @@ nlohmann::json to_json(const LayerLoadRecord& r, bool full);
 bool from_json(const nlohmann::json& j, LayerLoadRecord& r);
 
 struct StepMetrics {
-  int64_t step = 0;              // 1-based, the step just taken
-  int64_t steps = 0;             // train.steps, for the stdout line and the ETA
-  bool skipped = false;          // a step that updated nothing: only step, tokens and the reason are logged
+  int64_t step = 0;      // 1-based, the step just taken
+  int64_t steps = 0;     // train.steps, for the stdout line and the ETA
+  bool skipped = false;  // a step that updated nothing: only step, tokens and the reason are logged
   std::string skip_reason;
-  bool bad_step = false;         // skipped for a fault (counts toward train.max_bad_steps), not for a lack of targets
+  bool bad_step = false;  // skipped for a fault (counts toward train.max_bad_steps), not for a lack of targets
   int64_t bad_in_a_row = 0;
   // Losses over the global batch (token means; see train/train_step.h).
   double loss = NAN, lm_loss = NAN, mtp_loss = NAN, balance_loss = NAN;
   double lr = NAN, grad_norm = NAN, gamma = NAN;  // grad norm before clipping; gamma the bias update speed
-  double eval_lm_loss = NAN;     // held-out lm loss when evaluated at this step
-  int64_t tokens = 0;            // tokens seen by the run so far
-  int64_t step_tokens = 0;       // input tokens of this step
+  double eval_lm_loss = NAN;                      // held-out lm loss when evaluated at this step
+  int64_t tokens = 0;                             // tokens seen by the run so far
+  int64_t step_tokens = 0;                        // input tokens of this step
   double step_time_s = NAN, tokens_per_s = NAN, mfu = NAN, eta_s = NAN;
   int64_t ep = 1;
   std::vector<LayerLoadRecord> layers;  // every MoE layer, model order
-  bool full_expert_log = true;   // experts.jsonl carries the [E] arrays
+  bool full_expert_log = true;          // experts.jsonl carries the [E] arrays
   std::vector<std::string> alerts;      // ExpertMonitor's alerts raised at this step
-  double maxvio_mean() const;    // mean MaxVio over the layers (0 without MoE layers)
+  double maxvio_mean() const;           // mean MaxVio over the layers (0 without MoE layers)
 };
 
 // metrics.jsonl's line of the step (a skipped step: step, skipped, reason, tokens).

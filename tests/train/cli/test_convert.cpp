@@ -12,15 +12,14 @@
 #include <functional>
 
 #include "data/safetensors.h"
+#include "model/json_parse.h"
 #include "model/modules/deepseek_model.h"
 #include "model/tensor/dtype.h"
+#include "tests/test_util.h"
 #include "train/checkpoint.h"
 #include "train/cli/convert_command.h"
 #include "train/cli/generate_command.h"
-
-#include "tests/test_util.h"
 #include "train/run_config.h"
-#include "model/json_parse.h"
 
 namespace mlamoe {
 namespace {
@@ -413,16 +412,23 @@ TEST(Convert, NonFiniteWeightsAreRefusedUnlessAllowed) {
     if (t.name == "model.layers.2.self_attn.q_a_proj.weight") t.values[3] = std::nanf(""), t.values[9] = INFINITY;
   write_hf_dir(d + "/hf", config, ts);
   std::string out = d + "/out.h5";
-  expect_error([&] { run_convert_command({"--from-hf", d + "/hf", "--to", out}); },
-               "1 tensor(s) of model directory '" + d + "/hf' hold NaN or Inf values (model.layers.2.self_attn.q_a_proj.weight: 2); "
-               "pass --allow-nonfinite to import them anyway");
+  expect_error(
+      [&] {
+        run_convert_command({"--from-hf", d + "/hf", "--to", out});
+      },
+      "1 tensor(s) of model directory '" + d +
+          "/hf' hold NaN or Inf values (model.layers.2.self_attn.q_a_proj.weight: 2); "
+          "pass --allow-nonfinite to import them anyway");
   EXPECT_FALSE(fs::exists(out));
   EXPECT_FALSE(fs::exists(out + ".tmp"));
   ConvertStats s = import_hf_checkpoint(d + "/hf", out, false, true);
   EXPECT_EQ(s.nonfinite, (std::vector<std::string>{"model.layers.2.self_attn.q_a_proj.weight: 2"}));
   EXPECT_TRUE(fs::exists(out));
-  expect_error([&] { run_convert_command({"--from", out, "--to-hf", d + "/x", "--allow-nonfinite"}); },
-               "--allow-nonfinite applies to --from-hf only");
+  expect_error(
+      [&] {
+        run_convert_command({"--from", out, "--to-hf", d + "/x", "--allow-nonfinite"});
+      },
+      "--allow-nonfinite applies to --from-hf only");
 }
 
 // generate writes the decoded bytes as they are: a model whose logits are all 0 picks byte 0 every
