@@ -19,7 +19,7 @@ struct DecoderLayer {
   DecoderLayer(ParamInit& init, const std::string& prefix, const ModelConfig& c, int64_t layer_index,
                std::shared_ptr<ExpertDispatcher> dispatcher = nullptr);
 
-  // [B, T, d]. With `recompute` set (and grad mode on) the block keeps only its input for the
+  // [B, T, D]. With `recompute` set (and grad mode on) the block keeps only its input for the
   // backward and runs again there (train.recompute: activation memory for ~1/3 more compute).
   Tensor forward(const Tensor& h, const AttentionContext& ctx, LayerAux* aux) const;
   // One token per row through the absorbed-MLA cache; MoE statistics are not collected.
@@ -28,8 +28,8 @@ struct DecoderLayer {
   int64_t index;
   bool recompute = false;
   bool has_trainable = true;        // any parameter of the block trains (set with recompute)
-  Tensor input_layernorm;           // [d]
-  Tensor post_attention_layernorm;  // [d]
+  Tensor input_layernorm;           // [D]
+  Tensor post_attention_layernorm;  // [D]
   MlaAttention self_attn;
   SwiGluMlp mlp;                  // dense layers
   std::unique_ptr<MoeLayer> moe;  // MoE layers (mlp.gate, mlp.experts.*, mlp.shared_experts.*)

@@ -1,5 +1,5 @@
 // The DeepSeek-V3-style model (model/README.md §1-5): embedding, L decoder blocks (dense, then MoE),
-// final norm, untied head, and D multi-token-prediction modules that share the embedding and head.
+// final norm, untied head, and num_nextn_predict_layers multi-token-prediction modules that share the embedding and head.
 // Parameters carry the Hugging Face names; the MTP module of depth k lives under
 // `model.layers.{L+k-1}.*`, as in the V3 checkpoint.
 #pragma once
@@ -20,7 +20,7 @@ namespace mlamoe {
 // weight is exactly 1.0, so those runs compute bit for bit what an unweighted mean does.
 struct LossWeights {
   double lm = 1.0;          // main next-token loss
-  std::vector<double> mtp;  // per MTP depth k = 1..D (empty: all 1.0)
+  std::vector<double> mtp;  // per MTP depth k = 1..num_nextn_predict_layers (empty: all 1.0)
 
   // n·S/N; 0 when N = 0 (no target anywhere: the loss has nothing to average).
   static double share(int64_t n, int64_t shares, int64_t total) {
@@ -32,10 +32,10 @@ struct LossWeights {
 struct ModelOutput {
   Tensor loss;                               // scalar: lm_loss + λ·mtp_loss + balance_loss
   Tensor lm_loss;                            // token-mean next-token cross-entropy (× LossWeights::lm); 0 without targets
-  Tensor mtp_loss;                           // (1/D) Σ_k L_k (each × LossWeights::mtp[k−1]), undefined when D = 0
+  Tensor mtp_loss;                           // mean over depths k of L_k (each × LossWeights::mtp[k−1]); undefined without MTP
   Tensor balance_loss;                       // Σ over MoE layers (MTP layers included), undefined when no α is set
   Tensor logits;                             // [B, T, V] when requested
-  Tensor hidden;                             // [B, T, d]: the output of a stage that is not the last
+  Tensor hidden;                             // [B, T, D]: the output of a stage that is not the last
   std::vector<std::vector<int64_t>> counts;  // per MoE layer (moe_layer_names() order): tokens per expert
   std::vector<double> layer_balance;         // per MoE layer: its balance loss (0 when none)
 };
@@ -53,10 +53,10 @@ struct ModelShard {
 };
 
 struct MtpModule {
-  Tensor enorm;             // [d]      RMSNorm on the token embedding
-  Tensor hnorm;             // [d]      RMSNorm on the previous depth's hidden state
-  Tensor eh_proj;           // [d, 2d]  applied to [enorm(emb) ; hnorm(h)] (embedding half first, as the weights)
-  Tensor shared_head_norm;  // [d]      shared_head.norm
+  Tensor enorm;             // [D]      RMSNorm on the token embedding
+  Tensor hnorm;             // [D]      RMSNorm on the previous depth's hidden state
+  Tensor eh_proj;           // [D, 2D]  applied to [enorm(emb) ; hnorm(h)] (embedding half first, as the weights)
+  Tensor shared_head_norm;  // [D]      shared_head.norm
   std::unique_ptr<DecoderLayer> block;
 };
 
@@ -74,7 +74,7 @@ class DeepSeekModel {
   // `weights` scale the token-mean losses (LossWeights); the default is the plain batch mean.
   ModelOutput forward(const Tensor& windows, bool keep_logits = false, const LossWeights& weights = {}) const;
   // One pipeline stage: the first stage embeds windows[:, :T], later stages take `hidden_in`
-  // [B, T, d] from the previous one. The last stage returns the losses; other stages return
+  // [B, T, D] from the previous one. The last stage returns the losses; other stages return
   // `hidden` for the next stage and their layers' balance loss (in balance_loss, also in loss).
   ModelOutput forward_stage(const Tensor& windows, const Tensor& hidden_in, bool keep_logits = false,
                             const LossWeights& weights = {}) const;
@@ -108,7 +108,7 @@ class DeepSeekModel {
   ParameterStore params;
 
  private:
-  Tensor trunk(const Tensor& ids, std::vector<LayerAux>& aux) const;  // ids [B, T] -> final-normed h [B, T, d]
+  Tensor trunk(const Tensor& ids, std::vector<LayerAux>& aux) const;  // ids [B, T] -> final-normed h [B, T, D]
   ModelOutput head_and_mtp(const Tensor& h, const Tensor& windows, bool keep_logits, const LossWeights& weights,
                            std::vector<LayerAux>& aux) const;
   std::vector<MoeLayer*> moe_layers_;

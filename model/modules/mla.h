@@ -2,7 +2,8 @@
 // values (§2.5), and the absorbed decode form whose cache holds only the normalised KV latent and
 // the rotated shared key per token (§2.6).
 //
-// Dimension letters: B batch, T tokens, d hidden, H heads, d_n / d_r / d_v the nope / rope / value
+// Dimension letters (CONTRIBUTING.md "Dimension legend"): B sequences, T tokens per sequence, D hidden,
+// H heads; the maths' symbols of model/README.md §0 for the rest: d_n / d_r / d_v the nope / rope / value
 // head dims, r_q / r_kv the query / KV latent ranks.
 #pragma once
 #include <string>
@@ -31,22 +32,22 @@ struct MlaCache {
 struct MlaAttention {
   MlaAttention(ParamInit& init, const std::string& prefix, const ModelConfig& c);
 
-  // x [B, T, d] -> [B, T, d], causal over the T positions of ctx.
+  // x [B, T, D] -> [B, T, D], causal over the T positions of ctx.
   Tensor forward(const Tensor& x, const AttentionContext& ctx) const;
-  // One new token per batch row, x [B, 1, d] at position cache.length (ctx built for that one
+  // One new token per batch row, x [B, 1, D] at position cache.length (ctx built for that one
   // position); appends its latent and rotated key to the cache. No autograd.
   Tensor decode(const Tensor& x, const AttentionContext& ctx, MlaCache& cache) const;
   MlaCache new_cache(int64_t batch, int64_t capacity) const;
 
   const ModelConfig& cfg;
-  Tensor q_a_proj;            // [r_q, d]          (with a query latent)
+  Tensor q_a_proj;            // [r_q, D]          (with a query latent)
   Tensor q_a_layernorm;       // [r_q]
   Tensor q_b_proj;            // [H·d_qk, r_q]
-  Tensor q_proj;              // [H·d_qk, d]       (without one: q_lora_rank null)
-  Tensor kv_a_proj_with_mqa;  // [r_kv + d_r, d]
+  Tensor q_proj;              // [H·d_qk, D]       (without one: q_lora_rank null)
+  Tensor kv_a_proj_with_mqa;  // [r_kv + d_r, D]
   Tensor kv_a_layernorm;      // [r_kv]
   Tensor kv_b_proj;           // [H·(d_n + d_v), r_kv]
-  Tensor o_proj;              // [d, H·d_v]
+  Tensor o_proj;              // [D, H·d_v]
 
  private:
   Tensor queries(const Tensor& x) const;  // [B, T, H, d_qk], not yet rotated

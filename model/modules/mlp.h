@@ -10,12 +10,12 @@ namespace mlamoe {
 struct SwiGluMlp {
   SwiGluMlp() = default;
   SwiGluMlp(ParamInit& init, const std::string& prefix, int64_t hidden, int64_t width);
-  Tensor forward(const Tensor& x) const;  // [..., d] -> [..., d]
+  Tensor forward(const Tensor& x) const;  // [..., D] -> [..., D]
   bool defined() const { return gate_proj.defined(); }
 
-  Tensor gate_proj;  // [I, d]
-  Tensor up_proj;    // [I, d]
-  Tensor down_proj;  // [d, I]
+  Tensor gate_proj;  // [I, D]
+  Tensor up_proj;    // [I, D]
+  Tensor down_proj;  // [D, I]
 };
 
 }  // namespace mlamoe

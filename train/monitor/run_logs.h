@@ -5,7 +5,7 @@
 // nothing here throws on a line: unusable lines become notes. A layer-step without "counts"/"bias"
 // takes them from experts.h5 (the same step's [L, E] rows, read one step at a time) when that file
 // has them. Not here: drawing or printing.
-// Legend: E experts of a layer, R expert-parallel ranks.
+// Letters (CONTRIBUTING.md "Dimension legend"): E routed experts of a layer, ep expert-parallel ranks.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -58,7 +58,7 @@ std::string config_summary(const nlohmann::json& config);
 struct LayerStep {
   std::vector<double> counts;   // [E] tokens per expert (absent in stats-only logs)
   std::vector<double> bias;     // [E] correction bias; empty when logged as null
-  std::vector<double> ep_load;  // [R] tokens per EP rank
+  std::vector<double> ep_load;  // [ep] tokens per EP rank
   double maxvio = NAN, entropy = NAN, entropy_max = NAN, cv = NAN, balance_loss = NAN, ep_max_over_mean = NAN;
   double dead = NAN;  // the trainer's count (no token for its dead_window steps)
   bool present = false;
@@ -74,7 +74,7 @@ struct LayerSpan {
   int64_t steps = 0;            // steps in which the layer was logged
   std::vector<double> counts;   // [E] summed over the steps that logged counts
   std::vector<double> bias;     // [E] the last bias seen
-  std::vector<double> ep_load;  // [R] summed
+  std::vector<double> ep_load;  // [ep] summed
   double maxvio_sum = 0, maxvio_max = 0, ep_ratio_sum = 0;
   int64_t maxvio_steps = 0, ep_ratio_steps = 0;
   void add(const LayerStep& s);
