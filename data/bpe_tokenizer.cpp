@@ -827,8 +827,19 @@ BpeTokenizer BpeTokenizer::load(const std::string& path) {
   for (const AddedToken& a : st.added) max_id = std::max(max_id, a.id);
   st.id_to_token.assign(max_id + 1, "");
   st.id_known.assign(max_id + 1, 0);
-  for (const auto& [t, id] : st.vocab) st.id_to_token[id] = t, st.id_known[id] = 1;
-  for (const AddedToken& a : st.added) st.id_to_token[a.id] = a.content, st.id_known[a.id] = 1;
+  // One string per id: a second string for an id would make decoding pick one of them and
+  // encode(decode(ids)) differ from ids. An added token may repeat its vocab entry (same text).
+  for (const auto& [t, id] : st.vocab) {
+    MLAMOE_CHECK(!st.id_known[id], where << "model.vocab gives id " << id << " to two tokens, '"
+                                         << st.id_to_token[id].substr(0, 60) << "' and '" << t.substr(0, 60) << "'");
+    st.id_to_token[id] = t, st.id_known[id] = 1;
+  }
+  for (const AddedToken& a : st.added) {
+    MLAMOE_CHECK(!st.id_known[a.id] || st.id_to_token[a.id] == a.content, where << "added token '" << a.content.substr(0, 60)
+                                                                                << "' has id " << a.id << ", which is already '"
+                                                                                << st.id_to_token[a.id].substr(0, 60) << "'");
+    st.id_to_token[a.id] = a.content, st.id_known[a.id] = 1;
+  }
 
   // ByteLevel decoding, per token as HF's decoder does it: a token whose characters are all in the
   // byte alphabet becomes those bytes; any other (special tokens) is emitted as its own text.

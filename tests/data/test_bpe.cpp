@@ -343,6 +343,21 @@ TEST(BpeTokenizer, TokenIdsAndNestingAreBounded) {
   expect_error([] { BpeTokenizer::load(tmp("deep_json.json")); }, {tmp("deep_json.json"), "JSON nested deeper than 64 levels"});
 }
 
+// One string per id (a fuzzing finding): with two, decoding picks one and encode(decode(ids)) != ids.
+TEST(BpeTokenizer, TwoStringsForOneIdAreRefused) {
+  json j = hand_tokenizer();
+  const int64_t id_of_a = j["model"]["vocab"]["a"].get<int64_t>();
+  j["model"]["vocab"]["zz"] = id_of_a;
+  expect_error([&] { load_json(j, "dup_vocab.json"); }, {tmp("dup_vocab.json"), "model.vocab gives id", "to two tokens"});
+  j = hand_tokenizer();
+  j["added_tokens"] = json::array({{{"id", id_of_a}, {"content", "<x>"}}});
+  expect_error([&] { load_json(j, "dup_added.json"); },
+               {tmp("dup_added.json"), "added token '<x>' has id " + std::to_string(id_of_a) + ", which is already 'a'"});
+  j = hand_tokenizer();
+  j["added_tokens"] = json::array({{{"id", id_of_a}, {"content", "a"}}});  // an added token repeating its vocab entry
+  EXPECT_NO_THROW(load_json(j, "same_added.json"));
+}
+
 TEST(BpeTokenizer, LoadErrorsNameTheFileAndTheProblem) {
   expect_error([] { BpeTokenizer::load("/nonexistent/tokenizer.json"); }, {"'/nonexistent/tokenizer.json'", "cannot open"});
   write_file(tmp("bad.json"), "{\"model\": [1, 2,");
