@@ -38,6 +38,10 @@ namespace fs = std::filesystem;
 // and make disk writes large. No compression: token ids barely compress and reads must be fast.
 constexpr hsize_t kTokenChunk = hsize_t{1} << 20;
 constexpr hsize_t kOffsetChunk = hsize_t{1} << 16;
+// Per open dataset: room for 16 token chunks (64 MiB), hashed into a prime number of slots well
+// above the chunks it holds (HDF5's advice: about 100× the chunks that fit).
+constexpr size_t kChunkCacheBytes = size_t{64} << 20;
+constexpr size_t kChunkCacheSlots = 1601;
 // Offsets are validated in blocks of this many entries, so opening never holds all of them.
 constexpr int64_t kOffsetCheckBlock = int64_t{1} << 20;
 
@@ -273,7 +277,13 @@ namespace {
 // Opens a 1-D unsigned integer dataset of `bytes`-wide elements and returns it with its length.
 std::pair<H5Id, int64_t> open_vector(hid_t file, const char* name, size_t bytes, const std::string& where) {
   MLAMOE_CHECK(H5Lexists(file, name, H5P_DEFAULT) > 0, where << ": missing dataset '" << name << "'");
-  H5Id dset(H5Dopen2(file, name, H5P_DEFAULT), H5Dclose);
+  // A chunk cache that holds kCachedChunks whole token chunks (4 MiB each): HDF5's default of 1 MiB
+  // holds none, so every window read re-read and re-checksummed its whole chunk (16% of a tiny.json
+  // step). Chunks are still verified (Fletcher-32) whenever they come from the file.
+  H5Id dapl(H5Pcreate(H5P_DATASET_ACCESS), H5Pclose);
+  MLAMOE_CHECK(dapl.valid() && H5Pset_chunk_cache(dapl.get(), kChunkCacheSlots, kChunkCacheBytes, 1.0) >= 0,
+               where << ": cannot set up the chunk cache of '" << name << "'");
+  H5Id dset(H5Dopen2(file, name, dapl.get()), H5Dclose);
   MLAMOE_CHECK(dset.valid(), where << ": '" << name << "' is not a dataset");
   H5Id type(H5Dget_type(dset.get()), H5Tclose);
   bool type_ok =
