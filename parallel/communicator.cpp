@@ -86,153 +86,135 @@ namespace {
 int64_t bytes_of(int64_t count, DType dt) { return count * static_cast<int64_t>(dtype_size(dt)); }
 }  // namespace
 
-void Communicator::all_reduce(void* buf, int64_t count, DType dt, ReduceOp op) {
-  const char* what = "all_reduce";
+// Each collective's checks and statistics, shared by its blocking and non-blocking form.
+void Communicator::admit_all_reduce(const char* what, const void* buf, int64_t count, DType dt) {
   check_count(what, "count", count);
   check_dtype(what, dt);
   check_buffer(what, "buf", buf, count);
   stats_.add("all_reduce", bytes_of(count, dt));
-  BlockingCall blocked(watch_call(CommOp::AllReduce));
-  all_reduce_impl(buf, count, dt, op);
 }
 
-std::unique_ptr<Request> Communicator::iall_reduce(void* buf, int64_t count, DType dt, ReduceOp op) {
-  const char* what = "iall_reduce";
-  check_count(what, "count", count);
-  check_dtype(what, dt);
-  check_buffer(what, "buf", buf, count);
-  stats_.add("all_reduce", bytes_of(count, dt));
-  return watched_request(iall_reduce_impl(buf, count, dt, op), what, CommOp::WaitAllReduce);
-}
-
-void Communicator::reduce_scatter(const void* send, void* recv, int64_t recv_count, DType dt) {
-  const char* what = "reduce_scatter";
+void Communicator::admit_reduce_scatter(const char* what, const void* send, const void* recv, int64_t recv_count, DType dt) {
   check_count(what, "recv_count", recv_count);
   check_dtype(what, dt);
   check_buffer(what, "send", send, recv_count);
   check_buffer(what, "recv", recv, recv_count);
   stats_.add("reduce_scatter", bytes_of(recv_count * size(), dt));
-  BlockingCall blocked(watch_call(CommOp::ReduceScatter));
-  reduce_scatter_impl(send, recv, recv_count, dt);
 }
 
-std::unique_ptr<Request> Communicator::ireduce_scatter(const void* send, void* recv, int64_t recv_count, DType dt) {
-  const char* what = "ireduce_scatter";
-  check_count(what, "recv_count", recv_count);
-  check_dtype(what, dt);
-  check_buffer(what, "send", send, recv_count);
-  check_buffer(what, "recv", recv, recv_count);
-  stats_.add("reduce_scatter", bytes_of(recv_count * size(), dt));
-  return watched_request(ireduce_scatter_impl(send, recv, recv_count, dt), what, CommOp::WaitReduceScatter);
-}
-
-void Communicator::all_gather_v(const void* send, void* recv, const std::vector<int64_t>& counts, DType dt) {
-  const char* what = "all_gather_v";
+void Communicator::admit_all_gather_v(const char* what, const void* send, const void* recv, const std::vector<int64_t>& counts,
+                                      DType dt) {
   int64_t total = check_counts(what, "counts", counts);
   check_dtype(what, dt);
   check_buffer(what, "send", send, counts[rank()]);
   check_buffer(what, "recv", recv, total);
   stats_.add("all_gather", bytes_of(counts[rank()], dt));
-  BlockingCall blocked(watch_call(CommOp::AllGatherV));
-  all_gather_v_impl(send, recv, counts, dt);
 }
 
-std::unique_ptr<Request> Communicator::iall_gather_v(const void* send, void* recv, const std::vector<int64_t>& counts, DType dt) {
-  const char* what = "iall_gather_v";
-  int64_t total = check_counts(what, "counts", counts);
-  check_dtype(what, dt);
-  check_buffer(what, "send", send, counts[rank()]);
-  check_buffer(what, "recv", recv, total);
-  stats_.add("all_gather", bytes_of(counts[rank()], dt));
-  return watched_request(iall_gather_v_impl(send, recv, counts, dt), what, CommOp::WaitAllGatherV);
-}
-
-void Communicator::all_to_all_v(const void* send, const std::vector<int64_t>& send_counts, void* recv,
-                                const std::vector<int64_t>& recv_counts, DType dt) {
-  const char* what = "all_to_all_v";
+void Communicator::admit_all_to_all_v(const char* what, const void* send, const std::vector<int64_t>& send_counts,
+                                      const void* recv, const std::vector<int64_t>& recv_counts, DType dt) {
   int64_t sent = check_counts(what, "send_counts", send_counts), received = check_counts(what, "recv_counts", recv_counts);
   check_dtype(what, dt);
   check_buffer(what, "send", send, sent);
   check_buffer(what, "recv", recv, received);
   stats_.add("all_to_all", bytes_of(sent - send_counts[rank()], dt));  // what leaves this rank
+}
+
+void Communicator::admit_broadcast(const char* what, const void* buf, int64_t count, DType dt, int root) {
+  check_count(what, "count", count);
+  check_dtype(what, dt);
+  check_rank(what, "root", root);
+  check_buffer(what, "buf", buf, count);
+  if (rank() == root) stats_.add("broadcast", bytes_of(count, dt));
+}
+
+void Communicator::admit_p2p(const char* what, const char* peer_arg, const void* buf, int64_t count, DType dt, int peer, int tag,
+                             bool sending) {
+  check_count(what, "count", count);
+  check_dtype(what, dt);
+  check_rank(what, peer_arg, peer);
+  check_tag(what, tag);
+  check_buffer(what, "buf", buf, count);
+  if (sending) stats_.add("send", bytes_of(count, dt));
+}
+
+void Communicator::all_reduce(void* buf, int64_t count, DType dt, ReduceOp op) {
+  admit_all_reduce("all_reduce", buf, count, dt);
+  BlockingCall blocked(watch_call(CommOp::AllReduce));
+  all_reduce_impl(buf, count, dt, op);
+}
+
+std::unique_ptr<Request> Communicator::iall_reduce(void* buf, int64_t count, DType dt, ReduceOp op) {
+  admit_all_reduce("iall_reduce", buf, count, dt);
+  return watched_request(iall_reduce_impl(buf, count, dt, op), "iall_reduce", CommOp::WaitAllReduce);
+}
+
+void Communicator::reduce_scatter(const void* send, void* recv, int64_t recv_count, DType dt) {
+  admit_reduce_scatter("reduce_scatter", send, recv, recv_count, dt);
+  BlockingCall blocked(watch_call(CommOp::ReduceScatter));
+  reduce_scatter_impl(send, recv, recv_count, dt);
+}
+
+std::unique_ptr<Request> Communicator::ireduce_scatter(const void* send, void* recv, int64_t recv_count, DType dt) {
+  admit_reduce_scatter("ireduce_scatter", send, recv, recv_count, dt);
+  return watched_request(ireduce_scatter_impl(send, recv, recv_count, dt), "ireduce_scatter", CommOp::WaitReduceScatter);
+}
+
+void Communicator::all_gather_v(const void* send, void* recv, const std::vector<int64_t>& counts, DType dt) {
+  admit_all_gather_v("all_gather_v", send, recv, counts, dt);
+  BlockingCall blocked(watch_call(CommOp::AllGatherV));
+  all_gather_v_impl(send, recv, counts, dt);
+}
+
+std::unique_ptr<Request> Communicator::iall_gather_v(const void* send, void* recv, const std::vector<int64_t>& counts, DType dt) {
+  admit_all_gather_v("iall_gather_v", send, recv, counts, dt);
+  return watched_request(iall_gather_v_impl(send, recv, counts, dt), "iall_gather_v", CommOp::WaitAllGatherV);
+}
+
+void Communicator::all_to_all_v(const void* send, const std::vector<int64_t>& send_counts, void* recv,
+                                const std::vector<int64_t>& recv_counts, DType dt) {
+  admit_all_to_all_v("all_to_all_v", send, send_counts, recv, recv_counts, dt);
   BlockingCall blocked(watch_call(CommOp::AllToAllV));
   all_to_all_v_impl(send, send_counts, recv, recv_counts, dt);
 }
 
 std::unique_ptr<Request> Communicator::iall_to_all_v(const void* send, const std::vector<int64_t>& send_counts, void* recv,
                                                      const std::vector<int64_t>& recv_counts, DType dt) {
-  const char* what = "iall_to_all_v";
-  int64_t sent = check_counts(what, "send_counts", send_counts), received = check_counts(what, "recv_counts", recv_counts);
-  check_dtype(what, dt);
-  check_buffer(what, "send", send, sent);
-  check_buffer(what, "recv", recv, received);
-  stats_.add("all_to_all", bytes_of(sent - send_counts[rank()], dt));
-  return watched_request(iall_to_all_v_impl(send, send_counts, recv, recv_counts, dt), what, CommOp::WaitAllToAllV);
+  admit_all_to_all_v("iall_to_all_v", send, send_counts, recv, recv_counts, dt);
+  return watched_request(iall_to_all_v_impl(send, send_counts, recv, recv_counts, dt), "iall_to_all_v", CommOp::WaitAllToAllV);
 }
 
 void Communicator::broadcast(void* buf, int64_t count, DType dt, int root) {
-  const char* what = "broadcast";
-  check_count(what, "count", count);
-  check_dtype(what, dt);
-  check_rank(what, "root", root);
-  check_buffer(what, "buf", buf, count);
-  if (rank() == root) stats_.add("broadcast", bytes_of(count, dt));
+  admit_broadcast("broadcast", buf, count, dt, root);
   BlockingCall blocked(watch_call(CommOp::Broadcast));
   broadcast_impl(buf, count, dt, root);
 }
 
 std::unique_ptr<Request> Communicator::ibroadcast(void* buf, int64_t count, DType dt, int root) {
-  const char* what = "ibroadcast";
-  check_count(what, "count", count);
-  check_dtype(what, dt);
-  check_rank(what, "root", root);
-  check_buffer(what, "buf", buf, count);
-  if (rank() == root) stats_.add("broadcast", bytes_of(count, dt));
-  return watched_request(ibroadcast_impl(buf, count, dt, root), what, CommOp::WaitBroadcast);
+  admit_broadcast("ibroadcast", buf, count, dt, root);
+  return watched_request(ibroadcast_impl(buf, count, dt, root), "ibroadcast", CommOp::WaitBroadcast);
 }
 
 void Communicator::send(const void* buf, int64_t count, DType dt, int dest, int tag) {
-  const char* what = "send";
-  check_count(what, "count", count);
-  check_dtype(what, dt);
-  check_rank(what, "dest", dest);
-  check_tag(what, tag);
-  check_buffer(what, "buf", buf, count);
-  stats_.add("send", bytes_of(count, dt));
+  admit_p2p("send", "dest", buf, count, dt, dest, tag, true);
   BlockingCall blocked(watch_call(CommOp::Send, dest));
   send_impl(buf, count, dt, dest, tag);
 }
 
 void Communicator::recv(void* buf, int64_t count, DType dt, int source, int tag) {
-  const char* what = "recv";
-  check_count(what, "count", count);
-  check_dtype(what, dt);
-  check_rank(what, "source", source);
-  check_tag(what, tag);
-  check_buffer(what, "buf", buf, count);
+  admit_p2p("recv", "source", buf, count, dt, source, tag, false);
   BlockingCall blocked(watch_call(CommOp::Recv, source));
   recv_impl(buf, count, dt, source, tag);
 }
 
 std::unique_ptr<Request> Communicator::isend(const void* buf, int64_t count, DType dt, int dest, int tag) {
-  const char* what = "isend";
-  check_count(what, "count", count);
-  check_dtype(what, dt);
-  check_rank(what, "dest", dest);
-  check_tag(what, tag);
-  check_buffer(what, "buf", buf, count);
-  stats_.add("send", bytes_of(count, dt));
-  return watched_request(isend_impl(buf, count, dt, dest, tag), what, CommOp::WaitSend, dest);
+  admit_p2p("isend", "dest", buf, count, dt, dest, tag, true);
+  return watched_request(isend_impl(buf, count, dt, dest, tag), "isend", CommOp::WaitSend, dest);
 }
 
 std::unique_ptr<Request> Communicator::irecv(void* buf, int64_t count, DType dt, int source, int tag) {
-  const char* what = "irecv";
-  check_count(what, "count", count);
-  check_dtype(what, dt);
-  check_rank(what, "source", source);
-  check_tag(what, tag);
-  check_buffer(what, "buf", buf, count);
-  return watched_request(irecv_impl(buf, count, dt, source, tag), what, CommOp::WaitRecv, source);
+  admit_p2p("irecv", "source", buf, count, dt, source, tag, false);
+  return watched_request(irecv_impl(buf, count, dt, source, tag), "irecv", CommOp::WaitRecv, source);
 }
 
 void Communicator::barrier() {

@@ -154,6 +154,16 @@ class Communicator {
   void check_rank(const char* what, const char* arg, int r) const;
   void check_tag(const char* what, int tag) const;
   int64_t check_counts(const char* what, const char* arg, const std::vector<int64_t>& counts) const;  // returns Σ
+  // One collective's checks and byte statistics, shared by its blocking and non-blocking form.
+  void admit_all_reduce(const char* what, const void* buf, int64_t count, DType dt);
+  void admit_reduce_scatter(const char* what, const void* send, const void* recv, int64_t recv_count, DType dt);
+  void admit_all_gather_v(const char* what, const void* send, const void* recv, const std::vector<int64_t>& counts, DType dt);
+  void admit_all_to_all_v(const char* what, const void* send, const std::vector<int64_t>& send_counts, const void* recv,
+                          const std::vector<int64_t>& recv_counts, DType dt);
+  void admit_broadcast(const char* what, const void* buf, int64_t count, DType dt, int root);
+  // send/recv and their non-blocking forms; `sending` counts the payload as sent bytes.
+  void admit_p2p(const char* what, const char* peer_arg, const void* buf, int64_t count, DType dt, int peer, int tag,
+                 bool sending);
 
   CommStats stats_;
   std::string name_ = "group";

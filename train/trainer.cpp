@@ -262,8 +262,8 @@ void train_loop(Run& r) {
     m.full_expert_log = full_expert_log;
     return m;
   };
-  auto log_step = [&](const StepStats& st, const ExpertView& ev, int64_t step, double dt, int64_t tokens_seen, bool eval_now,
-                      double last_eval, int64_t first_step, Clock::time_point t_start) {
+  // ev's per-layer arrays move into the record (the view is the step's own).
+  auto log_step = [&](const StepStats& st, ExpertView& ev, int64_t step, double dt, bool eval_now) {
     StepMetrics m = record(st, step, tokens_seen);
     m.step_time_s = dt;
     m.tokens_per_s = static_cast<double>(st.tokens) / dt;
@@ -273,7 +273,7 @@ void train_loop(Run& r) {
     if (eval_now) m.eval_lm_loss = last_eval;
     std::vector<LayerLoadStats> stats = monitor.update(ev.counts);
     for (size_t l = 0; l < names.size(); ++l)
-      m.layers.push_back({names[l], stats[l], ev.counts[l], ev.bias[l], true, ev.balance[l]});
+      m.layers.push_back({names[l], stats[l], std::move(ev.counts[l]), std::move(ev.bias[l]), true, ev.balance[l]});
     m.alerts = monitor.alerts();
     r.logs.write(m);
   };
@@ -344,7 +344,7 @@ void train_loop(Run& r) {
       after_first_step = host_allocator_stats();
     }
     last_loss = st.loss;
-    if (r.rank == 0) log_step(st, ev, step, dt, tokens_seen, eval_now, last_eval, first_step, t_start);
+    if (r.rank == 0) log_step(st, ev, step, dt, eval_now);
     checkpoint_if_due(step + 1, tokens_seen);
   }
 

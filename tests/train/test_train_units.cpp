@@ -1,6 +1,6 @@
 // Trainer pieces on hand-computed cases: LR schedules, global-norm clipping, the AdamW update
 // (one step against the formula, weight decay on matrices only, a missing gradient stepped as 0),
-// MaxVio, and the run-config rules.
+// the run-config rules and --set overrides.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -9,7 +9,6 @@
 #include "model/json_parse.h"
 #include "model/tensor/error.h"
 #include "train/lr_schedule.h"
-#include "train/monitor/expert_stats.h"
 #include "train/optimizer.h"
 #include "train/run_config.h"
 
@@ -54,12 +53,6 @@ TEST(Optimizer, ClipAndAdamWStep) {
   EXPECT_NEAR(bv[0], 0.5, 1e-15);  // vectors are not decayed
   EXPECT_NEAR(bv[1], 0.5 - 0.01 * (4 * coef) / (4 * coef + 1e-8), 1e-12);
   EXPECT_NEAR(unused.to_vector<double>()[0], 1.0 * (1 - 0.001), 1e-12);  // no gradient at all: decay only
-}
-
-TEST(Metrics, MaxViolation) {
-  EXPECT_DOUBLE_EQ(max_violation({4, 4, 4, 4}), 0.0);
-  EXPECT_DOUBLE_EQ(max_violation({8, 0, 4, 4}), 1.0);  // mean 4, max 8
-  EXPECT_DOUBLE_EQ(max_violation({0, 0}), 0.0);
 }
 
 void expect_config_error(const std::vector<std::string>& overrides, const std::string& needle) {

@@ -1,5 +1,6 @@
 // The HTML report (see html_report.h): report_data() turns RunLogs into the embedded JSON, and the
-// page's inline script (kScript) draws everything from it; nothing is fetched from outside the file.
+// page's script (report/report.js, embedded at build time) draws everything from it; nothing is
+// fetched from outside the file.
 #include "train/monitor/html_report.h"
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 #include "model/tensor/error.h"
 #include "train/monitor/expert_stats.h"
 #include "train/monitor/report_assets.h"
+#include "train/monitor/step_metrics.h"
 
 namespace mlamoe {
 
@@ -45,8 +47,6 @@ std::string base64(const std::vector<uint8_t>& in) {
   return out;
 }
 
-nlohmann::json num(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
-
 double short_float(double v) {  // 4 significant digits: bias lines are drawn, not read
   char b[32];
   std::snprintf(b, sizeof b, "%.4g", v);
@@ -61,17 +61,17 @@ std::string html_escape(const std::string& s) {
 
 // The last step's figures of one layer, from the log where it has them, else from the counts.
 nlohmann::json last_step_json(const LayerStep& s) {
-  nlohmann::json j = {{"maxvio", num(s.maxvio)},
-                      {"cv", num(s.cv)},
-                      {"entropy", num(s.entropy)},
-                      {"entropy_max", num(s.entropy_max)},
-                      {"balance_loss", num(s.balance_loss)},
-                      {"ep_max_over_mean", num(s.ep_max_over_mean)}};
+  nlohmann::json j = {{"maxvio", number_or_null(s.maxvio)},
+                      {"cv", number_or_null(s.cv)},
+                      {"entropy", number_or_null(s.entropy)},
+                      {"entropy_max", number_or_null(s.entropy_max)},
+                      {"balance_loss", number_or_null(s.balance_loss)},
+                      {"ep_max_over_mean", number_or_null(s.ep_max_over_mean)}};
   double total = 0;
   for (double c : s.counts) total += c;
   int64_t zero = std::count(s.counts.begin(), s.counts.end(), 0.0);
   j["tokens"] = s.counts.empty() ? nlohmann::json(nullptr) : nlohmann::json(total);
-  j["dead"] = !std::isnan(s.dead) ? num(s.dead) : s.counts.empty() ? nlohmann::json(nullptr) : nlohmann::json(zero);
+  j["dead"] = !std::isnan(s.dead) ? number_or_null(s.dead) : s.counts.empty() ? nlohmann::json(nullptr) : nlohmann::json(zero);
   j["dead_source"] = !std::isnan(s.dead) ? "log" : "zero tokens this step";
   if (std::isnan(s.entropy) && total > 0) j["entropy"] = load_entropy(s.counts);
   if (std::isnan(s.entropy_max) && !s.counts.empty()) j["entropy_max"] = std::log(static_cast<double>(s.counts.size()));
@@ -138,9 +138,9 @@ nlohmann::json report_data(const RunLogs& logs) {
       for (double x : s.counts) total += x;
       double mean = s.counts.empty() ? 0.0 : total / static_cast<double>(s.counts.size());
       for (size_t e = 0; e < s.counts.size() && e < E; ++e) heat[e * C + c] = heat_byte(s.counts[e], mean);
-      mv.push_back(num(s.maxvio_mean()));
-      mv_max.push_back(s.maxvio_steps ? num(s.maxvio_max) : nullptr);
-      ep.push_back(num(s.ep_ratio_mean()));
+      mv.push_back(number_or_null(s.maxvio_mean()));
+      mv_max.push_back(s.maxvio_steps ? number_or_null(s.maxvio_max) : nullptr);
+      ep.push_back(number_or_null(s.ep_ratio_mean()));
       any_ep = any_ep || s.ep_ratio_steps > 0;
       if (s.bias.empty()) {
         bmin.push_back(nullptr), bmean.push_back(nullptr), bmax.push_back(nullptr);
@@ -150,7 +150,8 @@ nlohmann::json report_data(const RunLogs& logs) {
         for (double b : s.bias) sum += b;
         bmin.push_back(*mn), bmax.push_back(*mx), bmean.push_back(sum / static_cast<double>(s.bias.size()));
       }
-      for (size_t e = 0; e < bias.size(); ++e) bias[e].push_back(e < s.bias.size() ? num(short_float(s.bias[e])) : nullptr);
+      for (size_t e = 0; e < bias.size(); ++e)
+        bias[e].push_back(e < s.bias.size() ? number_or_null(short_float(s.bias[e])) : nullptr);
     }
     L["heat"] = base64(heat);
     L["maxvio"] = mv;
@@ -167,14 +168,14 @@ nlohmann::json report_data(const RunLogs& logs) {
       double mean = total / static_cast<double>(ws.counts.size());
       nlohmann::json load = nlohmann::json::array(), dead = nlohmann::json::array();
       for (size_t e = 0; e < ws.counts.size(); ++e) {
-        load.push_back(mean > 0 ? num(ws.counts[e] / mean) : nullptr);
+        load.push_back(mean > 0 ? number_or_null(ws.counts[e] / mean) : nullptr);
         if (ws.counts[e] == 0) dead.push_back(e);
       }
       L["window_load"] = load;
       L["window_counts"] = ws.counts;
       L["window_dead"] = dead;
     }
-    L["window_maxvio"] = num(ws.maxvio_mean());
+    L["window_maxvio"] = number_or_null(ws.maxvio_mean());
     if (!ws.ep_load.empty() && ws.steps > 0) {
       nlohmann::json per_rank = nlohmann::json::array();
       for (double x : ws.ep_load) per_rank.push_back(x / static_cast<double>(ws.steps));
@@ -194,7 +195,8 @@ nlohmann::json report_data(const RunLogs& logs) {
     steps.push_back(c.last_step);
     for (auto it = fields.begin(); it != fields.end(); ++it) {
       auto f = c.sums.find(it.key());
-      it->push_back(f == c.sums.end() ? nlohmann::json(nullptr) : num(f->second.first / static_cast<double>(f->second.second)));
+      it->push_back(f == c.sums.end() ? nlohmann::json(nullptr)
+                                      : number_or_null(f->second.first / static_cast<double>(f->second.second)));
     }
   }
   d["metrics"] = {{"step", steps}, {"fields", fields}, {"column_width", logs.metrics().width()}};

@@ -3,24 +3,14 @@
 #include <cmath>
 #include <cstdio>
 
-#include "train/monitor/expert_series.h"
-#include "train/monitor/jsonl_writer.h"
-#include "train/monitor/tensorboard.h"
-
 namespace mlamoe {
 
-JsonlMetricsSink::JsonlMetricsSink(std::unique_ptr<JsonlWriter> out) : out_(std::move(out)) {}
-JsonlMetricsSink::~JsonlMetricsSink() = default;
 void JsonlMetricsSink::write(const StepMetrics& m) { out_->write(metrics_json(m)); }
 
-ExpertsJsonlSink::ExpertsJsonlSink(std::unique_ptr<JsonlWriter> out) : out_(std::move(out)) {}
-ExpertsJsonlSink::~ExpertsJsonlSink() = default;
 void ExpertsJsonlSink::write(const StepMetrics& m) {
   if (!m.skipped) out_->write(experts_json(m));
 }
 
-ExpertSeriesSink::ExpertSeriesSink(std::unique_ptr<ExpertSeriesWriter> out) : out_(std::move(out)) {}
-ExpertSeriesSink::~ExpertSeriesSink() = default;
 void ExpertSeriesSink::write(const StepMetrics& m) {
   if (m.skipped) return;
   std::vector<std::vector<int64_t>> counts;
@@ -29,8 +19,6 @@ void ExpertSeriesSink::write(const StepMetrics& m) {
   out_->append(m.step, counts, bias);
 }
 
-TensorBoardSink::TensorBoardSink(std::unique_ptr<TensorBoardWriter> out) : out_(std::move(out)) {}
-TensorBoardSink::~TensorBoardSink() = default;
 void TensorBoardSink::write(const StepMetrics& m) {
   if (m.skipped) return;
   TensorBoardWriter& tb = *out_;

@@ -17,13 +17,12 @@
 #include <string>
 #include <vector>
 
+#include "train/monitor/expert_series.h"
+#include "train/monitor/jsonl_writer.h"
 #include "train/monitor/step_metrics.h"
+#include "train/monitor/tensorboard.h"
 
 namespace mlamoe {
-
-class JsonlWriter;
-class ExpertSeriesWriter;
-class TensorBoardWriter;
 
 class MetricSink {
  public:
@@ -44,44 +43,38 @@ class MetricsLogger {
   std::vector<std::unique_ptr<MetricSink>> sinks_;
 };
 
-class JsonlMetricsSink final : public MetricSink {
+// A sink that owns the writer of its file.
+template <class Writer>
+class WriterSink : public MetricSink {
  public:
-  explicit JsonlMetricsSink(std::unique_ptr<JsonlWriter> out);
-  ~JsonlMetricsSink() override;
-  void write(const StepMetrics& m) override;
+  explicit WriterSink(std::unique_ptr<Writer> out) : out_(std::move(out)) {}
 
- private:
-  std::unique_ptr<JsonlWriter> out_;
+ protected:
+  std::unique_ptr<Writer> out_;
 };
 
-class ExpertsJsonlSink final : public MetricSink {
+class JsonlMetricsSink final : public WriterSink<JsonlWriter> {
  public:
-  explicit ExpertsJsonlSink(std::unique_ptr<JsonlWriter> out);
-  ~ExpertsJsonlSink() override;
+  using WriterSink::WriterSink;
   void write(const StepMetrics& m) override;
-
- private:
-  std::unique_ptr<JsonlWriter> out_;
 };
 
-class ExpertSeriesSink final : public MetricSink {
+class ExpertsJsonlSink final : public WriterSink<JsonlWriter> {
  public:
-  explicit ExpertSeriesSink(std::unique_ptr<ExpertSeriesWriter> out);
-  ~ExpertSeriesSink() override;
+  using WriterSink::WriterSink;
   void write(const StepMetrics& m) override;
-
- private:
-  std::unique_ptr<ExpertSeriesWriter> out_;
 };
 
-class TensorBoardSink final : public MetricSink {
+class ExpertSeriesSink final : public WriterSink<ExpertSeriesWriter> {
  public:
-  explicit TensorBoardSink(std::unique_ptr<TensorBoardWriter> out);
-  ~TensorBoardSink() override;
+  using WriterSink::WriterSink;
   void write(const StepMetrics& m) override;
+};
 
- private:
-  std::unique_ptr<TensorBoardWriter> out_;
+class TensorBoardSink final : public WriterSink<TensorBoardWriter> {
+ public:
+  using WriterSink::WriterSink;
+  void write(const StepMetrics& m) override;
 };
 
 // The progress line at the first and last step, every log_every steps and at each evaluation;

@@ -8,9 +8,6 @@ namespace mlamoe {
 
 namespace {
 
-// Absent figures are null in JSON.
-nlohmann::json num(double x) { return std::isnan(x) ? nlohmann::json(nullptr) : nlohmann::json(x); }
-
 double number_or_nan(const nlohmann::json& j, const char* key) {
   auto it = j.find(key);
   return it != j.end() && it->is_number() ? it->get<double>() : NAN;
@@ -86,6 +83,8 @@ bool from_json(const nlohmann::json& j, LayerLoadRecord& r) {
   return true;
 }
 
+nlohmann::json number_or_null(double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr); }
+
 double StepMetrics::maxvio_mean() const {
   double sum = 0;
   for (const LayerLoadRecord& l : layers) sum += l.stats.maxvio;
@@ -97,7 +96,7 @@ nlohmann::json metrics_json(const StepMetrics& m) {
   nlohmann::json j = {{"step", m.step},
                       {"loss", m.loss},
                       {"lm_loss", m.lm_loss},
-                      {"mtp_loss", num(m.mtp_loss)},
+                      {"mtp_loss", number_or_null(m.mtp_loss)},
                       {"balance_loss", m.balance_loss},
                       {"lr", m.lr},
                       {"grad_norm", m.grad_norm},

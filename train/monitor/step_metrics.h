@@ -55,6 +55,9 @@ struct StepMetrics {
   double maxvio_mean() const;           // mean MaxVio over the layers (0 without MoE layers)
 };
 
+// A figure as JSON: null when it is absent (NaN) or not finite.
+nlohmann::json number_or_null(double x);
+
 // metrics.jsonl's line of the step (a skipped step: step, skipped, reason, tokens).
 nlohmann::json metrics_json(const StepMetrics& m);
 // experts.jsonl's line of the step (not written for skipped steps).

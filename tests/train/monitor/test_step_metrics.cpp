@@ -117,6 +117,7 @@ TEST(StepMetrics, ReadingIsTolerant) {
 
 TEST(LoadStats, MaxVioAndEntropyInOnePlace) {
   EXPECT_DOUBLE_EQ(max_violation({4, 4, 4, 4}), 0.0);
+  EXPECT_DOUBLE_EQ(max_violation({8, 0, 4, 4}), 1.0);  // mean 4, max 8
   EXPECT_DOUBLE_EQ(max_violation({0, 0}), 0.0);
   EXPECT_DOUBLE_EQ(load_entropy({1, 1, 1, 1}), std::log(4.0));
   EXPECT_DOUBLE_EQ(load_entropy({5, 0, 0}), 0.0);
