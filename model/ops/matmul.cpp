@@ -65,10 +65,51 @@ void matmul_forward_cpu(const Tensor& a, const Tensor& b, Tensor& c, int64_t bat
 
 Tensor matmul_impl(const Tensor& a, const Tensor& b);
 
+// One 2-D product C = A·B as a task of gemm_tasks, its operands laid out for BLAS (a copy is made
+// and kept in `keep` only where a view has neither unit-stride rows nor columns).
+template <class T>
+GemmTask<T> product_task(const Tensor& a, const Tensor& b, Tensor& c, std::vector<Tensor>& keep) {
+  BlasOperand oa, ob;
+  keep.push_back(as_blas(a, oa));
+  const T* pa = keep.back().data<T>();
+  keep.push_back(as_blas(b, ob));
+  const T* pb = keep.back().data<T>();
+  GemmTask<T> t;
+  t.ta = oa.trans, t.tb = ob.trans, t.m = c.shape()[0], t.n = c.shape()[1], t.k = a.shape()[1];
+  t.a = pa, t.lda = oa.ld, t.b = pb, t.ldb = ob.ld, t.beta = T(0), t.c = c.data<T>(), t.ldc = t.n;
+  return t;
+}
+
+// dA = dC·Bᵀ and dB = Aᵀ·dC of a product whose B is one matrix ([..., M, K] x [K, N]), run as the
+// tiles of one parallel region. dB has M (all tokens) as its inner dimension and a small output
+// ([K, N] of a weight), often a single tile: its tile goes first, so that one thread works on it
+// while the others share dA's row tiles. Each tile is the same BLAS call as in gemm_tiled, so the
+// values are those of two separate products.
+void shared_weight_grads(const Tensor& a, const Tensor& b, const Tensor& dout, Tensor& da, Tensor& db) {
+  int64_t k = a.shape().back(), n = dout.shape().back();
+  Tensor a2 = a.reshape({-1, k}), g2 = dout.reshape({-1, n});
+  int64_t m = a2.shape()[0];
+  Tensor da2 = Tensor::empty({m, k}, a.dtype(), a.device());
+  db = Tensor::empty({k, n}, a.dtype(), a.device());
+  dispatch_float(a.dtype(), "matmul backward", [&](auto tag) {
+    using T = decltype(tag);
+    std::vector<Tensor> keep;
+    std::vector<GemmTask<T>> tasks{product_task<T>(a2.transpose(0, 1), g2, db, keep),
+                                   product_task<T>(g2, b.transpose(0, 1), da2, keep)};
+    gemm_tasks(tasks);
+  });
+  da = da2.reshape(a.shape());
+}
+
 struct MatmulBackward : Node {
   const char* name() const override { return "MatmulBackward"; }
   std::vector<Tensor> backward(const Tensor& dout) override {
     Tensor da, db;
+    if (next[0] && next[1] && b.dim() == 2) {
+      NoGrad g;
+      shared_weight_grads(a, b, dout, da, db);
+      return {da, db};
+    }
     if (next[0]) da = matmul_impl(dout, b.transpose(-1, -2));  // dA = dC·Bᵀ
     if (next[1]) {
       if (a.dim() == b.dim()) {
