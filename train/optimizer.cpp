@@ -1,6 +1,8 @@
 #include "train/optimizer.h"
 
+#include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "model/ops/op_common.h"
 #include "model/ops/reduce.h"
@@ -35,19 +37,58 @@ AdamW::AdamW(const ParameterStore& params, const AdamWOptions& opt, ShardGroupFn
 
 namespace {
 
+// One slot's shard as the fused update sees it.
 template <class T>
-void adamw_update_cpu(T* p, const T* g, T* m, T* v, int64_t n, double lr, double decay_mul, const AdamWOptions& o, double bc1,
-                      double bc2) {
-  double step = lr / bc1, rbc2 = 1.0 / std::sqrt(bc2);
-#pragma omp parallel for schedule(static) if (n > kParallelGrain)
-  for (int64_t i = 0; i < n; ++i) {
-    double gi = g ? static_cast<double>(g[i]) : 0.0;
-    double pi = static_cast<double>(p[i]) * decay_mul;
-    double mi = o.beta1 * m[i] + (1 - o.beta1) * gi;
-    double vi = o.beta2 * v[i] + (1 - o.beta2) * gi * gi;
-    m[i] = static_cast<T>(mi);
-    v[i] = static_cast<T>(vi);
-    p[i] = static_cast<T>(pi - step * mi / (std::sqrt(vi) * rbc2 + o.eps));
+struct AdamWJob {
+  T* p;
+  const T* g;  // null: no gradient this step (stepped as 0)
+  T* m;
+  T* v;
+  int64_t n;
+  T decay_mul;
+};
+
+// Elements per work item of the fused update: every slot is cut into chunks of this size and
+// all chunks of all slots are shared out in one parallel region, so the many small tensors of a
+// model (norm weights, small experts) cost no parallel region each. Each element is updated
+// alone, so the result does not depend on the chunking or the thread count.
+constexpr int64_t kAdamWChunk = 1 << 13;
+
+// The update of torch.optim.AdamW (foreach/fused), in the parameter's precision:
+//   p ← p·(1 − lr·wd);  m ← β1·m + (1−β1)·g;  v ← β2·v + (1−β2)·g²;
+//   p ← p − (lr/(1−β1^t)) · m / (sqrt(v)/sqrt(1−β2^t) + ε)
+template <class T>
+void adamw_update_cpu(const std::vector<AdamWJob<T>>& jobs, double lr, const AdamWOptions& o, double bc1, double bc2) {
+  struct Chunk {
+    int32_t job;
+    int64_t begin, end;
+  };
+  std::vector<Chunk> chunks;
+  for (size_t j = 0; j < jobs.size(); ++j)
+    for (int64_t i = 0; i < jobs[j].n; i += kAdamWChunk)
+      chunks.push_back({static_cast<int32_t>(j), i, std::min(jobs[j].n, i + kAdamWChunk)});
+  const T b1 = static_cast<T>(o.beta1), b2 = static_cast<T>(o.beta2), c1 = static_cast<T>(1 - o.beta1),
+          c2 = static_cast<T>(1 - o.beta2), eps = static_cast<T>(o.eps), step = static_cast<T>(lr / bc1),
+          rbc2 = static_cast<T>(1.0 / std::sqrt(bc2));
+#pragma omp parallel for schedule(dynamic, 4)
+  for (size_t c = 0; c < chunks.size(); ++c) {
+    const AdamWJob<T>& jb = jobs[chunks[c].job];
+    T *p = jb.p, *m = jb.m, *v = jb.v;
+    const T dm = jb.decay_mul;
+    auto update = [&](int64_t i, T gi) {
+      T mi = b1 * m[i] + c1 * gi;
+      T vi = b2 * v[i] + c2 * gi * gi;
+      m[i] = mi;
+      v[i] = vi;
+      p[i] = p[i] * dm - step * mi / (std::sqrt(vi) * rbc2 + eps);
+    };
+    if (const T* g = jb.g) {
+#pragma omp simd
+      for (int64_t i = chunks[c].begin; i < chunks[c].end; ++i) update(i, g[i]);
+    } else {
+#pragma omp simd
+      for (int64_t i = chunks[c].begin; i < chunks[c].end; ++i) update(i, T(0));
+    }
   }
 }
 
@@ -57,19 +98,28 @@ void AdamW::step(double lr) {
   ++t_;
   double bc1 = 1 - std::pow(opt_.beta1, static_cast<double>(t_));
   double bc2 = 1 - std::pow(opt_.beta2, static_cast<double>(t_));
+  std::vector<Tensor> grads;  // keeps contiguous copies alive during the update
+  std::vector<AdamWJob<float>> f32_jobs;
+  std::vector<AdamWJob<double>> f64_jobs;
   for (auto& s : slots_) {
     Tensor g = s.param.grad();
     if (g.defined()) g = g.contiguous();
+    grads.push_back(g);
     double decay_mul = s.decay ? 1 - lr * opt_.weight_decay : 1.0;
     dispatch_float(s.param.dtype(), "AdamW", [&](auto tag) {
       using T = decltype(tag);
-      adamw_update_cpu<T>(s.param.data<T>() + s.offset, g.defined() ? g.data<T>() + s.offset : nullptr, s.m.data<T>(),
-                          s.v.data<T>(), s.length, lr, decay_mul, opt_, bc1, bc2);
+      AdamWJob<T> job{s.param.data<T>() + s.offset, g.defined() ? g.data<T>() + s.offset : nullptr, s.m.data<T>(), s.v.data<T>(),
+                      s.length, static_cast<T>(decay_mul)};
+      if constexpr (std::is_same_v<T, float>) f32_jobs.push_back(job);
+      else f64_jobs.push_back(job);
     });
-    if (s.group) {  // every rank of the group gets every shard's update
-      Tensor mine = s.param.reshape({s.param.numel()}).narrow(0, s.offset, s.length).contiguous();
-      s.group->all_gather_v(mine.raw_data(), s.param.raw_data(), s.shard_sizes, s.param.dtype());
-    }
+  }
+  adamw_update_cpu(f32_jobs, lr, opt_, bc1, bc2);
+  adamw_update_cpu(f64_jobs, lr, opt_, bc1, bc2);
+  for (auto& s : slots_) {
+    if (!s.group) continue;  // every rank of the group gets every shard's update
+    Tensor mine = s.param.reshape({s.param.numel()}).narrow(0, s.offset, s.length).contiguous();
+    s.group->all_gather_v(mine.raw_data(), s.param.raw_data(), s.shard_sizes, s.param.dtype());
   }
 }
 
