@@ -78,18 +78,12 @@ Tensor MlaAttention::queries(const Tensor& x) const {
 Tensor MlaAttention::forward(const Tensor& x, const AttentionContext& ctx) const {
   int64_t b = x.size(0), t = x.size(1), h = cfg.num_attention_heads;
   int64_t dn = cfg.qk_nope_head_dim, dr = cfg.qk_rope_head_dim, dv = cfg.v_head_dim, rkv = cfg.kv_lora_rank;
-  auto q_parts = split(queries(x), {dn, dr}, 3);
-  Tensor q = concat({q_parts[0], rope(q_parts[1], ctx.rope)}, 3);  // [B, T, H, d_qk]
-
   auto kv_a = split(linear(x, kv_a_proj_with_mqa), {rkv, dr}, 2);  // c_kv [B, T, r_kv], k_pe [B, T, d_r]
   Tensor c_kv = rmsnorm(kv_a[0], kv_a_layernorm, cfg.rms_norm_eps);
-  auto kv = split(linear(c_kv, kv_b_proj).reshape({b, t, h, dn + dv}), {dn, dv}, 3);  // k_nope, v per head
-  // The rotary key is computed once per token and broadcast to every head (the "MQA" part); the
-  // broadcast's backward sums the heads' gradients, as §2.3 requires.
-  Tensor k_pe = rope(kv_a[1].reshape({b, t, 1, dr}), ctx.rope).expand({b, t, h, dr});
-  Tensor k = concat({kv[0], k_pe}, 3);  // [B, T, H, d_qk]
-
-  Tensor o = causal_attention(q, k, kv[1], ctx.scale);  // [B, T, H, d_v]
+  Tensor kv = linear(c_kv, kv_b_proj).reshape({b, t, h, dn + dv});  // k_nope, v per head
+  // One op rotates q's and k_pe's rotary dims, broadcasts the rotary key to every head (the "MQA"
+  // part; its backward sums the heads' gradients, as §2.3 requires) and attends.
+  Tensor o = mla_attention(queries(x), kv, kv_a[1], ctx.rope, dn, ctx.scale);  // [B, T, H, d_v]
   return linear(o.reshape({b, t, h * dv}), o_proj);
 }
 

@@ -4,9 +4,8 @@
 #include <limits>
 #include <vector>
 
-#include "model/ops/gemm.h"
+#include "model/ops/attention_head.h"
 #include "model/ops/op_common.h"
-#include "model/ops/softmax.h"
 
 namespace mlamoe {
 
@@ -16,86 +15,38 @@ struct AttnShape {
   int64_t b, t, h, dqk, dv;
 };
 
-// Scores of queries [t0, t1) against keys [0, t1) for one (batch, head): S = scale·Q·Kᵀ, masked
-// causally, turned into probabilities with the given (or computed) row log-sum-exp.
-template <class T>
-void block_probs(const T* q, const T* k, T* s, int64_t t0, int64_t t1, const AttnShape& a, T scale, T* lse, bool compute_lse) {
-  int64_t rows = t1 - t0, ld = a.h * a.dqk;
-  gemm(false, true, rows, t1, a.dqk, scale, q + t0 * ld, ld, k, ld, T(0), s, t1);
-  for (int64_t i = 0; i < rows; ++i) {
-    T* sr = s + i * t1;
-    int64_t valid = t0 + i + 1;  // keys 0 .. t0+i
-    if (compute_lse) {
-      lse[i] = softmax_row_inplace(sr, valid);
-    } else {  // backward: probabilities from the saved log-sum-exp
-      T l = lse[i];
-#pragma omp simd
-      for (int64_t j = 0; j < valid; ++j) sr[j] = fast_exp(sr[j] - l);
-    }
-    for (int64_t j = valid; j < t1; ++j) sr[j] = 0;
-  }
-}
-
-// lse is [B, H, T].
+// lse is [B, H, T]. One task per (batch, head).
 template <class T>
 void attention_forward_cpu(const T* q, const T* k, const T* v, T* o, T* lse, const AttnShape& a, T scale) {
-  int64_t nblocks = (a.t + kAttentionBlock - 1) / kAttentionBlock;
-  int64_t tasks = a.b * a.h * nblocks;
-#pragma omp parallel
-  {
-    std::vector<T> s(kAttentionBlock * a.t);
-#pragma omp for schedule(dynamic)
-    for (int64_t task = 0; task < tasks; ++task) {
-      // Largest blocks first balances the triangular work.
-      int64_t blk = nblocks - 1 - task % nblocks, bh = task / nblocks, bi = bh / a.h, hi = bh % a.h;
-      int64_t t0 = blk * kAttentionBlock, t1 = std::min(a.t, t0 + kAttentionBlock);
-      const T* qb = q + bi * a.t * a.h * a.dqk + hi * a.dqk;
-      const T* kb = k + bi * a.t * a.h * a.dqk + hi * a.dqk;
-      const T* vb = v + bi * a.t * a.h * a.dv + hi * a.dv;
-      T* ob = o + bi * a.t * a.h * a.dv + hi * a.dv;
-      T* lb = lse + (bi * a.h + hi) * a.t + t0;
-      block_probs(qb, kb, s.data(), t0, t1, a, scale, lb, true);
-      // O[t0:t1] = P·V[0:t1]
-      gemm(false, false, t1 - t0, a.dv, t1, T(1), s.data(), t1, vb, a.h * a.dv, T(0), ob + t0 * a.h * a.dv, a.h * a.dv);
-    }
-  }
-}
-
-// Per (batch, head), blocks in order (dk, dv accumulate over blocks):
-//   P = recomputed probs, dV += Pᵀ·dO, dP = dO·Vᵀ, dS = P ⊙ (dP − rowsum(dO ⊙ O)),
-//   dQ = scale·dS·K, dK += scale·dSᵀ·Q.
-template <class T>
-void attention_backward_cpu(const T* q, const T* k, const T* v, const T* o, const T* lse, const T* dout, T* dq, T* dk, T* dv,
-                            const AttnShape& a, T scale) {
-  int64_t nblocks = (a.t + kAttentionBlock - 1) / kAttentionBlock;
   int64_t ldq = a.h * a.dqk, ldv = a.h * a.dv;
 #pragma omp parallel
   {
-    std::vector<T> p(kAttentionBlock * a.t), dp(kAttentionBlock * a.t), rowdot(kAttentionBlock);
+    std::vector<T> s(kAttentionBlock * a.t);
 #pragma omp for schedule(dynamic) collapse(2)
     for (int64_t bi = 0; bi < a.b; ++bi) {
       for (int64_t hi = 0; hi < a.h; ++hi) {
         int64_t qoff = bi * a.t * ldq + hi * a.dqk, voff = bi * a.t * ldv + hi * a.dv;
-        for (int64_t blk = 0; blk < nblocks; ++blk) {
-          int64_t t0 = blk * kAttentionBlock, t1 = std::min(a.t, t0 + kAttentionBlock), rows = t1 - t0;
-          T* lb = const_cast<T*>(lse) + (bi * a.h + hi) * a.t + t0;
-          block_probs(q + qoff, k + qoff, p.data(), t0, t1, a, scale, lb, false);
-          const T* dob = dout + voff + t0 * ldv;
-          gemm(true, false, t1, a.dv, rows, T(1), p.data(), t1, dob, ldv, T(1), dv + voff, ldv);
-          gemm(false, true, rows, t1, a.dv, T(1), dob, ldv, v + voff, ldv, T(0), dp.data(), t1);
-          for (int64_t i = 0; i < rows; ++i) {
-            const T* orow = o + voff + (t0 + i) * ldv;
-            const T* grow = dob + i * ldv;
-            double acc = 0.0;
-            for (int64_t j = 0; j < a.dv; ++j) acc += static_cast<double>(orow[j]) * grow[j];
-            T dd = static_cast<T>(acc);
-            T* pr = p.data() + i * t1;
-            T* dpr = dp.data() + i * t1;
-            for (int64_t j = 0; j < t1; ++j) dpr[j] = pr[j] * (dpr[j] - dd);  // dS (0 where masked, since P is 0)
-          }
-          gemm(false, false, rows, a.dqk, t1, scale, dp.data(), t1, k + qoff, ldq, T(0), dq + qoff + t0 * ldq, ldq);
-          gemm(true, false, t1, a.dqk, rows, scale, dp.data(), t1, q + qoff + t0 * ldq, ldq, T(1), dk + qoff, ldq);
-        }
+        attention_head::forward<T>({q + qoff, ldq}, {k + qoff, ldq}, {v + voff, ldv}, {o + voff, ldv}, lse + (bi * a.h + hi) * a.t,
+                                   a.t, a.dqk, a.dv, scale, s.data());
+      }
+    }
+  }
+}
+
+template <class T>
+void attention_backward_cpu(const T* q, const T* k, const T* v, const T* o, const T* lse, const T* dout, T* dq, T* dk, T* dv,
+                            const AttnShape& a, T scale) {
+  int64_t ldq = a.h * a.dqk, ldv = a.h * a.dv;
+#pragma omp parallel
+  {
+    std::vector<T> p(kAttentionBlock * a.t), dp(kAttentionBlock * a.t);
+#pragma omp for schedule(dynamic) collapse(2)
+    for (int64_t bi = 0; bi < a.b; ++bi) {
+      for (int64_t hi = 0; hi < a.h; ++hi) {
+        int64_t qoff = bi * a.t * ldq + hi * a.dqk, voff = bi * a.t * ldv + hi * a.dv;
+        attention_head::backward<T>({q + qoff, ldq}, {k + qoff, ldq}, {v + voff, ldv}, {o + voff, ldv}, {dout + voff, ldv},
+                                    lse + (bi * a.h + hi) * a.t, {dq + qoff, ldq}, {dk + qoff, ldq}, {dv + voff, ldv}, a.t,
+                                    a.dqk, a.dv, scale, p.data(), dp.data());
       }
     }
   }

@@ -12,6 +12,7 @@ void rmsnorm_forward_cpu(const T* x, const T* w, T* y, T* rstd, int64_t rows, in
   for (int64_t r = 0; r < rows; ++r) {
     const T* xr = x + r * d;
     double ss = 0.0;
+#pragma omp simd reduction(+ : ss)
     for (int64_t j = 0; j < d; ++j) ss += static_cast<double>(xr[j]) * xr[j];
     T rs = static_cast<T>(1.0 / std::sqrt(ss / static_cast<double>(d) + eps));
     rstd[r] = rs;
@@ -34,6 +35,7 @@ void rmsnorm_backward_cpu(const T* dy, const T* x, const T* w, const T* rstd, T*
       const T* xr = x + r * d;
       const T* gr = dy + r * d;
       double rs = rstd[r], dot = 0.0;
+#pragma omp simd reduction(+ : dot)
       for (int64_t j = 0; j < d; ++j) dot += static_cast<double>(gr[j]) * w[j] * xr[j] * rs;
       double m = dot / static_cast<double>(d);
       if (dx) {

@@ -19,11 +19,7 @@ void rope_rotate_cpu(const T* x, const T* cos, const T* sin, T* y, int64_t b, in
       const T* s = sin + ti * half;
       for (int64_t hi = 0; hi < h; ++hi) {
         int64_t base = ((bi * t + ti) * h + hi) * d;
-        for (int64_t i = 0; i < half; ++i) {
-          T x0 = x[base + 2 * i], x1 = x[base + 2 * i + 1], si = sign * s[i];
-          y[base + 2 * i] = x0 * c[i] - x1 * si;
-          y[base + 2 * i + 1] = x0 * si + x1 * c[i];
-        }
+        rope_row(x + base, c, s, y + base, half, sign);
       }
     }
   }

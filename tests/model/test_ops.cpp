@@ -99,6 +99,19 @@ std::vector<OpCase> build_table() {
   row("attention", J{{"scale", 0.41}}, {in({2, 9, 2, 6}), in({2, 9, 2, 6}), in({2, 9, 2, 4})}, attn);
   row("attention", J{{"scale", 0.3}}, {in({1, 70, 2, 5}), in({1, 70, 2, 5}), in({1, 70, 2, 3})}, attn);  // > 1 block
   big("attention", J{{"scale", 0.125}}, {in({2, 130, 4, 24}), in({2, 130, 4, 24}), in({2, 130, 4, 16})}, attn);
+  // inputs: q [B, T, H, d_n + d_r], kv [B, T, H, d_n + d_v], kv_a [B, T, r + d_r] whose last d_r
+  // columns are the rotary key (read through a strided narrow view, as the MLA module does).
+  auto mla_attn = [](const Ins& x, const J& p) {
+    int64_t dn = p["dn"], dr = x[0].size(3) - dn;
+    RopeTables tab = rope_tables(0, x[0].size(1), dr, p["theta"], x[0].dtype());
+    Tensor k_pe = x[2].narrow(2, x[2].size(2) - dr, dr);
+    return Outs{mla_attention(x[0], x[1], k_pe, tab, dn, p["scale"])};
+  };
+  J mla_p{{"dn", 4}, {"theta", 10000.0}, {"scale", 0.37}};
+  row("mla_attention", mla_p, {in({2, 9, 3, 8}), in({2, 9, 3, 10}), in({2, 9, 7})}, mla_attn);
+  row("mla_attention", mla_p, {in({1, 70, 2, 8}), in({1, 70, 2, 7}), in({1, 70, 5})}, mla_attn);  // > 1 block
+  big("mla_attention", J{{"dn", 16}, {"theta", 10000.0}, {"scale", 0.125}},
+      {in({2, 130, 4, 24}), in({2, 130, 4, 32}), in({2, 130, 40})}, mla_attn);
 
   // ---- activations, softmax ----
   auto silu_fn = [](const Ins& x, const J&) { return Outs{silu(x[0])}; };

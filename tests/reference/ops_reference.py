@@ -39,6 +39,17 @@ def causal_attention(q, k, v, scale):
     return torch.matmul(p, vh).transpose(1, 2)
 
 
+def mla_attention(q, kv, kv_a, p):
+    # The composed form: split, rotate, broadcast the rotary key to every head, concatenate.
+    dn, theta, scale = p["dn"], p["theta"], p["scale"]
+    b, t, h, _ = q.shape
+    dr = q.shape[3] - dn
+    k_pe = kv_a[..., kv_a.shape[-1] - dr:].reshape(b, t, 1, dr)
+    qq = torch.cat([q[..., :dn], rope_interleaved(q[..., dn:], theta, 0)], dim=3)
+    kk = torch.cat([kv[..., :dn], rope_interleaved(k_pe, theta, 0).expand(b, t, h, dr)], dim=3)
+    return causal_attention(qq, kk, kv[..., dn:], scale)
+
+
 def bf16(x):
     return x.float().bfloat16().to(F64)
 
@@ -60,6 +71,7 @@ OPS = {
     "rmsnorm": lambda x, p: [x[0] * torch.rsqrt(x[0].pow(2).mean(-1, keepdim=True) + p["eps"]) * x[1]],
     "rope": lambda x, p: [rope_interleaved(x[0], p["theta"], p["start"])],
     "attention": lambda x, p: [causal_attention(x[0], x[1], x[2], p["scale"])],
+    "mla_attention": lambda x, p: [mla_attention(x[0], x[1], x[2], p)],
     "silu": lambda x, p: [F.silu(x[0])],
     "sigmoid": lambda x, p: [torch.sigmoid(x[0])],
     "swiglu": lambda x, p: [F.silu(x[0]) * x[1]],

@@ -1,0 +1,88 @@
+// The causal attention of one (batch, head), shared by causal_attention (q, k, v given per head)
+// and mla_attention (MLA's packed projections, rotated as they are read). Internal to model/ops.
+//
+// Each matrix is row-major with its own leading dimension, so callers pass views into [B, T, H, d]
+// tensors (ld = H·d) or packed per-head buffers (ld = d) alike. Queries go in blocks of
+// kAttentionBlock rows; a block's scores [rows, t1] (keys 0 .. t1−1) live in a caller-owned buffer
+// of kAttentionBlock·T elements, so the T×T score matrix never exists. One thread runs one head:
+// the result depends on the shapes only, never on the thread count.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+
+#include "model/ops/attention.h"
+#include "model/ops/gemm.h"
+#include "model/ops/softmax.h"
+
+namespace mlamoe::attention_head {
+
+template <class T>
+struct Mat {  // a row-major matrix view: element (i, j) at p[i·ld + j]
+  T* p;
+  int64_t ld;
+  T* row(int64_t i) const { return p + i * ld; }
+};
+
+// S = scale·Q[t0:t1]·K[0:t1]ᵀ into s [rows, t1], masked causally and turned into probabilities:
+// with the row log-sum-exp computed into lse[t0:t1] (forward) or taken from it (backward).
+template <class T>
+void block_probs(Mat<const T> q, Mat<const T> k, int64_t t0, int64_t t1, int64_t dqk, T scale, T* s, T* lse, bool forward) {
+  int64_t rows = t1 - t0;
+  gemm(false, true, rows, t1, dqk, scale, q.row(t0), q.ld, k.p, k.ld, T(0), s, t1);
+  for (int64_t i = 0; i < rows; ++i) {
+    T* sr = s + i * t1;
+    int64_t valid = t0 + i + 1;  // keys 0 .. t0+i
+    if (forward) {
+      lse[t0 + i] = softmax_row_inplace(sr, valid);
+    } else {
+      T l = lse[t0 + i];
+#pragma omp simd
+      for (int64_t j = 0; j < valid; ++j) sr[j] = fast_exp(sr[j] - l);
+    }
+    std::fill(sr + valid, sr + t1, T(0));
+  }
+}
+
+// O = softmax(scale·Q·Kᵀ, causal)·V for one head of t tokens; lse [t] receives the row
+// log-sum-exps. s: kAttentionBlock·t scratch.
+template <class T>
+void forward(Mat<const T> q, Mat<const T> k, Mat<const T> v, Mat<T> o, T* lse, int64_t t, int64_t dqk, int64_t dv, T scale,
+             T* s) {
+  for (int64_t t0 = 0; t0 < t; t0 += kAttentionBlock) {
+    int64_t t1 = std::min(t, t0 + kAttentionBlock);
+    block_probs(q, k, t0, t1, dqk, scale, s, lse, true);
+    gemm(false, false, t1 - t0, dv, t1, T(1), s, t1, v.p, v.ld, T(0), o.row(t0), o.ld);  // O[t0:t1] = P·V[0:t1]
+  }
+}
+
+// The backward of one head, blocks in order:
+//   P = recomputed probabilities, dV += Pᵀ·dO, dP = dO·Vᵀ, dS = P ⊙ (dP − rowsum(dO ⊙ O)),
+//   dQ = scale·dS·K, dK += scale·dSᵀ·Q.
+// dq is written; dk and dv are accumulated into (the caller zeroes them). p, dp: kAttentionBlock·t
+// scratch each.
+template <class T>
+void backward(Mat<const T> q, Mat<const T> k, Mat<const T> v, Mat<const T> o, Mat<const T> dout, const T* lse, Mat<T> dq,
+              Mat<T> dk, Mat<T> dv, int64_t t, int64_t dqk, int64_t dvd, T scale, T* p, T* dp) {
+  for (int64_t t0 = 0; t0 < t; t0 += kAttentionBlock) {
+    int64_t t1 = std::min(t, t0 + kAttentionBlock), rows = t1 - t0;
+    block_probs(q, k, t0, t1, dqk, scale, p, const_cast<T*>(lse), false);
+    gemm(true, false, t1, dvd, rows, T(1), p, t1, dout.row(t0), dout.ld, T(1), dv.p, dv.ld);
+    gemm(false, true, rows, t1, dvd, T(1), dout.row(t0), dout.ld, v.p, v.ld, T(0), dp, t1);
+    for (int64_t i = 0; i < rows; ++i) {
+      const T* orow = o.row(t0 + i);
+      const T* grow = dout.row(t0 + i);
+      double acc = 0.0;
+#pragma omp simd reduction(+ : acc)
+      for (int64_t j = 0; j < dvd; ++j) acc += static_cast<double>(orow[j]) * grow[j];
+      T dd = static_cast<T>(acc);
+      const T* pr = p + i * t1;
+      T* dpr = dp + i * t1;
+#pragma omp simd
+      for (int64_t j = 0; j < t1; ++j) dpr[j] = pr[j] * (dpr[j] - dd);  // dS (0 where masked, since P is 0)
+    }
+    gemm(false, false, rows, dqk, t1, scale, dp, t1, k.p, k.ld, T(0), dq.row(t0), dq.ld);
+    gemm(true, false, t1, dqk, rows, scale, dp, t1, q.row(t0), q.ld, T(1), dk.p, dk.ld);
+  }
+}
+
+}  // namespace mlamoe::attention_head

@@ -1,0 +1,182 @@
+// mla_attention (declared in attention.h): each (batch, head) packs its rotated queries and keys
+// into per-thread buffers [T, d_qk] and runs the shared per-head kernel (attention_head.h); v is
+// read in place from kv. This replaces, per MLA layer, two splits, two rotations, a broadcast and
+// two concatenations, whose backward zero-filled and summed full-size gradient buffers.
+#include <vector>
+
+#include "model/ops/attention.h"
+#include "model/ops/attention_head.h"
+#include "model/ops/op_common.h"
+
+namespace mlamoe {
+
+namespace {
+
+struct MlaShape {
+  int64_t b, t, h, dn, dr, dv;
+  int64_t kpe_sb, kpe_st;  // k_pe's batch and token strides (its last dim is unit-stride)
+  int64_t dqk() const { return dn + dr; }
+  int64_t ldq() const { return h * (dn + dr); }
+  int64_t ldkv() const { return h * (dn + dv); }
+  int64_t ldo() const { return h * dv; }
+};
+
+template <class T>
+struct MlaPtrs {
+  const T *q, *kv, *kpe, *cos, *sin;
+};
+
+// The rotated queries and keys of head hi of batch bi, packed as [T, d_qk]:
+//   qh[i] = [q_n, rope(q_r)],  kh[i] = [k_nope_h, rope(k_pe)].
+template <class T>
+void pack_head(const MlaPtrs<T>& in, const MlaShape& a, int64_t bi, int64_t hi, T* qh, T* kh) {
+  int64_t dqk = a.dqk(), half = a.dr / 2;
+  for (int64_t i = 0; i < a.t; ++i) {
+    const T* qr = in.q + (bi * a.t + i) * a.ldq() + hi * dqk;
+    const T* kr = in.kv + (bi * a.t + i) * a.ldkv() + hi * (a.dn + a.dv);
+    const T* c = in.cos + i * half;
+    const T* s = in.sin + i * half;
+    std::copy(qr, qr + a.dn, qh + i * dqk);
+    rope_row(qr + a.dn, c, s, qh + i * dqk + a.dn, half, T(1));
+    std::copy(kr, kr + a.dn, kh + i * dqk);
+    rope_row(in.kpe + bi * a.kpe_sb + i * a.kpe_st, c, s, kh + i * dqk + a.dn, half, T(1));
+  }
+}
+
+template <class T>
+void mla_forward_cpu(const MlaPtrs<T>& in, const MlaShape& a, T scale, T* o, T* lse) {
+  int64_t dqk = a.dqk();
+#pragma omp parallel
+  {
+    std::vector<T> qh(a.t * dqk), kh(a.t * dqk), s(kAttentionBlock * a.t);
+#pragma omp for schedule(dynamic) collapse(2)
+    for (int64_t bi = 0; bi < a.b; ++bi) {
+      for (int64_t hi = 0; hi < a.h; ++hi) {
+        pack_head(in, a, bi, hi, qh.data(), kh.data());
+        const T* v = in.kv + bi * a.t * a.ldkv() + hi * (a.dn + a.dv) + a.dn;
+        attention_head::forward<T>({qh.data(), dqk}, {kh.data(), dqk}, {v, a.ldkv()}, {o + bi * a.t * a.ldo() + hi * a.dv, a.ldo()},
+                                   lse + (bi * a.h + hi) * a.t, a.t, dqk, a.dv, scale, s.data());
+      }
+    }
+  }
+}
+
+// dq [B, T, H, d_qk], dkv [B, T, H, d_n + d_v], dkpe [B, T, d_r] (contiguous), all written.
+template <class T>
+void mla_backward_cpu(const MlaPtrs<T>& in, const MlaShape& a, T scale, const T* o, const T* lse, const T* dout, T* dq, T* dkv,
+                      T* dkpe) {
+  int64_t dqk = a.dqk(), half = a.dr / 2;
+  // Each head's gradient of the shared rotary key, summed over heads in order afterwards.
+  Tensor heads_t = Tensor::empty({a.b, a.h, a.t, a.dr}, dtype_of<T>());
+  T* heads = heads_t.data<T>();
+#pragma omp parallel
+  {
+    std::vector<T> qh(a.t * dqk), kh(a.t * dqk), dqh(a.t * dqk), dkh(a.t * dqk), dvh(a.t * a.dv);
+    std::vector<T> p(kAttentionBlock * a.t), dp(kAttentionBlock * a.t);
+#pragma omp for schedule(dynamic) collapse(2)
+    for (int64_t bi = 0; bi < a.b; ++bi) {
+      for (int64_t hi = 0; hi < a.h; ++hi) {
+        pack_head(in, a, bi, hi, qh.data(), kh.data());
+        std::fill(dkh.begin(), dkh.end(), T(0));
+        std::fill(dvh.begin(), dvh.end(), T(0));
+        int64_t kvoff = bi * a.t * a.ldkv() + hi * (a.dn + a.dv), ooff = bi * a.t * a.ldo() + hi * a.dv;
+        attention_head::backward<T>({qh.data(), dqk}, {kh.data(), dqk}, {in.kv + kvoff + a.dn, a.ldkv()}, {o + ooff, a.ldo()},
+                                    {dout + ooff, a.ldo()}, lse + (bi * a.h + hi) * a.t, {dqh.data(), dqk}, {dkh.data(), dqk},
+                                    {dvh.data(), a.dv}, a.t, dqk, a.dv, scale, p.data(), dp.data());
+        for (int64_t i = 0; i < a.t; ++i) {  // unpack, rotating the rotary parts back
+          const T* c = in.cos + i * half;
+          const T* s = in.sin + i * half;
+          T* dqr = dq + (bi * a.t + i) * a.ldq() + hi * dqk;
+          std::copy(dqh.data() + i * dqk, dqh.data() + i * dqk + a.dn, dqr);
+          rope_row(dqh.data() + i * dqk + a.dn, c, s, dqr + a.dn, half, T(-1));
+          T* dkvr = dkv + (bi * a.t + i) * a.ldkv() + hi * (a.dn + a.dv);
+          std::copy(dkh.data() + i * dqk, dkh.data() + i * dqk + a.dn, dkvr);
+          std::copy(dvh.data() + i * a.dv, dvh.data() + (i + 1) * a.dv, dkvr + a.dn);
+          std::copy(dkh.data() + i * dqk + a.dn, dkh.data() + (i + 1) * dqk, heads + ((bi * a.h + hi) * a.t + i) * a.dr);
+        }
+      }
+    }
+    // dk_pe = rope⁻¹(Σ_h d(rope(k_pe))_h): the broadcast's backward, then the rotation's.
+    std::vector<T> acc(a.dr);
+#pragma omp for schedule(static) collapse(2)
+    for (int64_t bi = 0; bi < a.b; ++bi) {
+      for (int64_t i = 0; i < a.t; ++i) {
+        std::fill(acc.begin(), acc.end(), T(0));
+        for (int64_t hi = 0; hi < a.h; ++hi) {
+          const T* g = heads + ((bi * a.h + hi) * a.t + i) * a.dr;
+          for (int64_t j = 0; j < a.dr; ++j) acc[j] += g[j];
+        }
+        rope_row(acc.data(), in.cos + i * half, in.sin + i * half, dkpe + (bi * a.t + i) * a.dr, half, T(-1));
+      }
+    }
+  }
+}
+
+struct MlaAttentionBackward : Node {
+  const char* name() const override { return "MlaAttentionBackward"; }
+  std::vector<Tensor> backward(const Tensor& dout) override {
+    Tensor g = dout.contiguous();
+    Tensor dq = Tensor::empty(q.shape(), q.dtype(), q.device());
+    Tensor dkv = Tensor::empty(kv.shape(), kv.dtype(), kv.device());
+    Tensor dkpe = Tensor::empty({shape.b, shape.t, shape.dr}, q.dtype(), q.device());
+    dispatch_float(q.dtype(), "mla_attention", [&](auto tag) {
+      using T = decltype(tag);
+      MlaPtrs<T> in{q.data<T>(), kv.data<T>(), k_pe.data<T>(), cos.data<T>(), sin.data<T>()};
+      mla_backward_cpu<T>(in, shape, static_cast<T>(scale), o.data<T>(), lse.data<T>(), g.data<T>(), dq.data<T>(), dkv.data<T>(),
+                          dkpe.data<T>());
+    });
+    return {dq, dkv, dkpe};
+  }
+  void release() override { q = kv = k_pe = cos = sin = o = lse = Tensor(); }
+  Tensor q, kv, k_pe, cos, sin, o, lse;
+  MlaShape shape{};
+  double scale = 1.0;
+};
+
+}  // namespace
+
+Tensor mla_attention(const Tensor& q, const Tensor& kv, const Tensor& k_pe, const RopeTables& rope, int64_t qk_nope_head_dim,
+                     double scale) {
+  const char* op = "mla_attention";
+  check_dim(q, 4, op, "q [B, T, H, d_n + d_r]");
+  check_dim(kv, 4, op, "kv [B, T, H, d_n + d_v]");
+  check_dim(k_pe, 3, op, "k_pe [B, T, d_r]");
+  int64_t b = q.size(0), t = q.size(1), h = q.size(2), dn = qk_nope_head_dim, dr = q.size(3) - dn, dv = kv.size(3) - dn;
+  MLAMOE_CHECK(dn >= 0 && dr > 0 && dr % 2 == 0,
+               op << ": q " << q.describe() << " must hold d_n = " << dn << " dims plus an even, positive rotary part");
+  MLAMOE_CHECK(kv.size(0) == b && kv.size(1) == t && kv.size(2) == h && dv > 0,
+               op << ": kv " << kv.describe() << " must be [" << b << ", " << t << ", " << h << ", " << dn << " + d_v]");
+  MLAMOE_CHECK(k_pe.shape() == Shape({b, t, dr}), op << ": k_pe " << k_pe.describe() << " must be [" << b << ", " << t << ", " << dr
+                                                     << "]");
+  MLAMOE_CHECK(rope.cos.shape() == Shape({t, dr / 2}) && rope.sin.shape() == Shape({t, dr / 2}),
+               op << ": rope tables must be [" << t << ", " << dr / 2 << "], got " << rope.cos.describe() << " and "
+                  << rope.sin.describe());
+  for (const Tensor* x : {&kv, &k_pe, &rope.cos, &rope.sin}) check_same_dtype(q, *x, op);
+  for (const Tensor* x : {&q, &kv, &k_pe}) check_cpu(*x, op);
+  Tensor qc = q.contiguous(), kvc = kv.contiguous(), kpe = k_pe.strides()[2] == 1 ? k_pe : k_pe.contiguous();
+  Tensor cos = rope.cos.contiguous(), sin = rope.sin.contiguous();
+  MlaShape a{b, t, h, dn, dr, dv, kpe.strides()[0], kpe.strides()[1]};
+  Tensor o = Tensor::empty({b, t, h, dv}, q.dtype(), q.device());
+  Tensor lse = Tensor::empty({b, h, t}, q.dtype(), q.device());
+  dispatch_float(q.dtype(), op, [&](auto tag) {
+    using T = decltype(tag);
+    MlaPtrs<T> in{qc.data<T>(), kvc.data<T>(), kpe.data<T>(), cos.data<T>(), sin.data<T>()};
+    mla_forward_cpu<T>(in, a, static_cast<T>(scale), o.data<T>(), lse.data<T>());
+  });
+  if (needs_grad({q, kv, k_pe})) {
+    auto n = std::make_shared<MlaAttentionBackward>();
+    n->q = qc.detach();
+    n->kv = kvc.detach();
+    n->k_pe = kpe.detach();
+    n->cos = cos.detach();
+    n->sin = sin.detach();
+    n->o = o.detach();
+    n->lse = lse;
+    n->shape = a;
+    n->scale = scale;
+    connect(o, n, {q, kv, k_pe});
+  }
+  return o;
+}
+
+}  // namespace mlamoe
