@@ -108,10 +108,13 @@ void AdamW::step(double lr) {
     double decay_mul = s.decay ? 1 - lr * opt_.weight_decay : 1.0;
     dispatch_float(s.param.dtype(), "AdamW", [&](auto tag) {
       using T = decltype(tag);
-      AdamWJob<T> job{s.param.data<T>() + s.offset, g.defined() ? g.data<T>() + s.offset : nullptr, s.m.data<T>(), s.v.data<T>(),
-                      s.length, static_cast<T>(decay_mul)};
-      if constexpr (std::is_same_v<T, float>) f32_jobs.push_back(job);
-      else f64_jobs.push_back(job);
+      AdamWJob<T> job{
+          s.param.data<T>() + s.offset, g.defined() ? g.data<T>() + s.offset : nullptr, s.m.data<T>(), s.v.data<T>(), s.length,
+          static_cast<T>(decay_mul)};
+      if constexpr (std::is_same_v<T, float>)
+        f32_jobs.push_back(job);
+      else
+        f64_jobs.push_back(job);
     });
   }
   adamw_update_cpu(f32_jobs, lr, opt_, bc1, bc2);

@@ -26,8 +26,8 @@ void attention_forward_cpu(const T* q, const T* k, const T* v, T* o, T* lse, con
     for (int64_t bi = 0; bi < a.b; ++bi) {
       for (int64_t hi = 0; hi < a.h; ++hi) {
         int64_t qoff = bi * a.t * ldq + hi * a.dqk, voff = bi * a.t * ldv + hi * a.dv;
-        attention_head::forward<T>({q + qoff, ldq}, {k + qoff, ldq}, {v + voff, ldv}, {o + voff, ldv}, lse + (bi * a.h + hi) * a.t,
-                                   a.t, a.dqk, a.dv, scale, s.data());
+        attention_head::forward<T>({q + qoff, ldq}, {k + qoff, ldq}, {v + voff, ldv}, {o + voff, ldv},
+                                   lse + (bi * a.h + hi) * a.t, a.t, a.dqk, a.dv, scale, s.data());
       }
     }
   }
@@ -45,8 +45,8 @@ void attention_backward_cpu(const T* q, const T* k, const T* v, const T* o, cons
       for (int64_t hi = 0; hi < a.h; ++hi) {
         int64_t qoff = bi * a.t * ldq + hi * a.dqk, voff = bi * a.t * ldv + hi * a.dv;
         attention_head::backward<T>({q + qoff, ldq}, {k + qoff, ldq}, {v + voff, ldv}, {o + voff, ldv}, {dout + voff, ldv},
-                                    lse + (bi * a.h + hi) * a.t, {dq + qoff, ldq}, {dk + qoff, ldq}, {dv + voff, ldv}, a.t,
-                                    a.dqk, a.dv, scale, p.data(), dp.data());
+                                    lse + (bi * a.h + hi) * a.t, {dq + qoff, ldq}, {dk + qoff, ldq}, {dv + voff, ldv}, a.t, a.dqk,
+                                    a.dv, scale, p.data(), dp.data());
       }
     }
   }

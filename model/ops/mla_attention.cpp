@@ -54,8 +54,9 @@ void mla_forward_cpu(const MlaPtrs<T>& in, const MlaShape& a, T scale, T* o, T* 
       for (int64_t hi = 0; hi < a.h; ++hi) {
         pack_head(in, a, bi, hi, qh.data(), kh.data());
         const T* v = in.kv + bi * a.t * a.ldkv() + hi * (a.dn + a.dv) + a.dn;
-        attention_head::forward<T>({qh.data(), dqk}, {kh.data(), dqk}, {v, a.ldkv()}, {o + bi * a.t * a.ldo() + hi * a.dv, a.ldo()},
-                                   lse + (bi * a.h + hi) * a.t, a.t, dqk, a.dv, scale, s.data());
+        attention_head::forward<T>({qh.data(), dqk}, {kh.data(), dqk}, {v, a.ldkv()},
+                                   {o + bi * a.t * a.ldo() + hi * a.dv, a.ldo()}, lse + (bi * a.h + hi) * a.t, a.t, dqk, a.dv,
+                                   scale, s.data());
       }
     }
   }
@@ -146,8 +147,8 @@ Tensor mla_attention(const Tensor& q, const Tensor& kv, const Tensor& k_pe, cons
                op << ": q " << q.describe() << " must hold d_n = " << dn << " dims plus an even, positive rotary part");
   MLAMOE_CHECK(kv.size(0) == b && kv.size(1) == t && kv.size(2) == h && dv > 0,
                op << ": kv " << kv.describe() << " must be [" << b << ", " << t << ", " << h << ", " << dn << " + d_v]");
-  MLAMOE_CHECK(k_pe.shape() == Shape({b, t, dr}), op << ": k_pe " << k_pe.describe() << " must be [" << b << ", " << t << ", " << dr
-                                                     << "]");
+  MLAMOE_CHECK(k_pe.shape() == Shape({b, t, dr}),
+               op << ": k_pe " << k_pe.describe() << " must be [" << b << ", " << t << ", " << dr << "]");
   MLAMOE_CHECK(rope.cos.shape() == Shape({t, dr / 2}) && rope.sin.shape() == Shape({t, dr / 2}),
                op << ": rope tables must be [" << t << ", " << dr / 2 << "], got " << rope.cos.describe() << " and "
                   << rope.sin.describe());
