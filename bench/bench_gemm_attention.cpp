@@ -136,6 +136,8 @@ int main(int argc, char** argv) {
   gemm_row(reps, 2048, 1536, 512);  // Tiny-B dense MLP up-projection
   gemm_row(reps, 2048, 8192, 512);  // Tiny-B head
   // MLA head dims: Tiny-A (dqk 48, dv 32), Tiny-B (dqk 96, dv 64), V3 (dqk 192, dv 128).
+  attention_row(reps, 16, 128, 4, 48, 32);  // tiny.json's step: 16 x 128 tokens
+  attention_row(reps, 16, 256, 8, 96, 64);  // small.json's step: 16 x 256 tokens
   attention_row(reps, 4, 256, 4, 48, 32);
   attention_row(reps, 2, 512, 8, 96, 64);
   attention_row(reps, 1, 1024, 8, 192, 128);

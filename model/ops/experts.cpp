@@ -222,6 +222,7 @@ void moe_combine_backward_cpu(const T* yp, const T* w, const int64_t* slot, cons
       const T* g = dy + (q / k) * d;
       const T* src = yp + row_of[q] * d;
       T acc = 0;
+#pragma omp simd reduction(+ : acc)
       for (int64_t j = 0; j < d; ++j) acc += g[j] * src[j];
       dw[q] = acc;
     }
