@@ -21,6 +21,14 @@ struct MlaShape {
   int64_t ldo() const { return h * dv; }
 };
 
+// A short run of values (a head's d_n or d_v dims): an inline loop, where std::copy would call
+// memmove once per run.
+template <class T>
+inline void copy_run(const T* src, int64_t n, T* dst) {
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) dst[j] = src[j];
+}
+
 template <class T>
 struct MlaPtrs {
   const T *q, *kv, *kpe, *cos, *sin;
@@ -36,9 +44,9 @@ void pack_head(const MlaPtrs<T>& in, const MlaShape& a, int64_t bi, int64_t hi, 
     const T* kr = in.kv + (bi * a.t + i) * a.ldkv() + hi * (a.dn + a.dv);
     const T* c = in.cos + i * half;
     const T* s = in.sin + i * half;
-    std::copy(qr, qr + a.dn, qh + i * dqk);
+    copy_run(qr, a.dn, qh + i * dqk);
     rope_row(qr + a.dn, c, s, qh + i * dqk + a.dn, half, T(1));
-    std::copy(kr, kr + a.dn, kh + i * dqk);
+    copy_run(kr, a.dn, kh + i * dqk);
     rope_row(in.kpe + bi * a.kpe_sb + i * a.kpe_st, c, s, kh + i * dqk + a.dn, half, T(1));
   }
 }
@@ -88,12 +96,12 @@ void mla_backward_cpu(const MlaPtrs<T>& in, const MlaShape& a, T scale, const T*
           const T* c = in.cos + i * half;
           const T* s = in.sin + i * half;
           T* dqr = dq + (bi * a.t + i) * a.ldq() + hi * dqk;
-          std::copy(dqh.data() + i * dqk, dqh.data() + i * dqk + a.dn, dqr);
+          copy_run(dqh.data() + i * dqk, a.dn, dqr);
           rope_row(dqh.data() + i * dqk + a.dn, c, s, dqr + a.dn, half, T(-1));
           T* dkvr = dkv + (bi * a.t + i) * a.ldkv() + hi * (a.dn + a.dv);
-          std::copy(dkh.data() + i * dqk, dkh.data() + i * dqk + a.dn, dkvr);
-          std::copy(dvh.data() + i * a.dv, dvh.data() + (i + 1) * a.dv, dkvr + a.dn);
-          std::copy(dkh.data() + i * dqk + a.dn, dkh.data() + (i + 1) * dqk, heads + ((bi * a.h + hi) * a.t + i) * a.dr);
+          copy_run(dkh.data() + i * dqk, a.dn, dkvr);
+          copy_run(dvh.data() + i * a.dv, a.dv, dkvr + a.dn);
+          copy_run(dkh.data() + i * dqk + a.dn, a.dr, heads + ((bi * a.h + hi) * a.t + i) * a.dr);
         }
       }
     }
