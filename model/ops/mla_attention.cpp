@@ -1,10 +1,11 @@
-// mla_attention (declared in attention.h): each (batch, head) packs its rotated queries and keys
+// mla_attention: each (batch, head) packs its rotated queries and keys
 // into per-thread buffers [T, d_qk] and runs the shared per-head kernel (attention_head.h); v is
 // read in place from kv. This replaces, per MLA layer, two splits, two rotations, a broadcast and
 // two concatenations, whose backward zero-filled and summed full-size gradient buffers.
+#include "model/ops/mla_attention.h"
+
 #include <vector>
 
-#include "model/ops/attention.h"
 #include "model/ops/attention_head.h"
 #include "model/ops/op_common.h"
 

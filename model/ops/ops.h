@@ -11,6 +11,7 @@
 #include "model/ops/experts.h"
 #include "model/ops/index.h"
 #include "model/ops/matmul.h"
+#include "model/ops/mla_attention.h"
 #include "model/ops/normalize.h"
 #include "model/ops/reduce.h"
 #include "model/ops/rmsnorm.h"
