@@ -35,33 +35,44 @@ struct MlaPtrs {
   const T *q, *kv, *kpe, *cos, *sin;
 };
 
-// The rotated queries and keys of head hi of batch bi, packed as [T, d_qk]:
-//   qh[i] = [q_n, rope(q_r)],  kh[i] = [k_nope_h, rope(k_pe)].
+// rope(k_pe) of every token, once (all heads share it): out [B, T, d_r].
 template <class T>
-void pack_head(const MlaPtrs<T>& in, const MlaShape& a, int64_t bi, int64_t hi, T* qh, T* kh) {
+void rotate_kpe(const MlaPtrs<T>& in, const MlaShape& a, T* out) {
+  int64_t half = a.dr / 2;
+#pragma omp parallel for collapse(2) schedule(static) if (a.b * a.t * a.dr > kParallelGrain)
+  for (int64_t bi = 0; bi < a.b; ++bi)
+    for (int64_t i = 0; i < a.t; ++i)
+      rope_row(in.kpe + bi * a.kpe_sb + i * a.kpe_st, in.cos + i * half, in.sin + i * half, out + (bi * a.t + i) * a.dr, half,
+               T(1));
+}
+
+// The rotated queries and keys of head hi of batch bi, packed as [T, d_qk]:
+//   qh[i] = [q_n, rope(q_r)],  kh[i] = [k_nope_h, rope(k_pe)] (kpe_rot: rotate_kpe's output).
+template <class T>
+void pack_head(const MlaPtrs<T>& in, const MlaShape& a, const T* kpe_rot, int64_t bi, int64_t hi, T* qh, T* kh) {
   int64_t dqk = a.dqk(), half = a.dr / 2;
   for (int64_t i = 0; i < a.t; ++i) {
     const T* qr = in.q + (bi * a.t + i) * a.ldq() + hi * dqk;
     const T* kr = in.kv + (bi * a.t + i) * a.ldkv() + hi * (a.dn + a.dv);
-    const T* c = in.cos + i * half;
-    const T* s = in.sin + i * half;
     copy_run(qr, a.dn, qh + i * dqk);
-    rope_row(qr + a.dn, c, s, qh + i * dqk + a.dn, half, T(1));
+    rope_row(qr + a.dn, in.cos + i * half, in.sin + i * half, qh + i * dqk + a.dn, half, T(1));
     copy_run(kr, a.dn, kh + i * dqk);
-    rope_row(in.kpe + bi * a.kpe_sb + i * a.kpe_st, c, s, kh + i * dqk + a.dn, half, T(1));
+    copy_run(kpe_rot + (bi * a.t + i) * a.dr, a.dr, kh + i * dqk + a.dn);
   }
 }
 
 template <class T>
 void mla_forward_cpu(const MlaPtrs<T>& in, const MlaShape& a, T scale, T* o, T* lse) {
   int64_t dqk = a.dqk();
+  Tensor kpe_rot = Tensor::empty({a.b, a.t, a.dr}, dtype_of<T>());
+  rotate_kpe(in, a, kpe_rot.data<T>());
 #pragma omp parallel
   {
     std::vector<T> qh(a.t * dqk), kh(a.t * dqk), s(kAttentionBlock * a.t);
 #pragma omp for schedule(dynamic) collapse(2)
     for (int64_t bi = 0; bi < a.b; ++bi) {
       for (int64_t hi = 0; hi < a.h; ++hi) {
-        pack_head(in, a, bi, hi, qh.data(), kh.data());
+        pack_head(in, a, kpe_rot.data<T>(), bi, hi, qh.data(), kh.data());
         const T* v = in.kv + bi * a.t * a.ldkv() + hi * (a.dn + a.dv) + a.dn;
         attention_head::forward<T>({qh.data(), dqk}, {kh.data(), dqk}, {v, a.ldkv()},
                                    {o + bi * a.t * a.ldo() + hi * a.dv, a.ldo()}, lse + (bi * a.h + hi) * a.t, a.t, dqk, a.dv,
@@ -77,7 +88,8 @@ void mla_backward_cpu(const MlaPtrs<T>& in, const MlaShape& a, T scale, const T*
                       T* dkpe) {
   int64_t dqk = a.dqk(), half = a.dr / 2;
   // Each head's gradient of the shared rotary key, summed over heads in order afterwards.
-  Tensor heads_t = Tensor::empty({a.b, a.h, a.t, a.dr}, dtype_of<T>());
+  Tensor heads_t = Tensor::empty({a.b, a.h, a.t, a.dr}, dtype_of<T>()), kpe_rot = Tensor::empty({a.b, a.t, a.dr}, dtype_of<T>());
+  rotate_kpe(in, a, kpe_rot.data<T>());
   T* heads = heads_t.data<T>();
 #pragma omp parallel
   {
@@ -86,7 +98,7 @@ void mla_backward_cpu(const MlaPtrs<T>& in, const MlaShape& a, T scale, const T*
 #pragma omp for schedule(dynamic) collapse(2)
     for (int64_t bi = 0; bi < a.b; ++bi) {
       for (int64_t hi = 0; hi < a.h; ++hi) {
-        pack_head(in, a, bi, hi, qh.data(), kh.data());
+        pack_head(in, a, kpe_rot.data<T>(), bi, hi, qh.data(), kh.data());
         std::fill(dkh.begin(), dkh.end(), T(0));
         std::fill(dvh.begin(), dvh.end(), T(0));
         int64_t kvoff = bi * a.t * a.ldkv() + hi * (a.dn + a.dv), ooff = bi * a.t * a.ldo() + hi * a.dv;
