@@ -1,9 +1,5 @@
 #include "model/ops/attention.h"
 
-#include <cmath>
-#include <limits>
-#include <vector>
-
 #include "model/ops/attention_head.h"
 #include "model/ops/op_common.h"
 
@@ -19,15 +15,16 @@ struct AttnShape {
 template <class T>
 void attention_forward_cpu(const T* q, const T* k, const T* v, T* o, T* lse, const AttnShape& a, T scale) {
   int64_t ldq = a.h * a.dqk, ldv = a.h * a.dv;
+  attention_head::ThreadScratch<T> scratch(kAttentionBlock * a.t);
 #pragma omp parallel
   {
-    std::vector<T> s(kAttentionBlock * a.t);
+    T* s = scratch.mine();
 #pragma omp for schedule(dynamic) collapse(2)
     for (int64_t bi = 0; bi < a.b; ++bi) {
       for (int64_t hi = 0; hi < a.h; ++hi) {
         int64_t qoff = bi * a.t * ldq + hi * a.dqk, voff = bi * a.t * ldv + hi * a.dv;
         attention_head::forward<T>({q + qoff, ldq}, {k + qoff, ldq}, {v + voff, ldv}, {o + voff, ldv},
-                                   lse + (bi * a.h + hi) * a.t, a.t, a.dqk, a.dv, scale, s.data());
+                                   lse + (bi * a.h + hi) * a.t, a.t, a.dqk, a.dv, scale, s);
       }
     }
   }
@@ -37,16 +34,18 @@ template <class T>
 void attention_backward_cpu(const T* q, const T* k, const T* v, const T* o, const T* lse, const T* dout, T* dq, T* dk, T* dv,
                             const AttnShape& a, T scale) {
   int64_t ldq = a.h * a.dqk, ldv = a.h * a.dv;
+  attention_head::ThreadScratch<T> scratch(2 * kAttentionBlock * a.t);
 #pragma omp parallel
   {
-    std::vector<T> p(kAttentionBlock * a.t), dp(kAttentionBlock * a.t);
+    T* p = scratch.mine();
+    T* dp = p + kAttentionBlock * a.t;
 #pragma omp for schedule(dynamic) collapse(2)
     for (int64_t bi = 0; bi < a.b; ++bi) {
       for (int64_t hi = 0; hi < a.h; ++hi) {
         int64_t qoff = bi * a.t * ldq + hi * a.dqk, voff = bi * a.t * ldv + hi * a.dv;
         attention_head::backward<T>({q + qoff, ldq}, {k + qoff, ldq}, {v + voff, ldv}, {o + voff, ldv}, {dout + voff, ldv},
                                     lse + (bi * a.h + hi) * a.t, {dq + qoff, ldq}, {dk + qoff, ldq}, {dv + voff, ldv}, a.t, a.dqk,
-                                    a.dv, scale, p.data(), dp.data());
+                                    a.dv, scale, p, dp);
       }
     }
   }

@@ -7,6 +7,8 @@
 // of kAttentionBlock·T elements, so the T×T score matrix never exists. One thread runs one head:
 // the result depends on the shapes only, never on the thread count.
 #pragma once
+#include <omp.h>
+
 #include <algorithm>
 #include <cstdint>
 
@@ -15,6 +17,21 @@
 #include "model/ops/softmax.h"
 
 namespace mlamoe::attention_head {
+
+// Per-thread scratch of a parallel region, taken from the tensor allocator's cache before the
+// region (a std::vector inside it would malloc on every call and, past glibc's mmap threshold,
+// fault in fresh pages every step). Each thread's `per_thread` elements start at mine().
+template <class T>
+class ThreadScratch {
+ public:
+  explicit ThreadScratch(int64_t per_thread)
+      : per_thread_(per_thread), buf_(Tensor::empty({std::max(1, omp_get_max_threads()) * per_thread}, dtype_of<T>())) {}
+  T* mine() const { return buf_.data<T>() + omp_get_thread_num() * per_thread_; }
+
+ private:
+  int64_t per_thread_;
+  Tensor buf_;
+};
 
 template <class T>
 struct Mat {  // a row-major matrix view: element (i, j) at p[i·ld + j]

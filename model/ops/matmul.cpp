@@ -105,8 +105,7 @@ struct MatmulBackward : Node {
   const char* name() const override { return "MatmulBackward"; }
   std::vector<Tensor> backward(const Tensor& dout) override {
     Tensor da, db;
-    if (next[0] && next[1] && b.dim() == 2) {
-      NoGrad g;
+    if (next[0] && next[1] && b.dim() == 2) {  // (the engine runs backward under NoGrad)
       shared_weight_grads(a, b, dout, da, db);
       return {da, db};
     }

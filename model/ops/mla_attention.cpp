@@ -1,10 +1,9 @@
-// mla_attention: each (batch, head) packs its rotated queries and keys
-// into per-thread buffers [T, d_qk] and runs the shared per-head kernel (attention_head.h); v is
-// read in place from kv. This replaces, per MLA layer, two splits, two rotations, a broadcast and
-// two concatenations, whose backward zero-filled and summed full-size gradient buffers.
+// mla_attention: each (batch, head) packs its rotated queries and keys into per-thread buffers
+// [T, d_qk] and runs the shared per-head kernel (attention_head.h); v is read in place from kv. This replaces, per MLA layer, two
+// splits, two rotations, a broadcast and two concatenations, whose backward zero-filled and summed full-size gradient buffers.
 #include "model/ops/mla_attention.h"
 
-#include <vector>
+#include <algorithm>
 
 #include "model/ops/attention_head.h"
 #include "model/ops/op_common.h"
@@ -66,17 +65,19 @@ void mla_forward_cpu(const MlaPtrs<T>& in, const MlaShape& a, T scale, T* o, T* 
   int64_t dqk = a.dqk();
   Tensor kpe_rot = Tensor::empty({a.b, a.t, a.dr}, dtype_of<T>());
   rotate_kpe(in, a, kpe_rot.data<T>());
+  attention_head::ThreadScratch<T> scratch(2 * a.t * dqk + kAttentionBlock * a.t);
 #pragma omp parallel
   {
-    std::vector<T> qh(a.t * dqk), kh(a.t * dqk), s(kAttentionBlock * a.t);
+    T* qh = scratch.mine();
+    T* kh = qh + a.t * dqk;
+    T* s = kh + a.t * dqk;
 #pragma omp for schedule(dynamic) collapse(2)
     for (int64_t bi = 0; bi < a.b; ++bi) {
       for (int64_t hi = 0; hi < a.h; ++hi) {
-        pack_head(in, a, kpe_rot.data<T>(), bi, hi, qh.data(), kh.data());
+        pack_head(in, a, kpe_rot.data<T>(), bi, hi, qh, kh);
         const T* v = in.kv + bi * a.t * a.ldkv() + hi * (a.dn + a.dv) + a.dn;
-        attention_head::forward<T>({qh.data(), dqk}, {kh.data(), dqk}, {v, a.ldkv()},
-                                   {o + bi * a.t * a.ldo() + hi * a.dv, a.ldo()}, lse + (bi * a.h + hi) * a.t, a.t, dqk, a.dv,
-                                   scale, s.data());
+        attention_head::forward<T>({qh, dqk}, {kh, dqk}, {v, a.ldkv()}, {o + bi * a.t * a.ldo() + hi * a.dv, a.ldo()},
+                                   lse + (bi * a.h + hi) * a.t, a.t, dqk, a.dv, scale, s);
       }
     }
   }
@@ -91,44 +92,50 @@ void mla_backward_cpu(const MlaPtrs<T>& in, const MlaShape& a, T scale, const T*
   Tensor heads_t = Tensor::empty({a.b, a.h, a.t, a.dr}, dtype_of<T>()), kpe_rot = Tensor::empty({a.b, a.t, a.dr}, dtype_of<T>());
   rotate_kpe(in, a, kpe_rot.data<T>());
   T* heads = heads_t.data<T>();
+  attention_head::ThreadScratch<T> scratch(4 * a.t * dqk + a.t * a.dv + 2 * kAttentionBlock * a.t + a.dr);
 #pragma omp parallel
   {
-    std::vector<T> qh(a.t * dqk), kh(a.t * dqk), dqh(a.t * dqk), dkh(a.t * dqk), dvh(a.t * a.dv);
-    std::vector<T> p(kAttentionBlock * a.t), dp(kAttentionBlock * a.t);
+    T* qh = scratch.mine();
+    T* kh = qh + a.t * dqk;
+    T* dqh = kh + a.t * dqk;
+    T* dkh = dqh + a.t * dqk;
+    T* dvh = dkh + a.t * dqk;
+    T* p = dvh + a.t * a.dv;
+    T* dp = p + kAttentionBlock * a.t;
+    T* acc = dp + kAttentionBlock * a.t;
 #pragma omp for schedule(dynamic) collapse(2)
     for (int64_t bi = 0; bi < a.b; ++bi) {
       for (int64_t hi = 0; hi < a.h; ++hi) {
-        pack_head(in, a, kpe_rot.data<T>(), bi, hi, qh.data(), kh.data());
-        std::fill(dkh.begin(), dkh.end(), T(0));
-        std::fill(dvh.begin(), dvh.end(), T(0));
+        pack_head(in, a, kpe_rot.data<T>(), bi, hi, qh, kh);
+        std::fill(dkh, dkh + a.t * dqk, T(0));
+        std::fill(dvh, dvh + a.t * a.dv, T(0));
         int64_t kvoff = bi * a.t * a.ldkv() + hi * (a.dn + a.dv), ooff = bi * a.t * a.ldo() + hi * a.dv;
-        attention_head::backward<T>({qh.data(), dqk}, {kh.data(), dqk}, {in.kv + kvoff + a.dn, a.ldkv()}, {o + ooff, a.ldo()},
-                                    {dout + ooff, a.ldo()}, lse + (bi * a.h + hi) * a.t, {dqh.data(), dqk}, {dkh.data(), dqk},
-                                    {dvh.data(), a.dv}, a.t, dqk, a.dv, scale, p.data(), dp.data());
+        attention_head::backward<T>({qh, dqk}, {kh, dqk}, {in.kv + kvoff + a.dn, a.ldkv()}, {o + ooff, a.ldo()},
+                                    {dout + ooff, a.ldo()}, lse + (bi * a.h + hi) * a.t, {dqh, dqk}, {dkh, dqk}, {dvh, a.dv}, a.t,
+                                    dqk, a.dv, scale, p, dp);
         for (int64_t i = 0; i < a.t; ++i) {  // unpack, rotating the rotary parts back
           const T* c = in.cos + i * half;
           const T* s = in.sin + i * half;
           T* dqr = dq + (bi * a.t + i) * a.ldq() + hi * dqk;
-          copy_run(dqh.data() + i * dqk, a.dn, dqr);
-          rope_row(dqh.data() + i * dqk + a.dn, c, s, dqr + a.dn, half, T(-1));
+          copy_run(dqh + i * dqk, a.dn, dqr);
+          rope_row(dqh + i * dqk + a.dn, c, s, dqr + a.dn, half, T(-1));
           T* dkvr = dkv + (bi * a.t + i) * a.ldkv() + hi * (a.dn + a.dv);
-          copy_run(dkh.data() + i * dqk, a.dn, dkvr);
-          copy_run(dvh.data() + i * a.dv, a.dv, dkvr + a.dn);
-          copy_run(dkh.data() + i * dqk + a.dn, a.dr, heads + ((bi * a.h + hi) * a.t + i) * a.dr);
+          copy_run(dkh + i * dqk, a.dn, dkvr);
+          copy_run(dvh + i * a.dv, a.dv, dkvr + a.dn);
+          copy_run(dkh + i * dqk + a.dn, a.dr, heads + ((bi * a.h + hi) * a.t + i) * a.dr);
         }
       }
     }
     // dk_pe = rope⁻¹(Σ_h d(rope(k_pe))_h): the broadcast's backward, then the rotation's.
-    std::vector<T> acc(a.dr);
 #pragma omp for schedule(static) collapse(2)
     for (int64_t bi = 0; bi < a.b; ++bi) {
       for (int64_t i = 0; i < a.t; ++i) {
-        std::fill(acc.begin(), acc.end(), T(0));
+        std::fill(acc, acc + a.dr, T(0));
         for (int64_t hi = 0; hi < a.h; ++hi) {
           const T* g = heads + ((bi * a.h + hi) * a.t + i) * a.dr;
           for (int64_t j = 0; j < a.dr; ++j) acc[j] += g[j];
         }
-        rope_row(acc.data(), in.cos + i * half, in.sin + i * half, dkpe + (bi * a.t + i) * a.dr, half, T(-1));
+        rope_row(acc, in.cos + i * half, in.sin + i * half, dkpe + (bi * a.t + i) * a.dr, half, T(-1));
       }
     }
   }
