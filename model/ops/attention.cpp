@@ -15,7 +15,7 @@ struct AttnShape {
 template <class T>
 void attention_forward_cpu(const T* q, const T* k, const T* v, T* o, T* lse, const AttnShape& a, T scale) {
   int64_t ldq = a.h * a.dqk, ldv = a.h * a.dv;
-  attention_head::ThreadScratch<T> scratch(kAttentionBlock * a.t);
+  attention_head::ThreadScratch<T> scratch(attention_head::forward_scratch(a.t, a.dqk, a.dv));
 #pragma omp parallel
   {
     T* s = scratch.mine();
@@ -34,18 +34,17 @@ template <class T>
 void attention_backward_cpu(const T* q, const T* k, const T* v, const T* o, const T* lse, const T* dout, T* dq, T* dk, T* dv,
                             const AttnShape& a, T scale) {
   int64_t ldq = a.h * a.dqk, ldv = a.h * a.dv;
-  attention_head::ThreadScratch<T> scratch(2 * kAttentionBlock * a.t);
+  attention_head::ThreadScratch<T> scratch(attention_head::backward_scratch(a.t, a.dqk, a.dv));
 #pragma omp parallel
   {
-    T* p = scratch.mine();
-    T* dp = p + kAttentionBlock * a.t;
+    T* work = scratch.mine();
 #pragma omp for schedule(dynamic) collapse(2)
     for (int64_t bi = 0; bi < a.b; ++bi) {
       for (int64_t hi = 0; hi < a.h; ++hi) {
         int64_t qoff = bi * a.t * ldq + hi * a.dqk, voff = bi * a.t * ldv + hi * a.dv;
         attention_head::backward<T>({q + qoff, ldq}, {k + qoff, ldq}, {v + voff, ldv}, {o + voff, ldv}, {dout + voff, ldv},
                                     lse + (bi * a.h + hi) * a.t, {dq + qoff, ldq}, {dk + qoff, ldq}, {dv + voff, ldv}, a.t, a.dqk,
-                                    a.dv, scale, p, dp);
+                                    a.dv, scale, work);
       }
     }
   }

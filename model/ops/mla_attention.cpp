@@ -65,7 +65,7 @@ void mla_forward_cpu(const MlaPtrs<T>& in, const MlaShape& a, T scale, T* o, T* 
   int64_t dqk = a.dqk();
   Tensor kpe_rot = Tensor::empty({a.b, a.t, a.dr}, dtype_of<T>());
   rotate_kpe(in, a, kpe_rot.data<T>());
-  attention_head::ThreadScratch<T> scratch(2 * a.t * dqk + kAttentionBlock * a.t);
+  attention_head::ThreadScratch<T> scratch(2 * a.t * dqk + attention_head::forward_scratch(a.t, dqk, a.dv));
 #pragma omp parallel
   {
     T* qh = scratch.mine();
@@ -92,7 +92,7 @@ void mla_backward_cpu(const MlaPtrs<T>& in, const MlaShape& a, T scale, const T*
   Tensor heads_t = Tensor::empty({a.b, a.h, a.t, a.dr}, dtype_of<T>()), kpe_rot = Tensor::empty({a.b, a.t, a.dr}, dtype_of<T>());
   rotate_kpe(in, a, kpe_rot.data<T>());
   T* heads = heads_t.data<T>();
-  attention_head::ThreadScratch<T> scratch(4 * a.t * dqk + a.t * a.dv + 2 * kAttentionBlock * a.t + a.dr);
+  attention_head::ThreadScratch<T> scratch(4 * a.t * dqk + a.t * a.dv + a.dr + attention_head::backward_scratch(a.t, dqk, a.dv));
 #pragma omp parallel
   {
     T* qh = scratch.mine();
@@ -100,9 +100,8 @@ void mla_backward_cpu(const MlaPtrs<T>& in, const MlaShape& a, T scale, const T*
     T* dqh = kh + a.t * dqk;
     T* dkh = dqh + a.t * dqk;
     T* dvh = dkh + a.t * dqk;
-    T* p = dvh + a.t * a.dv;
-    T* dp = p + kAttentionBlock * a.t;
-    T* acc = dp + kAttentionBlock * a.t;
+    T* acc = dvh + a.t * a.dv;
+    T* work = acc + a.dr;
 #pragma omp for schedule(dynamic) collapse(2)
     for (int64_t bi = 0; bi < a.b; ++bi) {
       for (int64_t hi = 0; hi < a.h; ++hi) {
@@ -112,7 +111,7 @@ void mla_backward_cpu(const MlaPtrs<T>& in, const MlaShape& a, T scale, const T*
         int64_t kvoff = bi * a.t * a.ldkv() + hi * (a.dn + a.dv), ooff = bi * a.t * a.ldo() + hi * a.dv;
         attention_head::backward<T>({qh, dqk}, {kh, dqk}, {in.kv + kvoff + a.dn, a.ldkv()}, {o + ooff, a.ldo()},
                                     {dout + ooff, a.ldo()}, lse + (bi * a.h + hi) * a.t, {dqh, dqk}, {dkh, dqk}, {dvh, a.dv}, a.t,
-                                    dqk, a.dv, scale, p, dp);
+                                    dqk, a.dv, scale, work);
         for (int64_t i = 0; i < a.t; ++i) {  // unpack, rotating the rotary parts back
           const T* c = in.cos + i * half;
           const T* s = in.sin + i * half;

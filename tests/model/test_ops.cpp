@@ -98,6 +98,8 @@ std::vector<OpCase> build_table() {
   auto attn = [](const Ins& x, const J& p) { return Outs{causal_attention(x[0], x[1], x[2], p["scale"])}; };
   row("attention", J{{"scale", 0.41}}, {in({2, 9, 2, 6}), in({2, 9, 2, 6}), in({2, 9, 2, 4})}, attn);
   row("attention", J{{"scale", 0.3}}, {in({1, 70, 2, 5}), in({1, 70, 2, 5}), in({1, 70, 2, 3})}, attn);  // > 1 block
+  // head dims of 2 and 3 f64 vectors (tile_gemm's two-vector, one-vector and tail paths)
+  row("attention", J{{"scale", 0.2}}, {in({1, 38, 1, 24}), in({1, 38, 1, 24}), in({1, 38, 1, 16})}, attn);
   big("attention", J{{"scale", 0.125}}, {in({2, 130, 4, 24}), in({2, 130, 4, 24}), in({2, 130, 4, 16})}, attn);
   // inputs: q [B, T, H, d_n + d_r], kv [B, T, H, d_n + d_v], kv_a [B, T, r + d_r] whose last d_r
   // columns are the rotary key (read through a strided narrow view, as the MLA module does).
