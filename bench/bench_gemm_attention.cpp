@@ -3,7 +3,8 @@
 //   build/bench/bench_gemm_attention [--reps N]
 //
 // matmul: mlamoe::matmul (allocation, checks, dispatch included) vs a bare cblas_sgemm into a
-// preallocated buffer; the ratio shows the op's overhead. attention: the fused causal kernel
+// preallocated buffer; the ratio shows the op's overhead; bf16: mlamoe::matmul on bf16 copies of
+// the operands (gemm_bf16.h, f32 result; its path named). attention: the fused causal kernel
 // (forward, and forward + backward) counted in useful causal FLOPs, vs the two plain sgemms per head
 // that a non-fused implementation would run (Q·Kᵀ and P·V over the full T×T square).
 #include <cblas.h>
@@ -17,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "model/ops/gemm_bf16.h"
 #include "model/ops/ops.h"
 
 using namespace mlamoe;
@@ -45,8 +47,12 @@ void gemm_row(int reps, int64_t m, int64_t n, int64_t k) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, a.data<float>(), k, b.data<float>(), n, 0.0f,
                 c.data<float>(), n);
   });
-  std::printf("matmul     %5lld x %5lld x %5lld        %8.1f GFLOP/s   sgemm %8.1f GFLOP/s   ratio %.3f\n", (long long)m,
-              (long long)n, (long long)k, flops / ours * 1e-9, flops / blas * 1e-9, blas / ours);
+  Tensor ah = a.to(DType::BF16), bh = b.to(DType::BF16);
+  double half = median_seconds(reps, [&] { matmul(ah, bh); });
+  std::printf(
+      "matmul     %5lld x %5lld x %5lld        %8.1f GFLOP/s   sgemm %8.1f GFLOP/s   ratio %.3f   bf16 (%s) %8.1f GFLOP/s\n",
+      (long long)m, (long long)n, (long long)k, flops / ours * 1e-9, flops / blas * 1e-9, blas / ours, bf16_gemm_path(),
+      flops / half * 1e-9);
 }
 
 void attention_row(int reps, int64_t b, int64_t t, int64_t h, int64_t dqk, int64_t dv) {
@@ -135,6 +141,8 @@ int main(int argc, char** argv) {
   gemm_row(reps, 2048, 192, 128);   // Tiny-A-like q_b_proj over 2048 tokens
   gemm_row(reps, 2048, 1536, 512);  // Tiny-B dense MLP up-projection
   gemm_row(reps, 2048, 8192, 512);  // Tiny-B head
+  gemm_row(reps, 4096, 768, 192);   // small.json's q_b_proj (16 x 256 tokens; 8 heads x 96)
+  gemm_row(reps, 4096, 512, 1536);  // small.json's dense MLP down-projection
   // MLA head dims: Tiny-A (dqk 48, dv 32), Tiny-B (dqk 96, dv 64), V3 (dqk 192, dv 128).
   attention_row(reps, 16, 128, 4, 48, 32);  // tiny.json's step: 16 x 128 tokens
   attention_row(reps, 16, 256, 8, 96, 64);  // small.json's step: 16 x 256 tokens

@@ -12,6 +12,7 @@ BUILD_DIR=${BUILD_DIR:-build}
 PACKAGES=(
   build-essential cmake pkg-config         # toolchain
   libopenblas-openmp-dev                   # CPU GEMM (OpenMP build of OpenBLAS)
+  libdnnl-dev                              # oneDNN: bf16 GEMMs (AVX512-BF16 / AMX)
   libopenmpi-dev openmpi-bin               # MPI
   libhdf5-dev                              # checkpoints and token datasets
   nlohmann-json3-dev                       # configs, logs

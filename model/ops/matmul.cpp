@@ -37,8 +37,21 @@ Tensor as_blas(const Tensor& t, BlasOperand& op) {
   return c;
 }
 
+// A product's result type: f32 for bf16 operands (accumulated in f32), else the operands' type.
+DType result_dtype(DType in) { return in == DType::BF16 ? DType::F32 : in; }
+
+// Calls f(T{}, TC{}) with the operand type T and the result type TC of a product of dt operands.
+template <class F>
+void dispatch_product(DType dt, const char* op, F&& f) {
+  if (dt == DType::BF16) {
+    f(bf16{}, float{});
+    return;
+  }
+  dispatch_float(dt, op, [&](auto tag) { f(tag, tag); });
+}
+
 // c[b] = a[b] · b[b] for a batch of 2-D operands. batch stride 0 means "the same matrix".
-template <class T>
+template <class T, class TC>
 void matmul_forward_cpu(const Tensor& a, const Tensor& b, Tensor& c, int64_t batch) {
   BlasOperand oa, ob;
   Tensor A = as_blas(a, oa), B = as_blas(b, ob);
@@ -46,12 +59,12 @@ void matmul_forward_cpu(const Tensor& a, const Tensor& b, Tensor& c, int64_t bat
   int64_t sa = A.dim() == 3 ? A.strides()[0] : 0, sb = B.dim() == 3 ? B.strides()[0] : 0;
   const T* pa = A.data<T>();
   const T* pb = B.data<T>();
-  T* pc = c.data<T>();
+  TC* pc = c.data<TC>();
   auto one = [&](int64_t i, bool tiled) {
     if (tiled) {
-      gemm_tiled(oa.trans, ob.trans, m, n, k, pa + i * sa, oa.ld, pb + i * sb, ob.ld, T(0), pc + i * m * n, n);
+      gemm_tiled(oa.trans, ob.trans, m, n, k, pa + i * sa, oa.ld, pb + i * sb, ob.ld, TC(0), pc + i * m * n, n);
     } else {
-      gemm(oa.trans, ob.trans, m, n, k, T(1), pa + i * sa, oa.ld, pb + i * sb, ob.ld, T(0), pc + i * m * n, n);
+      gemm(oa.trans, ob.trans, m, n, k, TC(1), pa + i * sa, oa.ld, pb + i * sb, ob.ld, TC(0), pc + i * m * n, n);
     }
   };
   // Many small matrices: one per thread. Otherwise each product is cut into tiles run in parallel.
@@ -67,16 +80,16 @@ Tensor matmul_impl(const Tensor& a, const Tensor& b);
 
 // One 2-D product C = A·B as a task of gemm_tasks, its operands laid out for BLAS (a copy is made
 // and kept in `keep` only where a view has neither unit-stride rows nor columns).
-template <class T>
-GemmTask<T> product_task(const Tensor& a, const Tensor& b, Tensor& c, std::vector<Tensor>& keep) {
+template <class T, class TC>
+GemmTask<T, TC> product_task(const Tensor& a, const Tensor& b, Tensor& c, std::vector<Tensor>& keep) {
   BlasOperand oa, ob;
   keep.push_back(as_blas(a, oa));
   const T* pa = keep.back().data<T>();
   keep.push_back(as_blas(b, ob));
   const T* pb = keep.back().data<T>();
-  GemmTask<T> t;
+  GemmTask<T, TC> t;
   t.ta = oa.trans, t.tb = ob.trans, t.m = c.shape()[0], t.n = c.shape()[1], t.k = a.shape()[1];
-  t.a = pa, t.lda = oa.ld, t.b = pb, t.ldb = ob.ld, t.beta = T(0), t.c = c.data<T>(), t.ldc = t.n;
+  t.a = pa, t.lda = oa.ld, t.b = pb, t.ldb = ob.ld, t.beta = TC(0), t.c = c.data<TC>(), t.ldc = t.n;
   return t;
 }
 
@@ -89,13 +102,14 @@ void shared_weight_grads(const Tensor& a, const Tensor& b, const Tensor& dout, T
   int64_t k = a.shape().back(), n = dout.shape().back();
   Tensor a2 = a.reshape({-1, k}), g2 = dout.reshape({-1, n});
   int64_t m = a2.shape()[0];
-  Tensor da2 = Tensor::empty({m, k}, a.dtype(), a.device());
-  db = Tensor::empty({k, n}, a.dtype(), a.device());
-  dispatch_float(a.dtype(), "matmul backward", [&](auto tag) {
-    using T = decltype(tag);
+  Tensor da2 = Tensor::empty({m, k}, result_dtype(a.dtype()), a.device());
+  db = Tensor::empty({k, n}, result_dtype(a.dtype()), a.device());
+  dispatch_product(a.dtype(), "matmul backward", [&](auto t_tag, auto tc_tag) {
+    using T = decltype(t_tag);
+    using TC = decltype(tc_tag);
     std::vector<Tensor> keep;
-    std::vector<GemmTask<T>> tasks{product_task<T>(a2.transpose(0, 1), g2, db, keep),
-                                   product_task<T>(g2, b.transpose(0, 1), da2, keep)};
+    std::vector<GemmTask<T, TC>> tasks{product_task<T, TC>(a2.transpose(0, 1), g2, db, keep),
+                                       product_task<T, TC>(g2, b.transpose(0, 1), da2, keep)};
     gemm_tasks(tasks);
   });
   da = da2.reshape(a.shape());
@@ -103,11 +117,17 @@ void shared_weight_grads(const Tensor& a, const Tensor& b, const Tensor& dout, T
 
 struct MatmulBackward : Node {
   const char* name() const override { return "MatmulBackward"; }
-  std::vector<Tensor> backward(const Tensor& dout) override {
+  std::vector<Tensor> backward(const Tensor& dout_in) override {
+    // bf16 operands: the incoming gradient is rounded to bf16 for the two products, and their f32
+    // results to bf16, the operands' type (torch.autocast does the same: a bf16 product's output,
+    // and so its gradient, is bf16).
+    bool half = a.dtype() == DType::BF16;
+    Tensor dout = half ? dout_in.to(DType::BF16) : dout_in;
+    auto out = [&](Tensor t) { return half && t.defined() ? t.to(DType::BF16) : t; };
     Tensor da, db;
     if (next[0] && next[1] && b.dim() == 2) {  // (the engine runs backward under NoGrad)
       shared_weight_grads(a, b, dout, da, db);
-      return {da, db};
+      return {out(da), out(db)};
     }
     if (next[0]) da = matmul_impl(dout, b.transpose(-1, -2));  // dA = dC·Bᵀ
     if (next[1]) {
@@ -118,7 +138,7 @@ struct MatmulBackward : Node {
         db = matmul_impl(a.reshape({-1, k}).transpose(0, 1), dout.reshape({-1, n}));
       }
     }
-    return {da, db};
+    return {out(da), out(db)};
   }
   void release() override { a = b = Tensor(); }
   Tensor a, b;
@@ -143,8 +163,8 @@ Tensor matmul_impl(const Tensor& a, const Tensor& b) {
   int64_t batch = A.dim() == 3 ? A.shape()[0] : 1;
   Shape c_shape = A.shape();
   c_shape.back() = b.shape().back();
-  Tensor c = Tensor::empty(c_shape, a.dtype(), a.device());
-  dispatch_float(a.dtype(), op, [&](auto tag) { matmul_forward_cpu<decltype(tag)>(A, b, c, batch); });
+  Tensor c = Tensor::empty(c_shape, result_dtype(a.dtype()), a.device());
+  dispatch_product(a.dtype(), op, [&](auto t, auto tc) { matmul_forward_cpu<decltype(t), decltype(tc)>(A, b, c, batch); });
   return c_shape == out_shape ? c : c.reshape(out_shape);
 }
 
@@ -153,7 +173,8 @@ Tensor matmul_impl(const Tensor& a, const Tensor& b) {
 Tensor matmul(const Tensor& a, const Tensor& b) {
   check_defined(a, "matmul", "a");
   check_defined(b, "matmul", "b");
-  if (a.dtype() == DType::BF16 || b.dtype() == DType::BF16) return matmul(a.to(DType::F32), b.to(DType::F32));
+  if (a.dtype() != b.dtype() && (a.dtype() == DType::BF16 || b.dtype() == DType::BF16))
+    return matmul(a.to(DType::F32), b.to(DType::F32));  // one bf16 operand: widened
   Tensor c;
   {
     NoGrad g;  // the reshapes inside are bookkeeping; the product gets one node below

@@ -3,7 +3,9 @@
 #include <omp.h>
 
 #include <cstdio>
+#include <string>
 
+#include "model/ops/gemm_bf16.h"
 #include "model/tensor/device.h"
 #include "train/gemm_peak.h"
 
@@ -17,12 +19,14 @@ int print_version() {
 #else
   const char* cuda = "off";
 #endif
-  std::printf("mlamoe 0.2\n  CUDA backend: %s (devices visible: %d)\n  OpenMP threads: %d\n  OpenBLAS: %s, %s kernels\n", cuda,
-              cuda_device_count(), omp_get_max_threads(),
-              openblas_get_parallel() == 2   ? "OpenMP build"
-              : openblas_get_parallel() == 1 ? "pthread build"
-                                             : "serial build",
-              blas_kernel_name().c_str());
+  std::printf(
+      "mlamoe 0.2\n  CUDA backend: %s (devices visible: %d)\n  OpenMP threads: %d\n  OpenBLAS: %s, %s kernels\n  bf16 GEMM: %s\n",
+      cuda, cuda_device_count(), omp_get_max_threads(),
+      openblas_get_parallel() == 2   ? "OpenMP build"
+      : openblas_get_parallel() == 1 ? "pthread build"
+                                     : "serial build",
+      blas_kernel_name().c_str(),
+      std::string(bf16_gemm_path()) == "onednn" ? "oneDNN (the CPU multiplies bf16)" : "sgemm on widened operands");
   return 0;
 }
 

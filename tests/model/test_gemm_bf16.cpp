@@ -1,0 +1,119 @@
+// The bf16 GEMM (model/ops/gemm_bf16.h) against an exact reference: products of bf16 values are
+// exact, so the f32 result may differ from the f64 sum only by f32 summation rounding, at most
+// (k + 2)·u·(|alpha|·Σ|a·b| + |C|). Run twice by ctest: on the machine's own path (oneDNN where the
+// CPU has AVX512-BF16) and with MLAMOE_BF16_GEMM=sgemm (operands widened to f32).
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "model/ops/gemm.h"
+#include "model/ops/gemm_bf16.h"
+#include "model/tensor/error.h"
+
+namespace mlamoe::test {
+
+namespace {
+
+struct Case {
+  int64_t m, n, k;
+  bool ta, tb;
+  float alpha, beta;
+};
+
+std::vector<bf16> random_bf16(size_t n, std::mt19937& rng) {
+  std::normal_distribution<float> nd;
+  std::vector<bf16> v(n);
+  for (auto& x : v) x = float_to_bf16(nd(rng));
+  return v;
+}
+
+void check(const Case& c, bool tiled) {
+  std::mt19937 rng(static_cast<unsigned>(c.m * 7 + c.n * 3 + c.k));
+  int64_t lda = (c.ta ? c.m : c.k) + 3, ldb = (c.tb ? c.k : c.n) + 5, ldc = c.n + 2;
+  std::vector<bf16> a = random_bf16((c.ta ? c.k : c.m) * lda, rng), b = random_bf16((c.tb ? c.n : c.k) * ldb, rng);
+  std::vector<float> out(c.m * ldc);
+  std::normal_distribution<float> nd;
+  for (auto& x : out) x = nd(rng);
+  std::vector<float> before = out;
+  if (tiled) {
+    gemm_tiled(c.ta, c.tb, c.m, c.n, c.k, a.data(), lda, b.data(), ldb, c.beta, out.data(), ldc);
+    ASSERT_EQ(c.alpha, 1.0f);
+  } else {
+#pragma omp parallel num_threads(1)
+    gemm(c.ta, c.tb, c.m, c.n, c.k, c.alpha, a.data(), lda, b.data(), ldb, c.beta, out.data(), ldc);
+  }
+  double u = std::numeric_limits<float>::epsilon() / 2;
+  for (int64_t i = 0; i < c.m; ++i) {
+    for (int64_t j = 0; j < c.n; ++j) {
+      double s = 0.0, mag = 0.0;
+      for (int64_t kk = 0; kk < c.k; ++kk) {
+        double p = static_cast<double>(bf16_to_float(c.ta ? a[kk * lda + i] : a[i * lda + kk])) *
+                   bf16_to_float(c.tb ? b[j * ldb + kk] : b[kk * ldb + j]);
+        s += p;
+        mag += std::abs(p);
+      }
+      double old = before[i * ldc + j];
+      double want = c.alpha * s + c.beta * old;
+      double tol = (c.k + 2) * u * (std::abs(c.alpha) * mag + std::abs(c.beta * old)) + 1e-30;
+      ASSERT_NEAR(out[i * ldc + j], want, tol) << bf16_gemm_path() << " path, m " << c.m << " n " << c.n << " k " << c.k << " ta "
+                                               << c.ta << " tb " << c.tb << " at (" << i << ", " << j << ")";
+    }
+    for (int64_t j = c.n; j < ldc; ++j) ASSERT_EQ(out[i * ldc + j], before[i * ldc + j]) << "wrote past column n";
+  }
+}
+
+TEST(GemmBf16, MatchesExactReference) {
+  std::printf("bf16 gemm path: %s\n", bf16_gemm_path());
+  for (bool ta : {false, true})
+    for (bool tb : {false, true})
+      for (float alpha : {1.0f, 0.37f})
+        for (float beta : {0.0f, 1.0f}) {
+          check({5, 7, 3, ta, tb, alpha, beta}, false);
+          check({64, 48, 130, ta, tb, alpha, beta}, false);
+          check({33, 17, 1, ta, tb, alpha, beta}, false);
+        }
+}
+
+TEST(GemmBf16, TiledProductMatchesAndIgnoresThreadCount) {
+  // 300 x 1100: 2 x 2 tiles of gemm_tasks, so several threads share the product.
+  Case c{300, 1100, 70, false, true, 1.0f, 0.0f};
+  check(c, true);
+  std::mt19937 rng(3);
+  std::vector<bf16> a = random_bf16(c.m * c.k, rng), b = random_bf16(c.n * c.k, rng);
+  std::vector<float> one(c.m * c.n), three(c.m * c.n);
+  int saved = omp_get_max_threads();
+  omp_set_num_threads(1);
+  gemm_tiled(false, true, c.m, c.n, c.k, a.data(), c.k, b.data(), c.k, 0.0f, one.data(), c.n);
+  omp_set_num_threads(3);
+  gemm_tiled(false, true, c.m, c.n, c.k, a.data(), c.k, b.data(), c.k, 0.0f, three.data(), c.n);
+  omp_set_num_threads(saved);
+  EXPECT_EQ(std::memcmp(one.data(), three.data(), one.size() * sizeof(float)), 0) << "1 vs 3 threads differ";
+}
+
+TEST(GemmBf16, RejectsOtherBeta) {
+  bf16 x = float_to_bf16(1.0f);
+  float c = 0.0f;
+  EXPECT_THROW(gemm(false, false, 1, 1, 1, 1.0f, &x, 1, &x, 1, 0.5f, &c, 1), Error);
+}
+
+TEST(GemmBf16, NativeWhereTheCpuHasBf16) {
+  const char* force = std::getenv("MLAMOE_BF16_GEMM");
+  if (force && std::string(force) == "sgemm") {
+    EXPECT_STREQ(bf16_gemm_path(), "sgemm");
+  } else if (__builtin_cpu_supports("avx512bf16")) {
+    EXPECT_STREQ(bf16_gemm_path(), "onednn");
+  } else {
+    GTEST_SKIP() << "this CPU has no AVX512-BF16";
+  }
+}
+
+}  // namespace
+
+}  // namespace mlamoe::test
