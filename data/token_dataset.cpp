@@ -274,6 +274,34 @@ struct TokenDataset::Impl {
 
 namespace {
 
+// The largest chunk a token file may declare (ours: 4 MiB of tokens, 512 KiB of offsets).
+constexpr hsize_t kMaxChunkBytes = hsize_t{16} << 20;
+
+// A damaged or crafted file must not make HDF5 allocate what its layout claims: before reading a
+// filtered chunk HDF5 allocates the size the chunk index records for it (a fuzzed file asked for
+// 4 GiB), and it sizes buffers by the declared chunk. So the chunk may hold at most
+// kMaxChunkBytes, and every stored chunk at most what its contents plus a checksum (or a
+// compressor's worst-case growth) could take.
+void check_chunks(hid_t dset, hsize_t n, size_t bytes, const char* name, const std::string& where) {
+  H5Id dcpl(H5Dget_create_plist(dset), H5Pclose);
+  MLAMOE_CHECK(dcpl.valid(), where << ": cannot read the layout of dataset '" << name << "'");
+  if (H5Pget_layout(dcpl.get()) != H5D_CHUNKED) return;
+  hsize_t chunk = 0;
+  MLAMOE_CHECK(H5Pget_chunk(dcpl.get(), 1, &chunk) == 1 && chunk >= 1 && chunk <= kMaxChunkBytes / bytes,
+               where << ": dataset '" << name << "' declares chunks of " << chunk << " elements; at most "
+                     << kMaxChunkBytes / bytes << " are accepted (damaged file?)");
+  const hsize_t limit = chunk * bytes + chunk * bytes / 64 + 1024;
+  for (hsize_t at = 0; at < n; at += chunk) {
+    unsigned filter_mask = 0;
+    haddr_t addr = 0;
+    hsize_t stored = 0;
+    if (H5Dget_chunk_info_by_coord(dset, &at, &filter_mask, &addr, &stored) < 0) continue;  // not allocated
+    MLAMOE_CHECK(stored <= limit, where << ": dataset '" << name << "' stores its chunk at element " << at << " in " << stored
+                                        << " bytes, more than its " << chunk * bytes
+                                        << " bytes of data can take (damaged file?)");
+  }
+}
+
 // Opens a 1-D unsigned integer dataset of `bytes`-wide elements and returns it with its length.
 std::pair<H5Id, int64_t> open_vector(hid_t file, const char* name, size_t bytes, const std::string& where) {
   MLAMOE_CHECK(H5Lexists(file, name, H5P_DEFAULT) > 0, where << ": missing dataset '" << name << "'");
@@ -295,6 +323,7 @@ std::pair<H5Id, int64_t> open_vector(hid_t file, const char* name, size_t bytes,
   MLAMOE_CHECK(rank == 1, where << ": dataset '" << name << "' must be 1-D, got rank " << rank);
   hsize_t n = 0;
   H5Sget_simple_extent_dims(space.get(), &n, nullptr);
+  check_chunks(dset.get(), n, bytes, name, where);
   return {std::move(dset), static_cast<int64_t>(n)};
 }
 

@@ -271,6 +271,14 @@ TEST(TokenDataset, Version1IsReadUnverified) {
   EXPECT_EQ(ds.num_tokens(), 4);
 }
 
+// A file whose chunk index records a stored size of 4 GiB for an 80-byte chunk (found by
+// fuzz_token_dataset: HDF5 allocated the recorded size before reading) fails at open, one line.
+TEST(TokenDataset, ImpossibleStoredChunkSizeFailsAtOpen) {
+  std::string path = std::string(MLAMOE_SOURCE_DIR) + "/tests/fuzz/seeds/fuzz_token_dataset/stored-chunk-size-4gib.h5";
+  expect_error([&] { TokenDataset::open(path); },
+               "dataset 'tokens' stores its chunk at element 0 in 4294967211 bytes, more than its 80 bytes of data can take");
+}
+
 // Every array is stored with a checksum per chunk: a flipped byte fails its read, never reads as
 // other tokens.
 TEST(TokenDataset, DamagedChunkFailsItsRead) {
