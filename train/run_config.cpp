@@ -60,6 +60,7 @@ TrainConfig parse_train(const nlohmann::json& j, const std::string& where) {
   f.get("experts_log", t.experts_log);
   f.get("tensorboard", t.tensorboard);
   f.get("recompute", t.recompute);
+  f.get("precision", t.precision);
   f.get("dead_window", t.dead_window);
   f.get("maxvio_alert", t.maxvio_alert);
   f.get("alert_window", t.alert_window);
@@ -124,6 +125,7 @@ TrainConfig parse_train(const nlohmann::json& j, const std::string& where) {
   require(t.experts_log == "auto" || t.experts_log == "full" || t.experts_log == "stats", "experts_log",
           "must be \"auto\", \"full\" or \"stats\", got \"" + t.experts_log + "\"");
   require(t.maxvio_alert >= 0, "maxvio_alert", "must be >= 0 (0 disables the alert)");
+  require(t.precision == "f32" || t.precision == "bf16", "precision", "must be \"f32\" or \"bf16\", got \"" + t.precision + "\"");
   require(std::isfinite(t.collective_timeout_s) && t.collective_timeout_s >= 0, "collective_timeout_s",
           "must be a finite number of seconds >= 0 (0 disables the watchdog), got " + std::to_string(t.collective_timeout_s));
   return t;

@@ -7,6 +7,7 @@
 #include <map>
 
 #include "data/loader.h"
+#include "model/autograd/autocast.h"
 #include "model/model_size.h"
 #include "model/modules/deepseek_model.h"
 #include "model/ops/ops.h"
@@ -219,12 +220,13 @@ void print_start_line(const Run& r, const ModelSize& size) {
   const int64_t seq = rc.data.seq_len;
   std::printf(
       "train: %s | %.3gM params (%.3gM active/token) | %lld ranks (pp %lld, dp %lld, ep %lld) | %lld steps x %lld seqs x "
-      "%lld tokens | data %s: %lld train windows, %lld held out | peak %.1f GFLOP/s per rank (%s, OpenBLAS %s) | run dir %s\n",
+      "%lld tokens | %s | data %s: %lld train windows, %lld held out | peak %.1f GFLOP/s per rank (%s, OpenBLAS %s) | run dir "
+      "%s\n",
       rc.model.model_type.c_str(), static_cast<double>(size.total) / 1e6, static_cast<double>(size.active_with_embedding) / 1e6,
       static_cast<long long>(r.world), static_cast<long long>(rc.parallel.pp), static_cast<long long>(r.dp),
       static_cast<long long>(rc.parallel.ep), static_cast<long long>(tc.steps), static_cast<long long>(tc.global_batch),
-      static_cast<long long>(seq), rc.data.path.c_str(), static_cast<long long>(loader.windows_per_epoch()),
-      static_cast<long long>(loader.eval_windows()), r.peak_gflops,
+      static_cast<long long>(seq), tc.precision == "bf16" ? "bf16 projections" : "f32", rc.data.path.c_str(),
+      static_cast<long long>(loader.windows_per_epoch()), static_cast<long long>(loader.eval_windows()), r.peak_gflops,
       tc.peak_gflops == "measure" ? "measured sgemm" : "from config", blas_kernel_name().c_str(), r.run_dir.c_str());
   std::fflush(stdout);
 }
@@ -416,6 +418,7 @@ int run_training(const RunConfig& rc, MpiRuntime* mpi, const StartOptions& start
     if (r.state.step >= tc.steps && r.rank == 0)
       std::printf("nothing left to train: %s is at step %lld of train.steps = %lld\n", r.load_from.c_str(),
                   static_cast<long long>(r.state.step), static_cast<long long>(tc.steps));
+    AutocastBf16 autocast(tc.precision == "bf16");  // the dense projections' GEMMs, training and evaluation
     train_loop(r);  // with nothing left it only (re)writes the final weights, which a kill may have cut short
   } catch (const StopRun& e) {
     if (r.rank == 0) std::fprintf(stderr, "mlamoe: error: %s\n", e.what());

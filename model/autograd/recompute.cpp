@@ -1,5 +1,6 @@
 #include "model/autograd/recompute.h"
 
+#include "model/autograd/autocast.h"
 #include "model/autograd/engine.h"
 #include "model/autograd/node.h"
 
@@ -18,7 +19,8 @@ struct RecomputeBackward : Node {
     }
     Tensor out;
     {
-      EnableGrad on;  // the engine runs backward under NoGrad
+      EnableGrad on;                       // the engine runs backward under NoGrad
+      AutocastBf16 same_as_forward(bf16);  // the recomputed forward must round as the first did
       out = fn(leaves);
     }
     if (out.requires_grad()) run_backward(out, dout, false);
@@ -32,6 +34,7 @@ struct RecomputeBackward : Node {
   }
   RecomputeFn fn;
   std::vector<Tensor> inputs;
+  bool bf16 = false;  // autocast_bf16() at the forward
 };
 
 }  // namespace
@@ -46,6 +49,7 @@ Tensor recompute(const RecomputeFn& fn, const std::vector<Tensor>& inputs) {
   {
     auto n = std::make_shared<RecomputeBackward>();
     n->fn = fn;
+    n->bf16 = autocast_bf16();
     for (const Tensor& t : inputs) n->inputs.push_back(t.detach());
     // The parameters fn uses are reached through the recomputed graph, not through this node's
     // edges; the node needs an edge only for inputs that take a gradient, and must exist even

@@ -66,7 +66,11 @@ MoeOutput MoeLayer::forward(const Tensor& u) const {
   Tensor x_SD = u.reshape({s_tok, d});
 
   // ---- router: scores, selection (bias and groups), weights from the unbiased scores ----
-  Tensor logits_SE = linear(x_SD, gate_weight);
+  Tensor logits_SE;
+  {
+    AutocastBf16 f32_router(false);  // the router stays f32 under autocast (model/README.md §6)
+    logits_SE = linear(x_SD, gate_weight);
+  }
   Tensor scores_SE = sigmoid_scores ? sigmoid(logits_SE) : softmax(logits_SE);  // affinities
   RouteSpec spec{k, cfg.n_group, cfg.topk_group, sigmoid_scores ? GroupScore::Top2Sum : GroupScore::Max};
   Tensor idx_SK = route_select(scores_SE.detach(), e_score_correction_bias, spec);

@@ -2,6 +2,7 @@
 
 #include <omp.h>
 
+#include "model/autograd/autocast.h"
 #include "model/ops/gemm.h"
 #include "model/ops/op_common.h"
 
@@ -189,13 +190,33 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   return c;
 }
 
+namespace {
+
+// y's f32 values rounded to the nearest bf16 (ties to even), kept as f32. y is contiguous.
+void round_to_bf16_values(Tensor& y) {
+  float* p = y.data<float>();
+  int64_t n = y.numel();
+#pragma omp parallel for simd schedule(static) if (n > (1 << 16))
+  for (int64_t i = 0; i < n; ++i) p[i] = bf16_to_float(float_to_bf16(p[i]));
+}
+
+}  // namespace
+
 Tensor linear(const Tensor& x, const Tensor& w) {
   check_dim(w, 2, "linear", "weight");
   check_defined(x, "linear", "x");
   MLAMOE_CHECK(x.dim() >= 1 && x.shape().back() == w.shape()[1], "linear: input features "
                                                                      << (x.dim() ? x.shape().back() : 0) << " (" << x.describe()
                                                                      << ") do not match weight [out, in] = " << w.describe());
-  if (x.dim() == 1) return matmul(x.unsqueeze(0), w.transpose(0, 1)).squeeze(0);
+  if (x.dim() == 1) return linear(x.unsqueeze(0), w).squeeze(0);
+  if (autocast_bf16() && x.dtype() == DType::F32 && w.dtype() == DType::F32) {
+    // bf16 operands, f32 accumulation, the result rounded to bf16 values (autocast.h). The
+    // rounding is in place: the product's backward keeps its operands, not its output, and it
+    // rounds the incoming gradient itself, so the output needs no cast node of its own.
+    Tensor y = matmul(x.to(DType::BF16), w.to(DType::BF16).transpose(0, 1));
+    round_to_bf16_values(y);
+    return y;
+  }
   return matmul(x, w.transpose(0, 1));
 }
 

@@ -6,7 +6,8 @@
 // Transposed operands (e.g. w.transpose(0, 1)) are passed to BLAS as transposes, not copied.
 // Two bf16 operands: a bf16 GEMM (gemm_bf16.h: oneDNN where the CPU has bf16 instructions) with an
 // f32 result; the backward rounds the incoming gradient to bf16 for its products and returns bf16
-// gradients (as torch.autocast). One bf16 operand and one f32: both widened to f32.
+// gradients (as torch.autocast). One bf16 operand and one f32: both widened to f32. Inside an
+// AutocastBf16 scope (autocast.h) linear() of f32 operands runs as a bf16 GEMM.
 #pragma once
 #include "model/tensor/tensor.h"
 

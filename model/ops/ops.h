@@ -1,6 +1,7 @@
 // Every op of the core, for code that uses many of them (modules, tests). Each op family lives in
 // its own file pair with forward and backward side by side.
 #pragma once
+#include "model/autograd/autocast.h"
 #include "model/autograd/node.h"
 #include "model/ops/activation.h"
 #include "model/ops/attention.h"

@@ -207,6 +207,13 @@ void store_from_double(void* base, DType t, int64_t i, double v) {
   }
 }
 
+// d[i] = convert(s[i]) over n contiguous elements, vectorised and, when large, in parallel.
+template <class D, class S, class F>
+void convert_all(D* d, const S* s, int64_t n, F convert) {
+#pragma omp parallel for simd schedule(static) if (n > (1 << 16))
+  for (int64_t i = 0; i < n; ++i) d[i] = convert(s[i]);
+}
+
 }  // namespace
 
 Tensor Tensor::arange(int64_t n, DType dtype) {
@@ -333,6 +340,22 @@ void Tensor::copy_(const Tensor& src) {
   }
   MLAMOE_CHECK(device().is_cpu() && src.device().is_cpu(),
                "Tensor::copy_: strided or converting copies between devices go through a contiguous host copy first");
+  // A converting copy from a strided view (a transposed weight's gradient) into a contiguous
+  // tensor: gather it in its own dtype first (strided_copy), then convert contiguously.
+  if (dtype() != src.dtype() && is_contiguous() && !src.is_contiguous()) {
+    copy_(src.contiguous());
+    return;
+  }
+  // Contiguous f32 <-> bf16: the casts around every bf16 GEMM (model/autograd/autocast.h), so a
+  // vectorised, parallel loop rather than the per-element path through double below.
+  if (same_layout && dtype() == DType::BF16 && src.dtype() == DType::F32) {
+    convert_all(data<bf16>(), src.data<float>(), n, [](float v) { return float_to_bf16(v); });
+    return;
+  }
+  if (same_layout && dtype() == DType::F32 && src.dtype() == DType::BF16) {
+    convert_all(data<float>(), src.data<bf16>(), n, [](bf16 v) { return bf16_to_float(v); });
+    return;
+  }
   if (dtype() == src.dtype()) {
     strided_copy(raw_data(), strides(), src.raw_data(), src.strides(), shape(), dtype_size(dtype()));
     return;

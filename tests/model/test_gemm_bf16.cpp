@@ -15,6 +15,7 @@
 
 #include "model/ops/gemm.h"
 #include "model/ops/gemm_bf16.h"
+#include "model/ops/ops.h"
 #include "model/tensor/error.h"
 
 namespace mlamoe::test {
@@ -112,6 +113,47 @@ TEST(GemmBf16, NativeWhereTheCpuHasBf16) {
   } else {
     GTEST_SKIP() << "this CPU has no AVX512-BF16";
   }
+}
+
+bool all_bf16_values(const Tensor& t) {
+  for (float v : t.to_vector<float>())
+    if (bf16_to_float(float_to_bf16(v)) != v) return false;
+  return true;
+}
+
+// linear() under AutocastBf16: the result is the exact product of the bf16-rounded operands,
+// rounded to bf16 (within one bf16 step, f32 accumulation may straddle a rounding boundary); the
+// gradients reaching the f32 operands are bf16 values; AutocastBf16(false) inside restores f32.
+TEST(Autocast, LinearRoundsOperandsAndResult) {
+  Rng rng(5);
+  Tensor x = Tensor::randn({4, 7, 33}, rng).set_requires_grad(true), w = Tensor::randn({10, 33}, rng).set_requires_grad(true);
+  Tensor y;
+  {
+    AutocastBf16 on(true);
+    EXPECT_TRUE(autocast_bf16());
+    y = linear(x, w);
+    {
+      AutocastBf16 off(false);
+      EXPECT_FALSE(all_bf16_values(linear(x, w))) << "AutocastBf16(false) should give the f32 product";
+    }
+    EXPECT_TRUE(autocast_bf16()) << "scopes must nest";
+  }
+  EXPECT_FALSE(autocast_bf16());
+  ASSERT_EQ(y.dtype(), DType::F32);
+  EXPECT_TRUE(all_bf16_values(y));
+  std::vector<float> xv = x.to_vector<float>(), wv = w.to_vector<float>(), yv = y.to_vector<float>();
+  for (int64_t r = 0; r < 28; ++r) {
+    for (int64_t o = 0; o < 10; ++o) {
+      double s = 0.0;
+      for (int64_t i = 0; i < 33; ++i)
+        s += static_cast<double>(bf16_to_float(float_to_bf16(xv[r * 33 + i]))) * bf16_to_float(float_to_bf16(wv[o * 33 + i]));
+      double step = std::ldexp(1.0, std::ilogb(s) - 7);  // one bf16 step at |s|
+      ASSERT_NEAR(yv[r * 10 + o], s, step) << "at (" << r << ", " << o << ")";
+    }
+  }
+  sum(y).backward();
+  EXPECT_TRUE(all_bf16_values(x.grad()));
+  EXPECT_TRUE(all_bf16_values(w.grad()));
 }
 
 }  // namespace

@@ -52,6 +52,13 @@ std::vector<OpCase> build_table() {
                  [](const Ins& x, const J&) { return Outs{matmul(x[0].to(DType::BF16), x[1].to(DType::BF16))}; });
   bf.fd = false;
   bf.torch_tol = 1e-2;
+  // linear under bf16 autocast (model/autograd/autocast.h): operands and result rounded to bf16
+  auto& ac = row("linear_autocast", J::object(), {in({3, 5, 40}), in({24, 40})}, [](const Ins& x, const J&) {
+    AutocastBf16 on(x[0].dtype() == DType::F32);  // f64 (finite differences) has no bf16 path
+    return Outs{linear(x[0], x[1])};
+  });
+  ac.fd = false;
+  ac.torch_tol = 1e-2;
 
   // ---- elementwise with broadcasting ----
   auto add_fn = [](const Ins& x, const J&) { return Outs{add(x[0], x[1])}; };

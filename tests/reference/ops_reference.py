@@ -59,6 +59,7 @@ OPS = {
     "matmul_tt": lambda x, p: [torch.matmul(x[0].t(), x[1].t())],
     "linear": lambda x, p: [F.linear(x[0], x[1])],
     "matmul_bf16": lambda x, p: [torch.matmul(bf16(x[0]), bf16(x[1]))],
+    "linear_autocast": lambda x, p: [bf16(F.linear(bf16(x[0]), bf16(x[1])))],
     "add": lambda x, p: [x[0] + x[1]],
     "sub": lambda x, p: [x[0] - x[1]],
     "mul": lambda x, p: [x[0] * x[1]],

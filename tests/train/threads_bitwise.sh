@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# threads_bitwise.sh MLAMOE CHECKPOINT_DIFF CONFIG DATA.h5 WORKDIR: mlamoe's results do not depend
+# threads_bitwise.sh MLAMOE CHECKPOINT_DIFF CONFIG DATA.h5 WORKDIR [--set k=v ...]: mlamoe's results do not depend
 # on the thread count (every parallel kernel cuts its work by shape, never by thread; see
 # model/ops/gemm.h). The same short run (MTP on, 2 micro-batches, a held-out evaluation) on 1 and
 # on 3 OpenMP threads must write bitwise-equal checkpoints (weights, AdamW moments, correction
@@ -7,11 +7,14 @@
 # chunks are where a kernel that split work by thread would show.
 set -euo pipefail
 mlamoe=$1 diff_bin=$2 config=$3 data=$4 work=$5
+shift 5
+extra=("$@")  # more overrides for both runs (threads_bitwise_bf16: train.precision=bf16)
 rm -rf "$work" && mkdir -p "$work"
 for threads in 1 3; do
   OMP_NUM_THREADS=$threads "$mlamoe" train --config "$config" --set data.path="$data" --set data.seq_len=64 \
     --set train.steps=4 --set train.checkpoint_every=4 --set train.eval_every=2 --set train.eval_batches=2 \
-    --set parallel.micro_batches=2 --set train.peak_gflops=100 --set train.run_dir="$work/t$threads" >"$work/t$threads.out" 2>&1 ||
+    --set parallel.micro_batches=2 --set train.peak_gflops=100 --set train.run_dir="$work/t$threads" ${extra[@]+"${extra[@]}"} \
+    >"$work/t$threads.out" 2>&1 ||
     { cat "$work/t$threads.out"; echo "FAIL: the run on $threads threads did not train"; exit 1; }
 done
 "$diff_bin" "$work/t1/checkpoints/step-00000004.h5" "$work/t3/checkpoints/step-00000004.h5" ||

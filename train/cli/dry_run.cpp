@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <string>
 
 #include "model/model_size.h"
 #include "train/memory_plan.h"
@@ -50,10 +49,14 @@ void print_dry_run(const RunConfig& rc, int64_t world_size) {
               static_cast<long long>(world_size), static_cast<long long>(rc.parallel.pp), static_cast<long long>(dp),
               static_cast<long long>(rc.parallel.ep), static_cast<long long>(rc.train.global_batch),
               static_cast<long long>(rc.data.seq_len), static_cast<long long>(rc.parallel.micro_batches));
+  bool bf16 = rc.train.precision == "bf16";
+  char copies[64] = "";
+  if (bf16) std::snprintf(copies, sizeof copies, ", bf16 copies %.3f GB", b(m.bf16_copy_bytes));
   std::printf(
-      "memory per rank (f32): weights %.3f GB, gradients %.3f GB, AdamW %.3f GB, activations %.3f GB, logits %.3f GB; total %.3f "
-      "GB\n",
-      b(m.weight_bytes), b(m.grad_bytes), b(m.adam_bytes), b(m.activation_bytes), b(m.logits_bytes), b(m.total()));
+      "memory per rank (%s): weights %.3f GB, gradients %.3f GB, AdamW %.3f GB, activations %.3f GB, logits %.3f GB%s; total "
+      "%.3f GB\n",
+      bf16 ? "bf16 projections" : "f32", b(m.weight_bytes), b(m.grad_bytes), b(m.adam_bytes), b(m.activation_bytes),
+      b(m.logits_bytes), copies, b(m.total()));
 }
 
 }  // namespace mlamoe
