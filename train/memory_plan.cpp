@@ -36,7 +36,7 @@ double ffn_saved(const ModelConfig& c, bool moe, int64_t ep) {
 // Elements per token and layer that the dense projections read, and so keep in bf16 under
 // train.precision = "bf16": attention's q_a (or q) and kv_a take the block input each, q_b, kv_b
 // and o_proj their own inputs; the dense MLP or the MoE's shared experts take it twice (gate, up)
-// plus their intermediate (down).
+// plus their intermediate (down); the routed experts keep their K gathered rows per token.
 double bf16_inputs(const ModelConfig& c, bool moe) {
   double d = static_cast<double>(c.hidden_size);
   double attn = 2 * d + (c.q_lora_rank ? static_cast<double>(*c.q_lora_rank) : 0.0) + static_cast<double>(c.kv_lora_rank) +
@@ -44,7 +44,8 @@ double bf16_inputs(const ModelConfig& c, bool moe) {
   double inter =
       moe ? static_cast<double>(c.n_shared_experts * c.moe_intermediate_size) : static_cast<double>(c.intermediate_size);
   double ffn = moe && c.n_shared_experts == 0 ? 0.0 : 2 * d + inter;
-  return attn + ffn;
+  double routed = moe ? static_cast<double>(c.num_experts_per_tok) * d : 0.0;  // the routed experts' gathered rows
+  return attn + ffn + routed;
 }
 
 }  // namespace
@@ -79,12 +80,12 @@ MemoryPlan plan_memory(const RunConfig& rc, int64_t world_size) {
   m.activation_bytes = 4 * tokens * per_token / pp;
   m.logits_bytes = 4 * 2 * tokens * static_cast<double>(c.vocab_size) * (1 + c.num_nextn_predict_layers);
   if (rc.train.precision == "bf16") {
-    // Weights: every dense parameter counted (an upper bound: norms, the embedding and the router
-    // stay f32). Inputs: the layers' projections, the heads' (lm_head, eh_proj's 2d) per token.
+    // Weights: every parameter of the rank counted (an upper bound: norms, the embedding and the
+    // router stay f32). Inputs: the layers' projections, the heads' (lm_head, eh_proj's 2d) per token.
     double inputs = 0;
     for (int64_t l = 0; l < c.num_hidden_layers + c.num_nextn_predict_layers; ++l) inputs += bf16_inputs(c, c.is_moe_layer(l));
     double heads = static_cast<double>(c.hidden_size) * (1 + 3 * static_cast<double>(c.num_nextn_predict_layers));
-    m.bf16_copy_bytes = 2 * dense_params / pp + 2 * tokens * (inputs + heads) / pp;
+    m.bf16_copy_bytes = 2 * m.params_per_rank + 2 * tokens * (inputs + heads) / pp;
   }
   return m;
 }

@@ -16,7 +16,7 @@ struct MemoryPlan {
   double adam_bytes = 0;        // f32 m and v, ZeRO-1 sharded
   double activation_bytes = 0;  // saved for backward, one micro-batch
   double logits_bytes = 0;      // logits + their gradient, one micro-batch (main head and MTP heads)
-  // train.precision = "bf16": the bf16 copies of the dense projections' weights and inputs that the
+  // train.precision = "bf16": the bf16 copies of the projections' and experts' weights and inputs that the
   // GEMMs keep for their backward, beside the f32 ones (model/README.md §6); 0 in f32.
   double bf16_copy_bytes = 0;
   double total() const { return weight_bytes + grad_bytes + adam_bytes + activation_bytes + logits_bytes + bf16_copy_bytes; }

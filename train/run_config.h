@@ -49,10 +49,10 @@ struct TrainConfig {
   // layer × expert entries (e.g. 61 × 256 = 15616 gets stats).
   std::string experts_log = "auto";
   bool recompute = false;  // recompute each block's activations in the backward (memory for compute)
-  // "f32", or "bf16": the dense projections' GEMMs (attention's and the dense MLPs' projections,
-  // eh_proj, lm_head) take bf16-rounded operands and round their results, as torch.autocast; the
-  // router, norms, attention's scores, the routed experts, losses and the optimizer stay f32
-  // (model/README.md §6). Master weights stay f32 in the checkpoints either way.
+  // "f32", or "bf16": the projections' GEMMs (attention's, the MLPs', the routed experts', eh_proj,
+  // lm_head) take bf16-rounded operands and round their results, as torch.autocast; the router,
+  // norms, attention's scores, losses and the optimizer stay f32 (model/README.md §6). Master
+  // weights stay f32 in the checkpoints either way.
   std::string precision = "f32";
   bool tensorboard = false;   // also write TensorBoard event files (scalars, expert-load histograms) in run_dir
   int64_t dead_window = 50;   // expert-load monitor: steps without a token before an expert is dead

@@ -1,7 +1,9 @@
 #include "model/ops/experts.h"
 
 #include <cmath>
+#include <type_traits>
 
+#include "model/autograd/autocast.h"
 #include "model/ops/fast_exp.h"
 #include "model/ops/gemm.h"
 #include "model/ops/op_common.h"
@@ -17,27 +19,41 @@ struct ExpertPlan {
   int64_t d = 0, width = 0;      // hidden D, expert width I
 };
 
-// h [R, 2I]: gate pre-activations in columns [0, I), up in [I, 2I). a [R, I] = silu(g) ⊙ u.
-template <class T>
-void swiglu_rows(const T* h, T* a, int64_t rows, int64_t width) {
-#pragma omp parallel for schedule(static) if (rows * width > kParallelGrain)
-  for (int64_t r = 0; r < rows; ++r) {
-    const T* g = h + r * 2 * width;
-    const T* u = g + width;
-    T* ar = a + r * width;
-    for (int64_t j = 0; j < width; ++j) ar[j] = g[j] * stable_sigmoid(g[j]) * u[j];
+// The kernels below take two types: T, the GEMM operands' (x, the weights, silu(g) ⊙ u, dy, dg, du),
+// and TC, the type products accumulate into and elementwise maths runs in (h, y, da and the
+// gradients). T = TC = f32 or f64; or T = bf16 with TC = f32 under autocast (model/README.md §6).
+
+// v, computed in TC, stored as T (bf16: rounded to nearest even).
+template <class T, class TC>
+inline T store_as(TC v) {
+  if constexpr (std::is_same_v<T, bf16>) {
+    return float_to_bf16(v);
+  } else {
+    return static_cast<T>(v);
   }
 }
 
-template <class T>
+// h [R, 2I]: gate pre-activations in columns [0, I), up in [I, 2I). a [R, I] = silu(g) ⊙ u.
+template <class T, class TC>
+void swiglu_rows(const TC* h, T* a, int64_t rows, int64_t width) {
+#pragma omp parallel for schedule(static) if (rows * width > kParallelGrain)
+  for (int64_t r = 0; r < rows; ++r) {
+    const TC* g = h + r * 2 * width;
+    const TC* u = g + width;
+    T* ar = a + r * width;
+    for (int64_t j = 0; j < width; ++j) ar[j] = store_as<T>(g[j] * stable_sigmoid(g[j]) * u[j]);
+  }
+}
+
+template <class T, class TC>
 void expert_swiglu_forward_cpu(const ExpertPlan& p, const T* x, const std::vector<const T*>& gate,
-                               const std::vector<const T*>& up, const std::vector<const T*>& down, T* h, T* a, T* y) {
+                               const std::vector<const T*>& up, const std::vector<const T*>& down, TC* h, T* a, TC* y) {
   int64_t d = p.d, w = p.width, e_count = static_cast<int64_t>(gate.size());
-  std::vector<GemmTask<T>> tasks;
+  std::vector<GemmTask<T, TC>> tasks;
   for (int64_t e = 0; e < e_count; ++e) {  // h_e = [x_e gateᵀ | x_e upᵀ]
     int64_t r0 = p.offsets[e], c = p.offsets[e + 1] - r0;
     for (int half = 0; half < 2; ++half) {
-      GemmTask<T> t;
+      GemmTask<T, TC> t;
       t.m = c, t.n = w, t.k = d;
       t.a = x + r0 * d, t.lda = d;
       t.b = half == 0 ? gate[e] : up[e], t.tb = true, t.ldb = d;
@@ -47,11 +63,12 @@ void expert_swiglu_forward_cpu(const ExpertPlan& p, const T* x, const std::vecto
   }
   gemm_tasks(tasks);
   int64_t rows = p.offsets.back();
+  if constexpr (std::is_same_v<T, bf16>) round_to_bf16_values(h, rows * 2 * w);  // gate and up results are bf16 values
   swiglu_rows(h, a, rows, w);
   tasks.clear();
   for (int64_t e = 0; e < e_count; ++e) {  // y_e = a_e downᵀ
     int64_t r0 = p.offsets[e], c = p.offsets[e + 1] - r0;
-    GemmTask<T> t;
+    GemmTask<T, TC> t;
     t.m = c, t.n = d, t.k = w;
     t.a = a + r0 * w, t.lda = w;
     t.b = down[e], t.tb = true, t.ldb = w;
@@ -62,29 +79,30 @@ void expert_swiglu_forward_cpu(const ExpertPlan& p, const T* x, const std::vecto
 }
 
 // dx (may be null), dgate/dup/ddown[e] (entries may be null) from dy; h as saved by the forward.
-template <class T>
+template <class T, class TC>
 void expert_swiglu_backward_cpu(const ExpertPlan& p, const T* x, const std::vector<const T*>& gate,
-                                const std::vector<const T*>& up, const std::vector<const T*>& down, const T* h, const T* dy,
-                                T* dx, const std::vector<T*>& dgate, const std::vector<T*>& dup, const std::vector<T*>& ddown) {
+                                const std::vector<const T*>& up, const std::vector<const T*>& down, const TC* h, const T* dy,
+                                TC* dx, const std::vector<TC*>& dgate, const std::vector<TC*>& dup,
+                                const std::vector<TC*>& ddown) {
   int64_t d = p.d, w = p.width, e_count = static_cast<int64_t>(gate.size()), rows = p.offsets.back();
   // Scratch through the tensor allocator, whose cache serves them again next step.
-  Tensor at = Tensor::empty({rows, w}, dtype_of<T>()), dat = Tensor::empty({rows, w}, dtype_of<T>()),
+  Tensor at = Tensor::empty({rows, w}, dtype_of<T>()), dat = Tensor::empty({rows, w}, dtype_of<TC>()),
          dht = Tensor::empty({rows, 2 * w}, dtype_of<T>());
   T* a = at.data<T>();
-  T* da = dat.data<T>();
+  TC* da = dat.data<TC>();
   T* dh = dht.data<T>();
   swiglu_rows(h, a, rows, w);  // recomputed rather than kept from the forward
-  std::vector<GemmTask<T>> tasks;
+  std::vector<GemmTask<T, TC>> tasks;
   for (int64_t e = 0; e < e_count; ++e) {
     int64_t r0 = p.offsets[e], c = p.offsets[e + 1] - r0;
-    GemmTask<T> t;  // da_e = dy_e down
+    GemmTask<T, TC> t;  // da_e = dy_e down
     t.m = c, t.n = w, t.k = d;
     t.a = dy + r0 * d, t.lda = d;
     t.b = down[e], t.ldb = w;
     t.c = da + r0 * w, t.ldc = w;
     tasks.push_back(t);
     if (ddown[e]) {  // ddown_e = dy_eᵀ a_e
-      GemmTask<T> g;
+      GemmTask<T, TC> g;
       g.ta = true, g.m = d, g.n = w, g.k = c;
       g.a = dy + r0 * d, g.lda = d;
       g.b = a + r0 * w, g.ldb = w;
@@ -96,15 +114,18 @@ void expert_swiglu_backward_cpu(const ExpertPlan& p, const T* x, const std::vect
   // dg = da ⊙ u ⊙ silu'(g), du = da ⊙ silu(g), with silu'(g) = s·(1 + g·(1 − s)).
 #pragma omp parallel for schedule(static) if (rows * w > kParallelGrain)
   for (int64_t r = 0; r < rows; ++r) {
-    const T* g = h + r * 2 * w;
-    const T* u = g + w;
-    const T* dar = da + r * w;
+    const TC* g = h + r * 2 * w;
+    const TC* u = g + w;
+    const TC* dar = da + r * w;
     T* dg = dh + r * 2 * w;
     T* du = dg + w;
     for (int64_t j = 0; j < w; ++j) {
-      T s = stable_sigmoid(g[j]);
-      dg[j] = dar[j] * u[j] * s * (T(1) + g[j] * (T(1) - s));
-      du[j] = dar[j] * g[j] * s;
+      // bf16: da is the gradient of a bf16 operand, so it is rounded first (as a bf16 GEMM's
+      // incoming gradient is); dg and du are rounded as they are stored for their GEMMs.
+      TC dj = std::is_same_v<T, bf16> ? bf16_to_float(float_to_bf16(static_cast<float>(dar[j]))) : dar[j];
+      TC s = stable_sigmoid(g[j]);
+      dg[j] = store_as<T>(dj * u[j] * s * (TC(1) + g[j] * (TC(1) - s)));
+      du[j] = store_as<T>(dj * g[j] * s);
     }
   }
   tasks.clear();
@@ -112,7 +133,7 @@ void expert_swiglu_backward_cpu(const ExpertPlan& p, const T* x, const std::vect
     int64_t r0 = p.offsets[e], c = p.offsets[e + 1] - r0;
     const T* dg = dh + r0 * 2 * w;
     if (dx) {  // dx_e = dg_e gate + du_e up
-      GemmTask<T> t;
+      GemmTask<T, TC> t;
       t.m = c, t.n = d, t.k = w;
       t.a = dg, t.lda = 2 * w;
       t.b = gate[e], t.ldb = d;
@@ -121,9 +142,9 @@ void expert_swiglu_backward_cpu(const ExpertPlan& p, const T* x, const std::vect
       tasks.push_back(t);
     }
     for (int half = 0; half < 2; ++half) {  // dgate_e = dg_eᵀ x_e, dup_e = du_eᵀ x_e
-      T* out = half == 0 ? dgate[e] : dup[e];
+      TC* out = half == 0 ? dgate[e] : dup[e];
       if (!out) continue;
-      GemmTask<T> t;
+      GemmTask<T, TC> t;
       t.ta = true, t.m = w, t.n = d, t.k = c;
       t.a = dg + half * w, t.lda = 2 * w;
       t.b = x + r0 * d, t.ldb = d;
@@ -139,31 +160,39 @@ struct ExpertSwigluBackward : Node {
   std::vector<Tensor> backward(const Tensor& dout) override {
     int64_t e_count = static_cast<int64_t>(gate.size());
     std::vector<Tensor> grads(1 + 3 * e_count);
-    Tensor dy = dout.contiguous();
-    dispatch_float(x.dtype(), name(), [&](auto tag) {
-      using T = decltype(tag);
-      T* dx = nullptr;
+    // bf16 operands: the incoming gradient rounded to bf16 for the products, the gradients
+    // computed in f32 and returned as bf16 (the operands' type), as matmul's backward does.
+    bool half = x.dtype() == DType::BF16;
+    Tensor dy = half ? dout.to(DType::BF16).contiguous() : dout.contiguous();
+    DType acc = half ? DType::F32 : x.dtype();
+    dispatch_product(x.dtype(), name(), [&](auto t_tag, auto tc_tag) {
+      using T = decltype(t_tag);
+      using TC = decltype(tc_tag);
+      TC* dx = nullptr;
       if (next[0]) {
-        grads[0] = Tensor::empty(x.shape(), x.dtype(), x.device());
-        dx = grads[0].data<T>();
+        grads[0] = Tensor::empty(x.shape(), acc, x.device());
+        dx = grads[0].data<TC>();
       }
       std::vector<const T*> pg, pu, pd;
-      std::vector<T*> dg(e_count, nullptr), du(e_count, nullptr), dd(e_count, nullptr);
+      std::vector<TC*> dg(e_count, nullptr), du(e_count, nullptr), dd(e_count, nullptr);
       for (int64_t e = 0; e < e_count; ++e) {
         pg.push_back(gate[e].data<T>());
         pu.push_back(up[e].data<T>());
         pd.push_back(down[e].data<T>());
-        std::vector<T*>* outs[3] = {&dg, &du, &dd};
+        std::vector<TC*>* outs[3] = {&dg, &du, &dd};
         const Tensor* like[3] = {&gate[e], &up[e], &down[e]};
         for (int j = 0; j < 3; ++j) {
           if (!next[1 + 3 * e + j]) continue;
           Tensor& gt = grads[1 + 3 * e + j];
-          gt = Tensor::empty(like[j]->shape(), x.dtype(), x.device());
-          (*outs[j])[e] = gt.data<T>();
+          gt = Tensor::empty(like[j]->shape(), acc, x.device());
+          (*outs[j])[e] = gt.data<TC>();
         }
       }
-      expert_swiglu_backward_cpu<T>(plan, x.data<T>(), pg, pu, pd, h.data<T>(), dy.data<T>(), dx, dg, du, dd);
+      expert_swiglu_backward_cpu<T, TC>(plan, x.data<T>(), pg, pu, pd, h.data<TC>(), dy.data<T>(), dx, dg, du, dd);
     });
+    if (half)
+      for (Tensor& g : grads)
+        if (g.defined()) g = g.to(DType::BF16);
     return grads;
   }
   void release() override {
@@ -258,6 +287,18 @@ Tensor expert_swiglu(const Tensor& x, const std::vector<int64_t>& counts, const 
   const char* op = "expert_swiglu";
   check_dim(x, 2, op, "x [R, D]");
   check_cpu(x, op);
+  if (autocast_bf16() && x.dtype() == DType::F32) {
+    // bf16 operands, f32 accumulation and elementwise maths, the result rounded to bf16 values
+    // (model/autograd/autocast.h); the weights' dtypes are checked by the call below.
+    auto half = [](const std::vector<Tensor>& ws) {
+      std::vector<Tensor> out;
+      for (const Tensor& w : ws) out.push_back(w.dtype() == DType::F32 ? w.to(DType::BF16) : w);
+      return out;
+    };
+    Tensor y = expert_swiglu(x.to(DType::BF16), counts, half(gate), half(up), half(down));
+    round_to_bf16_values(y);
+    return y;
+  }
   size_t e_count = counts.size();
   MLAMOE_CHECK(gate.size() == e_count && up.size() == e_count && down.size() == e_count,
                op << ": " << e_count << " counts but " << gate.size() << " gate, " << up.size() << " up and " << down.size()
@@ -290,10 +331,12 @@ Tensor expert_swiglu(const Tensor& x, const std::vector<int64_t>& counts, const 
     dc.push_back(down[e].contiguous());
   }
   int64_t rows = x.shape()[0];
-  Tensor h_R2I = Tensor::empty({rows, 2 * plan.width}, x.dtype(), x.device());
-  Tensor y_RD = Tensor::empty({rows, plan.d}, x.dtype(), x.device());
-  dispatch_float(x.dtype(), op, [&](auto tag) {
-    using T = decltype(tag);
+  DType acc = x.dtype() == DType::BF16 ? DType::F32 : x.dtype();  // bf16 operands accumulate in f32
+  Tensor h_R2I = Tensor::empty({rows, 2 * plan.width}, acc, x.device());
+  Tensor y_RD = Tensor::empty({rows, plan.d}, acc, x.device());
+  dispatch_product(x.dtype(), op, [&](auto t_tag, auto tc_tag) {
+    using T = decltype(t_tag);
+    using TC = decltype(tc_tag);
     std::vector<const T*> pg, pu, pd;
     for (size_t e = 0; e < e_count; ++e) {
       pg.push_back(gc[e].data<T>());
@@ -301,7 +344,7 @@ Tensor expert_swiglu(const Tensor& x, const std::vector<int64_t>& counts, const 
       pd.push_back(dc[e].data<T>());
     }
     Tensor a_RI = Tensor::empty({rows, plan.width}, x.dtype(), x.device());  // scratch
-    expert_swiglu_forward_cpu<T>(plan, x_RD.data<T>(), pg, pu, pd, h_R2I.data<T>(), a_RI.data<T>(), y_RD.data<T>());
+    expert_swiglu_forward_cpu<T, TC>(plan, x_RD.data<T>(), pg, pu, pd, h_R2I.data<TC>(), a_RI.data<T>(), y_RD.data<TC>());
   });
   std::vector<Tensor> inputs = {x};
   for (size_t e = 0; e < e_count; ++e) inputs.insert(inputs.end(), {gate[e], up[e], down[e]});

@@ -41,16 +41,6 @@ Tensor as_blas(const Tensor& t, BlasOperand& op) {
 // A product's result type: f32 for bf16 operands (accumulated in f32), else the operands' type.
 DType result_dtype(DType in) { return in == DType::BF16 ? DType::F32 : in; }
 
-// Calls f(T{}, TC{}) with the operand type T and the result type TC of a product of dt operands.
-template <class F>
-void dispatch_product(DType dt, const char* op, F&& f) {
-  if (dt == DType::BF16) {
-    f(bf16{}, float{});
-    return;
-  }
-  dispatch_float(dt, op, [&](auto tag) { f(tag, tag); });
-}
-
 // c[b] = a[b] · b[b] for a batch of 2-D operands. batch stride 0 means "the same matrix".
 template <class T, class TC>
 void matmul_forward_cpu(const Tensor& a, const Tensor& b, Tensor& c, int64_t batch) {
@@ -189,18 +179,6 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   }
   return c;
 }
-
-namespace {
-
-// y's f32 values rounded to the nearest bf16 (ties to even), kept as f32. y is contiguous.
-void round_to_bf16_values(Tensor& y) {
-  float* p = y.data<float>();
-  int64_t n = y.numel();
-#pragma omp parallel for simd schedule(static) if (n > (1 << 16))
-  for (int64_t i = 0; i < n; ++i) p[i] = bf16_to_float(float_to_bf16(p[i]));
-}
-
-}  // namespace
 
 Tensor linear(const Tensor& x, const Tensor& w) {
   check_dim(w, 2, "linear", "weight");

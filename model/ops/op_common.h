@@ -27,6 +27,18 @@ void dispatch_float(DType dt, const char* op, F&& f) {
   }
 }
 
+// Calls f(T{}, TC{}) with the operand type T and the accumulation type TC of a product of dt
+// operands (GEMMs and the ops built on them): bf16 operands accumulate in f32, f32 and f64 in
+// themselves.
+template <class F>
+void dispatch_product(DType dt, const char* op, F&& f) {
+  if (dt == DType::BF16) {
+    f(bf16{}, float{});
+    return;
+  }
+  dispatch_float(dt, op, [&](auto tag) { f(tag, tag); });
+}
+
 // Calls f(I{}) with I = int32_t or int64_t for an index tensor.
 template <class F>
 void dispatch_index(DType dt, const char* op, F&& f) {

@@ -103,6 +103,18 @@ def expert_swiglu(x, p):
     return [torch.cat(outs, 0)]
 
 
+def expert_swiglu_autocast(x, p):
+    # the bf16 contract: operands, gate/up results, silu(g)*u and the output rounded to bf16
+    outs, row = [], 0
+    for e, c in enumerate(p["counts"]):
+        xe = bf16(x[0][row:row + c])
+        g, u, d = (bf16(x[1 + 3 * e + j]) for j in range(3))
+        a = bf16(F.silu(bf16(F.linear(xe, g))) * bf16(F.linear(xe, u)))
+        outs.append(bf16(F.linear(a, d)))
+        row += c
+    return [torch.cat(outs, 0)]
+
+
 def moe_combine(x, p):
     # row r holds assignment slot[r] = s*K + j: scatter its weighted output into token s
     yp, w = x[0], x[1]
@@ -113,6 +125,7 @@ def moe_combine(x, p):
 
 
 OPS["expert_swiglu"] = expert_swiglu
+OPS["expert_swiglu_autocast"] = expert_swiglu_autocast
 OPS["moe_combine"] = moe_combine
 
 
