@@ -164,7 +164,7 @@ struct ExpertSwigluBackward : Node {
     // computed in f32 and returned as bf16 (the operands' type), as matmul's backward does.
     bool half = x.dtype() == DType::BF16;
     Tensor dy = half ? dout.to(DType::BF16).contiguous() : dout.contiguous();
-    DType acc = half ? DType::F32 : x.dtype();
+    DType acc = accumulate_dtype(x.dtype());
     dispatch_product(x.dtype(), name(), [&](auto t_tag, auto tc_tag) {
       using T = decltype(t_tag);
       using TC = decltype(tc_tag);
@@ -331,7 +331,7 @@ Tensor expert_swiglu(const Tensor& x, const std::vector<int64_t>& counts, const 
     dc.push_back(down[e].contiguous());
   }
   int64_t rows = x.shape()[0];
-  DType acc = x.dtype() == DType::BF16 ? DType::F32 : x.dtype();  // bf16 operands accumulate in f32
+  DType acc = accumulate_dtype(x.dtype());
   Tensor h_R2I = Tensor::empty({rows, 2 * plan.width}, acc, x.device());
   Tensor y_RD = Tensor::empty({rows, plan.d}, acc, x.device());
   dispatch_product(x.dtype(), op, [&](auto t_tag, auto tc_tag) {

@@ -38,9 +38,6 @@ Tensor as_blas(const Tensor& t, BlasOperand& op) {
   return c;
 }
 
-// A product's result type: f32 for bf16 operands (accumulated in f32), else the operands' type.
-DType result_dtype(DType in) { return in == DType::BF16 ? DType::F32 : in; }
-
 // c[b] = a[b] · b[b] for a batch of 2-D operands. batch stride 0 means "the same matrix".
 template <class T, class TC>
 void matmul_forward_cpu(const Tensor& a, const Tensor& b, Tensor& c, int64_t batch) {
@@ -93,8 +90,8 @@ void shared_weight_grads(const Tensor& a, const Tensor& b, const Tensor& dout, T
   int64_t k = a.shape().back(), n = dout.shape().back();
   Tensor a2 = a.reshape({-1, k}), g2 = dout.reshape({-1, n});
   int64_t m = a2.shape()[0];
-  Tensor da2 = Tensor::empty({m, k}, result_dtype(a.dtype()), a.device());
-  db = Tensor::empty({k, n}, result_dtype(a.dtype()), a.device());
+  Tensor da2 = Tensor::empty({m, k}, accumulate_dtype(a.dtype()), a.device());
+  db = Tensor::empty({k, n}, accumulate_dtype(a.dtype()), a.device());
   dispatch_product(a.dtype(), "matmul backward", [&](auto t_tag, auto tc_tag) {
     using T = decltype(t_tag);
     using TC = decltype(tc_tag);
@@ -154,7 +151,7 @@ Tensor matmul_impl(const Tensor& a, const Tensor& b) {
   int64_t batch = A.dim() == 3 ? A.shape()[0] : 1;
   Shape c_shape = A.shape();
   c_shape.back() = b.shape().back();
-  Tensor c = Tensor::empty(c_shape, result_dtype(a.dtype()), a.device());
+  Tensor c = Tensor::empty(c_shape, accumulate_dtype(a.dtype()), a.device());
   dispatch_product(a.dtype(), op, [&](auto t, auto tc) { matmul_forward_cpu<decltype(t), decltype(tc)>(A, b, c, batch); });
   return c_shape == out_shape ? c : c.reshape(out_shape);
 }

@@ -27,6 +27,9 @@ void dispatch_float(DType dt, const char* op, F&& f) {
   }
 }
 
+// The type a product of dt operands accumulates into, and returns: f32 for bf16, else dt.
+inline DType accumulate_dtype(DType dt) { return dt == DType::BF16 ? DType::F32 : dt; }
+
 // Calls f(T{}, TC{}) with the operand type T and the accumulation type TC of a product of dt
 // operands (GEMMs and the ops built on them): bf16 operands accumulate in f32, f32 and f64 in
 // themselves.
