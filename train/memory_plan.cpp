@@ -33,19 +33,30 @@ double ffn_saved(const ModelConfig& c, bool moe, int64_t ep) {
          + 3 * static_cast<double>(c.n_shared_experts) * im;
 }
 
-// Elements per token and layer that the dense projections read, and so keep in bf16 under
-// train.precision = "bf16": attention's q_a (or q) and kv_a take the block input each, q_b, kv_b
-// and o_proj their own inputs; the dense MLP or the MoE's shared experts take it twice (gate, up)
-// plus their intermediate (down); the routed experts keep their K gathered rows per token.
-double bf16_inputs(const ModelConfig& c, bool moe) {
+// Bytes saved for backward per token and layer under train.precision = "bf16"
+// (model/README.md §6): the residual stream a norm keeps, the router's input and every statistic
+// stay f32 (4 bytes); the projections' operands and rounded results, which the ops keep as bf16
+// (autocast.h's keep_for_backward), take 2.
+double attention_saved_bf16(const ModelConfig& c) {
+  double d = static_cast<double>(c.hidden_size), h = static_cast<double>(c.num_attention_heads);
+  double rq = c.q_lora_rank ? static_cast<double>(*c.q_lora_rank) : 0.0;
+  double rkv = static_cast<double>(c.kv_lora_rank), dr = static_cast<double>(c.qk_rope_head_dim);
+  double f32 = d + h;                                                  // norm input, row log-sum-exp
+  double half = d + 2 * rq + h * static_cast<double>(c.qk_head_dim())  // block input (both projections), q_a and its norm, q
+                + (rkv + dr) + rkv                                     // c_kv and k_pe, ĉ_kv
+                + h * static_cast<double>(c.qk_nope_head_dim + c.v_head_dim) + h * static_cast<double>(c.v_head_dim);  // kv, o
+  return 4 * f32 + 2 * half;
+}
+
+double ffn_saved_bf16(const ModelConfig& c, bool moe) {
   double d = static_cast<double>(c.hidden_size);
-  double attn = 2 * d + (c.q_lora_rank ? static_cast<double>(*c.q_lora_rank) : 0.0) + static_cast<double>(c.kv_lora_rank) +
-                static_cast<double>(c.num_attention_heads * c.v_head_dim);
-  double inter =
-      moe ? static_cast<double>(c.n_shared_experts * c.moe_intermediate_size) : static_cast<double>(c.intermediate_size);
-  double ffn = moe && c.n_shared_experts == 0 ? 0.0 : 2 * d + inter;
-  double routed = moe ? static_cast<double>(c.num_experts_per_tok) * d : 0.0;  // the routed experts' gathered rows
-  return attn + ffn + routed;
+  auto mlp = [&](double inter) { return 2 * (d + 3 * inter); };  // input (gate and up), gate, up, down's input
+  if (!moe) return 4 * d + mlp(static_cast<double>(c.intermediate_size));
+  double k = static_cast<double>(c.num_experts_per_tok), im = static_cast<double>(c.moe_intermediate_size);
+  double shared = c.n_shared_experts ? mlp(static_cast<double>(c.n_shared_experts) * im) : 0.0;
+  return 4 * (2 * d + 3 * static_cast<double>(c.n_routed_experts))  // norm input, the router's f32 input, logits, scores
+         + 2 * k * (2 * d + 2 * im)                                 // gathered rows, gate/up results, outputs
+         + shared;
 }
 
 }  // namespace
@@ -70,23 +81,23 @@ MemoryPlan plan_memory(const RunConfig& rc, int64_t world_size) {
   double tokens = micro * static_cast<double>(rc.data.seq_len);
   // With train.recompute each block keeps only its input [tokens, d] until the backward, where
   // one block at a time holds its full activations again.
-  double per_token = 0, largest_block = 0;
+  bool bf16 = rc.train.precision == "bf16";
+  double per_token = 0, largest_block = 0;  // bytes
   for (int64_t l = 0; l < c.num_hidden_layers + c.num_nextn_predict_layers; ++l) {
-    double block = attention_saved(c) + ffn_saved(c, c.is_moe_layer(l), ep);
-    per_token += rc.train.recompute ? static_cast<double>(c.hidden_size) : block;
+    bool moe = c.is_moe_layer(l);
+    double block = bf16 ? attention_saved_bf16(c) + ffn_saved_bf16(c, moe) : 4 * (attention_saved(c) + ffn_saved(c, moe, ep));
+    per_token += rc.train.recompute ? 4 * static_cast<double>(c.hidden_size) : block;
     largest_block = std::max(largest_block, block);
   }
   if (rc.train.recompute) per_token += largest_block;
-  m.activation_bytes = 4 * tokens * per_token / pp;
-  m.logits_bytes = 4 * 2 * tokens * static_cast<double>(c.vocab_size) * (1 + c.num_nextn_predict_layers);
-  if (rc.train.precision == "bf16") {
-    // Weights: every parameter of the rank counted (an upper bound: norms, the embedding and the
-    // router stay f32). Inputs: the layers' projections, the heads' (lm_head, eh_proj's 2d) per token.
-    double inputs = 0;
-    for (int64_t l = 0; l < c.num_hidden_layers + c.num_nextn_predict_layers; ++l) inputs += bf16_inputs(c, c.is_moe_layer(l));
-    double heads = static_cast<double>(c.hidden_size) * (1 + 3 * static_cast<double>(c.num_nextn_predict_layers));
-    m.bf16_copy_bytes = 2 * m.params_per_rank + 2 * tokens * (inputs + heads) / pp;
-  }
+  m.activation_bytes = tokens * per_token / pp;
+  double heads = 1 + static_cast<double>(c.num_nextn_predict_layers), v = static_cast<double>(c.vocab_size);
+  // f32: every head's logits and their gradient. bf16: every head's logits kept as bf16, plus one
+  // f32 [tokens, V] at a time (a head's logits as they leave lm_head, or its gradient).
+  m.logits_bytes = tokens * v * (bf16 ? 2 * heads + 4 : 8 * heads);
+  // bf16: one copy of every weight of the rank (an upper bound: norms, the embedding and the router
+  // stay f32), refreshed after each optimizer step.
+  if (bf16) m.bf16_copy_bytes = 2 * m.params_per_rank;
   return m;
 }
 

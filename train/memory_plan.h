@@ -14,17 +14,17 @@ struct MemoryPlan {
   double weight_bytes = 0;      // f32 weights
   double grad_bytes = 0;        // f32 gradients
   double adam_bytes = 0;        // f32 m and v, ZeRO-1 sharded
-  double activation_bytes = 0;  // saved for backward, one micro-batch
+  double activation_bytes = 0;  // saved for backward, one micro-batch (bf16 where the precision keeps them so)
   double logits_bytes = 0;      // logits + their gradient, one micro-batch (main head and MTP heads)
-  // train.precision = "bf16": the bf16 copies of the projections' and experts' weights and inputs that the
-  // GEMMs keep for their backward, beside the f32 ones (model/README.md §6); 0 in f32.
+  // train.precision = "bf16": the bf16 copy of the weights the GEMMs read (model/README.md §6); 0 in f32.
   double bf16_copy_bytes = 0;
   double total() const { return weight_bytes + grad_bytes + adam_bytes + activation_bytes + logits_bytes + bf16_copy_bytes; }
 };
 
 // Analytic need per rank. Activations count the tensors the CPU ops save for backward, per token:
-// attention projections and per-head q/k/v, the MoE's permuted rows and expert intermediates;
-// experts are split over ep and layers over pp (even split).
+// attention projections and per-head q/k/v, the MoE's permuted rows and expert intermediates,
+// each in the dtype train.precision keeps it in; experts are split over ep and layers over pp
+// (even split).
 MemoryPlan plan_memory(const RunConfig& rc, int64_t world_size);
 
 // Memory this process may use, bytes: the smaller of /proc/meminfo's MemAvailable and the cgroup

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 
+#include "model/autograd/autocast.h"
 #include "model/ops/ops.h"
 #include "parallel/pipeline.h"
 
@@ -130,6 +131,7 @@ StepStats train_step(DeepSeekModel& model, AdamW& opt, const std::vector<Tensor>
   if (st.skipped) return st;
   auto to = Clock::now();
   opt.step(s.lr);
+  refresh_bf16_weights();  // the bf16 copies the next step's GEMMs read (train.precision = bf16)
   model.update_biases(st.counts, s.gamma);
   st.t_optimizer = since(to);
   return st;

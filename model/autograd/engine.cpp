@@ -21,10 +21,12 @@ std::shared_ptr<Node> edge_of(const Tensor& t) {
 }
 
 // Sum of two gradients as a new tensor (never in place: one gradient tensor may be handed to
-// several edges, e.g. both inputs of an add).
+// several edges, e.g. both inputs of an add). bf16 gradients (a bf16 operand read by two
+// products) are summed in f32, so the sum is the one their f32 casts would have given.
 Tensor sum_grads(const Tensor& a, const Tensor& b) {
   NoGrad guard;
-  return add(a, b);
+  auto wide = [](const Tensor& g) { return g.dtype() == DType::BF16 ? g.to(DType::F32) : g; };
+  return add(wide(a), wide(b));
 }
 }  // namespace
 

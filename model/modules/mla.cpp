@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "model/autograd/autocast.h"
 #include "model/autograd/node.h"
 #include "model/ops/ops.h"
 
@@ -78,12 +79,13 @@ Tensor MlaAttention::queries(const Tensor& x) const {
 Tensor MlaAttention::forward(const Tensor& x, const AttentionContext& ctx) const {
   int64_t b = x.size(0), t = x.size(1), h = cfg.num_attention_heads;
   int64_t dn = cfg.qk_nope_head_dim, dr = cfg.qk_rope_head_dim, dv = cfg.v_head_dim, rkv = cfg.kv_lora_rank;
-  auto kv_a = split(linear(x, kv_a_proj_with_mqa), {rkv, dr}, 2);  // c_kv [B, T, r_kv], k_pe [B, T, d_r]
+  Tensor xa = autocast_operand(x);                                  // bf16 under autocast: converted once for both projections
+  auto kv_a = split(linear(xa, kv_a_proj_with_mqa), {rkv, dr}, 2);  // c_kv [B, T, r_kv], k_pe [B, T, d_r]
   Tensor c_kv = rmsnorm(kv_a[0], kv_a_layernorm, cfg.rms_norm_eps);
   Tensor kv = linear(c_kv, kv_b_proj).reshape({b, t, h, dn + dv});  // k_nope, v per head
   // One op rotates q's and k_pe's rotary dims, broadcasts the rotary key to every head (the "MQA"
   // part; its backward sums the heads' gradients, as §2.3 requires) and attends.
-  Tensor o = mla_attention(queries(x), kv, kv_a[1], ctx.rope, dn, ctx.scale);  // [B, T, H, d_v]
+  Tensor o = mla_attention(queries(xa), kv, kv_a[1], ctx.rope, dn, ctx.scale);  // [B, T, H, d_v]; bf16 under autocast
   return linear(o.reshape({b, t, h * dv}), o_proj);
 }
 

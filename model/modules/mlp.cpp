@@ -1,5 +1,6 @@
 #include "model/modules/mlp.h"
 
+#include "model/autograd/autocast.h"
 #include "model/ops/ops.h"
 
 namespace mlamoe {
@@ -9,6 +10,9 @@ SwiGluMlp::SwiGluMlp(ParamInit& init, const std::string& p, int64_t hidden, int6
       up_proj(init.matrix(p + "up_proj.weight", width, hidden)),
       down_proj(init.matrix(p + "down_proj.weight", hidden, width)) {}
 
-Tensor SwiGluMlp::forward(const Tensor& x) const { return linear(swiglu(linear(x, gate_proj), linear(x, up_proj)), down_proj); }
+Tensor SwiGluMlp::forward(const Tensor& x) const {
+  Tensor xa = autocast_operand(x);  // bf16 under autocast: converted once for gate and up
+  return linear(swiglu(linear(xa, gate_proj), linear(xa, up_proj)), down_proj);
+}
 
 }  // namespace mlamoe

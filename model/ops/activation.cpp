@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "model/autograd/autocast.h"
 #include "model/ops/fast_exp.h"
 #include "model/ops/op_common.h"
 
@@ -65,7 +66,7 @@ struct ActBackward : Node {
 struct SwigluBackward : Node {
   const char* name() const override { return "SwigluBackward"; }
   std::vector<Tensor> backward(const Tensor& dout) override {
-    Tensor g = dout.contiguous();
+    Tensor g = dout.contiguous(), gate = widen_kept(kept_gate), up = widen_kept(kept_up);
     Tensor dg = next[0] ? Tensor::empty(gate.shape(), gate.dtype(), gate.device()) : Tensor();
     Tensor du = next[1] ? Tensor::empty(up.shape(), up.dtype(), up.device()) : Tensor();
     dispatch_float(gate.dtype(), "swiglu", [&](auto tag) {
@@ -75,8 +76,8 @@ struct SwigluBackward : Node {
     });
     return {dg, du};
   }
-  void release() override { gate = up = Tensor(); }
-  Tensor gate, up;
+  void release() override { kept_gate = kept_up = Tensor(); }
+  Tensor kept_gate, kept_up;  // keep_for_backward(gate), (up): bf16 when they are projections' results
 };
 
 Tensor activation(const Tensor& x, Act a, const char* op) {
@@ -118,8 +119,8 @@ Tensor swiglu(const Tensor& gate, const Tensor& up) {
   });
   if (needs_grad({gate, up})) {
     auto n = std::make_shared<SwigluBackward>();
-    n->gate = gc.detach();
-    n->up = uc.detach();
+    n->kept_gate = keep_for_backward(gc);
+    n->kept_up = keep_for_backward(uc);
     connect(y, n, {gate, up});
   }
   return y;

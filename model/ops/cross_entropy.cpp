@@ -3,6 +3,7 @@
 #include <cmath>
 #include <vector>
 
+#include "model/autograd/autocast.h"
 #include "model/ops/fast_exp.h"
 #include "model/ops/op_common.h"
 
@@ -56,9 +57,10 @@ double cross_entropy_forward_cpu(const T* x, const I* tgt, T* lse, int64_t rows,
   return total;
 }
 
-// dx_r = g/count · (softmax(x_r) − onehot(target_r)), 0 for ignored rows.
-template <class T, class I>
-void cross_entropy_backward_cpu(const T* x, const I* tgt, const T* lse, T* dx, int64_t rows, int64_t v, int64_t ignore,
+// dx_r = g/count · (softmax(x_r) − onehot(target_r)), 0 for ignored rows. X = T, or bf16 for
+// logits kept as bf16 (keep_for_backward), read in place rather than widened to a copy.
+template <class T, class X, class I>
+void cross_entropy_backward_cpu(const X* x, const I* tgt, const T* lse, T* dx, int64_t rows, int64_t v, int64_t ignore,
                                 double g) {
 #pragma omp parallel for schedule(static) if (rows * v > kParallelGrain)
   for (int64_t r = 0; r < rows; ++r) {
@@ -67,9 +69,9 @@ void cross_entropy_backward_cpu(const T* x, const I* tgt, const T* lse, T* dx, i
       for (int64_t j = 0; j < v; ++j) dr[j] = 0;
       continue;
     }
-    const T* xr = x + r * v;
+    const X* xr = x + r * v;
     T gt = static_cast<T>(g), l = lse[r];
-    for (int64_t j = 0; j < v; ++j) dr[j] = gt * fast_exp(xr[j] - l);
+    for (int64_t j = 0; j < v; ++j) dr[j] = gt * fast_exp(load_as<T>(xr[j]) - l);
     dr[tgt[r]] -= static_cast<T>(g);
   }
 }
@@ -77,20 +79,28 @@ void cross_entropy_backward_cpu(const T* x, const I* tgt, const T* lse, T* dx, i
 struct CrossEntropyBackward : Node {
   const char* name() const override { return "CrossEntropyBackward"; }
   std::vector<Tensor> backward(const Tensor& dout) override {
-    Tensor dx = Tensor::empty(logits.shape(), logits.dtype(), logits.device());
+    const Tensor& x = kept_logits;
+    Tensor dx = Tensor::empty(x.shape(), lse.dtype(), x.device());
     double g = count > 0 ? dout.item() / static_cast<double>(count) : 0.0;
-    dispatch_float(logits.dtype(), "cross_entropy", [&](auto tt) {
+    dispatch_float(lse.dtype(), "cross_entropy", [&](auto tt) {
       dispatch_index(targets.dtype(), "cross_entropy", [&](auto it) {
         using T = decltype(tt);
         using I = decltype(it);
-        cross_entropy_backward_cpu<T, I>(logits.data<T>(), targets.data<I>(), lse.data<T>(), dx.data<T>(), logits.shape()[0],
-                                         logits.shape()[1], ignore, g);
+        auto run = [&](auto xt) {
+          using X = decltype(xt);
+          cross_entropy_backward_cpu<T, X, I>(x.data<X>(), targets.data<I>(), lse.data<T>(), dx.data<T>(), x.shape()[0],
+                                              x.shape()[1], ignore, g);
+        };
+        if (x.dtype() == DType::BF16)
+          run(bf16{});
+        else
+          run(T{});
       });
     });
     return {dx, Tensor()};
   }
-  void release() override { logits = targets = lse = Tensor(); }
-  Tensor logits, targets, lse;
+  void release() override { kept_logits = targets = lse = Tensor(); }
+  Tensor kept_logits, targets, lse;  // kept_logits: keep_for_backward(logits)
   int64_t count = 0, ignore = -100;
 };
 
@@ -129,7 +139,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
   Tensor loss = Tensor::full({}, count > 0 ? total / static_cast<double>(count) : 0.0, x.dtype());
   if (needs_grad({logits})) {
     auto n = std::make_shared<CrossEntropyBackward>();
-    n->logits = x.detach();
+    n->kept_logits = keep_for_backward(x);  // bf16 when they are lm_head's rounded result
     n->targets = t.detach();
     n->lse = lse;
     n->count = count;

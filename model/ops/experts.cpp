@@ -165,6 +165,7 @@ struct ExpertSwigluBackward : Node {
     bool half = x.dtype() == DType::BF16;
     Tensor dy = half ? dout.to(DType::BF16).contiguous() : dout.contiguous();
     DType acc = accumulate_dtype(x.dtype());
+    Tensor hw = widen_kept(h);
     dispatch_product(x.dtype(), name(), [&](auto t_tag, auto tc_tag) {
       using T = decltype(t_tag);
       using TC = decltype(tc_tag);
@@ -188,7 +189,7 @@ struct ExpertSwigluBackward : Node {
           (*outs[j])[e] = gt.data<TC>();
         }
       }
-      expert_swiglu_backward_cpu<T, TC>(plan, x.data<T>(), pg, pu, pd, h.data<TC>(), dy.data<T>(), dx, dg, du, dd);
+      expert_swiglu_backward_cpu<T, TC>(plan, x.data<T>(), pg, pu, pd, hw.data<TC>(), dy.data<T>(), dx, dg, du, dd);
     });
     if (half)
       for (Tensor& g : grads)
@@ -261,14 +262,18 @@ void moe_combine_backward_cpu(const T* yp, const T* w, const int64_t* slot, cons
 struct MoeCombineBackward : Node {
   const char* name() const override { return "MoeCombineBackward"; }
   std::vector<Tensor> backward(const Tensor& dout) override {
-    Tensor dy = dout.contiguous(), dyp, dw;
-    if (next[0]) dyp = Tensor::empty(yp.shape(), yp.dtype(), yp.device());
-    if (next[1]) dw = Tensor::empty(w.shape(), w.dtype(), w.device());
+    Tensor dy = dout.contiguous(), dyp, dw, ypw;  // yp is needed for dw only
+    if (next[0]) dyp = Tensor::empty(yp.shape(), w.dtype(), yp.device());
+    if (next[1]) {
+      dw = Tensor::empty(w.shape(), w.dtype(), w.device());
+      ypw = widen_kept(yp);
+    }
     int64_t s_tok = w.shape()[0], k = w.shape()[1], d = yp.shape()[1];
-    dispatch_float(yp.dtype(), name(), [&](auto tag) {
+    dispatch_float(w.dtype(), name(), [&](auto tag) {
       using T = decltype(tag);
-      moe_combine_backward_cpu<T>(yp.data<T>(), w.data<T>(), slot.data<int64_t>(), row_of.data(), dy.data<T>(),
-                                  dyp.defined() ? dyp.data<T>() : nullptr, dw.defined() ? dw.data<T>() : nullptr, s_tok, k, d);
+      moe_combine_backward_cpu<T>(ypw.defined() ? ypw.data<T>() : nullptr, w.data<T>(), slot.data<int64_t>(), row_of.data(),
+                                  dy.data<T>(), dyp.defined() ? dyp.data<T>() : nullptr, dw.defined() ? dw.data<T>() : nullptr,
+                                  s_tok, k, d);
     });
     return {dyp, dw, Tensor()};
   }
@@ -292,10 +297,10 @@ Tensor expert_swiglu(const Tensor& x, const std::vector<int64_t>& counts, const 
     // (model/autograd/autocast.h); the weights' dtypes are checked by the call below.
     auto half = [](const std::vector<Tensor>& ws) {
       std::vector<Tensor> out;
-      for (const Tensor& w : ws) out.push_back(w.dtype() == DType::F32 ? w.to(DType::BF16) : w);
+      for (const Tensor& w : ws) out.push_back(autocast_operand(w));
       return out;
     };
-    Tensor y = expert_swiglu(x.to(DType::BF16), counts, half(gate), half(up), half(down));
+    Tensor y = expert_swiglu(autocast_operand(x), counts, half(gate), half(up), half(down));
     round_to_bf16_values(y);
     return y;
   }
@@ -352,7 +357,7 @@ Tensor expert_swiglu(const Tensor& x, const std::vector<int64_t>& counts, const 
     auto n = std::make_shared<ExpertSwigluBackward>();
     n->plan = plan;
     n->x = x_RD.detach();
-    n->h = h_R2I;
+    n->h = keep_for_backward(h_R2I);  // bf16 operands: the gate/up results are bf16 values
     for (size_t e = 0; e < e_count; ++e) {
       n->gate.push_back(gc[e].detach());
       n->up.push_back(uc[e].detach());
@@ -386,7 +391,7 @@ Tensor moe_combine(const Tensor& yp, const Tensor& w, const Tensor& slot) {
   });
   if (needs_grad({yp, w})) {
     auto n = std::make_shared<MoeCombineBackward>();
-    n->yp = yp_ND.detach();
+    n->yp = keep_for_backward(yp_ND);  // under autocast the experts' rounded outputs: bf16 values
     n->w = w_SK.detach();
     n->slot = slot_N;
     n->row_of = std::move(row_of_N);

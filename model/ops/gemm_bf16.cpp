@@ -4,8 +4,10 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <list>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -32,7 +34,12 @@ bool use_onednn() {
 }
 
 dnnl::engine& cpu_engine() {
-  static dnnl::engine e(dnnl::engine::kind::cpu, 0);
+  static dnnl::engine e = [] {
+    // oneDNN's own primitive cache (1024 by default) would keep a second set of the primitives
+    // `cached` below already keeps, and keep the dropped ones alive: ~100 MB on small.json.
+    dnnl::set_primitive_cache_capacity(0);
+    return dnnl::engine(dnnl::engine::kind::cpu, 0);
+  }();
   return e;
 }
 
@@ -77,17 +84,35 @@ std::shared_ptr<Entry> create(const Key& key) {
   return e;
 }
 
+// The primitives, least recently used first, at most kMaxPrimitives of them. The routed experts'
+// products change shape every step (an expert's rows are its M, and its weight gradient's K), so
+// an unbounded cache grew by ~20 MB a step on configs/small.json; K is cut into kChunkK pieces
+// (below) and M into the tiles of gemm.h, which bounds the shapes a run meets, and the least
+// recently used primitives beyond the bound are dropped.
+constexpr size_t kMaxPrimitives = 1024;
+constexpr int64_t kChunkK = 512;
+
 std::shared_ptr<Entry> cached(const Key& key) {
   static std::mutex mu;
-  static std::map<Key, std::shared_ptr<Entry>> cache;
+  static std::list<std::pair<Key, std::shared_ptr<Entry>>> lru;  // most recently used last
+  static std::map<Key, decltype(lru)::iterator> index;
   std::lock_guard<std::mutex> lock(mu);
-  auto it = cache.find(key);
-  if (it != cache.end()) return it->second;
-  return cache[key] = create(key);
+  auto it = index.find(key);
+  if (it != index.end()) {
+    lru.splice(lru.end(), lru, it->second);
+    return it->second->second;
+  }
+  if (lru.size() >= kMaxPrimitives) {
+    index.erase(lru.front().first);
+    lru.pop_front();  // a thread running it holds its own shared_ptr
+  }
+  lru.emplace_back(key, create(key));
+  index[key] = std::prev(lru.end());
+  return lru.back().second;
 }
 
-void onednn_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const bf16* a, int64_t lda, const bf16* b,
-                 int64_t ldb, float beta, float* c, int64_t ldc) {
+void onednn_gemm_once(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const bf16* a, int64_t lda, const bf16* b,
+                      int64_t ldb, float beta, float* c, int64_t ldc) {
   std::shared_ptr<Entry> e = cached(Key{ta, tb, m, n, k, lda, ldb, ldc, alpha, beta});
   thread_local dnnl::stream stream(cpu_engine());
   thread_local std::vector<uint8_t> scratch;
@@ -99,6 +124,31 @@ void onednn_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
                    scratch.data());
   e->prim.execute(stream, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, dst}, {DNNL_ARG_SCRATCHPAD, pad}});
   stream.wait();
+}
+
+// C = alpha·op(A)·op(B) + beta·C in pieces whose shapes repeat whatever M and K are: rows in a
+// multiple of kRowQuantum and the rest; K summed in order, in pieces of kChunkK, then a multiple of
+// kInnerQuantum, then the rest (the first piece with beta, the others added). Rows never interact,
+// so cutting M changes nothing; the K pieces fix the summation order by the shape alone.
+constexpr int64_t kRowQuantum = 16, kInnerQuantum = 32;
+
+void onednn_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const bf16* a, int64_t lda, const bf16* b,
+                 int64_t ldb, float beta, float* c, int64_t ldc) {
+  int64_t m_main = m / kRowQuantum * kRowQuantum;
+  if (m_main != 0 && m_main != m) {
+    onednn_gemm(ta, tb, m_main, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    const bf16* a_rest = ta ? a + m_main : a + m_main * lda;  // op(A) [m, k]: stored [k, m] when transposed
+    onednn_gemm(ta, tb, m - m_main, n, k, alpha, a_rest, lda, b, ldb, beta, c + m_main * ldc, ldc);
+    return;
+  }
+  for (int64_t k0 = 0; k0 < k;) {
+    int64_t left = k - k0;
+    int64_t kk = left >= kChunkK ? kChunkK : left >= kInnerQuantum ? left / kInnerQuantum * kInnerQuantum : left;
+    const bf16* ak = ta ? a + k0 * lda : a + k0;
+    const bf16* bk = tb ? b + k0 : b + k0 * ldb;  // op(B) [k, n]: stored [n, k] when transposed
+    onednn_gemm_once(ta, tb, m, n, kk, alpha, ak, lda, bk, ldb, k0 == 0 ? beta : 1.0f, c, ldc);
+    k0 += kk;
+  }
 }
 
 // op(X) stored as rows × cols with leading dimension ld, widened into a packed f32 copy.

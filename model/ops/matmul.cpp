@@ -184,11 +184,12 @@ Tensor linear(const Tensor& x, const Tensor& w) {
                                                                      << (x.dim() ? x.shape().back() : 0) << " (" << x.describe()
                                                                      << ") do not match weight [out, in] = " << w.describe());
   if (x.dim() == 1) return linear(x.unsqueeze(0), w).squeeze(0);
-  if (autocast_bf16() && x.dtype() == DType::F32 && w.dtype() == DType::F32) {
-    // bf16 operands, f32 accumulation, the result rounded to bf16 values (autocast.h). The
-    // rounding is in place: the product's backward keeps its operands, not its output, and it
-    // rounds the incoming gradient itself, so the output needs no cast node of its own.
-    Tensor y = matmul(x.to(DType::BF16), w.to(DType::BF16).transpose(0, 1));
+  if (autocast_bf16() && w.dtype() == DType::F32 && (x.dtype() == DType::F32 || x.dtype() == DType::BF16)) {
+    // bf16 operands (x may come converted already: a module converts an input that several
+    // projections read once), f32 accumulation, the result rounded to bf16 values (autocast.h).
+    // The rounding is in place: the product's backward keeps its operands, not its output, and
+    // it rounds the incoming gradient itself, so the output needs no cast node of its own.
+    Tensor y = matmul(autocast_operand(x), autocast_operand(w).transpose(0, 1));
     round_to_bf16_values(y);
     return y;
   }

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "model/autograd/autocast.h"
 #include "model/ops/attention_head.h"
 #include "model/ops/op_common.h"
 
@@ -143,7 +144,12 @@ void mla_backward_cpu(const MlaPtrs<T>& in, const MlaShape& a, T scale, const T*
 struct MlaAttentionBackward : Node {
   const char* name() const override { return "MlaAttentionBackward"; }
   std::vector<Tensor> backward(const Tensor& dout) override {
-    Tensor g = dout.contiguous();
+    // What the forward kept, as f32 again when it was kept as bf16 (autocast.h); the incoming
+    // gradient is bf16 when the output was (o_proj's backward returns its operand's type).
+    Tensor g = widen_kept(dout.contiguous()), q = widen_kept(kept_q), kv = widen_kept(kept_kv), o = widen_kept(kept_o);
+    Tensor k_pe = widen_kept(kept_kpe);
+    MlaShape shape = shape_;
+    shape.kpe_sb = k_pe.strides()[0], shape.kpe_st = k_pe.strides()[1];
     Tensor dq = Tensor::empty(q.shape(), q.dtype(), q.device());
     Tensor dkv = Tensor::empty(kv.shape(), kv.dtype(), kv.device());
     Tensor dkpe = Tensor::empty({shape.b, shape.t, shape.dr}, q.dtype(), q.device());
@@ -155,9 +161,10 @@ struct MlaAttentionBackward : Node {
     });
     return {dq, dkv, dkpe};
   }
-  void release() override { q = kv = k_pe = cos = sin = o = lse = Tensor(); }
-  Tensor q, kv, k_pe, cos, sin, o, lse;
-  MlaShape shape{};
+  void release() override { kept_q = kept_kv = kept_kpe = cos = sin = kept_o = lse = Tensor(); }
+  Tensor kept_q, kept_kv, kept_kpe, kept_o;  // keep_for_backward() of q, kv, k_pe and the output
+  Tensor cos, sin, lse;
+  MlaShape shape_{};
   double scale = 1.0;
 };
 
@@ -191,16 +198,19 @@ Tensor mla_attention(const Tensor& q, const Tensor& kv, const Tensor& k_pe, cons
     MlaPtrs<T> in{qc.data<T>(), kvc.data<T>(), kpe.data<T>(), cos.data<T>(), sin.data<T>()};
     mla_forward_cpu<T>(in, a, static_cast<T>(scale), o.data<T>(), lse.data<T>());
   });
+  // Under autocast the output is bf16 (model/README.md §6): o_proj reads it as its GEMM operand
+  // and this op's backward keeps the same tensor.
+  if (autocast_bf16() && o.dtype() == DType::F32) o = o.to(DType::BF16);
   if (needs_grad({q, kv, k_pe})) {
     auto n = std::make_shared<MlaAttentionBackward>();
-    n->q = qc.detach();
-    n->kv = kvc.detach();
-    n->k_pe = kpe.detach();
+    n->kept_q = keep_for_backward(qc);  // bf16 when they are the projections' rounded results
+    n->kept_kv = keep_for_backward(kvc);
+    n->kept_kpe = keep_for_backward(kpe);
     n->cos = cos.detach();
     n->sin = sin.detach();
-    n->o = o.detach();
+    n->kept_o = o.detach();
     n->lse = lse;
-    n->shape = a;
+    n->shape_ = a;
     n->scale = scale;
     connect(o, n, {q, kv, k_pe});
   }

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "model/autograd/autocast.h"
 #include "model/ops/op_common.h"
 
 namespace mlamoe {
@@ -67,7 +68,7 @@ namespace {
 struct RmsNormBackward : Node {
   const char* name() const override { return "RmsNormBackward"; }
   std::vector<Tensor> backward(const Tensor& dout) override {
-    Tensor g = dout.contiguous();
+    Tensor g = dout.contiguous(), x = widen_kept(kept_x);
     int64_t d = w.numel(), rows = x.numel() / std::max<int64_t>(d, 1);
     Tensor dx = next[0] ? Tensor::empty(x.shape(), x.dtype(), x.device()) : Tensor();
     Tensor dw = next[1] ? Tensor::empty(w.shape(), w.dtype(), w.device()) : Tensor();
@@ -78,8 +79,8 @@ struct RmsNormBackward : Node {
     });
     return {dx, dw};
   }
-  void release() override { x = w = rstd = Tensor(); }
-  Tensor x, w, rstd;
+  void release() override { kept_x = w = rstd = Tensor(); }
+  Tensor kept_x, w, rstd;  // kept_x: keep_for_backward(x)
 };
 
 }  // namespace
@@ -104,7 +105,7 @@ Tensor rmsnorm(const Tensor& x, const Tensor& weight, double eps) {
   });
   if (needs_grad({x, weight})) {
     auto n = std::make_shared<RmsNormBackward>();
-    n->x = xc.detach();
+    n->kept_x = keep_for_backward(xc);  // bf16 when x holds a projection's rounded result
     n->w = wc.detach();
     n->rstd = rstd;
     connect(y, n, {x, weight});

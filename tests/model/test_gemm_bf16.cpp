@@ -156,6 +156,62 @@ TEST(Autocast, LinearRoundsOperandsAndResult) {
   EXPECT_TRUE(all_bf16_values(w.grad()));
 }
 
+// keep_for_backward() is lossless: under autocast an f32 tensor of bf16 values comes back as a
+// bf16 tensor of the same values; one f32 value that is not a bf16 value (anywhere, not only in
+// the first elements it looks at) keeps the whole tensor f32; outside autocast nothing changes.
+TEST(Autocast, KeepForBackwardIsLossless) {
+  Rng rng(9);
+  Tensor x = Tensor::randn({300, 257}, rng);
+  Tensor rounded = x.clone();
+  round_to_bf16_values(rounded);
+  {
+    AutocastBf16 on(true);
+    Tensor kept = keep_for_backward(rounded);
+    ASSERT_EQ(kept.dtype(), DType::BF16);
+    EXPECT_EQ(widen_kept(kept).to_vector<float>(), rounded.to_vector<float>());
+    Tensor view = rounded.narrow(1, 3, 100);  // strided: kept contiguous
+    EXPECT_EQ(widen_kept(keep_for_backward(view)).to_vector<float>(), view.contiguous().to_vector<float>());
+    EXPECT_EQ(keep_for_backward(x).dtype(), DType::F32);
+    Tensor late = rounded.clone();
+    late.data<float>()[late.numel() - 1] += 1e-3f;  // past the prefix keep_for_backward checks first
+    ASSERT_FALSE(all_bf16_values(late));
+    Tensor kept_late = keep_for_backward(late);
+    EXPECT_EQ(kept_late.dtype(), DType::F32);
+    EXPECT_EQ(kept_late.to_vector<float>(), late.to_vector<float>());
+  }
+  EXPECT_EQ(keep_for_backward(rounded).dtype(), DType::F32) << "outside autocast tensors are kept as they are";
+}
+
+// Bf16WeightCopies: a product reads the same values as with a fresh cast (results and gradients
+// bitwise equal), the copy is made once per weight, and refresh() re-rounds it after the master
+// weight changes (until then the copy is, as documented, the old one).
+TEST(Autocast, WeightCopiesAreReadUntilRefreshed) {
+  Rng rng(6);
+  Tensor x = Tensor::randn({5, 40}, rng), w = Tensor::randn({12, 40}, rng).set_requires_grad(true);
+  AutocastBf16 on(true);
+  Tensor fresh_y = linear(x, w);
+  sum(fresh_y).backward();
+  Tensor fresh_g = w.grad();
+  w.zero_grad();
+  Bf16WeightCopies copies;
+  Tensor y = linear(x, w);
+  sum(y).backward();
+  EXPECT_EQ(y.to_vector<float>(), fresh_y.to_vector<float>());
+  EXPECT_EQ(w.grad().to_vector<float>(), fresh_g.to_vector<float>());
+  EXPECT_EQ(copies.bytes(), 2.0 * 12 * 40);
+  linear(x, w);
+  EXPECT_EQ(copies.bytes(), 2.0 * 12 * 40) << "one copy per weight, not per call";
+  w.data<float>()[0] += 1.0f;  // an optimizer step
+  EXPECT_EQ(linear(x, w).to_vector<float>(), y.to_vector<float>()) << "read before refresh(): the old copy";
+  copies.refresh();
+  Tensor after = linear(x, w);
+  {
+    Bf16WeightCopies none;  // a scope of its own: fresh copies of the changed weight
+    EXPECT_EQ(after.to_vector<float>(), linear(x, w).to_vector<float>());
+  }
+  EXPECT_NE(after.to_vector<float>(), y.to_vector<float>());
+}
+
 }  // namespace
 
 }  // namespace mlamoe::test

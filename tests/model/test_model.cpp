@@ -216,6 +216,29 @@ TEST(Model, RecomputationGivesTheSameGradientsWithLessMemory) {
   EXPECT_LT(re.peak, plain.peak * 0.8) << "peak live bytes " << re.peak << " with recomputation, " << plain.peak << " without";
 }
 
+// train.precision = "bf16" keeps the projections' operands and rounded results as bf16
+// (model/README.md §6, autocast.h's keep_for_backward): the bytes a forward leaves alive for its
+// backward (its graph's saved tensors and the loss) fall well below the f32 run's. Only the
+// residual stream, the router and statistics stay f32, so about 0.6 is expected.
+TEST(Model, Bf16AutocastKeepsActivationsInFewerBytes) {
+  ModelConfig c = tiny();
+  Tensor w = random_windows(8, 129, c.vocab_size, 5);
+  auto held_by_graph = [&](bool bf16) {
+    DeepSeekModel m(c, 13, DType::F32);
+    AutocastBf16 autocast(bf16);
+    Bf16WeightCopies copies;
+    int64_t before = Storage::live_bytes(DeviceType::CPU);
+    ModelOutput out = m.forward(w);
+    auto held = static_cast<double>(Storage::live_bytes(DeviceType::CPU) - before) - copies.bytes();
+    out.loss.backward();
+    EXPECT_TRUE(std::isfinite(out.loss.item()));
+    return held;
+  };
+  double f32 = held_by_graph(false), bf16 = held_by_graph(true);
+  std::printf("bytes held between forward and backward: f32 %.0f, bf16 %.0f (%.2fx)\n", f32, bf16, bf16 / f32);
+  EXPECT_LT(bf16, 0.7 * f32) << "bytes held between forward and backward: bf16 " << bf16 << ", f32 " << f32;
+}
+
 // YaRN (model/README.md §2.3-2.4): the softmax scale of the released configs with rope_scaling set.
 TEST(Model, YarnSoftmaxScaleMatchesTheSpec) {
   auto scale_of = [](const std::string& file) {

@@ -6,7 +6,9 @@
 // step 1e-6: truncation and rounding are ~1e-9); PyTorch 1e-4 for every f32 op (f32 rounding over
 // reductions of at most a few hundred terms stays ~1e-6); 1e-2 for bf16-storage rows (bf16 keeps 8
 // mantissa bits, so only the rounding itself is compared, the reference rounds the same way);
-// 4e-3 for the autocast rows, whose twins round at exactly the same places (seen 0).
+// 4e-3 for the autocast rows whose twins round at exactly the same places (seen 0); the autocast
+// rows of ops that only keep bf16 inputs (rmsnorm, swiglu, moe_combine, cross_entropy) must match
+// at the f32 bound, as keeping bf16 values in bf16 changes nothing.
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -36,6 +38,28 @@ std::vector<OpCase> build_table() {
   // kernel; too large for finite differences, so checked against PyTorch (and thread counts) only.
   auto big = [&](std::string op, J params, std::vector<InputSpec> inputs, std::function<Outs(const Ins&, const J&)> fn) {
     row(std::move(op), std::move(params), std::move(inputs), std::move(fn)).fd = false;
+  };
+  // An op under bf16 autocast as the model runs it (model/README.md §6): the inputs listed in
+  // `rounded` hold bf16 values (as projections' rounded results do; here x + (bf16(x) − x)
+  // detached, exact in f32, so their gradients pass unrounded), which the op keeps as bf16 for its
+  // backward (keep_for_backward); a bf16 output is compared as f32. The twin <op>_autocast rounds
+  // the same inputs the same way. f64 (finite differences) has no bf16 path, so these rows are
+  // checked against PyTorch.
+  auto autocast_row = [&](const std::string& op, J params, std::vector<InputSpec> inputs,
+                          std::function<Outs(const Ins&, const J&)> fn, std::vector<size_t> rounded) -> OpCase& {
+    auto& r = row(op + "_autocast", std::move(params), std::move(inputs), [fn, rounded](const Ins& x, const J& p) {
+      bool on = x[0].dtype() == DType::F32;
+      AutocastBf16 autocast(on);
+      Ins y = x;
+      if (on)
+        for (size_t i : rounded) y[i] = add(x[i], sub(x[i].to(DType::BF16).to(DType::F32), x[i]).detach());
+      Outs out = fn(y, p);
+      for (Tensor& o : out)
+        if (o.dtype() == DType::BF16) o = o.to(DType::F32);
+      return out;
+    });
+    r.fd = false;
+    return r;
   };
 
   // ---- matmul / linear ----
@@ -96,6 +120,7 @@ std::vector<OpCase> build_table() {
   auto rms = [](const Ins& x, const J& p) { return Outs{rmsnorm(x[0], x[1], p["eps"])}; };
   row("rmsnorm", J{{"eps", 1e-6}}, {in({3, 4, 16}), in({16}, InputKind::Positive)}, rms);
   big("rmsnorm", J{{"eps", 1e-6}}, {in({64, 8, 48}), in({48}, InputKind::Positive)}, rms);
+  autocast_row("rmsnorm", J{{"eps", 1e-6}}, {in({64, 24, 48}), in({48}, InputKind::Positive)}, rms, {0});
   auto rope_fn = [](const Ins& x, const J& p) {
     RopeTables tab = rope_tables(p["start"], x[0].size(1), x[0].size(3), p["theta"], x[0].dtype());
     return Outs{rope(x[0], tab)};
@@ -122,6 +147,11 @@ std::vector<OpCase> build_table() {
   row("mla_attention", mla_p, {in({1, 70, 2, 8}), in({1, 70, 2, 7}), in({1, 70, 5})}, mla_attn);  // > 1 block
   big("mla_attention", J{{"dn", 16}, {"theta", 10000.0}, {"scale", 0.125}},
       {in({2, 130, 4, 24}), in({2, 130, 4, 32}), in({2, 130, 40})}, mla_attn);
+  // the output is bf16 too; the backward's rowsum(dO∘O) reads the rounded O, the twin's torch
+  // autograd the f32 one, hence a bf16-sized bound
+  autocast_row("mla_attention", J{{"dn", 16}, {"theta", 10000.0}, {"scale", 0.125}},
+               {in({2, 70, 4, 24}), in({2, 70, 4, 32}), in({2, 70, 40})}, mla_attn, {0, 1, 2})
+      .torch_tol = 4e-3;
 
   // ---- activations, softmax ----
   auto silu_fn = [](const Ins& x, const J&) { return Outs{silu(x[0])}; };
@@ -134,6 +164,7 @@ std::vector<OpCase> build_table() {
   big("sigmoid", J::object(), {in({150, 130})}, sig_fn);
   row("swiglu", J::object(), {in({3, 10}), in({3, 10})}, swiglu_fn);
   big("swiglu", J::object(), {in({150, 130}), in({150, 130})}, swiglu_fn);
+  autocast_row("swiglu", J::object(), {in({300, 130}), in({300, 130})}, swiglu_fn, {0, 1});
   row("softmax", J::object(), {in({5, 12})}, softmax_fn);
   big("softmax", J::object(), {in({100, 200})}, softmax_fn);
   auto normalize_fn = [](const Ins& x, const J&) { return Outs{normalize_rows(x[0])}; };
@@ -200,6 +231,7 @@ std::vector<OpCase> build_table() {
   };
   row("moe_combine", J{{"slot", permutation(8, 1)}}, {in({8, 5}), in({4, 2})}, combine_fn);
   big("moe_combine", J{{"slot", permutation(1200, 2)}}, {in({1200, 40}), in({300, 4})}, combine_fn);
+  autocast_row("moe_combine", J{{"slot", permutation(2000, 3)}}, {in({2000, 40}), in({500, 4})}, combine_fn, {0});
 
   // ---- concat / split ----
   row("concat", J{{"dim", 1}}, {in({2, 3, 4}), in({2, 1, 4}), in({2, 2, 4})}, [](const Ins& x, const J& p) {
@@ -228,6 +260,7 @@ std::vector<OpCase> build_table() {
   };
   row("cross_entropy", J{{"ignore_index", -100}}, {in({7, 11}), idx({7}, 0, 11)}, ce);
   big("cross_entropy", J{{"ignore_index", -1}}, {in({96, 200}), idx({96}, 0, 200)}, ce);
+  autocast_row("cross_entropy", J{{"ignore_index", -1}}, {in({96, 800}), idx({96}, 0, 800)}, ce, {0});
   return t;
 }
 

@@ -138,6 +138,22 @@ def cross_entropy(x, p):
 OPS["cross_entropy"] = cross_entropy
 
 
+def autocast_twin(name, rounded):
+    # the op on bf16-valued inputs whose gradients pass unrounded, as the C++ <op>_autocast rows
+    # feed it: x + (bf16(x) - x) with the difference detached
+    def twin(x, p):
+        return OPS[name]([t + (bf16(t) - t).detach() if i in rounded else t for i, t in enumerate(x)], p)
+    return twin
+
+
+OPS["rmsnorm_autocast"] = autocast_twin("rmsnorm", {0})
+OPS["swiglu_autocast"] = autocast_twin("swiglu", {0, 1})
+OPS["moe_combine_autocast"] = autocast_twin("moe_combine", {0})
+OPS["cross_entropy_autocast"] = autocast_twin("cross_entropy", {0})
+# the attention output is bf16 as well (model/README.md §6)
+OPS["mla_attention_autocast"] = lambda x, p: [bf16(o) for o in autocast_twin("mla_attention", {0, 1, 2})(x, p)]
+
+
 def to_tensor(j):
     if j["dtype"] in ("i32", "i64"):
         return torch.tensor(j["data"], dtype=torch.int64).reshape(j["shape"])
