@@ -15,8 +15,14 @@ usage: model_reference.py CASE_DIR
 
 CASE_DIR inputs (written by the C++ test):
   case.json    {"config": {...HF DeepSeek fields + bias_update_speed, seq_aux_alpha, mtp_loss_weight},
-                "dtype": "float64" | "float32", "train": {steps, lr, min_lr, warmup_steps, beta1, beta2,
-                eps, weight_decay, grad_clip}, "batch": B, "seq_len": T}
+                "dtype": "float64" | "float32", "precision": "f32" | "bf16" (optional, f32), "train":
+                {steps, lr, min_lr, warmup_steps, beta1, beta2, eps, weight_decay, grad_clip},
+                "batch": B, "seq_len": T}
+               precision "bf16" is mlamoe's train.precision = "bf16" (model/README.md §6), written
+               here from the contract alone: every projection and expert product rounds its
+               operands, its result and (through the casts' autograd) the gradients that reach
+               them to bf16; the attention output is bf16; the router, norms, softmax and losses
+               stay in the parameters' dtype.
   params.json  [{"name", "shape", "offset"}] into params.bin (little-endian float64)
   tokens.bin   little-endian int64 [steps, B, T+1]; window w gives x = w[:, :T], y = w[:, 1:]
 CASE_DIR outputs:
@@ -161,14 +167,27 @@ def swiglu_shapes(prefix, width, d):
 # ----------------------------------------------------------------------------------------------
 # Building blocks
 
+BF16 = False  # set by load_case from case.json's "precision"
+
+
+def rb(t):
+    # to bf16 and back: the value rounded to nearest even, and (autograd of the two casts) so is
+    # the gradient that flows back through it
+    return t.to(torch.bfloat16).to(t.dtype) if BF16 else t
+
+
+def lin(x, w):
+    # a projection: under bf16 operands and result rounded (their gradients too)
+    return rb(F.linear(rb(x), rb(w)))
+
 
 def rmsnorm(x, w, eps):
     return w * x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + eps)
 
 
 def swiglu(P, prefix, x):
-    return F.linear(F.silu(F.linear(x, P[prefix + "gate_proj.weight"])) * F.linear(x, P[prefix + "up_proj.weight"]),
-                    P[prefix + "down_proj.weight"])
+    return lin(F.silu(lin(x, P[prefix + "gate_proj.weight"])) * lin(x, P[prefix + "up_proj.weight"]),
+               P[prefix + "down_proj.weight"])
 
 
 def rope_tables(T, d_r, theta, dtype):
@@ -205,15 +224,15 @@ class Model:
         B, T, _ = x.shape
         P = self.P
         if c.r_q is not None:
-            q = F.linear(rmsnorm(F.linear(x, P[p + "q_a_proj.weight"]), P[p + "q_a_layernorm.weight"], c.eps),
-                         P[p + "q_b_proj.weight"])
+            q = lin(rmsnorm(lin(x, P[p + "q_a_proj.weight"]), P[p + "q_a_layernorm.weight"], c.eps),
+                    P[p + "q_b_proj.weight"])
         else:
-            q = F.linear(x, P[p + "q_proj.weight"])
+            q = lin(x, P[p + "q_proj.weight"])
         q = q.reshape(B, T, c.H, c.d_qk)
         q_nope, q_pe = q[..., :c.d_n], q[..., c.d_n:]
-        kv_a = F.linear(x, P[p + "kv_a_proj_with_mqa.weight"])
+        kv_a = lin(x, P[p + "kv_a_proj_with_mqa.weight"])
         c_kv, k_pe = kv_a[..., :c.r_kv], kv_a[..., c.r_kv:]
-        kv = F.linear(rmsnorm(c_kv, P[p + "kv_a_layernorm.weight"], c.eps), P[p + "kv_b_proj.weight"])
+        kv = lin(rmsnorm(c_kv, P[p + "kv_a_layernorm.weight"], c.eps), P[p + "kv_b_proj.weight"])
         kv = kv.reshape(B, T, c.H, c.d_n + c.d_v)
         k_nope, v = kv[..., :c.d_n], kv[..., c.d_n:]
         cos, sin = rope_tables(T, c.d_r, c.theta, x.dtype)
@@ -224,8 +243,8 @@ class Model:
         scores = torch.einsum("bthd,bshd->bhts", qf, kf) / math.sqrt(c.d_qk)
         causal = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
         probs = torch.softmax(scores.masked_fill(causal, float("-inf")), dim=-1)
-        o = torch.einsum("bhts,bshd->bthd", probs, v).reshape(B, T, c.H * c.d_v)
-        return F.linear(o, P[p + "o_proj.weight"])
+        o = rb(torch.einsum("bhts,bshd->bthd", probs, v)).reshape(B, T, c.H * c.d_v)
+        return lin(o, P[p + "o_proj.weight"])
 
     def select(self, scores):
         # scores [N, N_r] (detached, bias already added) -> actual selection [N, K]
@@ -297,7 +316,7 @@ class Model:
         for l in range(c.L):
             h = self.block(l, h, stats)
         h0 = rmsnorm(h, P["model.norm.weight"], c.eps)
-        logits = F.linear(h0, head)
+        logits = lin(h0, head)
         lm_loss = F.cross_entropy(logits.reshape(-1, c.V), y.reshape(-1))
 
         mtp_losses = []
@@ -308,8 +327,8 @@ class Model:
             Tk = T - k
             e_k = rmsnorm(F.embedding(window[:, k:k + Tk], emb), P[p + "enorm.weight"], c.eps)
             hp = rmsnorm(h_prev[:, :Tk], P[p + "hnorm.weight"], c.eps)
-            hk = self.block(l, F.linear(torch.cat([e_k, hp], dim=-1), P[p + "eh_proj.weight"]), stats)
-            lk = F.linear(rmsnorm(hk, P[p + "shared_head.norm.weight"], c.eps), head)
+            hk = self.block(l, lin(torch.cat([e_k, hp], dim=-1), P[p + "eh_proj.weight"]), stats)
+            lk = lin(rmsnorm(hk, P[p + "shared_head.norm.weight"], c.eps), head)
             mtp_losses.append(F.cross_entropy(lk.reshape(-1, c.V), window[:, k + 1:k + 1 + Tk].reshape(-1)))
             h_prev = hk  # raw block output feeds the next depth
         zero = torch.zeros((), dtype=logits.dtype)
@@ -337,6 +356,9 @@ def load_case(case_dir):
     cfg = Config(case["config"])
     check(case["dtype"] in ("float64", "float32"), f"case.json: unknown dtype '{case['dtype']}'")
     dtype = torch.float64 if case["dtype"] == "float64" else torch.float32
+    check(case.get("precision", "f32") in ("f32", "bf16"), f"case.json: unknown precision '{case.get('precision')}'")
+    global BF16
+    BF16 = case.get("precision", "f32") == "bf16"
     B, T = int(case["batch"]), int(case["seq_len"])
     check(B >= 1 and T >= 1, "batch and seq_len must be >= 1")
     check(T > cfg.D, "seq_len must exceed num_nextn_predict_layers")
