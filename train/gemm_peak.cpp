@@ -14,11 +14,11 @@ std::string blas_kernel_name() {
   return name ? name : "unknown";
 }
 
-double measure_sgemm_gflops() {
+double measure_gemm_gflops(DType operands) {
   NoGrad ng;
   const int64_t n = 1024;
   Rng rng(1);
-  Tensor a = Tensor::randn({n, n}, rng), b = Tensor::randn({n, n}, rng);
+  Tensor a = Tensor::randn({n, n}, rng).to(operands), b = Tensor::randn({n, n}, rng).to(operands);
   // The best of many repeats over a quarter of a second: the peak is what the machine can do, and a
   // shared machine's noise only ever slows a repeat down, but a slow stretch can last a while.
   // (The first repeat also pays for OpenBLAS's buffers and page faults.)

@@ -5,13 +5,17 @@
 #pragma once
 #include <string>
 
+#include "model/tensor/dtype.h"
+
 namespace mlamoe {
 
 // OpenBLAS's name for the kernels in use, e.g. "Haswell", "Cooperlake".
 std::string blas_kernel_name();
 
-// The machine's single-precision GEMM rate in GFLOP/s, measured with the library's own matmul on
-// all threads (the best of a few 1024³ products): the "named peak" MFU is reported against.
-double measure_sgemm_gflops();
+// The machine's GEMM rate in GFLOP/s for operands of `operands` (f32: OpenBLAS's sgemm; bf16: the
+// bf16 GEMM of model/ops/gemm_bf16.h, f32 accumulation), measured with the library's own matmul on
+// all threads (the best of a few 1024³ products): the "named peak" MFU is reported against, in
+// the precision the run trains in (train.precision).
+double measure_gemm_gflops(DType operands = DType::F32);
 
 }  // namespace mlamoe

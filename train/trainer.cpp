@@ -10,6 +10,7 @@
 #include "model/autograd/autocast.h"
 #include "model/model_size.h"
 #include "model/modules/deepseek_model.h"
+#include "model/ops/gemm_bf16.h"
 #include "model/ops/ops.h"
 #include "model/tensor/host_allocator.h"
 #include "parallel/mpi_runtime.h"
@@ -218,16 +219,23 @@ void print_start_line(const Run& r, const ModelSize& size) {
   const TrainConfig& tc = rc.train;
   const TokenLoader& loader = *r.loader;
   const int64_t seq = rc.data.seq_len;
+  // The GEMM kernels the peak was measured with: the bf16 GEMM's path in bf16 (model/ops/gemm_bf16.h).
+  std::string kernels = "OpenBLAS " + blas_kernel_name();
+  if (tc.precision == "bf16")
+    kernels = std::string(bf16_gemm_path()) == "onednn" ? "oneDNN bf16" : "OpenBLAS " + blas_kernel_name() + " on widened bf16";
   std::printf(
       "train: %s | %.3gM params (%.3gM active/token) | %lld ranks (pp %lld, dp %lld, ep %lld) | %lld steps x %lld seqs x "
-      "%lld tokens | %s | data %s: %lld train windows, %lld held out | peak %.1f GFLOP/s per rank (%s, OpenBLAS %s) | run dir "
+      "%lld tokens | %s | data %s: %lld train windows, %lld held out | peak %.1f GFLOP/s per rank (%s, %s) | run dir "
       "%s\n",
       rc.model.model_type.c_str(), static_cast<double>(size.total) / 1e6, static_cast<double>(size.active_with_embedding) / 1e6,
       static_cast<long long>(r.world), static_cast<long long>(rc.parallel.pp), static_cast<long long>(r.dp),
       static_cast<long long>(rc.parallel.ep), static_cast<long long>(tc.steps), static_cast<long long>(tc.global_batch),
       static_cast<long long>(seq), tc.precision == "bf16" ? "bf16 projections" : "f32", rc.data.path.c_str(),
       static_cast<long long>(loader.windows_per_epoch()), static_cast<long long>(loader.eval_windows()), r.peak_gflops,
-      tc.peak_gflops == "measure" ? "measured sgemm" : "from config", blas_kernel_name().c_str(), r.run_dir.c_str());
+      tc.peak_gflops != "measure" ? "from config"
+      : tc.precision == "bf16"    ? "measured bf16 GEMM"
+                                  : "measured sgemm",
+      kernels.c_str(), r.run_dir.c_str());
   std::fflush(stdout);
 }
 
@@ -413,7 +421,10 @@ int run_training(const RunConfig& rc, MpiRuntime* mpi, const StartOptions& start
       }
     }
     // The MFU denominator: one rank's sgemm rate, measured by rank 0 while the others wait.
-    r.peak_gflops = tc.peak_gflops == "measure" ? (r.rank == 0 ? measure_sgemm_gflops() : 0.0) : std::stod(tc.peak_gflops);
+    // In bf16 the bf16 GEMM's rate: MFU then says how much of the bf16 hardware a step uses.
+    DType gemm_operands = tc.precision == "bf16" ? DType::BF16 : DType::F32;
+    r.peak_gflops =
+        tc.peak_gflops == "measure" ? (r.rank == 0 ? measure_gemm_gflops(gemm_operands) : 0.0) : std::stod(tc.peak_gflops);
     if (r.mesh) r.mesh->world->broadcast(&r.peak_gflops, 1, DType::F64, 0);
     if (r.state.step >= tc.steps && r.rank == 0)
       std::printf("nothing left to train: %s is at step %lld of train.steps = %lld\n", r.load_from.c_str(),

@@ -115,6 +115,10 @@ def titan_model(cfg, compile_model):
 
 def main():
     peer, config_path, data_txt, steps, threads = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+    # bf16: f32 parameters and AdamW, the forward under torch.autocast("cpu", dtype=torch.bfloat16),
+    # as mlamoe's train.precision = "bf16" (its projections in bf16, the rest in f32)
+    precision = sys.argv[6] if len(sys.argv) > 6 else "f32"
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     cfg, run = load(config_path)
@@ -135,7 +139,8 @@ def main():
         total = 0.0
         for m in range(micro):
             w = data[s, m * b:(m + 1) * b]
-            loss = loss_fn(w[:, :-1], w[:, 1:]) / micro
+            with autocast:
+                loss = loss_fn(w[:, :-1], w[:, 1:]) / micro
             loss.backward()
             total += loss.item()
         torch.nn.utils.clip_grad_norm_(params, tr.get("grad_clip", 1.0))
@@ -146,7 +151,7 @@ def main():
     timed = times[3:] if len(times) > 3 else times
     print(json.dumps({"peer": peer, "name": name, "params": sum(p.numel() for p in params),
                       "tokens_per_s": batch * seq * len(timed) / sum(timed), "loss_first": losses[0], "loss_last": losses[-1],
-                      "torch": torch.__version__, "threads": torch.get_num_threads()}))
+                      "torch": torch.__version__, "threads": torch.get_num_threads(), "precision": precision}))
 
 
 if __name__ == "__main__":

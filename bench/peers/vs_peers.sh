@@ -13,13 +13,16 @@
 # 0.3; it waits up to LOAD_WAIT_S for it) and reports the load after each round. Figures: the median tokens/s over rounds (steps
 # after the first 3), MFU against the best sgemm rate measured in this run (mlamoe's start-up
 # measurement: the best of many 1024³ products on THREADS threads), peak RSS (GNU time).
-# Set up the peers first: bench/peers/setup.sh. A benchmark run by hand; record results with the
+# PRECISION=bf16 runs every system in bf16 mixed precision: mlamoe with train.precision = "bf16",
+# the peers under torch.autocast("cpu", dtype=torch.bfloat16); MFU is then against mlamoe's measured
+# bf16 GEMM rate. Set up the peers first: bench/peers/setup.sh. A benchmark run by hand; record results with the
 # date, machine, commit and command in bench/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 config=$1 threads=${2:-2} steps=${3:-20} rounds=${4:-3}
 venv=${VENV:-build-peers/venv}
 load_max=${LOAD_MAX:-0.3}
+precision=${PRECISION:-f32}
 [ -x build/mlamoe ] || { echo "vs_peers: build/mlamoe missing: run tools/setup.sh"; exit 1; }
 [ -x "$venv/bin/python" ] || { echo "vs_peers: no peers in $venv: run bench/peers/setup.sh"; exit 1; }
 # A quiet machine: wait up to LOAD_WAIT_S (default 300) seconds for the 1-minute load to fall
@@ -48,18 +51,18 @@ for r in $(seq 1 "$rounds"); do
         extra=(); [ "$s" = mlamoe_off ] && extra=(--set num_nextn_predict_layers=0)
         /usr/bin/time -v build/mlamoe train --config "$config" "${extra[@]}" --set data.path=build/data/kjv.h5 \
           --set train.steps="$steps" --set train.eval_batches=0 --set train.peak_gflops=measure --set train.log_every=100000 \
-          --set train.run_dir="$out.run" >"$out.out" 2>"$out.time" ;;
+          --set train.precision="$precision" --set train.run_dir="$out.run" >"$out.out" 2>"$out.time" ;;
       *)
-        /usr/bin/time -v "$venv/bin/python" bench/peers/peer_train.py "$s" "$config" build/data/kjv.txt "$steps" "$threads" \
+        /usr/bin/time -v "$venv/bin/python" bench/peers/peer_train.py "$s" "$config" build/data/kjv.txt "$steps" "$threads" "$precision" \
           >"$out.out" 2>"$out.time" || { tail -5 "$out.time"; echo "vs_peers: $s failed"; exit 1; } ;;
     esac
   done
   echo "vs_peers: round $r of $rounds done (1-minute load $(cut -d' ' -f1 /proc/loadavg))"
 done
-"$venv/bin/python" - "$work" "$config" "$threads" "$rounds" "$flops_off" "$flops_on" "${systems[@]}" <<'PY'
+"$venv/bin/python" - "$work" "$config" "$threads" "$rounds" "$flops_off" "$flops_on" "$precision" "${systems[@]}" <<'PY'
 import json, re, statistics, sys
-work, config, threads, rounds, f_off, f_on = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]), float(sys.argv[6])
-systems = sys.argv[7:]
+work, config, threads, rounds, f_off, f_on, precision = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]), float(sys.argv[6]), sys.argv[7]
+systems = sys.argv[8:]
 def rss(path):
     return int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", open(path).read()).group(1)) / 1024
 peak, rows = 0.0, {}
@@ -78,7 +81,8 @@ for s in systems:
             tps.append(line["tokens_per_s"])
             name = line["name"]
     rows[s] = (name, statistics.median(tps), min(tps), max(tps), max(mem))
-print(f"{config}, {threads} thread(s), {rounds} interleaved rounds, f32; best measured sgemm {peak:.1f} GFLOP/s "
+gemm = "bf16 GEMM" if precision == "bf16" else "sgemm"
+print(f"{config}, {threads} thread(s), {rounds} interleaved rounds, {precision}; best measured {gemm} {peak:.1f} GFLOP/s "
       f"(MFU denominator); FLOPs/token {f_off:.4g} without MTP, {f_on:.4g} as shipped")
 print(f"  {'system':<80} {'tokens/s (median, min-max)':>28} {'MFU':>6} {'peak RSS':>9}")
 for s, (name, med, lo, hi, mem) in rows.items():
