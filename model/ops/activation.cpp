@@ -37,13 +37,15 @@ void swiglu_forward_cpu(const T* g, const T* u, T* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = g[i] * stable_sigmoid(g[i]) * u[i];
 }
 
-template <class T>
-void swiglu_backward_cpu(const T* g, const T* u, const T* dy, T* dg, T* du, int64_t n) {
+// X = T, or bf16 for gate and up kept as bf16 under autocast, read in place.
+template <class T, class X>
+void swiglu_backward_cpu(const X* g, const X* u, const T* dy, T* dg, T* du, int64_t n) {
 #pragma omp parallel for schedule(static) if (n > kParallelGrain)
   for (int64_t i = 0; i < n; ++i) {
-    T s = stable_sigmoid(g[i]);
-    if (dg) dg[i] = dy[i] * u[i] * s * (T(1) + g[i] * (T(1) - s));
-    if (du) du[i] = dy[i] * g[i] * s;
+    T gi = load_as<T>(g[i]), ui = load_as<T>(u[i]);
+    T s = stable_sigmoid(gi);
+    if (dg) dg[i] = dy[i] * ui * s * (T(1) + gi * (T(1) - s));
+    if (du) du[i] = dy[i] * gi * s;
   }
 }
 
@@ -66,13 +68,22 @@ struct ActBackward : Node {
 struct SwigluBackward : Node {
   const char* name() const override { return "SwigluBackward"; }
   std::vector<Tensor> backward(const Tensor& dout) override {
-    Tensor g = dout.contiguous(), gate = widen_kept(kept_gate), up = widen_kept(kept_up);
-    Tensor dg = next[0] ? Tensor::empty(gate.shape(), gate.dtype(), gate.device()) : Tensor();
-    Tensor du = next[1] ? Tensor::empty(up.shape(), up.dtype(), up.device()) : Tensor();
-    dispatch_float(gate.dtype(), "swiglu", [&](auto tag) {
+    // gate and up are both bf16 (read in place) or both the op's dtype, as the forward kept them.
+    Tensor g = widen_kept(dout.contiguous()), gate = kept_gate, up = kept_up;
+    if (gate.dtype() != up.dtype()) gate = widen_kept(gate), up = widen_kept(up);
+    Tensor dg = next[0] ? Tensor::empty(gate.shape(), g.dtype(), gate.device()) : Tensor();
+    Tensor du = next[1] ? Tensor::empty(up.shape(), g.dtype(), up.device()) : Tensor();
+    dispatch_float(g.dtype(), "swiglu", [&](auto tag) {
       using T = decltype(tag);
-      swiglu_backward_cpu<T>(gate.data<T>(), up.data<T>(), g.data<T>(), dg.defined() ? dg.data<T>() : nullptr,
-                             du.defined() ? du.data<T>() : nullptr, gate.numel());
+      auto run = [&](auto xt) {
+        using X = decltype(xt);
+        swiglu_backward_cpu<T, X>(gate.data<X>(), up.data<X>(), g.data<T>(), dg.defined() ? dg.data<T>() : nullptr,
+                                  du.defined() ? du.data<T>() : nullptr, gate.numel());
+      };
+      if (gate.dtype() == DType::BF16)
+        run(bf16{});
+      else
+        run(T{});
     });
     return {dg, du};
   }

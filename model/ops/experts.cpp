@@ -33,15 +33,19 @@ inline T store_as(TC v) {
   }
 }
 
-// h [R, 2I]: gate pre-activations in columns [0, I), up in [I, 2I). a [R, I] = silu(g) ⊙ u.
-template <class T, class TC>
-void swiglu_rows(const TC* h, T* a, int64_t rows, int64_t width) {
+// h [R, 2I]: gate pre-activations in columns [0, I), up in [I, 2I). a [R, I] = silu(g) ⊙ u,
+// computed in TC; H = TC, or bf16 for an h the backward kept as bf16 (read in place).
+template <class T, class TC, class H = TC>
+void swiglu_rows(const H* h, T* a, int64_t rows, int64_t width) {
 #pragma omp parallel for schedule(static) if (rows * width > kParallelGrain)
   for (int64_t r = 0; r < rows; ++r) {
-    const TC* g = h + r * 2 * width;
-    const TC* u = g + width;
+    const H* g = h + r * 2 * width;
+    const H* u = g + width;
     T* ar = a + r * width;
-    for (int64_t j = 0; j < width; ++j) ar[j] = store_as<T>(g[j] * stable_sigmoid(g[j]) * u[j]);
+    for (int64_t j = 0; j < width; ++j) {
+      TC gj = load_as<TC>(g[j]);
+      ar[j] = store_as<T>(gj * stable_sigmoid(gj) * load_as<TC>(u[j]));
+    }
   }
 }
 
@@ -64,7 +68,7 @@ void expert_swiglu_forward_cpu(const ExpertPlan& p, const T* x, const std::vecto
   gemm_tasks(tasks);
   int64_t rows = p.offsets.back();
   if constexpr (std::is_same_v<T, bf16>) round_to_bf16_values(h, rows * 2 * w);  // gate and up results are bf16 values
-  swiglu_rows(h, a, rows, w);
+  swiglu_rows<T, TC>(h, a, rows, w);
   tasks.clear();
   for (int64_t e = 0; e < e_count; ++e) {  // y_e = a_e downᵀ
     int64_t r0 = p.offsets[e], c = p.offsets[e + 1] - r0;
@@ -78,10 +82,11 @@ void expert_swiglu_forward_cpu(const ExpertPlan& p, const T* x, const std::vecto
   gemm_tasks(tasks);
 }
 
-// dx (may be null), dgate/dup/ddown[e] (entries may be null) from dy; h as saved by the forward.
-template <class T, class TC>
+// dx (may be null), dgate/dup/ddown[e] (entries may be null) from dy; h as saved by the forward
+// (H = TC, or bf16 when the forward kept it as bf16).
+template <class T, class TC, class H>
 void expert_swiglu_backward_cpu(const ExpertPlan& p, const T* x, const std::vector<const T*>& gate,
-                                const std::vector<const T*>& up, const std::vector<const T*>& down, const TC* h, const T* dy,
+                                const std::vector<const T*>& up, const std::vector<const T*>& down, const H* h, const T* dy,
                                 TC* dx, const std::vector<TC*>& dgate, const std::vector<TC*>& dup,
                                 const std::vector<TC*>& ddown) {
   int64_t d = p.d, w = p.width, e_count = static_cast<int64_t>(gate.size()), rows = p.offsets.back();
@@ -91,7 +96,7 @@ void expert_swiglu_backward_cpu(const ExpertPlan& p, const T* x, const std::vect
   T* a = at.data<T>();
   TC* da = dat.data<TC>();
   T* dh = dht.data<T>();
-  swiglu_rows(h, a, rows, w);  // recomputed rather than kept from the forward
+  swiglu_rows<T, TC, H>(h, a, rows, w);  // recomputed rather than kept from the forward
   std::vector<GemmTask<T, TC>> tasks;
   for (int64_t e = 0; e < e_count; ++e) {
     int64_t r0 = p.offsets[e], c = p.offsets[e + 1] - r0;
@@ -114,8 +119,8 @@ void expert_swiglu_backward_cpu(const ExpertPlan& p, const T* x, const std::vect
   // dg = da ⊙ u ⊙ silu'(g), du = da ⊙ silu(g), with silu'(g) = s·(1 + g·(1 − s)).
 #pragma omp parallel for schedule(static) if (rows * w > kParallelGrain)
   for (int64_t r = 0; r < rows; ++r) {
-    const TC* g = h + r * 2 * w;
-    const TC* u = g + w;
+    const H* g = h + r * 2 * w;
+    const H* u = g + w;
     const TC* dar = da + r * w;
     T* dg = dh + r * 2 * w;
     T* du = dg + w;
@@ -123,9 +128,10 @@ void expert_swiglu_backward_cpu(const ExpertPlan& p, const T* x, const std::vect
       // bf16: da is the gradient of a bf16 operand, so it is rounded first (as a bf16 GEMM's
       // incoming gradient is); dg and du are rounded as they are stored for their GEMMs.
       TC dj = std::is_same_v<T, bf16> ? bf16_to_float(float_to_bf16(static_cast<float>(dar[j]))) : dar[j];
-      TC s = stable_sigmoid(g[j]);
-      dg[j] = store_as<T>(dj * u[j] * s * (TC(1) + g[j] * (TC(1) - s)));
-      du[j] = store_as<T>(dj * g[j] * s);
+      TC gj = load_as<TC>(g[j]), uj = load_as<TC>(u[j]);
+      TC s = stable_sigmoid(gj);
+      dg[j] = store_as<T>(dj * uj * s * (TC(1) + gj * (TC(1) - s)));
+      du[j] = store_as<T>(dj * gj * s);
     }
   }
   tasks.clear();
@@ -165,7 +171,6 @@ struct ExpertSwigluBackward : Node {
     bool half = x.dtype() == DType::BF16;
     Tensor dy = half ? dout.to(DType::BF16).contiguous() : dout.contiguous();
     DType acc = accumulate_dtype(x.dtype());
-    Tensor hw = widen_kept(h);
     dispatch_product(x.dtype(), name(), [&](auto t_tag, auto tc_tag) {
       using T = decltype(t_tag);
       using TC = decltype(tc_tag);
@@ -189,7 +194,10 @@ struct ExpertSwigluBackward : Node {
           (*outs[j])[e] = gt.data<TC>();
         }
       }
-      expert_swiglu_backward_cpu<T, TC>(plan, x.data<T>(), pg, pu, pd, hw.data<TC>(), dy.data<T>(), dx, dg, du, dd);
+      if (h.dtype() == DType::BF16)  // kept as bf16 by the forward: read in place
+        expert_swiglu_backward_cpu<T, TC, bf16>(plan, x.data<T>(), pg, pu, pd, h.data<bf16>(), dy.data<T>(), dx, dg, du, dd);
+      else
+        expert_swiglu_backward_cpu<T, TC, TC>(plan, x.data<T>(), pg, pu, pd, h.data<TC>(), dy.data<T>(), dx, dg, du, dd);
     });
     if (half)
       for (Tensor& g : grads)
@@ -232,9 +240,10 @@ void moe_combine_forward_cpu(const T* yp, const T* w, const int64_t* row_of, T* 
   }
 }
 
-// dyp[r] = w[slot r] · dy[token of r]; dw[a] = dy[token of a] · yp[row of a].
-template <class T>
-void moe_combine_backward_cpu(const T* yp, const T* w, const int64_t* slot, const int64_t* row_of, const T* dy, T* dyp, T* dw,
+// dyp[r] = w[slot r] · dy[token of r]; dw[a] = dy[token of a] · yp[row of a]. Y = T, or bf16 for
+// a yp the forward kept as bf16 (read in place).
+template <class T, class Y>
+void moe_combine_backward_cpu(const Y* yp, const T* w, const int64_t* slot, const int64_t* row_of, const T* dy, T* dyp, T* dw,
                               int64_t s_tok, int64_t k, int64_t d) {
   int64_t a = s_tok * k;
   if (dyp) {
@@ -250,10 +259,10 @@ void moe_combine_backward_cpu(const T* yp, const T* w, const int64_t* slot, cons
 #pragma omp parallel for schedule(static) if (a * d > kParallelGrain)
     for (int64_t q = 0; q < a; ++q) {
       const T* g = dy + (q / k) * d;
-      const T* src = yp + row_of[q] * d;
+      const Y* src = yp + row_of[q] * d;
       T acc = 0;
 #pragma omp simd reduction(+ : acc)
-      for (int64_t j = 0; j < d; ++j) acc += g[j] * src[j];
+      for (int64_t j = 0; j < d; ++j) acc += g[j] * load_as<T>(src[j]);
       dw[q] = acc;
     }
   }
@@ -262,18 +271,22 @@ void moe_combine_backward_cpu(const T* yp, const T* w, const int64_t* slot, cons
 struct MoeCombineBackward : Node {
   const char* name() const override { return "MoeCombineBackward"; }
   std::vector<Tensor> backward(const Tensor& dout) override {
-    Tensor dy = dout.contiguous(), dyp, dw, ypw;  // yp is needed for dw only
+    Tensor dy = dout.contiguous(), dyp, dw;  // yp (bf16 when kept so, read in place) is needed for dw only
     if (next[0]) dyp = Tensor::empty(yp.shape(), w.dtype(), yp.device());
-    if (next[1]) {
-      dw = Tensor::empty(w.shape(), w.dtype(), w.device());
-      ypw = widen_kept(yp);
-    }
+    if (next[1]) dw = Tensor::empty(w.shape(), w.dtype(), w.device());
     int64_t s_tok = w.shape()[0], k = w.shape()[1], d = yp.shape()[1];
     dispatch_float(w.dtype(), name(), [&](auto tag) {
       using T = decltype(tag);
-      moe_combine_backward_cpu<T>(ypw.defined() ? ypw.data<T>() : nullptr, w.data<T>(), slot.data<int64_t>(), row_of.data(),
-                                  dy.data<T>(), dyp.defined() ? dyp.data<T>() : nullptr, dw.defined() ? dw.data<T>() : nullptr,
-                                  s_tok, k, d);
+      auto run = [&](auto yt) {
+        using Y = decltype(yt);
+        moe_combine_backward_cpu<T, Y>(yp.data<Y>(), w.data<T>(), slot.data<int64_t>(), row_of.data(), dy.data<T>(),
+                                       dyp.defined() ? dyp.data<T>() : nullptr, dw.defined() ? dw.data<T>() : nullptr, s_tok, k,
+                                       d);
+      };
+      if (yp.dtype() == DType::BF16)
+        run(bf16{});
+      else
+        run(T{});
     });
     return {dyp, dw, Tensor()};
   }

@@ -25,27 +25,27 @@ void rmsnorm_forward_cpu(const T* x, const T* w, T* y, T* rstd, int64_t rows, in
 // With x̂ = x·rstd and g = dy ⊙ w:  dx = rstd·(g − x̂·mean(g ⊙ x̂)),  dw = Σ_rows dy ⊙ x̂.
 // dw is summed per fixed block of rows, then the blocks in order, so the result does not depend
 // on the number of threads.
-template <class T>
-void rmsnorm_backward_cpu(const T* dy, const T* x, const T* w, const T* rstd, T* dx, T* dw, int64_t rows, int64_t d) {
+template <class T, class X>
+void rmsnorm_backward_cpu(const T* dy, const X* x, const T* w, const T* rstd, T* dx, T* dw, int64_t rows, int64_t d) {
   constexpr int64_t kBlock = 32;
   int64_t blocks = (rows + kBlock - 1) / kBlock;
   std::vector<double> partial(dw ? blocks * d : 0, 0.0);
 #pragma omp parallel for schedule(static) if (rows * d > kParallelGrain)
   for (int64_t b = 0; b < blocks; ++b) {
     for (int64_t r = b * kBlock; r < std::min(rows, (b + 1) * kBlock); ++r) {
-      const T* xr = x + r * d;
+      const X* xr = x + r * d;
       const T* gr = dy + r * d;
       double rs = rstd[r], dot = 0.0;
 #pragma omp simd reduction(+ : dot)
-      for (int64_t j = 0; j < d; ++j) dot += static_cast<double>(gr[j]) * w[j] * xr[j] * rs;
+      for (int64_t j = 0; j < d; ++j) dot += static_cast<double>(gr[j]) * w[j] * load_as<T>(xr[j]) * rs;
       double m = dot / static_cast<double>(d);
       if (dx) {
         T* dr = dx + r * d;
-        for (int64_t j = 0; j < d; ++j) dr[j] = static_cast<T>(rs * (gr[j] * w[j] - xr[j] * rs * m));
+        for (int64_t j = 0; j < d; ++j) dr[j] = static_cast<T>(rs * (gr[j] * w[j] - load_as<T>(xr[j]) * rs * m));
       }
       if (dw) {
         double* pr = partial.data() + b * d;
-        for (int64_t j = 0; j < d; ++j) pr[j] += static_cast<double>(gr[j]) * xr[j] * rs;
+        for (int64_t j = 0; j < d; ++j) pr[j] += static_cast<double>(gr[j]) * load_as<T>(xr[j]) * rs;
       }
     }
   }
@@ -60,6 +60,8 @@ template void rmsnorm_forward_cpu<float>(const float*, const float*, float*, flo
 template void rmsnorm_forward_cpu<double>(const double*, const double*, double*, double*, int64_t, int64_t, double);
 template void rmsnorm_backward_cpu<float>(const float*, const float*, const float*, const float*, float*, float*, int64_t,
                                           int64_t);
+template void rmsnorm_backward_cpu<float, bf16>(const float*, const bf16*, const float*, const float*, float*, float*, int64_t,
+                                                int64_t);
 template void rmsnorm_backward_cpu<double>(const double*, const double*, const double*, const double*, double*, double*, int64_t,
                                            int64_t);
 
@@ -68,14 +70,22 @@ namespace {
 struct RmsNormBackward : Node {
   const char* name() const override { return "RmsNormBackward"; }
   std::vector<Tensor> backward(const Tensor& dout) override {
-    Tensor g = dout.contiguous(), x = widen_kept(kept_x);
+    const Tensor& x = kept_x;  // bf16 (read in place) when the forward kept it so
+    Tensor g = dout.contiguous();
     int64_t d = w.numel(), rows = x.numel() / std::max<int64_t>(d, 1);
-    Tensor dx = next[0] ? Tensor::empty(x.shape(), x.dtype(), x.device()) : Tensor();
+    Tensor dx = next[0] ? Tensor::empty(x.shape(), w.dtype(), x.device()) : Tensor();
     Tensor dw = next[1] ? Tensor::empty(w.shape(), w.dtype(), w.device()) : Tensor();
-    dispatch_float(x.dtype(), "rmsnorm", [&](auto tag) {
+    dispatch_float(w.dtype(), "rmsnorm", [&](auto tag) {
       using T = decltype(tag);
-      rmsnorm_backward_cpu<T>(g.data<T>(), x.data<T>(), w.data<T>(), rstd.data<T>(), dx.defined() ? dx.data<T>() : nullptr,
-                              dw.defined() ? dw.data<T>() : nullptr, rows, d);
+      auto run = [&](auto xt) {
+        using X = decltype(xt);
+        rmsnorm_backward_cpu<T, X>(g.data<T>(), x.data<X>(), w.data<T>(), rstd.data<T>(), dx.defined() ? dx.data<T>() : nullptr,
+                                   dw.defined() ? dw.data<T>() : nullptr, rows, d);
+      };
+      if (x.dtype() == DType::BF16)
+        run(bf16{});
+      else
+        run(T{});
     });
     return {dx, dw};
   }

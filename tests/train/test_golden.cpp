@@ -206,7 +206,9 @@ void run_case(const Case& c) {
   EXPECT_LT(losses.back(), losses.front() - 0.5) << "the reference run should learn the repeated text";
   for (const auto& p : model.params.all()) {
     if (c.bf16) {
-      if (!p.trainable) EXPECT_NE(p.tensor.to_vector<double>(), std::vector<double>(p.tensor.numel(), 0.0)) << p.name;
+      if (!p.trainable) {
+        EXPECT_NE(p.tensor.to_vector<double>(), std::vector<double>(p.tensor.numel(), 0.0)) << p.name;
+      }
       continue;
     }
     if (p.trainable) {
