@@ -4,6 +4,7 @@
 #include "model/ops/mla_attention.h"
 
 #include <algorithm>
+#include <type_traits>
 
 #include "model/autograd/autocast.h"
 #include "model/ops/attention_head.h"
@@ -23,21 +24,24 @@ struct MlaShape {
 };
 
 // A short run of values (a head's d_n or d_v dims): an inline loop, where std::copy would call
-// memmove once per run.
-template <class T>
-inline void copy_run(const T* src, int64_t n, T* dst) {
+// memmove once per run. X = T, or bf16 read as T.
+template <class T, class X>
+inline void copy_run(const X* src, int64_t n, T* dst) {
 #pragma omp simd
-  for (int64_t j = 0; j < n; ++j) dst[j] = src[j];
+  for (int64_t j = 0; j < n; ++j) dst[j] = load_as<T>(src[j]);
 }
 
-template <class T>
+// The op's inputs in their element type X: T, or bf16 when the backward reads what the forward
+// kept as bf16 (autocast.h's keep_for_backward); the rope tables are T.
+template <class T, class X = T>
 struct MlaPtrs {
-  const T *q, *kv, *kpe, *cos, *sin;
+  const X *q, *kv, *kpe;
+  const T *cos, *sin;
 };
 
 // rope(k_pe) of every token, once (all heads share it): out [B, T, d_r].
-template <class T>
-void rotate_kpe(const MlaPtrs<T>& in, const MlaShape& a, T* out) {
+template <class T, class X>
+void rotate_kpe(const MlaPtrs<T, X>& in, const MlaShape& a, T* out) {
   int64_t half = a.dr / 2;
 #pragma omp parallel for collapse(2) schedule(static) if (a.b * a.t * a.dr > kParallelGrain)
   for (int64_t bi = 0; bi < a.b; ++bi)
@@ -48,12 +52,12 @@ void rotate_kpe(const MlaPtrs<T>& in, const MlaShape& a, T* out) {
 
 // The rotated queries and keys of head hi of batch bi, packed as [T, d_qk]:
 //   qh[i] = [q_n, rope(q_r)],  kh[i] = [k_nope_h, rope(k_pe)] (kpe_rot: rotate_kpe's output).
-template <class T>
-void pack_head(const MlaPtrs<T>& in, const MlaShape& a, const T* kpe_rot, int64_t bi, int64_t hi, T* qh, T* kh) {
+template <class T, class X>
+void pack_head(const MlaPtrs<T, X>& in, const MlaShape& a, const T* kpe_rot, int64_t bi, int64_t hi, T* qh, T* kh) {
   int64_t dqk = a.dqk(), half = a.dr / 2;
   for (int64_t i = 0; i < a.t; ++i) {
-    const T* qr = in.q + (bi * a.t + i) * a.ldq() + hi * dqk;
-    const T* kr = in.kv + (bi * a.t + i) * a.ldkv() + hi * (a.dn + a.dv);
+    const X* qr = in.q + (bi * a.t + i) * a.ldq() + hi * dqk;
+    const X* kr = in.kv + (bi * a.t + i) * a.ldkv() + hi * (a.dn + a.dv);
     copy_run(qr, a.dn, qh + i * dqk);
     rope_row(qr + a.dn, in.cos + i * half, in.sin + i * half, qh + i * dqk + a.dn, half, T(1));
     copy_run(kr, a.dn, kh + i * dqk);
@@ -85,15 +89,20 @@ void mla_forward_cpu(const MlaPtrs<T>& in, const MlaShape& a, T scale, T* o, T* 
 }
 
 // dq [B, T, H, d_qk], dkv [B, T, H, d_n + d_v], dkpe [B, T, d_r] (contiguous), all written.
-template <class T>
-void mla_backward_cpu(const MlaPtrs<T>& in, const MlaShape& a, T scale, const T* o, const T* lse, const T* dout, T* dq, T* dkv,
+// X = T reads v, o and dout in place; X = bf16 (what the forward kept under autocast, and the
+// bf16 gradient o_proj returns) packs each head's v, o and dout as T first, like q and k.
+template <class T, class X>
+void mla_backward_cpu(const MlaPtrs<T, X>& in, const MlaShape& a, T scale, const X* o, const T* lse, const X* dout, T* dq, T* dkv,
                       T* dkpe) {
+  constexpr bool kInPlace = std::is_same_v<T, X>;
   int64_t dqk = a.dqk(), half = a.dr / 2;
   // Each head's gradient of the shared rotary key, summed over heads in order afterwards.
   Tensor heads_t = Tensor::empty({a.b, a.h, a.t, a.dr}, dtype_of<T>()), kpe_rot = Tensor::empty({a.b, a.t, a.dr}, dtype_of<T>());
   rotate_kpe(in, a, kpe_rot.data<T>());
   T* heads = heads_t.data<T>();
-  attention_head::ThreadScratch<T> scratch(4 * a.t * dqk + a.t * a.dv + a.dr + attention_head::backward_scratch(a.t, dqk, a.dv));
+  int64_t packed_vod = kInPlace ? 0 : 3 * a.t * a.dv;  // v, o, dout of one head
+  attention_head::ThreadScratch<T> scratch(4 * a.t * dqk + a.t * a.dv + a.dr + packed_vod +
+                                           attention_head::backward_scratch(a.t, dqk, a.dv));
 #pragma omp parallel
   {
     T* qh = scratch.mine();
@@ -102,7 +111,8 @@ void mla_backward_cpu(const MlaPtrs<T>& in, const MlaShape& a, T scale, const T*
     T* dkh = dqh + a.t * dqk;
     T* dvh = dkh + a.t * dqk;
     T* acc = dvh + a.t * a.dv;
-    T* work = acc + a.dr;
+    T* vodh = acc + a.dr;  // packed v, o, dout [t, d_v] each (bf16 inputs only)
+    T* work = vodh + packed_vod;
 #pragma omp for schedule(dynamic) collapse(2)
     for (int64_t bi = 0; bi < a.b; ++bi) {
       for (int64_t hi = 0; hi < a.h; ++hi) {
@@ -110,9 +120,23 @@ void mla_backward_cpu(const MlaPtrs<T>& in, const MlaShape& a, T scale, const T*
         std::fill(dkh, dkh + a.t * dqk, T(0));
         std::fill(dvh, dvh + a.t * a.dv, T(0));
         int64_t kvoff = bi * a.t * a.ldkv() + hi * (a.dn + a.dv), ooff = bi * a.t * a.ldo() + hi * a.dv;
-        attention_head::backward<T>({qh, dqk}, {kh, dqk}, {in.kv + kvoff + a.dn, a.ldkv()}, {o + ooff, a.ldo()},
-                                    {dout + ooff, a.ldo()}, lse + (bi * a.h + hi) * a.t, {dqh, dqk}, {dkh, dqk}, {dvh, a.dv}, a.t,
-                                    dqk, a.dv, scale, work);
+        using M = attention_head::Mat<const T>;
+        M v, oh, gh;
+        if constexpr (kInPlace) {
+          v = {in.kv + kvoff + a.dn, a.ldkv()}, oh = {o + ooff, a.ldo()}, gh = {dout + ooff, a.ldo()};
+        } else {
+          T* vp = vodh;
+          T* op = vp + a.t * a.dv;
+          T* gp = op + a.t * a.dv;
+          for (int64_t i = 0; i < a.t; ++i) {
+            copy_run(in.kv + kvoff + i * a.ldkv() + a.dn, a.dv, vp + i * a.dv);
+            copy_run(o + ooff + i * a.ldo(), a.dv, op + i * a.dv);
+            copy_run(dout + ooff + i * a.ldo(), a.dv, gp + i * a.dv);
+          }
+          v = {vp, a.dv}, oh = {op, a.dv}, gh = {gp, a.dv};
+        }
+        attention_head::backward<T>({qh, dqk}, {kh, dqk}, v, oh, gh, lse + (bi * a.h + hi) * a.t, {dqh, dqk}, {dkh, dqk},
+                                    {dvh, a.dv}, a.t, dqk, a.dv, scale, work);
         for (int64_t i = 0; i < a.t; ++i) {  // unpack, rotating the rotary parts back
           const T* c = in.cos + i * half;
           const T* s = in.sin + i * half;
@@ -144,20 +168,34 @@ void mla_backward_cpu(const MlaPtrs<T>& in, const MlaShape& a, T scale, const T*
 struct MlaAttentionBackward : Node {
   const char* name() const override { return "MlaAttentionBackward"; }
   std::vector<Tensor> backward(const Tensor& dout) override {
-    // What the forward kept, as f32 again when it was kept as bf16 (autocast.h); the incoming
-    // gradient is bf16 when the output was (o_proj's backward returns its operand's type).
-    Tensor g = widen_kept(dout.contiguous()), q = widen_kept(kept_q), kv = widen_kept(kept_kv), o = widen_kept(kept_o);
-    Tensor k_pe = widen_kept(kept_kpe);
+    // What the forward kept: all bf16 under autocast (the projections' rounded results and the
+    // bf16 output; the incoming gradient is bf16 too, as o_proj's backward returns its operand's
+    // type), read in place by the bf16 kernel; a mix (an input that was not bf16 values) is
+    // widened to f32 first.
+    Tensor g = dout.contiguous(), q = kept_q, kv = kept_kv, o = kept_o, k_pe = kept_kpe;
+    bool half = g.dtype() == DType::BF16 && q.dtype() == DType::BF16 && kv.dtype() == DType::BF16 && o.dtype() == DType::BF16 &&
+                k_pe.dtype() == DType::BF16;
+    if (!half) {
+      for (Tensor* t : {&g, &q, &kv, &o, &k_pe}) *t = widen_kept(*t);
+    }
     MlaShape shape = shape_;
     shape.kpe_sb = k_pe.strides()[0], shape.kpe_st = k_pe.strides()[1];
-    Tensor dq = Tensor::empty(q.shape(), q.dtype(), q.device());
-    Tensor dkv = Tensor::empty(kv.shape(), kv.dtype(), kv.device());
-    Tensor dkpe = Tensor::empty({shape.b, shape.t, shape.dr}, q.dtype(), q.device());
-    dispatch_float(q.dtype(), "mla_attention", [&](auto tag) {
+    DType dt = lse.dtype();  // the op's own dtype
+    Tensor dq = Tensor::empty(q.shape(), dt, q.device());
+    Tensor dkv = Tensor::empty(kv.shape(), dt, kv.device());
+    Tensor dkpe = Tensor::empty({shape.b, shape.t, shape.dr}, dt, q.device());
+    dispatch_float(dt, "mla_attention", [&](auto tag) {
       using T = decltype(tag);
-      MlaPtrs<T> in{q.data<T>(), kv.data<T>(), k_pe.data<T>(), cos.data<T>(), sin.data<T>()};
-      mla_backward_cpu<T>(in, shape, static_cast<T>(scale), o.data<T>(), lse.data<T>(), g.data<T>(), dq.data<T>(), dkv.data<T>(),
-                          dkpe.data<T>());
+      auto run = [&](auto xt) {
+        using X = decltype(xt);
+        MlaPtrs<T, X> in{q.data<X>(), kv.data<X>(), k_pe.data<X>(), cos.data<T>(), sin.data<T>()};
+        mla_backward_cpu<T, X>(in, shape, static_cast<T>(scale), o.data<X>(), lse.data<T>(), g.data<X>(), dq.data<T>(),
+                               dkv.data<T>(), dkpe.data<T>());
+      };
+      if (half)
+        run(bf16{});
+      else
+        run(T{});
     });
     return {dq, dkv, dkpe};
   }

@@ -4,7 +4,6 @@
 // same signature when the CUDA backend provides it).
 #pragma once
 #include <string>
-#include <type_traits>
 #include <vector>
 
 #include "model/autograd/node.h"
@@ -26,15 +25,6 @@ void dispatch_float(DType dt, const char* op, F&& f) {
       throw Error(std::string(op) + ": expected an f32 or f64 tensor, got " + dtype_name(dt) +
                   (dt == DType::BF16 ? " (bf16 is a storage type: cast to f32 with .to(DType::F32))" : ""));
   }
-}
-
-// An element of type X read as the compute type T (a kept bf16 activation widened exactly).
-template <class T, class X>
-inline T load_as(X v) {
-  if constexpr (std::is_same_v<X, bf16>)
-    return static_cast<T>(bf16_to_float(v));
-  else
-    return static_cast<T>(v);
 }
 
 // The type a product of dt operands accumulates into, and returns: f32 for bf16, else dt.

@@ -21,11 +21,12 @@ RopeTables rope_tables(int64_t start, int64_t len, int64_t dim, double theta, DT
 Tensor rope(const Tensor& x, const RopeTables& tables);
 
 // One row of d = 2·half values rotated by one position's angles (cos, sin: that position's row of
-// the tables): sign +1 rotates forward, −1 back (the backward). x and y may be the same row.
-template <class T>
-inline void rope_row(const T* x, const T* cos, const T* sin, T* y, int64_t half, T sign) {
+// the tables): sign +1 rotates forward, −1 back (the backward). x and y may be the same row. X = T,
+// or bf16 for a row kept as bf16 (read as T).
+template <class T, class X = T>
+inline void rope_row(const X* x, const T* cos, const T* sin, T* y, int64_t half, T sign) {
   for (int64_t i = 0; i < half; ++i) {
-    T x0 = x[2 * i], x1 = x[2 * i + 1], si = sign * sin[i];
+    T x0 = load_as<T>(x[2 * i]), x1 = load_as<T>(x[2 * i + 1]), si = sign * sin[i];
     y[2 * i] = x0 * cos[i] - x1 * si;
     y[2 * i + 1] = x0 * si + x1 * cos[i];
   }

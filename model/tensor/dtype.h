@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <type_traits>
 
 namespace mlamoe {
 
@@ -59,6 +60,15 @@ inline float bf16_to_float(bf16 v) {
   float f;
   std::memcpy(&f, &u, 4);
   return f;
+}
+
+// An element of type X read as the compute type T (a kept bf16 activation widened exactly).
+template <class T, class X>
+inline T load_as(X v) {
+  if constexpr (std::is_same_v<X, bf16>)
+    return static_cast<T>(bf16_to_float(v));
+  else
+    return static_cast<T>(v);
 }
 
 inline bf16 float_to_bf16(float f) {
