@@ -429,8 +429,8 @@ int run_training(const RunConfig& rc, MpiRuntime* mpi, const StartOptions& start
     if (r.state.step >= tc.steps && r.rank == 0)
       std::printf("nothing left to train: %s is at step %lld of train.steps = %lld\n", r.load_from.c_str(),
                   static_cast<long long>(r.state.step), static_cast<long long>(tc.steps));
-    AutocastBf16 autocast(tc.precision == "bf16");  // the dense projections' GEMMs, training and evaluation
-    Bf16WeightCopies bf16_weights;                  // the weights as those GEMMs read them; refreshed per step
+    AutocastBf16 autocast(tc.precision == "bf16");               // the dense projections' GEMMs, training and evaluation
+    Bf16WeightCopies bf16_weights(r.model->params.trainable());  // as those GEMMs read them; refreshed per step
     train_loop(r);  // with nothing left it only (re)writes the final weights, which a kill may have cut short
   } catch (const StopRun& e) {
     if (r.rank == 0) std::fprintf(stderr, "mlamoe: error: %s\n", e.what());

@@ -60,7 +60,7 @@ void round_to_bf16_values(Tensor& y) {
 
 Tensor autocast_operand(const Tensor& x) {
   if (!g_autocast || x.dtype() != DType::F32) return x;
-  if (g_weights && x.is_leaf() && x.requires_grad()) {
+  if (g_weights && g_weights->holds(x)) {
     Tensor out = g_weights->copy_of(x).detach();
     if (needs_grad({x})) connect(out, std::make_shared<WeightCastBackward>(), {x});
     return out;
@@ -68,16 +68,26 @@ Tensor autocast_operand(const Tensor& x) {
   return x.to(DType::BF16);
 }
 
-Bf16WeightCopies::Bf16WeightCopies() : outer_(g_weights) { g_weights = this; }
+Bf16WeightCopies::Bf16WeightCopies(const std::vector<Tensor>& weights) : outer_(g_weights) {
+  for (const Tensor& w : weights)
+    if (w.defined()) copies_[w.impl()] = Entry{w.impl_ptr(), Tensor()};
+  g_weights = this;
+}
 Bf16WeightCopies::~Bf16WeightCopies() { g_weights = outer_; }
 
-Tensor Bf16WeightCopies::copy_of(const Tensor& w) {
+bool Bf16WeightCopies::holds(const Tensor& w) const {
   auto it = copies_.find(w.impl());
-  if (it != copies_.end() && !it->second.master.expired()) return it->second.copy;
-  // First use (or a new tensor at a freed one's address): copy it now.
-  Entry e{w.impl_ptr(), Tensor::empty(w.shape(), DType::BF16, w.device())};
-  e.copy.copy_(w);
-  copies_[w.impl()] = e;
+  // The same object, not a new tensor at a freed weight's address.
+  return it != copies_.end() && it->second.master.lock() == w.impl_ptr();
+}
+
+Tensor Bf16WeightCopies::copy_of(const Tensor& w) {
+  MLAMOE_CHECK(holds(w), "Bf16WeightCopies: " << w.describe() << " is not one of the weights it was given");
+  Entry& e = copies_[w.impl()];
+  if (!e.copy.defined()) {  // first use: copy it now
+    e.copy = Tensor::empty(w.shape(), DType::BF16, w.device());
+    e.copy.copy_(w);
+  }
   return e.copy;
 }
 
@@ -88,14 +98,15 @@ void Bf16WeightCopies::refresh() {
       it = copies_.erase(it);
       continue;
     }
-    it->second.copy.copy_(Tensor(master));
+    if (it->second.copy.defined()) it->second.copy.copy_(Tensor(master));
     ++it;
   }
 }
 
 double Bf16WeightCopies::bytes() const {
   double b = 0;
-  for (const auto& [impl, e] : copies_) b += 2.0 * static_cast<double>(e.copy.numel());
+  for (const auto& [impl, e] : copies_)
+    if (e.copy.defined()) b += 2.0 * static_cast<double>(e.copy.numel());
   return b;
 }
 

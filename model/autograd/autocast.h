@@ -5,7 +5,9 @@
 // thread (the ops of a step run on the thread that calls them) and nests; recompute() restores the
 // state its forward saw. What is rounded where is model/README.md §6's bf16 contract.
 //
-// Three things keep the bf16 mode's memory and conversions down without changing a single value:
+// Three things keep the bf16 mode's memory and conversions down without changing a single value
+// (the one change the contract makes beyond the projections is mla_attention's bf16 output, whose
+// backward reads the rounded O: model/README.md §6):
 //   - autocast_operand() gives a GEMM its bf16 operand; a module converts an input read by several
 //     projections once and passes the bf16 tensor to each (one saved copy, not one per product);
 //   - Bf16WeightCopies holds one bf16 copy of each weight the GEMMs read, refreshed after every
@@ -16,6 +18,7 @@
 #include <cstdint>
 #include <memory>
 #include <unordered_map>
+#include <vector>
 
 #include "model/tensor/tensor.h"
 
@@ -41,26 +44,28 @@ void round_to_bf16_values(float* p, int64_t n);
 void round_to_bf16_values(Tensor& y);
 
 // The bf16 operand of an autocast GEMM (recorded by autograd, so gradients flow back in f32):
-// x itself when it is not f32 (already bf16, or f64 which autocast leaves alone); a parameter's
-// copy from the active Bf16WeightCopies; otherwise x rounded to a fresh bf16 tensor. Outside an
-// autocast scope x is returned unchanged.
+// x itself when it is not f32 (already bf16, or f64 which autocast leaves alone); a registered
+// weight's copy from the active Bf16WeightCopies; otherwise x rounded to a fresh bf16 tensor.
+// Outside an autocast scope x is returned unchanged.
 Tensor autocast_operand(const Tensor& x);
 
-// One bf16 copy per weight, for the thread that constructs it and while it lives: the
-// parameters (leaves that require grad) that autocast_operand() meets are copied on first use and
-// re-rounded from their f32 master values by refresh(), which the trainer calls after every
+// One bf16 copy per weight, for the thread that constructs it and while it lives: each of
+// `weights` (the trainable parameters; other tensors, such as the leaves recompute() and the
+// pipeline make of activations, are never cached) is copied when autocast_operand() first meets
+// it and re-rounded from its f32 master values by refresh(), which the trainer calls after every
 // optimizer step. A weight changed in place without refresh() would be read stale: only the
-// trainer opens one, around its loop.
+// trainer (and tests that train like it) opens one, around its loop.
 class Bf16WeightCopies {
  public:
-  Bf16WeightCopies();
+  explicit Bf16WeightCopies(const std::vector<Tensor>& weights);
   ~Bf16WeightCopies();
   Bf16WeightCopies(const Bf16WeightCopies&) = delete;
   Bf16WeightCopies& operator=(const Bf16WeightCopies&) = delete;
 
-  void refresh();                   // every copy re-rounded from its master weight
-  Tensor copy_of(const Tensor& w);  // bf16 [same shape], contiguous, not recorded
-  double bytes() const;             // the copies' bytes (--dry-run's estimate is checked against it)
+  bool holds(const Tensor& w) const;  // is w one of the weights?
+  void refresh();                     // every copy made so far re-rounded from its master weight
+  Tensor copy_of(const Tensor& w);    // bf16 [same shape], contiguous, not recorded; w: one of the weights
+  double bytes() const;               // the copies' bytes so far
 
  private:
   struct Entry {

@@ -193,7 +193,7 @@ TEST(Autocast, WeightCopiesAreReadUntilRefreshed) {
   sum(fresh_y).backward();
   Tensor fresh_g = w.grad();
   w.zero_grad();
-  Bf16WeightCopies copies;
+  Bf16WeightCopies copies({w});
   Tensor y = linear(x, w);
   sum(y).backward();
   EXPECT_EQ(y.to_vector<float>(), fresh_y.to_vector<float>());
@@ -201,12 +201,15 @@ TEST(Autocast, WeightCopiesAreReadUntilRefreshed) {
   EXPECT_EQ(copies.bytes(), 2.0 * 12 * 40);
   linear(x, w);
   EXPECT_EQ(copies.bytes(), 2.0 * 12 * 40) << "one copy per weight, not per call";
+  Tensor other = Tensor::randn({12, 40}, rng).set_requires_grad(true);  // a leaf, but not one of the weights
+  linear(x, other);
+  EXPECT_EQ(copies.bytes(), 2.0 * 12 * 40) << "only the weights it was given are cached";
   w.data<float>()[0] += 1.0f;  // an optimizer step
   EXPECT_EQ(linear(x, w).to_vector<float>(), y.to_vector<float>()) << "read before refresh(): the old copy";
   copies.refresh();
   Tensor after = linear(x, w);
   {
-    Bf16WeightCopies none;  // a scope of its own: fresh copies of the changed weight
+    Bf16WeightCopies fresh({w});  // a scope of its own: a fresh copy of the changed weight
     EXPECT_EQ(after.to_vector<float>(), linear(x, w).to_vector<float>());
   }
   EXPECT_NE(after.to_vector<float>(), y.to_vector<float>());

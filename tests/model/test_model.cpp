@@ -226,7 +226,7 @@ TEST(Model, Bf16AutocastKeepsActivationsInFewerBytes) {
   auto held_by_graph = [&](bool bf16) {
     DeepSeekModel m(c, 13, DType::F32);
     AutocastBf16 autocast(bf16);
-    Bf16WeightCopies copies;
+    Bf16WeightCopies copies(m.params.trainable());
     int64_t before = Storage::live_bytes(DeviceType::CPU);
     ModelOutput out = m.forward(w);
     auto held = static_cast<double>(Storage::live_bytes(DeviceType::CPU) - before) - copies.bytes();

@@ -170,7 +170,7 @@ int run_reference(const std::string& dir, const Precision& prec) {
   DeepSeekModel model(cfg, 7, prec.dtype);
   AdamW opt(model.params, {});
   AutocastBf16 autocast(prec.bf16);  // as the trainer runs train.precision = "bf16"
-  Bf16WeightCopies bf16_weights;
+  Bf16WeightCopies bf16_weights(model.params.trainable());
   std::vector<double> losses;
   for (int64_t s = 0; s < kSteps; ++s)
     losses.push_back(
@@ -221,7 +221,7 @@ int run_layout(const std::string& dir, int64_t pp, int64_t ep, const Precision& 
   AdamW opt(model.params, {}, zero1_groups(mesh));  // ZeRO-1: moments sharded over dp / edp
   GradSync sync(model.params, mesh, 64 << 10);      // small buckets: several launch during backward
   AutocastBf16 autocast(prec.bf16);
-  Bf16WeightCopies bf16_weights;
+  Bf16WeightCopies bf16_weights(model.params.trainable());
   auto ref = nlohmann::json::parse(std::ifstream(dir + "/reference.json"))["losses"].get<std::vector<double>>();
   int failures = 0;
   for (int64_t s = 0; s < kSteps; ++s) {

@@ -114,7 +114,7 @@ void run_case(const Case& c) {
   DeepSeekModel model(cfg, 1234, c.dtype);
   bool f64 = c.dtype == DType::F64;
   AutocastBf16 autocast(c.bf16);  // as the trainer runs train.precision = "bf16"
-  Bf16WeightCopies bf16_weights;
+  Bf16WeightCopies bf16_weights(model.params.trainable());
 
   fs::path dir = fs::path(MLAMOE_TEST_TMPDIR) / ("golden_" + c.name);
   fs::remove_all(dir);
