@@ -1,0 +1,48 @@
+// A SIMT emulator: CUDA's execution model on the CPU, so that kernel sources compile with g++ and
+// run where no GPU is (the CUDA backend issue, part 1; HIP-CPU is the model, written anew).
+//
+// A launch runs the grid's blocks in parallel on the host's OpenMP threads. The threads of one
+// block run as fibers (ucontext) on one host thread and switch at __syncthreads. Between two
+// barriers the fibers run one after another in an order shuffled from the launch's seed, the
+// block and the phase, so a kernel whose result depends on the order of unsynchronised threads
+// gives different results under different seeds instead of passing by luck; a thread that leaves
+// the kernel while others wait at a barrier is an error (on a GPU: undefined behaviour).
+//
+// Kernel sources include simt/cuda_compat.h for CUDA's spellings (__global__, __shared__,
+// threadIdx, ...); this header is the engine.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+
+namespace mlamoe::simt {
+
+struct dim3 {
+  unsigned x = 1, y = 1, z = 1;
+  dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+  unsigned count() const { return x * y * z; }
+};
+
+// The running thread's coordinates. A host thread runs one block's fibers at a time, and the
+// scheduler sets these before it resumes each fiber.
+extern thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
+
+struct LaunchConfig {
+  dim3 grid, block;
+  size_t shared_bytes = 0;        // dynamic shared memory per block
+  uint64_t seed = 0;              // the thread order between barriers (different seeds: different orders)
+  size_t stack_bytes = 64 << 10;  // per thread (fiber); a kernel with large local arrays needs more
+};
+
+// Runs kernel() once per thread of cfg.grid × cfg.block. Throws mlamoe::Error on a bad
+// configuration, on a barrier that not every thread of a block reaches, or with the first
+// exception a thread threw.
+void launch(const LaunchConfig& cfg, const std::function<void()>& kernel);
+
+// __syncthreads(): this fiber waits until every thread of its block has arrived.
+void syncthreads();
+
+// The running block's dynamic shared memory (cfg.shared_bytes bytes, 16-byte aligned).
+unsigned char* dynamic_shared();
+
+}  // namespace mlamoe::simt
