@@ -1,9 +1,10 @@
 // The SIMT emulator (model/tensor/simt/simt.h): coordinates of every thread, a shared-memory
-// reduction across barriers, a racy kernel caught by the shuffled thread order, a barrier that not
-// every thread reaches, and exceptions from a kernel.
+// reduction across barriers, a racy kernel caught by the shuffled thread order, a barrier or warp
+// collective that not every thread reaches, exceptions from a kernel, warp shuffles and votes
+// (full and partial warps), and atomics across blocks running in parallel.
 #include <gtest/gtest.h>
 
-#include <atomic>
+#include <algorithm>
 #include <set>
 #include <vector>
 
@@ -135,6 +136,76 @@ TEST(Simt, DynamicSharedMemoryIsPerBlock) {
     }
   });
   for (int b = 0; b < 5; ++b) EXPECT_EQ(out[b], b * 100 * 32 + 31 * 32 / 2);
+}
+
+// Warp sums by butterfly (__shfl_xor_sync) and by halving (__shfl_down_sync, lane 0 holds the
+// sum), a ballot, across full warps and a partial last warp (80 threads: 32 + 32 + 16).
+TEST(Simt, WarpShufflesAndVotes) {
+  LaunchConfig cfg;
+  cfg.grid = dim3(3);
+  cfg.block = dim3(80);
+  const unsigned n = cfg.grid.count() * cfg.block.count();
+  std::vector<int> xor_sum(n), down_sum(n), ballot(n);
+  for (uint64_t seed : {0, 5}) {
+    cfg.seed = seed;
+    launch(cfg, [&] {
+      unsigned g = blockIdx.x * blockDim.x + threadIdx.x, lane = threadIdx.x % 32;
+      unsigned lanes = std::min(32u, blockDim.x - threadIdx.x / 32 * 32);
+      int v = static_cast<int>(g), a = v, d = v;
+      if (lanes == 32) {
+        for (int m = 16; m > 0; m /= 2) a += __shfl_xor_sync(0xffffffffu, a, m);
+        for (unsigned k = 16; k > 0; k /= 2) d += __shfl_down_sync(0xffffffffu, d, k);
+      } else {  // the partial warp: its own lanes only
+        unsigned mask = (1u << lanes) - 1u;
+        for (int m = static_cast<int>(lanes) / 2; m > 0; m /= 2) a += __shfl_xor_sync(mask, a, m);
+        for (unsigned k = lanes / 2; k > 0; k /= 2) d += __shfl_down_sync(mask, d, k);
+      }
+      xor_sum[g] = a;
+      down_sum[g] = d;
+      ballot[g] = static_cast<int>(__ballot_sync(lanes == 32 ? 0xffffffffu : (1u << lanes) - 1u, lane % 3 == 0));
+    });
+    for (unsigned g = 0; g < n; ++g) {
+      unsigned t = g % 80, first = g - t + t / 32 * 32, lanes = std::min(32u, 80 - t / 32 * 32);
+      int sum = 0;
+      unsigned bits = 0;
+      for (unsigned i = 0; i < lanes; ++i) sum += static_cast<int>(first + i), bits |= (i % 3 == 0 ? 1u : 0u) << i;
+      ASSERT_EQ(xor_sum[g], sum) << "thread " << g << ", seed " << seed;
+      if (g == first) {
+        ASSERT_EQ(down_sum[g], sum) << "lane 0 of the warp at " << first;
+      }
+      ASSERT_EQ(static_cast<unsigned>(ballot[g]), bits) << "thread " << g;
+    }
+  }
+}
+
+TEST(Simt, AtomicsAcrossBlocksRunningInParallel) {
+  LaunchConfig cfg;
+  cfg.grid = dim3(64);
+  cfg.block = dim3(128);
+  int count = 0, top = -1;
+  float total = 0.0f;
+  launch(cfg, [&] {
+    atomicAdd(&count, 1);
+    atomicAdd(&total, 0.5f);
+    atomicMax(&top, static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x));
+  });
+  EXPECT_EQ(count, 64 * 128);
+  EXPECT_EQ(total, 0.5f * 64 * 128);  // halves sum exactly in f32 at this size
+  EXPECT_EQ(top, 64 * 128 - 1);
+}
+
+TEST(Simt, WarpCollectiveNotReachedByEveryLaneIsAnError) {
+  LaunchConfig cfg;
+  cfg.block = dim3(32);
+  try {
+    launch(cfg, [] {
+      if (threadIdx.x == 7) return;
+      __shfl_xor_sync(0xffffffffu, 1, 1);
+    });
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("warp collective"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

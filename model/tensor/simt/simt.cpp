@@ -4,9 +4,8 @@
 
 #include <algorithm>
 #include <exception>
-#include <memory>
-#include <numeric>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "model/tensor/error.h"
@@ -17,7 +16,8 @@ thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
 
 namespace {
 
-enum class FiberState { Ready, AtBarrier, Done };
+// Waiting: inside a warp collective, until the warp's other lanes get there.
+enum class FiberState { Ready, Waiting, AtBarrier, Done };
 
 struct Fiber {
   ucontext_t ctx;
@@ -26,12 +26,23 @@ struct Fiber {
   std::exception_ptr error;
 };
 
+// One warp's exchange: lane l's value for its k-th collective goes to slot[k % 2][l]; count[l] is
+// the number of collectives lane l has deposited for.
+struct WarpExchange {
+  uint64_t slot[2][kWarpSize] = {};
+  uint64_t count[kWarpSize] = {};
+  unsigned lanes = kWarpSize;  // fewer in a block's last, partial warp
+  uint64_t min_count() const { return *std::min_element(count, count + lanes); }
+};
+
 // The scheduler of the block this host thread is running.
 struct BlockRun {
   ucontext_t scheduler;
   Fiber* current = nullptr;
   const std::function<void()>* kernel = nullptr;
   unsigned char* shared = nullptr;
+  std::vector<WarpExchange> warps;
+  uint64_t deposits = 0;  // the warp collectives' progress (deadlock detection)
 };
 thread_local BlockRun* t_run = nullptr;
 
@@ -47,6 +58,12 @@ void fiber_main() {
   swapcontext(&self->ctx, &run->scheduler);  // never resumed
 }
 
+[[noreturn]] void block_error(const std::string& what) {
+  t_run = nullptr;
+  throw Error("simt: block (" + std::to_string(blockIdx.x) + ", " + std::to_string(blockIdx.y) + ", " +
+              std::to_string(blockIdx.z) + "): " + what);
+}
+
 // Runs every thread of block `b` to completion on this host thread.
 void run_block(const LaunchConfig& cfg, const std::function<void()>& kernel, unsigned b, std::vector<char>& stacks,
                std::vector<unsigned char>& shared) {
@@ -57,6 +74,8 @@ void run_block(const LaunchConfig& cfg, const std::function<void()>& kernel, uns
   BlockRun run;
   run.kernel = &kernel;
   run.shared = shared.data();
+  run.warps.assign((n + kWarpSize - 1) / kWarpSize, WarpExchange{});
+  run.warps.back().lanes = n - (static_cast<unsigned>(run.warps.size()) - 1) * kWarpSize;
   t_run = &run;
   std::vector<Fiber> fibers(n);
   for (unsigned i = 0; i < n; ++i) {
@@ -69,39 +88,53 @@ void run_block(const LaunchConfig& cfg, const std::function<void()>& kernel, uns
     makecontext(&f.ctx, fiber_main, 0);
   }
   std::mt19937_64 rng(cfg.seed * 0x9e3779b97f4a7c15ULL + b);
-  std::vector<unsigned> order(n);
-  std::exception_ptr first_error;
+  std::vector<unsigned> order;
   for (int64_t phase = 0;; ++phase) {
-    std::iota(order.begin(), order.end(), 0u);
-    std::shuffle(order.begin(), order.end(), rng);
+    // Rounds in shuffled order until every thread is done or at the barrier (a thread inside a
+    // warp collective yields and is resumed in a later round).
+    for (;;) {
+      order.clear();
+      for (unsigned i = 0; i < n; ++i)
+        if (fibers[i].state == FiberState::Ready || fibers[i].state == FiberState::Waiting) order.push_back(i);
+      if (order.empty()) break;
+      std::shuffle(order.begin(), order.end(), rng);
+      uint64_t deposits = run.deposits;
+      bool moved = false;
+      std::exception_ptr error;
+      for (unsigned i : order) {
+        Fiber& f = fibers[i];
+        run.current = &f;
+        threadIdx = f.tid;
+        swapcontext(&run.scheduler, &f.ctx);
+        moved = moved || f.state == FiberState::Done || f.state == FiberState::AtBarrier;
+        if (f.error && !error) error = f.error;
+      }
+      if (error) {
+        t_run = nullptr;
+        std::rethrow_exception(error);  // the fibers still waiting are dropped with their stacks
+      }
+      if (!moved && deposits == run.deposits) block_error("a warp collective that not every lane of its warp reaches");
+    }
     unsigned done = 0, waiting = 0;
-    for (unsigned i : order) {
-      Fiber& f = fibers[i];
-      if (f.state == FiberState::Done) {
-        ++done;
-        continue;
-      }
-      f.state = FiberState::Ready;
-      run.current = &f;
-      threadIdx = f.tid;
-      swapcontext(&run.scheduler, &f.ctx);
-      if (f.state == FiberState::Done) {
-        ++done;
-        if (f.error && !first_error) first_error = f.error;
-      } else {
-        ++waiting;
-      }
-    }
-    if (first_error) {
-      t_run = nullptr;
-      std::rethrow_exception(first_error);  // the fibers still waiting are dropped with their stacks
-    }
+    for (const Fiber& f : fibers) (f.state == FiberState::Done ? done : waiting) += 1;
     if (waiting == 0) break;
-    MLAMOE_CHECK(done == 0, "simt: block (" << blockIdx.x << ", " << blockIdx.y << ", " << blockIdx.z << "): " << done << " of "
-                                            << n << " threads left the kernel while " << waiting
-                                            << " wait at __syncthreads (barrier " << phase << ")");
+    if (done != 0)
+      block_error(std::to_string(done) + " of " + std::to_string(n) + " threads left the kernel while " +
+                  std::to_string(waiting) + " wait at __syncthreads (barrier " + std::to_string(phase) + ")");
+    for (Fiber& f : fibers) f.state = FiberState::Ready;  // the barrier opens
   }
   t_run = nullptr;
+}
+
+// The running fiber yields until cond() holds; the block's other fibers run meanwhile.
+template <class C>
+void wait_until(BlockRun* run, C cond) {
+  Fiber* self = run->current;
+  while (!cond()) {
+    self->state = FiberState::Waiting;
+    swapcontext(&self->ctx, &run->scheduler);
+  }
+  self->state = FiberState::Ready;
 }
 
 }  // namespace
@@ -112,7 +145,26 @@ void syncthreads() {
   Fiber* self = run->current;
   self->state = FiberState::AtBarrier;
   swapcontext(&self->ctx, &run->scheduler);
-  // resumed in the next phase: the scheduler has set threadIdx and run->current again
+  // resumed after the barrier: the scheduler has set threadIdx and run->current again
+}
+
+const uint64_t* warp_exchange(unsigned mask, uint64_t value, unsigned& lane, unsigned& lanes) {
+  BlockRun* run = t_run;
+  MLAMOE_CHECK(run && run->current, "simt: a warp collective outside a kernel launch");
+  unsigned linear = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
+  WarpExchange& w = run->warps[linear / kWarpSize];
+  lane = linear % kWarpSize;
+  lanes = w.lanes;
+  unsigned whole = lanes == kWarpSize ? 0xffffffffu : (1u << lanes) - 1u;
+  MLAMOE_CHECK((mask & whole) == whole, "simt: a warp collective with mask " << mask << ": only whole-warp masks are emulated");
+  uint64_t k = w.count[lane];
+  // Slot k % 2 is free once every lane has deposited for collective k − 1 (and so read k − 2's).
+  if (k >= 1) wait_until(run, [&] { return w.min_count() >= k; });
+  w.slot[k % 2][lane] = value;
+  w.count[lane] = k + 1;
+  ++run->deposits;
+  wait_until(run, [&] { return w.min_count() >= k + 1; });
+  return w.slot[k % 2];
 }
 
 unsigned char* dynamic_shared() {
@@ -122,8 +174,8 @@ unsigned char* dynamic_shared() {
 
 void launch(const LaunchConfig& cfg, const std::function<void()>& kernel) {
   const dim3 g = cfg.grid, bk = cfg.block;
-  MLAMOE_CHECK(g.count() > 0 && bk.count() > 0, "simt: empty launch grid (" << g.x << ", " << g.y << ", " << g.z << ") x block ("
-                                                                            << bk.x << ", " << bk.y << ", " << bk.z << ")");
+  MLAMOE_CHECK(g.count() > 0 && bk.count() > 0, "simt: empty launch: grid (" << g.x << ", " << g.y << ", " << g.z << "), block ("
+                                                                             << bk.x << ", " << bk.y << ", " << bk.z << ")");
   MLAMOE_CHECK(bk.count() <= 1024, "simt: " << bk.count() << " threads per block; CUDA allows at most 1024");
   MLAMOE_CHECK(cfg.stack_bytes >= (16 << 10), "simt: stack_bytes " << cfg.stack_bytes << " is below 16 KiB");
   const unsigned blocks = g.count();
