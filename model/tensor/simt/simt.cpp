@@ -10,6 +10,13 @@
 
 #include "model/tensor/error.h"
 
+// AddressSanitizer must be told when execution moves to another stack, or it takes a fiber's
+// frames for overflows of the host thread's stack (the calls below are its documented protocol).
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#define MLAMOE_SIMT_ASAN 1
+#endif
+
 namespace mlamoe::simt {
 
 thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
@@ -21,6 +28,8 @@ enum class FiberState { Ready, Waiting, AtBarrier, Done };
 
 struct Fiber {
   ucontext_t ctx;
+  void* stack = nullptr;
+  size_t stack_bytes = 0;
   dim3 tid;
   FiberState state = FiberState::Ready;
   std::exception_ptr error;
@@ -42,20 +51,51 @@ struct BlockRun {
   const std::function<void()>* kernel = nullptr;
   unsigned char* shared = nullptr;
   std::vector<WarpExchange> warps;
-  uint64_t deposits = 0;  // the warp collectives' progress (deadlock detection)
+  uint64_t deposits = 0;                  // the warp collectives' progress (deadlock detection)
+  const void* scheduler_stack = nullptr;  // the host thread's stack, for AddressSanitizer
+  size_t scheduler_stack_bytes = 0;
 };
 thread_local BlockRun* t_run = nullptr;
+
+// swapcontext with AddressSanitizer's stack-switch annotations. `to_stack` is the stack being
+// entered; `leaving_for_good` marks a fiber's last switch (its fake stack can go).
+void switch_to(ucontext_t* from, const ucontext_t* to, const void* to_stack, size_t to_bytes, bool leaving_for_good = false) {
+#ifdef MLAMOE_SIMT_ASAN
+  void* fake = nullptr;
+  __sanitizer_start_switch_fiber(leaving_for_good ? nullptr : &fake, to_stack, to_bytes);
+  swapcontext(from, to);
+  __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
+#else
+  (void)to_stack, (void)to_bytes, (void)leaving_for_good;
+  swapcontext(from, to);
+#endif
+}
 
 void fiber_main() {
   BlockRun* run = t_run;
   Fiber* self = run->current;
+#ifdef MLAMOE_SIMT_ASAN
+  __sanitizer_finish_switch_fiber(nullptr, &run->scheduler_stack, &run->scheduler_stack_bytes);
+#endif
   try {
     (*run->kernel)();
   } catch (...) {
     self->error = std::current_exception();
   }
   self->state = FiberState::Done;
-  swapcontext(&self->ctx, &run->scheduler);  // never resumed
+  switch_to(&self->ctx, &run->scheduler, run->scheduler_stack, run->scheduler_stack_bytes, true);  // never resumed
+}
+
+// A fiber that starts in fiber_main on its own stack. Not inlined: getcontext returns twice as far
+// as the compiler knows, which would have it distrust the caller's loop variables.
+[[gnu::noinline]] void init_fiber(Fiber& f, char* stack, size_t bytes) {
+  getcontext(&f.ctx);
+  f.stack = stack;
+  f.stack_bytes = bytes;
+  f.ctx.uc_stack.ss_sp = stack;
+  f.ctx.uc_stack.ss_size = bytes;
+  f.ctx.uc_link = nullptr;
+  makecontext(&f.ctx, fiber_main, 0);
 }
 
 [[noreturn]] void block_error(const std::string& what) {
@@ -81,11 +121,7 @@ void run_block(const LaunchConfig& cfg, const std::function<void()>& kernel, uns
   for (unsigned i = 0; i < n; ++i) {
     Fiber& f = fibers[i];
     f.tid = dim3(i % cfg.block.x, (i / cfg.block.x) % cfg.block.y, i / (cfg.block.x * cfg.block.y));
-    getcontext(&f.ctx);
-    f.ctx.uc_stack.ss_sp = stacks.data() + static_cast<size_t>(i) * cfg.stack_bytes;
-    f.ctx.uc_stack.ss_size = cfg.stack_bytes;
-    f.ctx.uc_link = nullptr;
-    makecontext(&f.ctx, fiber_main, 0);
+    init_fiber(f, stacks.data() + static_cast<size_t>(i) * cfg.stack_bytes, cfg.stack_bytes);
   }
   std::mt19937_64 rng(cfg.seed * 0x9e3779b97f4a7c15ULL + b);
   std::vector<unsigned> order;
@@ -105,7 +141,7 @@ void run_block(const LaunchConfig& cfg, const std::function<void()>& kernel, uns
         Fiber& f = fibers[i];
         run.current = &f;
         threadIdx = f.tid;
-        swapcontext(&run.scheduler, &f.ctx);
+        switch_to(&run.scheduler, &f.ctx, f.stack, f.stack_bytes);
         moved = moved || f.state == FiberState::Done || f.state == FiberState::AtBarrier;
         if (f.error && !error) error = f.error;
       }
@@ -132,7 +168,7 @@ void wait_until(BlockRun* run, C cond) {
   Fiber* self = run->current;
   while (!cond()) {
     self->state = FiberState::Waiting;
-    swapcontext(&self->ctx, &run->scheduler);
+    switch_to(&self->ctx, &run->scheduler, run->scheduler_stack, run->scheduler_stack_bytes);
   }
   self->state = FiberState::Ready;
 }
@@ -144,7 +180,7 @@ void syncthreads() {
   MLAMOE_CHECK(run && run->current, "simt: __syncthreads outside a kernel launch");
   Fiber* self = run->current;
   self->state = FiberState::AtBarrier;
-  swapcontext(&self->ctx, &run->scheduler);
+  switch_to(&self->ctx, &run->scheduler, run->scheduler_stack, run->scheduler_stack_bytes);
   // resumed after the barrier: the scheduler has set threadIdx and run->current again
 }
 
