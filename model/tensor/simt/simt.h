@@ -54,9 +54,9 @@ constexpr unsigned kWarpSize = 32;  // warps are 32 consecutive threads of a blo
 // count (fewer than 32 in a partial last warp). `mask` must name the whole warp.
 const uint64_t* warp_exchange(unsigned mask, uint64_t value, unsigned& lane, unsigned& lanes);
 
-// CUDA's warp shuffles and votes on the emulator (T of 4 or 8 bytes). A source lane outside the
-// warp (or past a partial warp's end) gives the caller's own value, as __shfl_down_sync does past
-// the end on a GPU.
+// The helpers behind cuda_compat.h's warp shuffles (values of at most 8 bytes). A source lane
+// outside the warp (or past a partial warp's end) gives the caller's own value, as
+// __shfl_down_sync does past the end on a GPU.
 namespace detail {
 template <class T>
 uint64_t bits(T v) {
@@ -80,57 +80,5 @@ T shuffle(unsigned mask, T v, F src_of) {
   return src >= 0 && src < static_cast<int>(lanes) ? from_bits<T>(all[src]) : v;
 }
 }  // namespace detail
-
-template <class T>
-T shfl_sync(unsigned mask, T v, int src_lane, int width = kWarpSize) {
-  return detail::shuffle(mask, v, [&](int lane) { return lane / width * width + src_lane % width; });
-}
-template <class T>
-T shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = kWarpSize) {
-  return detail::shuffle(mask, v, [&](int lane) {
-    int src = lane ^ lane_mask;
-    return src / width == lane / width ? src : lane;
-  });
-}
-template <class T>
-T shfl_down_sync(unsigned mask, T v, unsigned delta, int width = kWarpSize) {
-  return detail::shuffle(mask, v, [&](int lane) {
-    int src = lane + static_cast<int>(delta);
-    return src / width == lane / width ? src : lane;
-  });
-}
-template <class T>
-T shfl_up_sync(unsigned mask, T v, unsigned delta, int width = kWarpSize) {
-  return detail::shuffle(mask, v, [&](int lane) {
-    int src = lane - static_cast<int>(delta);
-    return src >= 0 && src / width == lane / width ? src : lane;
-  });
-}
-inline unsigned ballot_sync(unsigned mask, bool pred) {
-  unsigned lane = 0, lanes = 0;
-  const uint64_t* all = warp_exchange(mask, pred ? 1 : 0, lane, lanes);
-  unsigned out = 0;
-  for (unsigned i = 0; i < lanes; ++i) out |= static_cast<unsigned>(all[i] != 0) << i;
-  return out;
-}
-
-// Atomics: the grid's blocks run on several host threads at once, so these are real atomics.
-template <class T>
-T atomic_add(T* p, T v) {
-  return std::atomic_ref<T>(*p).fetch_add(v);
-}
-template <class T>
-T atomic_max(T* p, T v) {
-  std::atomic_ref<T> a(*p);
-  T old = a.load();
-  while (old < v && !a.compare_exchange_weak(old, v)) {
-  }
-  return old;
-}
-template <class T>
-T atomic_cas(T* p, T expected, T desired) {
-  std::atomic_ref<T>(*p).compare_exchange_strong(expected, desired);
-  return expected;  // the old value, as atomicCAS returns
-}
 
 }  // namespace mlamoe::simt
