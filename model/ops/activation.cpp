@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "model/autograd/autocast.h"
+#include "model/ops/cuda/kernels.h"
 #include "model/ops/fast_exp.h"
 #include "model/ops/op_common.h"
 
@@ -54,6 +55,11 @@ struct ActBackward : Node {
   std::vector<Tensor> backward(const Tensor& dout) override {
     Tensor g = dout.contiguous();
     Tensor dx = Tensor::empty(x.shape(), x.dtype(), x.device());
+    if (on_cuda(x, name())) {
+      MLAMOE_CUDA_CALL(act_backward_cuda, act == Act::Silu ? 0 : 1, x.device_data<float>(), g.device_data<float>(),
+                       dx.device_data<float>(), x.numel());
+      return {dx};
+    }
     dispatch_float(x.dtype(), name(), [&](auto tag) {
       using T = decltype(tag);
       act_backward_cpu<T>(act, x.data<T>(), g.data<T>(), dx.data<T>(), x.numel());
@@ -73,6 +79,12 @@ struct SwigluBackward : Node {
     if (gate.dtype() != up.dtype()) gate = widen_kept(gate), up = widen_kept(up);
     Tensor dg = next[0] ? Tensor::empty(gate.shape(), g.dtype(), gate.device()) : Tensor();
     Tensor du = next[1] ? Tensor::empty(up.shape(), g.dtype(), up.device()) : Tensor();
+    if (on_cuda(gate, "swiglu")) {
+      auto ptr = [](const Tensor& t) { return t.defined() ? t.device_data<float>() : nullptr; };
+      MLAMOE_CUDA_CALL(swiglu_backward_cuda, gate.device_data<float>(), up.device_data<float>(), g.device_data<float>(), ptr(dg),
+                       ptr(du), gate.numel());
+      return {dg, du};
+    }
     dispatch_float(g.dtype(), "swiglu", [&](auto tag) {
       using T = decltype(tag);
       auto run = [&](auto xt) {
@@ -93,13 +105,17 @@ struct SwigluBackward : Node {
 
 Tensor activation(const Tensor& x, Act a, const char* op) {
   check_defined(x, op, "x");
-  check_cpu(x, op);
   Tensor xc = x.contiguous();
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  dispatch_float(x.dtype(), op, [&](auto tag) {
-    using T = decltype(tag);
-    act_forward_cpu<T>(a, xc.data<T>(), y.data<T>(), x.numel());
-  });
+  if (on_cuda(x, op)) {
+    MLAMOE_CUDA_CALL(act_forward_cuda, a == Act::Silu ? 0 : 1, xc.device_data<float>(), y.device_data<float>(), x.numel());
+  } else {
+    check_cpu(x, op);
+    dispatch_float(x.dtype(), op, [&](auto tag) {
+      using T = decltype(tag);
+      act_forward_cpu<T>(a, xc.data<T>(), y.data<T>(), x.numel());
+    });
+  }
   if (needs_grad({x})) {
     auto n = std::make_shared<ActBackward>();
     n->act = a;
@@ -121,13 +137,18 @@ Tensor swiglu(const Tensor& gate, const Tensor& up) {
   MLAMOE_CHECK(gate.shape() == up.shape(),
                op << ": gate " << gate.describe() << " and up " << up.describe() << " must have the same shape");
   check_same_dtype(gate, up, op);
-  check_cpu(gate, op);
+  check_same_device(gate, up, op);
   Tensor gc = gate.contiguous(), uc = up.contiguous();
   Tensor y = Tensor::empty(gate.shape(), gate.dtype(), gate.device());
-  dispatch_float(gate.dtype(), op, [&](auto tag) {
-    using T = decltype(tag);
-    swiglu_forward_cpu<T>(gc.data<T>(), uc.data<T>(), y.data<T>(), y.numel());
-  });
+  if (on_cuda(gate, op)) {
+    MLAMOE_CUDA_CALL(swiglu_forward_cuda, gc.device_data<float>(), uc.device_data<float>(), y.device_data<float>(), y.numel());
+  } else {
+    check_cpu(gate, op);
+    dispatch_float(gate.dtype(), op, [&](auto tag) {
+      using T = decltype(tag);
+      swiglu_forward_cpu<T>(gc.data<T>(), uc.data<T>(), y.data<T>(), y.numel());
+    });
+  }
   if (needs_grad({gate, up})) {
     auto n = std::make_shared<SwigluBackward>();
     n->kept_gate = keep_for_backward(gc);

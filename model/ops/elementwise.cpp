@@ -1,5 +1,7 @@
 #include "model/ops/elementwise.h"
 
+#include "model/ops/cuda/kernels.h"
+#include "model/ops/cuda/strided_layout.h"
 #include "model/ops/op_common.h"
 
 namespace mlamoe {
@@ -62,7 +64,14 @@ Tensor binary(const Tensor& a, const Tensor& b, BinOp op, const char* name) {
   check_same_dtype(a, b, name);
   check_same_device(a, b, name);
   Tensor out = Tensor::empty(broadcast_shapes(a.shape(), b.shape(), name), a.dtype(), a.device());
-  if (!a.device().is_cpu()) no_kernel(name, a.device());
+  if (on_cuda(a, name)) {
+    const Shape& os = out.shape();
+    auto l = cuda::strided_layout(os, {out.strides(), broadcast_strides(a, os), broadcast_strides(b, os)});
+    auto cop = op == BinOp::Add ? cuda::BinaryOp::Add : op == BinOp::Sub ? cuda::BinaryOp::Sub : cuda::BinaryOp::Mul;
+    MLAMOE_CUDA_CALL(binary_cuda, cop, out.device_data<float>(), a.device_data<float>(), b.device_data<float>(), l);
+    return out;
+  }
+  check_cpu(a, name);
   dispatch_float(a.dtype(), name, [&](auto tag) {
     using T = decltype(tag);
     switch (op) {
@@ -156,18 +165,20 @@ Tensor mul(const Tensor& a, const Tensor& b) {
 
 Tensor scale(const Tensor& x, double s) {
   check_defined(x, "scale", "x");
-  check_cpu(x, "scale");
   Tensor xc = x.contiguous();
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
-  dispatch_float(x.dtype(), "scale", [&](auto tag) {
-    using T = decltype(tag);
-    const T* px = xc.data<T>();
-    T* po = out.data<T>();
-    int64_t n = out.numel();
-    T sv = static_cast<T>(s);
+  if (on_cuda(x, "scale"))
+    MLAMOE_CUDA_CALL(scale_cuda, out.device_data<float>(), xc.device_data<float>(), out.numel(), static_cast<float>(s));
+  else
+    dispatch_float(x.dtype(), "scale", [&](auto tag) {
+      using T = decltype(tag);
+      const T* px = xc.data<T>();
+      T* po = out.data<T>();
+      int64_t n = out.numel();
+      T sv = static_cast<T>(s);
 #pragma omp parallel for schedule(static) if (n > kParallelGrain)
-    for (int64_t i = 0; i < n; ++i) po[i] = px[i] * sv;
-  });
+      for (int64_t i = 0; i < n; ++i) po[i] = px[i] * sv;
+    });
   if (needs_grad({x})) {
     auto n = std::make_shared<ScaleBackward>();
     n->s = s;
@@ -179,9 +190,13 @@ Tensor scale(const Tensor& x, double s) {
 void add_(Tensor& dst, const Tensor& src) {
   MLAMOE_CHECK(dst.shape() == src.shape(), "add_: shapes differ, " << dst.describe() << " += " << src.describe());
   check_same_dtype(dst, src, "add_");
-  check_cpu(dst, "add_");
+  check_same_device(dst, src, "add_");
   MLAMOE_CHECK(dst.is_contiguous(), "add_: destination must be contiguous");
   Tensor s = src.contiguous();
+  if (on_cuda(dst, "add_")) {
+    MLAMOE_CUDA_CALL(add_inplace_cuda, dst.device_data<float>(), s.device_data<float>(), dst.numel());
+    return;
+  }
   dispatch_float(dst.dtype(), "add_", [&](auto tag) {
     using T = decltype(tag);
     T* pd = dst.data<T>();
@@ -196,9 +211,26 @@ Tensor sum_to(const Tensor& g, const Shape& shape) {
   if (g.shape() == shape) return g;
   MLAMOE_CHECK(broadcast_shapes(shape, g.shape(), "sum_to") == g.shape(),
                "sum_to: " << shape_str(shape) << " does not broadcast to " << shape_str(g.shape()));
+  Tensor gc = g.contiguous();
+  if (on_cuda(g, "sum_to")) {
+    // One thread per output element sums the elements broadcast from it (reduce.cu).
+    Tensor out = Tensor::empty(shape, g.dtype(), g.device());
+    Tensor view = out.expand(g.shape());
+    Shape ostride = view.strides(), gstride = gc.strides();
+    cuda::StridedLayout l;
+    l.nd = static_cast<int>(g.dim());
+    MLAMOE_CHECK(l.nd <= cuda::kMaxDims, "sum_to: at most " << cuda::kMaxDims << " dims on CUDA, got " << g.describe());
+    l.numel = g.numel();
+    for (int d = 0; d < l.nd; ++d) {
+      l.shape[d] = g.shape()[d];
+      l.stride[0][d] = g.shape()[d] == 1 ? 1 : ostride[d];  // 0 marks the dims summed over
+      l.stride[1][d] = gstride[d];
+    }
+    MLAMOE_CUDA_CALL(sum_to_cuda, out.device_data<float>(), out.numel(), gc.device_data<float>(), l);
+    return out;
+  }
   check_cpu(g, "sum_to");
   Tensor out = Tensor::zeros(shape, g.dtype());
-  Tensor gc = g.contiguous();
   // Walk g in order, a row of its last dimension at a time, and add each element into the output
   // element it was broadcast from (serial: a fixed summation order keeps the result deterministic).
   Tensor view = out.expand(g.shape());

@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include "model/autograd/autocast.h"
+#include "model/ops/cuda/kernels.h"
 #include "model/ops/gemm.h"
 #include "model/ops/op_common.h"
 
@@ -64,6 +65,22 @@ void matmul_forward_cpu(const Tensor& a, const Tensor& b, Tensor& c, int64_t bat
   }
 }
 
+// The same on CUDA: one strided-batched cuBLAS call (cblas in the emulator); f32 or bf16 operands.
+void matmul_forward_cuda(const Tensor& a, const Tensor& b, Tensor& c, int64_t batch) {
+  MLAMOE_CHECK(a.dtype() == DType::F32 || a.dtype() == DType::BF16,
+               "matmul: the CUDA kernel takes f32 or bf16 operands, got " << a.describe());
+  BlasOperand oa, ob;
+  Tensor A = as_blas(a, oa), B = as_blas(b, ob);
+  int64_t m = c.shape()[c.dim() - 2], n = c.shape()[c.dim() - 1], k = a.shape()[a.dim() - 1];
+  int64_t sa = A.dim() == 3 ? A.strides()[0] : 0, sb = B.dim() == 3 ? B.strides()[0] : 0;
+  if (a.dtype() == DType::F32)
+    MLAMOE_CUDA_CALL(gemm_cuda, oa.trans, ob.trans, m, n, k, A.device_data<float>(), oa.ld, sa, B.device_data<float>(), ob.ld, sb,
+                     c.device_data<float>(), n, m * n, batch);
+  else
+    MLAMOE_CUDA_CALL(gemm_bf16_cuda, oa.trans, ob.trans, m, n, k, A.device_data<bf16>(), oa.ld, sa, B.device_data<bf16>(), ob.ld,
+                     sb, c.device_data<float>(), n, m * n, batch);
+}
+
 Tensor matmul_impl(const Tensor& a, const Tensor& b);
 
 // One 2-D product C = A·B as a task of gemm_tasks, its operands laid out for BLAS (a copy is made
@@ -113,7 +130,7 @@ struct MatmulBackward : Node {
     Tensor dout = half ? dout_in.to(DType::BF16) : dout_in;
     auto out = [&](Tensor t) { return half && t.defined() ? t.to(DType::BF16) : t; };
     Tensor da, db;
-    if (next[0] && next[1] && b.dim() == 2) {  // (the engine runs backward under NoGrad)
+    if (next[0] && next[1] && b.dim() == 2 && a.device().is_cpu()) {  // (the engine runs backward under NoGrad)
       shared_weight_grads(a, b, dout, da, db);
       return {out(da), out(db)};
     }
@@ -142,8 +159,7 @@ Tensor matmul_impl(const Tensor& a, const Tensor& b) {
   if (b.dim() == 3)
     MLAMOE_CHECK(a.shape()[0] == b.shape()[0], op << ": batch sizes differ, " << a.describe() << " x " << b.describe());
   check_same_dtype(a, b, op);
-  check_cpu(a, op);
-  check_cpu(b, op);
+  check_same_device(a, b, op);
   Tensor A = a;
   Shape out_shape = a.shape();
   out_shape.back() = b.shape().back();
@@ -152,7 +168,12 @@ Tensor matmul_impl(const Tensor& a, const Tensor& b) {
   Shape c_shape = A.shape();
   c_shape.back() = b.shape().back();
   Tensor c = Tensor::empty(c_shape, accumulate_dtype(a.dtype()), a.device());
-  dispatch_product(a.dtype(), op, [&](auto t, auto tc) { matmul_forward_cpu<decltype(t), decltype(tc)>(A, b, c, batch); });
+  if (a.device().is_cuda()) {
+    matmul_forward_cuda(A, b, c, batch);
+  } else {
+    check_cpu(a, op);
+    dispatch_product(a.dtype(), op, [&](auto t, auto tc) { matmul_forward_cpu<decltype(t), decltype(tc)>(A, b, c, batch); });
+  }
   return c_shape == out_shape ? c : c.reshape(out_shape);
 }
 

@@ -84,6 +84,14 @@ inline void check_cpu(const Tensor& t, const char* op) {
   if (!t.device().is_cpu()) no_kernel(op, t.device());
 }
 
+// The device switch of an op with CUDA kernels (model/ops/cuda/): true for a CUDA tensor, after
+// checking it is f32, the type those kernels compute in (bf16 appears only as GEMM operands).
+inline bool on_cuda(const Tensor& t, const char* op) {
+  if (!t.device().is_cuda()) return false;
+  MLAMOE_CHECK(t.dtype() == DType::F32, op << ": the CUDA kernel takes f32, got " << t.describe());
+  return true;
+}
+
 // Parallelise a loop with OpenMP only when it has enough work to pay for the fork.
 constexpr int64_t kParallelGrain = 1 << 14;
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "model/ops/cuda/kernels.h"
 #include "model/ops/elementwise.h"
 #include "model/ops/op_common.h"
 
@@ -37,7 +38,6 @@ struct SumBackward : Node {
 
 Tensor reduce(const Tensor& x, int64_t dim, bool keepdim, bool all, bool average, const char* op) {
   check_defined(x, op, "x");
-  check_cpu(x, op);
   Tensor xc = x.contiguous();
   int64_t outer = 1, n = x.numel(), inner = 1;
   Shape out_shape, keep_shape(x.dim(), 1);
@@ -54,10 +54,14 @@ Tensor reduce(const Tensor& x, int64_t dim, bool keepdim, bool all, bool average
   MLAMOE_CHECK(!average || n > 0, op << ": mean over an empty dimension of " << x.describe());
   double factor = average ? 1.0 / static_cast<double>(n) : 1.0;
   Tensor out = Tensor::empty(out_shape, x.dtype(), x.device());
-  dispatch_float(x.dtype(), op, [&](auto tag) {
-    using T = decltype(tag);
-    reduce_sum_forward_cpu<T>(xc.data<T>(), out.data<T>(), outer, n, inner, factor);
-  });
+  if (on_cuda(x, op))
+    MLAMOE_CUDA_CALL(reduce_sum_cuda, xc.device_data<float>(), out.device_data<float>(), outer, n, inner, factor);
+  else
+    dispatch_float(x.dtype(), op, [&](auto tag) {
+      using T = decltype(tag);
+      check_cpu(x, op);
+      reduce_sum_forward_cpu<T>(xc.data<T>(), out.data<T>(), outer, n, inner, factor);
+    });
   if (needs_grad({x})) {
     auto node = std::make_shared<SumBackward>();
     node->in_shape = x.shape();
@@ -101,9 +105,15 @@ double sum_of_squares_cpu(const T* d, int64_t n) {
 
 double sum_of_squares(const Tensor& x) {
   check_defined(x, "sum_of_squares", "x");
-  check_cpu(x, "sum_of_squares");
   Tensor c = x.contiguous();
   double s = 0;
+  if (on_cuda(x, "sum_of_squares")) {  // the blocks' partial sums, added here in order
+    Tensor part = Tensor::empty({cuda::kSumOfSquaresPartials}, DType::F64, x.device());
+    MLAMOE_CUDA_CALL(sum_of_squares_cuda, c.device_data<float>(), c.numel(), part.device_data<double>());
+    for (double v : part.to_vector<double>()) s += v;
+    return s;
+  }
+  check_cpu(x, "sum_of_squares");
   dispatch_float(c.dtype(), "sum_of_squares", [&](auto tag) {
     using T = decltype(tag);
     s = sum_of_squares_cpu<T>(c.data<T>(), c.numel());
@@ -113,8 +123,13 @@ double sum_of_squares(const Tensor& x) {
 
 void scale_(Tensor& x, double s) {
   check_defined(x, "scale_", "x");
-  check_cpu(x, "scale_");
   MLAMOE_CHECK(x.is_contiguous(), "scale_: " << x.describe() << " is not contiguous");
+  if (on_cuda(x, "scale_")) {
+    float* d = x.device_data<float>();
+    MLAMOE_CUDA_CALL(scale_cuda, d, d, x.numel(), static_cast<float>(s));
+    return;
+  }
+  check_cpu(x, "scale_");
   dispatch_float(x.dtype(), "scale_", [&](auto tag) {
     using T = decltype(tag);
     T* d = x.data<T>();

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "model/autograd/autocast.h"
+#include "model/ops/cuda/kernels.h"
 #include "model/ops/op_common.h"
 
 namespace mlamoe {
@@ -75,6 +76,13 @@ struct RmsNormBackward : Node {
     int64_t d = w.numel(), rows = x.numel() / std::max<int64_t>(d, 1);
     Tensor dx = next[0] ? Tensor::empty(x.shape(), w.dtype(), x.device()) : Tensor();
     Tensor dw = next[1] ? Tensor::empty(w.shape(), w.dtype(), w.device()) : Tensor();
+    if (on_cuda(x, name())) {
+      Tensor scratch = dw.defined() ? Tensor::empty({cuda::rmsnorm_dw_scratch(rows, d)}, DType::F32, x.device()) : Tensor();
+      auto ptr = [](const Tensor& t) { return t.defined() ? t.device_data<float>() : nullptr; };
+      MLAMOE_CUDA_CALL(rmsnorm_backward_cuda, g.device_data<float>(), x.device_data<float>(), w.device_data<float>(),
+                       rstd.device_data<float>(), ptr(dx), ptr(dw), ptr(scratch), rows, d);
+      return {dx, dw};
+    }
     dispatch_float(w.dtype(), "rmsnorm", [&](auto tag) {
       using T = decltype(tag);
       auto run = [&](auto xt) {
@@ -103,16 +111,21 @@ Tensor rmsnorm(const Tensor& x, const Tensor& weight, double eps) {
                op << ": weight has " << weight.shape()[0] << " elements, x's last dim is " << (x.dim() ? x.shape().back() : 0)
                   << " (" << x.describe() << ")");
   check_same_dtype(x, weight, op);
-  check_cpu(x, op);
+  check_same_device(x, weight, op);
   MLAMOE_CHECK(eps > 0, op << ": eps must be positive, got " << eps);
   Tensor xc = x.contiguous(), wc = weight.contiguous();
   int64_t d = weight.shape()[0], rows = x.numel() / std::max<int64_t>(d, 1);
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   Tensor rstd = Tensor::empty({rows}, x.dtype(), x.device());
-  dispatch_float(x.dtype(), op, [&](auto tag) {
-    using T = decltype(tag);
-    rmsnorm_forward_cpu<T>(xc.data<T>(), wc.data<T>(), y.data<T>(), rstd.data<T>(), rows, d, eps);
-  });
+  if (on_cuda(x, op))
+    MLAMOE_CUDA_CALL(rmsnorm_forward_cuda, xc.device_data<float>(), wc.device_data<float>(), y.device_data<float>(),
+                     rstd.device_data<float>(), rows, d, eps);
+  else
+    dispatch_float(x.dtype(), op, [&](auto tag) {
+      using T = decltype(tag);
+      check_cpu(x, op);
+      rmsnorm_forward_cpu<T>(xc.data<T>(), wc.data<T>(), y.data<T>(), rstd.data<T>(), rows, d, eps);
+    });
   if (needs_grad({x, weight})) {
     auto n = std::make_shared<RmsNormBackward>();
     n->kept_x = keep_for_backward(xc);  // bf16 when x holds a projection's rounded result

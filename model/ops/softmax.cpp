@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "model/ops/cuda/kernels.h"
 #include "model/ops/op_common.h"
 
 namespace mlamoe {
@@ -37,6 +38,11 @@ struct SoftmaxBackward : Node {
     Tensor g = dout.contiguous();
     Tensor dx = Tensor::empty(y.shape(), y.dtype(), y.device());
     int64_t n = y.shape().back();
+    if (on_cuda(y, "softmax")) {
+      MLAMOE_CUDA_CALL(softmax_backward_cuda, y.device_data<float>(), g.device_data<float>(), dx.device_data<float>(),
+                       y.numel() / n, n);
+      return {dx};
+    }
     dispatch_float(y.dtype(), "softmax", [&](auto tag) {
       using T = decltype(tag);
       softmax_backward_cpu<T>(y.data<T>(), g.data<T>(), dx.data<T>(), y.numel() / n, n);
@@ -53,14 +59,18 @@ Tensor softmax(const Tensor& x) {
   const char* op = "softmax";
   check_defined(x, op, "x");
   MLAMOE_CHECK(x.dim() >= 1 && x.shape().back() > 0, op << ": needs a non-empty last dimension, got " << x.describe());
-  check_cpu(x, op);
   Tensor xc = x.contiguous();
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   int64_t n = x.shape().back();
-  dispatch_float(x.dtype(), op, [&](auto tag) {
-    using T = decltype(tag);
-    softmax_forward_cpu<T>(xc.data<T>(), y.data<T>(), x.numel() / n, n);
-  });
+  if (on_cuda(x, op)) {
+    MLAMOE_CUDA_CALL(softmax_forward_cuda, xc.device_data<float>(), y.device_data<float>(), x.numel() / n, n);
+  } else {
+    check_cpu(x, op);
+    dispatch_float(x.dtype(), op, [&](auto tag) {
+      using T = decltype(tag);
+      softmax_forward_cpu<T>(xc.data<T>(), y.data<T>(), x.numel() / n, n);
+    });
+  }
   if (needs_grad({x})) {
     auto node = std::make_shared<SoftmaxBackward>();
     node->y = y.detach();

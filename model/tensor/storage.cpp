@@ -4,6 +4,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "model/tensor/cuda/backend.h"
+#include "model/tensor/cuda/caching_allocator.h"
 #include "model/tensor/error.h"
 #include "model/tensor/host_allocator.h"
 
@@ -17,7 +19,7 @@ Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device
   if (device.is_cpu()) {
     data_ = host_alloc(nbytes);
   } else {
-    data_ = detail::cuda_alloc(nbytes, device.index);
+    data_ = cuda::device_alloc(nbytes, device.index);
   }
   g_live_bytes[static_cast<int>(device.type)] += static_cast<int64_t>(nbytes);
 }
@@ -27,7 +29,7 @@ Storage::~Storage() {
   if (device_.is_cpu()) {
     host_free(data_, nbytes_);
   } else {
-    detail::cuda_free(data_, device_.index);
+    cuda::device_free(data_, nbytes_, device_.index);
   }
 }
 
@@ -38,21 +40,8 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
   if (dst_device.is_cpu() && src_device.is_cpu()) {
     std::memcpy(dst, src, nbytes);
   } else {
-    detail::cuda_copy(dst, dst_device, src, src_device, nbytes);
+    cuda::copy(dst, dst_device, src, src_device, nbytes);
   }
 }
-
-#ifndef MLAMOE_WITH_CUDA
-int cuda_device_count() { return 0; }
-namespace detail {
-void* cuda_alloc(size_t, int) {
-  throw Error("CUDA tensor requested, but this build has no CUDA backend (configure with -DMLAMOE_CUDA=ON)");
-}
-void cuda_free(void*, int) {}
-void cuda_copy(void*, Device, const void*, Device, size_t) {
-  throw Error("CUDA copy requested, but this build has no CUDA backend");
-}
-}  // namespace detail
-#endif
 
 }  // namespace mlamoe

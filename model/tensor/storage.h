@@ -1,4 +1,5 @@
-// Storage: one allocation on one device, shared by every tensor view of it.
+// Storage: one allocation on one device, shared by every tensor view of it. Host memory comes from
+// host_allocator.h, CUDA memory from the caching allocator (model/tensor/cuda/caching_allocator.h).
 // Live bytes are counted per device so that tests can prove a finished backward frees its memory.
 #pragma once
 #include <cstddef>
@@ -29,14 +30,7 @@ class Storage {
   Device device_;
 };
 
-// Copy bytes between (possibly different) devices.
+// Copy bytes between (possibly different) devices; the host waits for the copy.
 void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t nbytes);
-
-namespace detail {
-// Implemented in model/tensor/cuda/cuda_storage.cu in CUDA builds; throw otherwise.
-void* cuda_alloc(size_t nbytes, int device);
-void cuda_free(void* p, int device);
-void cuda_copy(void* dst, Device dst_device, const void* src, Device src_device, size_t nbytes);
-}  // namespace detail
 
 }  // namespace mlamoe

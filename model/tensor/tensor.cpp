@@ -8,6 +8,7 @@
 
 #include "model/autograd/engine.h"
 #include "model/autograd/node.h"
+#include "model/tensor/cuda/device_copy.h"
 
 namespace mlamoe {
 
@@ -144,9 +145,9 @@ Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) { return fu
 Tensor Tensor::ones(const Shape& shape, DType dtype, Device device) { return full(shape, 1.0, dtype, device); }
 
 Tensor Tensor::full(const Shape& shape, double value, DType dtype, Device device) {
-  Tensor host = empty(shape, dtype);
-  host.fill_(value);
-  return device.is_cpu() ? host : host.to(device);
+  Tensor t = empty(shape, dtype, device);
+  t.fill_(value);
+  return t;
 }
 
 template <class T>
@@ -291,22 +292,41 @@ std::string Tensor::describe() const {
 // ---------------------------------------------------------------- data access
 
 template <class T>
-T* Tensor::data() const {
+T* Tensor::device_data() const {
   MLAMOE_NEED_DEFINED();
   MLAMOE_CHECK(impl_->dtype == dtype_of<T>(),
                "Tensor::data: tensor is " << dtype_name(impl_->dtype) << ", accessed as " << dtype_name(dtype_of<T>()));
   return static_cast<T*>(impl_->storage->data()) + impl_->offset;
 }
-template float* Tensor::data<float>() const;
-template double* Tensor::data<double>() const;
-template bf16* Tensor::data<bf16>() const;
-template int32_t* Tensor::data<int32_t>() const;
-template int64_t* Tensor::data<int64_t>() const;
-template uint8_t* Tensor::data<uint8_t>() const;
+
+template <class T>
+T* Tensor::data() const {
+  MLAMOE_NEED_DEFINED();
+  MLAMOE_CHECK(impl_->storage->device().is_cpu(),
+               "Tensor::data: " << describe() << " is not in host memory (CUDA kernels take device_data())");
+  return device_data<T>();
+}
+#define MLAMOE_TENSOR_DATA(T)          \
+  template T* Tensor::data<T>() const; \
+  template T* Tensor::device_data<T>() const;
+MLAMOE_TENSOR_DATA(float)
+MLAMOE_TENSOR_DATA(double)
+MLAMOE_TENSOR_DATA(bf16)
+MLAMOE_TENSOR_DATA(int32_t)
+MLAMOE_TENSOR_DATA(int64_t)
+MLAMOE_TENSOR_DATA(uint8_t)
+#undef MLAMOE_TENSOR_DATA
+
+void* Tensor::device_raw_data() const {
+  MLAMOE_NEED_DEFINED();
+  return static_cast<char*>(impl_->storage->data()) + impl_->offset * dtype_size(impl_->dtype);
+}
 
 void* Tensor::raw_data() const {
   MLAMOE_NEED_DEFINED();
-  return static_cast<char*>(impl_->storage->data()) + impl_->offset * dtype_size(impl_->dtype);
+  MLAMOE_CHECK(impl_->storage->device().is_cpu(),
+               "Tensor::raw_data: " << describe() << " is not in host memory (CUDA kernels take device_raw_data())");
+  return device_raw_data();
 }
 
 double Tensor::item() const {
@@ -335,11 +355,31 @@ void Tensor::copy_(const Tensor& src) {
   if (n == 0) return;
   bool same_layout = is_contiguous() && src.is_contiguous();
   if (same_layout && src.dtype() == dtype()) {
-    copy_bytes(raw_data(), device(), src.raw_data(), src.device(), n * dtype_size(dtype()));
+    copy_bytes(device_raw_data(), device(), src.device_raw_data(), src.device(), n * dtype_size(dtype()));
     return;
   }
-  MLAMOE_CHECK(device().is_cpu() && src.device().is_cpu(),
-               "Tensor::copy_: strided or converting copies between devices go through a contiguous host copy first");
+  if (device() != src.device()) {
+    // Between devices only contiguous bytes of the destination's dtype move: the source is laid
+    // out (and converted) on its own side first, and a strided destination is filled from a
+    // contiguous copy on its side.
+    Tensor s = src;
+    if (!s.is_contiguous() || s.dtype() != dtype()) {
+      s = Tensor::empty(shape(), dtype(), src.device());
+      s.copy_(src);
+    }
+    if (is_contiguous()) {
+      copy_bytes(device_raw_data(), device(), s.device_raw_data(), s.device(), n * dtype_size(dtype()));
+      return;
+    }
+    Tensor landed = Tensor::empty(shape(), dtype(), device());
+    landed.copy_(s);
+    copy_(landed);
+    return;
+  }
+  if (device().is_cuda()) {
+    copy_on_device(*this, src);
+    return;
+  }
   // A converting copy from a strided view (a transposed weight's gradient) into a contiguous
   // tensor: gather it in its own dtype first (strided_copy), then convert contiguously.
   if (dtype() != src.dtype() && is_contiguous() && !src.is_contiguous()) {
@@ -371,7 +411,10 @@ void Tensor::copy_(const Tensor& src) {
 }
 
 void Tensor::fill_(double value) {
-  MLAMOE_CHECK(device().is_cpu(), "Tensor::fill_: only host tensors (fill a host tensor and copy)");
+  if (device().is_cuda()) {
+    fill_on_device(*this, value);
+    return;
+  }
   if (is_contiguous()) {
     int64_t n = numel();
     size_t es = dtype_size(dtype());

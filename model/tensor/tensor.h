@@ -61,12 +61,18 @@ class Tensor {
   const std::shared_ptr<TensorImpl>& impl_ptr() const { return impl_; }
   std::string describe() const;  // "f32[2, 3] cpu"
 
-  // ---- Data access (host tensors) ----
-  // Pointer to the first element; checks the element type.
+  // ---- Data access ----
+  // Pointer to the first element of a host tensor; checks the element type. A CUDA tensor's
+  // memory is not the host's to read (in the SIMT emulator it happens to be host RAM, which is
+  // exactly why this refuses it): CUDA kernels' launchers take device_data() instead.
   template <class T>
   T* data() const;
-  void* raw_data() const;  // untyped pointer to the first element
-  double item() const;     // value of a one-element tensor
+  void* raw_data() const;  // untyped pointer to the first element (host tensors)
+  // The same on the tensor's own device (a device address for CUDA tensors).
+  template <class T>
+  T* device_data() const;
+  void* device_raw_data() const;
+  double item() const;  // value of a one-element tensor
   // Copy to host in logical (row-major) order, converting to T.
   template <class T>
   std::vector<T> to_vector() const;

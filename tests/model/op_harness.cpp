@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "model/ops/ops.h"
+#include "model/tensor/simt/simt.h"
 
 namespace mlamoe::test {
 
@@ -173,6 +174,60 @@ CheckResult check_thread_determinism(const OpCase& c, size_t case_index, int thr
   };
   for (size_t o = 0; o < one.outputs.size(); ++o) same(one.outputs[o], many.outputs[o], "output " + std::to_string(o));
   for (size_t i = 0; i < one.grads.size(); ++i) same(one.grads[i], many.grads[i], "gradient of input " + std::to_string(i));
+  return res;
+}
+
+namespace {
+
+// evaluate() with the inputs and upstream gradients moved to `device` (as leaves there).
+Evaluation evaluate_on(const OpCase& c, size_t case_index, Device device) {
+  Evaluation ev{make_inputs(c, case_index, DType::F32), {}, {}};
+  for (Tensor& x : ev.ci.inputs) {
+    bool rg = x.requires_grad();
+    x = x.detach().to(device);
+    if (rg) x.set_requires_grad(true);
+  }
+  for (Tensor& u : ev.ci.upstream)
+    if (u.defined()) u = u.to(device);
+  ev.outputs = c.fn(ev.ci.inputs, c.params);
+  Tensor loss = upstream_loss(ev.outputs, ev.ci.upstream);
+  if (loss.defined()) loss.backward();
+  for (const Tensor& x : ev.ci.inputs) ev.grads.push_back(x.requires_grad() ? x.grad() : Tensor());
+  return ev;
+}
+
+}  // namespace
+
+CheckResult check_cuda_against_cpu(const OpCase& c, size_t case_index, double tol) {
+  Evaluation cpu = evaluate_on(c, case_index, Device::cpu());
+  simt::set_launch_seed(1);
+  Evaluation gpu = evaluate_on(c, case_index, Device::cuda(0));
+  simt::set_launch_seed(977);
+  Evaluation again = evaluate_on(c, case_index, Device::cuda(0));
+  CheckResult res;
+  auto check = [&](const Tensor& ours, const Tensor& other, const Tensor& ref, const std::string& what) {
+    if (ours.defined() != ref.defined()) {
+      res.failure += c.label() + ": " + what + " defined on one device only\n";
+      return;
+    }
+    if (!ours.defined()) return;
+    if (!ours.device().is_cuda()) res.failure += c.label() + ": " + what + " is on " + ours.device().str() + ", not the GPU\n";
+    if (ours.shape() != ref.shape()) {
+      res.failure += c.label() + ": " + what + " shape " + shape_str(ours.shape()) + " vs CPU " + shape_str(ref.shape()) + "\n";
+      return;
+    }
+    std::vector<double> v = ours.to_vector<double>();
+    Compare cmp = compare(v, ref.to_vector<double>());
+    res.worst_rel = std::max(res.worst_rel, cmp.max_rel);
+    if (!(cmp.max_rel <= tol)) res.failure += fmt_failure(c, what + " CUDA vs CPU:", cmp, tol) + "\n";
+    Compare rerun = compare(v, other.to_vector<double>());
+    if (rerun.max_abs != 0)
+      res.failure += fmt_failure(c, what + " CUDA run 1 vs run 2 (other thread orders):", rerun, 0.0) + "\n";
+  };
+  for (size_t o = 0; o < cpu.outputs.size(); ++o)
+    check(gpu.outputs[o], again.outputs[o], cpu.outputs[o], "output " + std::to_string(o));
+  for (size_t i = 0; i < cpu.grads.size(); ++i)
+    check(gpu.grads[i], again.grads[i], cpu.grads[i], "gradient of input " + std::to_string(i));
   return res;
 }
 

@@ -77,6 +77,12 @@ CheckResult check_finite_differences(const OpCase& c, size_t case_index);
 // (every reduction has a fixed order), so results never depend on the machine's core count.
 CheckResult check_thread_determinism(const OpCase& c, size_t case_index, int threads);
 
+// The case on a CUDA device (the running backend: the GPU, or the SIMT emulator) against the same
+// case on the CPU, both f32 from the same inputs: outputs and gradients within `tol` (normalised).
+// The CUDA case runs twice, the emulator's thread order shuffled from different seeds, and must
+// give the same bits both times (kernels may not depend on the order of unsynchronised threads).
+CheckResult check_cuda_against_cpu(const OpCase& c, size_t case_index, double tol);
+
 // Runs the PyTorch reference once for every case and returns one result per case.
 std::vector<CheckResult> check_against_torch(const std::vector<OpCase>& cases);
 

@@ -7,6 +7,7 @@
 #define __device__
 #define __host__
 #define __forceinline__ inline
+#define __launch_bounds__(...)
 // One static per host thread: a host thread runs one block at a time, so this is the block's.
 #define __shared__ thread_local static
 #define __syncthreads() ::mlamoe::simt::syncthreads()

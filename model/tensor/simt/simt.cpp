@@ -3,7 +3,9 @@
 #include <ucontext.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <exception>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -104,8 +106,24 @@ void fiber_main() {
               std::to_string(blockIdx.z) + "): " + what);
 }
 
+// This host thread's fiber stacks, at least `bytes` of them.
+char* fiber_stacks(size_t bytes) {
+  thread_local std::unique_ptr<char[]> stacks;
+  thread_local size_t size = 0;
+  if (size < bytes) {
+    stacks.reset(new char[bytes]);
+    size = bytes;
+  }
+  return stacks.get();
+}
+
+std::atomic<uint64_t> g_next_seed{[] {
+  const char* e = std::getenv("MLAMOE_SIMT_SEED");
+  return e ? std::strtoull(e, nullptr, 10) : uint64_t{1};
+}()};
+
 // Runs every thread of block `b` to completion on this host thread.
-void run_block(const LaunchConfig& cfg, const std::function<void()>& kernel, unsigned b, std::vector<char>& stacks,
+void run_block(const LaunchConfig& cfg, const std::function<void()>& kernel, unsigned b, char* stacks,
                std::vector<unsigned char>& shared) {
   const unsigned n = cfg.block.count();
   blockIdx = dim3(b % cfg.grid.x, (b / cfg.grid.x) % cfg.grid.y, b / (cfg.grid.x * cfg.grid.y));
@@ -121,7 +139,7 @@ void run_block(const LaunchConfig& cfg, const std::function<void()>& kernel, uns
   for (unsigned i = 0; i < n; ++i) {
     Fiber& f = fibers[i];
     f.tid = dim3(i % cfg.block.x, (i / cfg.block.x) % cfg.block.y, i / (cfg.block.x * cfg.block.y));
-    init_fiber(f, stacks.data() + static_cast<size_t>(i) * cfg.stack_bytes, cfg.stack_bytes);
+    init_fiber(f, stacks + static_cast<size_t>(i) * cfg.stack_bytes, cfg.stack_bytes);
   }
   std::mt19937_64 rng(cfg.seed * 0x9e3779b97f4a7c15ULL + b);
   std::vector<unsigned> order;
@@ -175,6 +193,9 @@ void wait_until(BlockRun* run, C cond) {
 
 }  // namespace
 
+uint64_t next_launch_seed() { return g_next_seed.fetch_add(1); }
+void set_launch_seed(uint64_t seed) { g_next_seed = seed; }
+
 void syncthreads() {
   BlockRun* run = t_run;
   MLAMOE_CHECK(run && run->current, "simt: __syncthreads outside a kernel launch");
@@ -218,8 +239,9 @@ void launch(const LaunchConfig& cfg, const std::function<void()>& kernel) {
   std::exception_ptr error;
 #pragma omp parallel
   {
-    // One set of fiber stacks and one shared-memory buffer per host thread, reused by its blocks.
-    std::vector<char> stacks(static_cast<size_t>(bk.count()) * cfg.stack_bytes);
+    // One set of fiber stacks per host thread, kept from launch to launch (uninitialised: a fiber
+    // writes its stack before reading it), and one shared-memory buffer, reused by its blocks.
+    char* stacks = fiber_stacks(static_cast<size_t>(bk.count()) * cfg.stack_bytes);
     std::vector<unsigned char> shared(cfg.shared_bytes + 16);
 #pragma omp for schedule(dynamic)
     for (unsigned b = 0; b < blocks; ++b) {

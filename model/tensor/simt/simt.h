@@ -41,6 +41,12 @@ struct LaunchConfig {
 // exception a thread threw.
 void launch(const LaunchConfig& cfg, const std::function<void()>& kernel);
 
+// The seed of the next MLAMOE_LAUNCH (model/ops/cuda/kernel_common.cuh): one more than the last
+// launch's, counted from MLAMOE_SIMT_SEED (default 1) or from set_launch_seed. Two runs of a
+// program then shuffle every launch the same way, and a test can run a kernel under other orders.
+uint64_t next_launch_seed();
+void set_launch_seed(uint64_t seed);
+
 // __syncthreads(): this fiber waits until every thread of its block has arrived.
 void syncthreads();
 

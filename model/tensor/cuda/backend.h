@@ -1,0 +1,49 @@
+// Which machine runs the kernels of CUDA tensors, chosen once per process:
+//   gpu   the CUDA runtime and the nvcc-compiled kernels (builds with MLAMOE_WITH_CUDA, a GPU visible);
+//   simt  the same kernel sources compiled by g++ and run by the SIMT emulator (model/tensor/simt/),
+//         with "device" memory in host RAM. Every build has it: it is how the CUDA kernels are
+//         tested on machines without a GPU (CI), and how they are compared with the GPU's.
+// MLAMOE_CUDA_BACKEND=gpu|simt picks one; unset, it is gpu where a GPU is visible and none
+// otherwise (a CUDA tensor is then a clear error). MLAMOE_SIMT_DEVICES=N gives the emulator N
+// devices (default 1).
+//
+// The raw memory functions here are what the caching allocator (caching_allocator.h) draws on;
+// tensors never call them directly.
+#pragma once
+#include <cstddef>
+
+#include "model/tensor/device.h"
+
+namespace mlamoe::cuda {
+
+enum class Backend { None, Gpu, Simt };
+
+Backend backend();  // decided on the first call (reads MLAMOE_CUDA_BACKEND), then fixed
+const char* backend_name(Backend b);
+inline bool on_simt() { return backend() == Backend::Simt; }
+
+// Device memory straight from the backend (cudaMalloc or aligned host memory): nullptr when the
+// device is out of memory; throws mlamoe::Error for a device that does not exist.
+void* raw_alloc(size_t nbytes, int device);
+void raw_free(void* p, int device);
+
+// Copies between host and device or within a device (dst and src as tensors' devices say);
+// the host waits for the copy to finish.
+void copy(void* dst, Device dst_device, const void* src, Device src_device, size_t nbytes);
+// nbytes of zero bits at p on `device`, in stream order.
+void memset_zero(void* p, size_t nbytes, int device);
+// Waits until every kernel launched so far has finished (and reports its error, if any).
+void synchronize();
+
+}  // namespace mlamoe::cuda
+
+// The nvcc-compiled side of the gpu backend (gpu_runtime.cu; only in builds with MLAMOE_WITH_CUDA).
+namespace mlamoe::cuda_gpu {
+int gpu_device_count();  // 0 when no GPU is visible or the driver is missing
+void* gpu_malloc_or_null(size_t nbytes, int device);
+void gpu_free(void* p, int device);
+void gpu_copy(void* dst, bool dst_on_device, const void* src, bool src_on_device, size_t nbytes);
+void gpu_memset_zero(void* p, size_t nbytes, int device);
+void gpu_synchronize();
+void gpu_check_launch(const char* kernel);  // after every launch: the launch error, if any
+}  // namespace mlamoe::cuda_gpu

@@ -1,0 +1,116 @@
+#include "model/tensor/cuda/caching_allocator.h"
+
+#include <algorithm>
+#include <bit>
+#include <map>
+#include <mutex>
+#include <vector>
+
+#include "model/tensor/cuda/backend.h"
+#include "model/tensor/error.h"
+
+namespace mlamoe::cuda {
+
+namespace {
+
+constexpr int kMaxDevices = 64;
+
+struct DevicePool {
+  std::map<size_t, std::vector<void*>> free_blocks;  // size class -> cached blocks
+  MemoryStats stats;
+};
+
+struct Pools {
+  std::mutex mutex;
+  DevicePool device[kMaxDevices];
+};
+
+Pools& pools() {
+  static Pools* p = new Pools;  // never destroyed: tensors freed during exit still find it
+  return *p;
+}
+
+DevicePool& pool(int device) {
+  MLAMOE_CHECK(device >= 0 && device < kMaxDevices, "CUDA device index " << device << " is out of range");
+  return pools().device[device];
+}
+
+void note_allocated(MemoryStats& s, int64_t bytes) {
+  s.allocated_bytes += bytes;
+  s.peak_allocated_bytes = std::max(s.peak_allocated_bytes, s.allocated_bytes);
+  s.peak_reserved_bytes = std::max(s.peak_reserved_bytes, s.reserved_bytes);
+}
+
+void release_locked(DevicePool& p, int device) {
+  for (auto& [size, blocks] : p.free_blocks) {
+    for (void* b : blocks) {
+      raw_free(b, device);
+      p.stats.reserved_bytes -= static_cast<int64_t>(size);
+      ++p.stats.raw_frees;
+    }
+  }
+  p.free_blocks.clear();
+}
+
+}  // namespace
+
+size_t device_size_class(size_t nbytes) {
+  constexpr size_t kSmall = 64 << 10;
+  if (nbytes <= kSmall) return std::max<size_t>(512, (nbytes + 511) / 512 * 512);
+  // Eight classes per power of two: round up to a multiple of 2^(floor(log2 n) − 3).
+  size_t step = std::bit_floor(nbytes) >> 3;
+  return (nbytes + step - 1) / step * step;
+}
+
+void* device_alloc(size_t nbytes, int device) {
+  size_t size = device_size_class(nbytes);
+  std::lock_guard<std::mutex> lock(pools().mutex);
+  DevicePool& p = pool(device);
+  auto it = p.free_blocks.find(size);
+  if (it != p.free_blocks.end() && !it->second.empty()) {
+    void* b = it->second.back();
+    it->second.pop_back();
+    ++p.stats.hits;
+    note_allocated(p.stats, static_cast<int64_t>(size));
+    return b;
+  }
+  void* b = raw_alloc(size, device);
+  if (!b) {  // out of memory: hand the cache back to the driver and try once more
+    release_locked(p, device);
+    b = raw_alloc(size, device);
+  }
+  MLAMOE_CHECK(b, "CUDA out of memory on cuda:" << device << ": asked for " << nbytes << " bytes with " << p.stats.allocated_bytes
+                                                << " bytes allocated by tensors");
+  ++p.stats.raw_allocs;
+  p.stats.reserved_bytes += static_cast<int64_t>(size);
+  note_allocated(p.stats, static_cast<int64_t>(size));
+  return b;
+}
+
+void device_free(void* b, size_t nbytes, int device) {
+  if (!b) return;
+  size_t size = device_size_class(nbytes);
+  std::lock_guard<std::mutex> lock(pools().mutex);
+  DevicePool& p = pool(device);
+  p.stats.allocated_bytes -= static_cast<int64_t>(size);
+  p.free_blocks[size].push_back(b);
+}
+
+MemoryStats memory_stats(int device) {
+  std::lock_guard<std::mutex> lock(pools().mutex);
+  return pool(device).stats;
+}
+
+void reset_peak_memory_stats(int device) {
+  std::lock_guard<std::mutex> lock(pools().mutex);
+  MemoryStats& s = pool(device).stats;
+  s.peak_allocated_bytes = s.allocated_bytes;
+  s.peak_reserved_bytes = s.reserved_bytes;
+}
+
+void release_cached_memory(int device) {
+  std::lock_guard<std::mutex> lock(pools().mutex);
+  release_locked(pool(device), device);
+}
+
+}  // namespace mlamoe::cuda
