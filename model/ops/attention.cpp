@@ -1,6 +1,7 @@
 #include "model/ops/attention.h"
 
 #include "model/ops/attention_head.h"
+#include "model/ops/cuda/kernels.h"
 #include "model/ops/op_common.h"
 
 namespace mlamoe {
@@ -57,6 +58,16 @@ struct AttentionBackward : Node {
     Tensor dq = Tensor::empty(q.shape(), q.dtype(), q.device());
     Tensor dk = Tensor::zeros(k.shape(), k.dtype(), k.device());
     Tensor dv = Tensor::zeros(v.shape(), v.dtype(), v.device());
+    if (on_cuda(q, "causal_attention")) {
+      cuda::AttnDims a{shape.b, shape.t, shape.h, shape.dqk, shape.dv, static_cast<float>(scale)};
+      cuda::AttnLayout lqk = cuda::attn_layout(a.t, a.h, a.dqk), lv = cuda::attn_layout(a.t, a.h, a.dv);
+      Tensor rowdot = Tensor::empty({a.b, a.h, a.t}, DType::F32, q.device());
+      MLAMOE_CUDA_CALL(attention_backward_cuda, a, q.device_data<float>(), lqk, k.device_data<float>(), lqk,
+                       v.device_data<float>(), lv, o.device_data<float>(), lv, lse.device_data<float>(), g.device_data<float>(),
+                       lv, dq.device_data<float>(), lqk, dk.device_data<float>(), lqk, dv.device_data<float>(), lv,
+                       rowdot.device_data<float>());
+      return {dq, dk, dv};
+    }
     dispatch_float(q.dtype(), "causal_attention", [&](auto tag) {
       using T = decltype(tag);
       attention_backward_cpu<T>(q.data<T>(), k.data<T>(), v.data<T>(), o.data<T>(), lse.data<T>(), g.data<T>(), dq.data<T>(),
@@ -82,17 +93,24 @@ Tensor causal_attention(const Tensor& q, const Tensor& k, const Tensor& v, doubl
                op << ": v " << v.describe() << " must match q " << q.describe() << " in B, T and H");
   check_same_dtype(q, k, op);
   check_same_dtype(q, v, op);
-  check_cpu(q, op);
-  check_cpu(k, op);
-  check_cpu(v, op);
+  check_same_device(q, k, op);
+  check_same_device(q, v, op);
   AttnShape a{q.shape()[0], q.shape()[1], q.shape()[2], q.shape()[3], v.shape()[3]};
   Tensor qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous();
   Tensor o = Tensor::empty({a.b, a.t, a.h, a.dv}, q.dtype(), q.device());
   Tensor lse = Tensor::empty({a.b, a.h, a.t}, q.dtype(), q.device());
-  dispatch_float(q.dtype(), op, [&](auto tag) {
-    using T = decltype(tag);
-    attention_forward_cpu<T>(qc.data<T>(), kc.data<T>(), vc.data<T>(), o.data<T>(), lse.data<T>(), a, static_cast<T>(scale));
-  });
+  if (on_cuda(q, op)) {
+    cuda::AttnDims d{a.b, a.t, a.h, a.dqk, a.dv, static_cast<float>(scale)};
+    cuda::AttnLayout lqk = cuda::attn_layout(a.t, a.h, a.dqk), lv = cuda::attn_layout(a.t, a.h, a.dv);
+    MLAMOE_CUDA_CALL(attention_forward_cuda, d, qc.device_data<float>(), lqk, kc.device_data<float>(), lqk,
+                     vc.device_data<float>(), lv, o.device_data<float>(), lv, lse.device_data<float>());
+  } else {
+    check_cpu(q, op);
+    dispatch_float(q.dtype(), op, [&](auto tag) {
+      using T = decltype(tag);
+      attention_forward_cpu<T>(qc.data<T>(), kc.data<T>(), vc.data<T>(), o.data<T>(), lse.data<T>(), a, static_cast<T>(scale));
+    });
+  }
   if (needs_grad({q, k, v})) {
     auto n = std::make_shared<AttentionBackward>();
     n->q = qc.detach();

@@ -8,6 +8,7 @@
 
 #include "model/autograd/autocast.h"
 #include "model/ops/attention_head.h"
+#include "model/ops/cuda/kernels.h"
 #include "model/ops/op_common.h"
 
 namespace mlamoe {
@@ -165,6 +166,44 @@ void mla_backward_cpu(const MlaPtrs<T, X>& in, const MlaShape& a, T scale, const
   }
 }
 
+// The CUDA path: q and k packed per head once ([B, T, H, d_qk], rotary parts rotated), v read in
+// place from kv, then the flash-style kernels of model/ops/cuda/attention.cu.
+cuda::MlaDims cuda_dims(const MlaShape& a) { return {a.b, a.t, a.h, a.dn, a.dr, a.dv, a.kpe_sb, a.kpe_st}; }
+cuda::AttnDims attn_dims(const MlaShape& a, double scale) { return {a.b, a.t, a.h, a.dqk(), a.dv, static_cast<float>(scale)}; }
+// v inside kv: element (b, i, h, d) at kv + d_n + ...
+cuda::AttnLayout v_in_kv(const MlaShape& a) { return {a.t * a.ldkv(), a.ldkv(), a.dn + a.dv}; }
+
+void mla_forward_cuda(const Tensor& q, const Tensor& kv, const Tensor& kpe, const Tensor& cos, const Tensor& sin,
+                      const MlaShape& a, double scale, Tensor& o, Tensor& lse) {
+  Tensor qf = Tensor::empty({a.b, a.t, a.h, a.dqk()}, DType::F32, q.device()),
+         kf = Tensor::empty(qf.shape(), DType::F32, q.device());
+  MLAMOE_CUDA_CALL(mla_pack_cuda, cuda_dims(a), q.device_data<float>(), kv.device_data<float>(), kpe.device_data<float>(),
+                   cos.device_data<float>(), sin.device_data<float>(), qf.device_data<float>(), kf.device_data<float>());
+  cuda::AttnLayout lqk = cuda::attn_layout(a.t, a.h, a.dqk());
+  MLAMOE_CUDA_CALL(attention_forward_cuda, attn_dims(a, scale), qf.device_data<float>(), lqk, kf.device_data<float>(), lqk,
+                   kv.device_data<float>() + a.dn, v_in_kv(a), o.device_data<float>(), cuda::attn_layout(a.t, a.h, a.dv),
+                   lse.device_data<float>());
+}
+
+void mla_backward_cuda(const Tensor& q, const Tensor& kv, const Tensor& kpe, const Tensor& cos, const Tensor& sin,
+                       const Tensor& o, const Tensor& lse, const Tensor& g, const MlaShape& a, double scale, Tensor& dq,
+                       Tensor& dkv, Tensor& dkpe) {
+  Tensor qf = Tensor::empty({a.b, a.t, a.h, a.dqk()}, DType::F32, q.device()),
+         kf = Tensor::empty(qf.shape(), DType::F32, q.device());
+  MLAMOE_CUDA_CALL(mla_pack_cuda, cuda_dims(a), q.device_data<float>(), kv.device_data<float>(), kpe.device_data<float>(),
+                   cos.device_data<float>(), sin.device_data<float>(), qf.device_data<float>(), kf.device_data<float>());
+  Tensor dqf = Tensor::empty(qf.shape(), DType::F32, q.device()), dkf = Tensor::empty(qf.shape(), DType::F32, q.device());
+  Tensor rowdot = Tensor::empty({a.b, a.h, a.t}, DType::F32, q.device());
+  cuda::AttnLayout lqk = cuda::attn_layout(a.t, a.h, a.dqk()), lo = cuda::attn_layout(a.t, a.h, a.dv);
+  MLAMOE_CUDA_CALL(attention_backward_cuda, attn_dims(a, scale), qf.device_data<float>(), lqk, kf.device_data<float>(), lqk,
+                   kv.device_data<float>() + a.dn, v_in_kv(a), o.device_data<float>(), lo, lse.device_data<float>(),
+                   g.device_data<float>(), lo, dqf.device_data<float>(), lqk, dkf.device_data<float>(), lqk,
+                   dkv.device_data<float>() + a.dn, v_in_kv(a), rowdot.device_data<float>());
+  MLAMOE_CUDA_CALL(mla_unpack_grads_cuda, cuda_dims(a), dqf.device_data<float>(), dkf.device_data<float>(),
+                   cos.device_data<float>(), sin.device_data<float>(), dq.device_data<float>(), dkv.device_data<float>(),
+                   dkpe.device_data<float>());
+}
+
 struct MlaAttentionBackward : Node {
   const char* name() const override { return "MlaAttentionBackward"; }
   std::vector<Tensor> backward(const Tensor& dout) override {
@@ -184,6 +223,10 @@ struct MlaAttentionBackward : Node {
     Tensor dq = Tensor::empty(q.shape(), dt, q.device());
     Tensor dkv = Tensor::empty(kv.shape(), dt, kv.device());
     Tensor dkpe = Tensor::empty({shape.b, shape.t, shape.dr}, dt, q.device());
+    if (on_cuda(q, "mla_attention")) {
+      mla_backward_cuda(q, kv, k_pe, cos, sin, o, lse, g, shape, scale, dq, dkv, dkpe);
+      return {dq, dkv, dkpe};
+    }
     dispatch_float(dt, "mla_attention", [&](auto tag) {
       using T = decltype(tag);
       auto run = [&](auto xt) {
@@ -225,17 +268,23 @@ Tensor mla_attention(const Tensor& q, const Tensor& kv, const Tensor& k_pe, cons
                op << ": rope tables must be [" << t << ", " << dr / 2 << "], got " << rope.cos.describe() << " and "
                   << rope.sin.describe());
   for (const Tensor* x : {&kv, &k_pe, &rope.cos, &rope.sin}) check_same_dtype(q, *x, op);
-  for (const Tensor* x : {&q, &kv, &k_pe}) check_cpu(*x, op);
+  for (const Tensor* x : {&kv, &k_pe}) check_same_device(q, *x, op);
   Tensor qc = q.contiguous(), kvc = kv.contiguous(), kpe = k_pe.strides()[2] == 1 ? k_pe : k_pe.contiguous();
-  Tensor cos = rope.cos.contiguous(), sin = rope.sin.contiguous();
+  // The tables are made on the host (rope_tables); a CUDA op reads them on its device.
+  Tensor cos = rope.cos.contiguous().to(q.device()), sin = rope.sin.contiguous().to(q.device());
   MlaShape a{b, t, h, dn, dr, dv, kpe.strides()[0], kpe.strides()[1]};
   Tensor o = Tensor::empty({b, t, h, dv}, q.dtype(), q.device());
   Tensor lse = Tensor::empty({b, h, t}, q.dtype(), q.device());
-  dispatch_float(q.dtype(), op, [&](auto tag) {
-    using T = decltype(tag);
-    MlaPtrs<T> in{qc.data<T>(), kvc.data<T>(), kpe.data<T>(), cos.data<T>(), sin.data<T>()};
-    mla_forward_cpu<T>(in, a, static_cast<T>(scale), o.data<T>(), lse.data<T>());
-  });
+  if (on_cuda(q, op)) {
+    mla_forward_cuda(qc, kvc, kpe, cos, sin, a, scale, o, lse);
+  } else {
+    check_cpu(q, op);
+    dispatch_float(q.dtype(), op, [&](auto tag) {
+      using T = decltype(tag);
+      MlaPtrs<T> in{qc.data<T>(), kvc.data<T>(), kpe.data<T>(), cos.data<T>(), sin.data<T>()};
+      mla_forward_cpu<T>(in, a, static_cast<T>(scale), o.data<T>(), lse.data<T>());
+    });
+  }
   // Under autocast the output is bf16 (model/README.md §6): o_proj reads it as its GEMM operand
   // and this op's backward keeps the same tensor.
   if (autocast_bf16() && o.dtype() == DType::F32) o = o.to(DType::BF16);

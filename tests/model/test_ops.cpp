@@ -311,10 +311,10 @@ TEST_P(OpThreadDeterminism, OneAndTwoThreadsAgreeBitwise) {
 // The ops with CUDA kernels (model/ops/cuda/). Their rows run on the CUDA backend against the CPU;
 // the ctest ops_cuda runs them in the SIMT emulator (MLAMOE_CUDA_BACKEND=simt), tools/gpu_check.sh
 // on a GPU. f32: 1e-5 normalised (the kernels sum in other orders than the CPU; seen ≤ 5e-7).
-const std::set<std::string> kCudaOps = {"add",     "sub",       "mul",     "scale",     "views",   "transpose_copy",
-                                        "expand",  "cast_bf16", "matmul",  "matmul_tt", "linear",  "matmul_bf16",
-                                        "rmsnorm", "silu",      "sigmoid", "swiglu",    "softmax", "sum",
-                                        "sum_dim", "mean",      "mean_dim"};
+const std::set<std::string> kCudaOps = {
+    "attention", "mla_attention", "add",     "sub",       "mul",     "scale",       "views",   "transpose_copy",
+    "expand",    "cast_bf16",     "matmul",  "matmul_tt", "linear",  "matmul_bf16", "rmsnorm", "silu",
+    "sigmoid",   "swiglu",        "softmax", "sum",       "sum_dim", "mean",        "mean_dim"};
 
 class OpCuda : public ::testing::TestWithParam<size_t> {};
 

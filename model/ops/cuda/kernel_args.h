@@ -25,4 +25,26 @@ inline int64_t rmsnorm_dw_scratch(int64_t rows, int64_t d) { return (rows + kRms
 
 enum class BinaryOp : int { Add, Sub, Mul };
 
+// Causal attention's sizes: B batches, T tokens, H heads, query/key head dim dqk, value head dim dv.
+struct AttnDims {
+  int64_t b = 0, t = 0, h = 0, dqk = 0, dv = 0;
+  float scale = 1.0f;
+};
+
+// Where a per-head matrix lives: element (b, i, h, d) at sb·b + st·i + sh·h + d (in elements), so
+// q, k and v can be read in place from wider tensors (MLA's v inside kv_b_proj's output).
+struct AttnLayout {
+  int64_t sb = 0, st = 0, sh = 0;
+};
+
+// The layout of a contiguous [B, T, H, d] tensor.
+inline AttnLayout attn_layout(int64_t t, int64_t h, int64_t d) { return {t * h * d, h * d, d}; }
+
+// MLA's sizes (mla_attention.h): heads' no-rope dims dn, rotary dims dr, value dims dv, and k_pe's
+// batch and token strides (its last dim is unit-stride).
+struct MlaDims {
+  int64_t b = 0, t = 0, h = 0, dn = 0, dr = 0, dv = 0;
+  int64_t kpe_sb = 0, kpe_st = 0;
+};
+
 }  // namespace mlamoe::cuda

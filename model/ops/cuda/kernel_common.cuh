@@ -18,6 +18,8 @@
 
 #include "model/tensor/simt/cuda_compat.h"
 #define MLAMOE_KERNEL_NS cuda_simt
+// A GPU needs a kernel's consent to more than 48 KiB of dynamic shared memory; the emulator does not.
+#define MLAMOE_ALLOW_SHARED(kernel, bytes) ((void)(kernel), (void)(bytes))
 // kernel<<<grid, block, shared_bytes>>>(args...) in the emulator: every thread calls
 // kernel(args...), the thread order shuffled from the next launch seed (simt.h).
 #define MLAMOE_LAUNCH(kernel, grid, block, shared_bytes, ...)                                                                  \
@@ -30,6 +32,9 @@
 
 #include "model/tensor/cuda/backend.h"
 #define MLAMOE_KERNEL_NS cuda_gpu
+#define MLAMOE_ALLOW_SHARED(kernel, bytes)     \
+  ::mlamoe::cuda_gpu::gpu_check_launch_config( \
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)), #kernel)
 #define MLAMOE_LAUNCH(kernel, grid, block, shared_bytes, ...) \
   do {                                                        \
     kernel<<<(grid), (block), (shared_bytes)>>>(__VA_ARGS__); \

@@ -46,4 +46,6 @@ void gpu_copy(void* dst, bool dst_on_device, const void* src, bool src_on_device
 void gpu_memset_zero(void* p, size_t nbytes, int device);
 void gpu_synchronize();
 void gpu_check_launch(const char* kernel);  // after every launch: the launch error, if any
+// The result of a launch-configuration call (cudaFuncSetAttribute), passed as an int (cudaError_t).
+void gpu_check_launch_config(int error, const char* kernel);
 }  // namespace mlamoe::cuda_gpu

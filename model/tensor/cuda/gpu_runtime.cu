@@ -55,6 +55,8 @@ void gpu_memset_zero(void* p, size_t nbytes, int device) {
 
 void gpu_synchronize() { check(cudaDeviceSynchronize(), "a kernel failed"); }
 
+void gpu_check_launch_config(int error, const char* kernel) { check(static_cast<cudaError_t>(error), kernel); }
+
 void gpu_check_launch(const char* kernel) {
   check(cudaGetLastError(), kernel);
   // MLAMOE_CUDA_SYNC=1 waits after every launch, so an error is reported by the kernel that caused it.
