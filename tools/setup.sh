@@ -18,6 +18,7 @@ PACKAGES=(
   nlohmann-json3-dev                       # configs, logs
   libonig-dev                              # Oniguruma: the tokenizer.json pre-tokenizer regexes
   libgtest-dev                             # unit tests
+  libboost-context-dev                     # fast fiber switches for the SIMT emulator (optional: ucontext without)
   clang libclang-rt-14-dev libomp-14-dev   # tools/fuzz.sh, fuzz_smoke: libFuzzer + ASan/UBSan, OpenMP for clang
   clang-format                             # ctest -R format (tools/check_format.sh)
   python3 python3-torch python3-pip        # the PyTorch reference tests (pip: optional HF packages below)

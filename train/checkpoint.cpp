@@ -163,7 +163,7 @@ H5Id open_checkpoint(const std::string& path) {
   return f;
 }
 
-Tensor as_f32(const Tensor& t) { return t.contiguous().to(DType::F32); }
+Tensor as_f32(const Tensor& t) { return t.contiguous().to(DType::F32).to(Device::cpu()); }
 
 // The root attributes (complete = 0) and the groups of a new checkpoint file.
 void write_header(hid_t f, const nlohmann::json& config, const TrainState& st, bool has_optimizer, const std::string& where) {

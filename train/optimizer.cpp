@@ -4,6 +4,7 @@
 #include <cmath>
 #include <type_traits>
 
+#include "model/ops/cuda/kernels.h"
 #include "model/ops/op_common.h"
 #include "model/ops/reduce.h"
 
@@ -29,8 +30,10 @@ AdamW::AdamW(const ParameterStore& params, const AdamWOptions& opt, ShardGroupFn
       s.group = nullptr;
       s.length = n;
     }
-    s.m = Tensor::zeros({s.length}, p.tensor.dtype());
-    s.v = Tensor::zeros({s.length}, p.tensor.dtype());
+    MLAMOE_CHECK(!s.group || p.tensor.device().is_cpu(),
+                 "AdamW: sharded optimizer state (ZeRO-1) is not built for CUDA parameters yet (" << p.name << ")");
+    s.m = Tensor::zeros({s.length}, p.tensor.dtype(), p.tensor.device());  // on the parameter's device
+    s.v = Tensor::zeros({s.length}, p.tensor.dtype(), p.tensor.device());
     slots_.push_back(std::move(s));
   }
 }
@@ -106,6 +109,16 @@ void AdamW::step(double lr) {
     if (g.defined()) g = g.contiguous();
     grads.push_back(g);
     double decay_mul = s.decay ? 1 - lr * opt_.weight_decay : 1.0;
+    if (s.param.device().is_cuda()) {  // one kernel per tensor (model/ops/cuda/optimizer.cu)
+      MLAMOE_CHECK(s.param.dtype() == DType::F32, "AdamW: CUDA parameters are f32, got " << s.param.describe());
+      cuda::AdamWScalars k{
+          static_cast<float>(opt_.beta1),           static_cast<float>(opt_.beta2), static_cast<float>(1 - opt_.beta1),
+          static_cast<float>(1 - opt_.beta2),       static_cast<float>(opt_.eps),   static_cast<float>(lr / bc1),
+          static_cast<float>(1.0 / std::sqrt(bc2)), static_cast<float>(decay_mul)};
+      MLAMOE_CUDA_CALL(adamw_update_cuda, s.param.device_data<float>(), g.defined() ? g.device_data<float>() : nullptr,
+                       s.m.device_data<float>(), s.v.device_data<float>(), s.length, k);
+      continue;
+    }
     dispatch_float(s.param.dtype(), "AdamW", [&](auto tag) {
       using T = decltype(tag);
       AdamWJob<T> job{

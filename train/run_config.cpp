@@ -61,6 +61,7 @@ TrainConfig parse_train(const nlohmann::json& j, const std::string& where) {
   f.get("tensorboard", t.tensorboard);
   f.get("recompute", t.recompute);
   f.get("precision", t.precision);
+  f.get("device", t.device);
   f.get("dead_window", t.dead_window);
   f.get("maxvio_alert", t.maxvio_alert);
   f.get("alert_window", t.alert_window);
@@ -126,6 +127,9 @@ TrainConfig parse_train(const nlohmann::json& j, const std::string& where) {
           "must be \"auto\", \"full\" or \"stats\", got \"" + t.experts_log + "\"");
   require(t.maxvio_alert >= 0, "maxvio_alert", "must be >= 0 (0 disables the alert)");
   require(t.precision == "f32" || t.precision == "bf16", "precision", "must be \"f32\" or \"bf16\", got \"" + t.precision + "\"");
+  require(t.device == "cpu" || t.device == "cuda", "device", "must be \"cpu\" or \"cuda\", got \"" + t.device + "\"");
+  require(t.device == "cpu" || t.precision == "f32", "device",
+          "\"cuda\" trains in f32 for now (bf16 mixed precision on CUDA is not built yet): set train.precision to \"f32\"");
   require(std::isfinite(t.collective_timeout_s) && t.collective_timeout_s >= 0, "collective_timeout_s",
           "must be a finite number of seconds >= 0 (0 disables the watchdog), got " + std::to_string(t.collective_timeout_s));
   return t;

@@ -54,6 +54,10 @@ struct TrainConfig {
   // norms, attention's scores, losses and the optimizer stay f32 (model/README.md §6). Master
   // weights stay f32 in the checkpoints either way.
   std::string precision = "f32";
+  // "cpu", or "cuda": parameters, activations and optimizer state on the rank's GPU (the CUDA
+  // backend: model/tensor/cuda/backend.h; MLAMOE_CUDA_BACKEND=simt runs it in the SIMT emulator).
+  // `mlamoe train --device cuda` sets it.
+  std::string device = "cpu";
   bool tensorboard = false;   // also write TensorBoard event files (scalars, expert-load histograms) in run_dir
   int64_t dead_window = 50;   // expert-load monitor: steps without a token before an expert is dead
   double maxvio_alert = 1.0;  // alert when a layer's MaxVio stays above this (0: off) ...

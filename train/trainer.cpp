@@ -12,6 +12,8 @@
 #include "model/modules/deepseek_model.h"
 #include "model/ops/gemm_bf16.h"
 #include "model/ops/ops.h"
+#include "model/tensor/cuda/backend.h"
+#include "model/tensor/cuda/caching_allocator.h"
 #include "model/tensor/host_allocator.h"
 #include "parallel/mpi_runtime.h"
 #include "parallel/pipeline.h"
@@ -72,6 +74,7 @@ struct Run {
   MetricsLogger logs;  // rank 0: the sinks every step's StepMetrics goes to
   int64_t dp = 1, dp_rank = 0, rank = 0, world = 1;
   double peak_gflops = 0;
+  Device device = Device::cpu();  // where parameters and activations live (train.device)
   bool profile = false;
   std::string run_dir;    // train.run_dir, or the --resume directory
   std::string load_from;  // checkpoint to load after the model is built ("" for a fresh start)
@@ -213,6 +216,13 @@ double evaluate(Run& r) {
   return sum[0] / static_cast<double>(chunks_total);
 }
 
+// "f32", "bf16 projections", and "on cuda:0 (simt)" for a CUDA run.
+std::string device_and_precision(const Run& r) {
+  std::string s = r.rc.train.precision == "bf16" ? "bf16 projections" : "f32";
+  if (r.device.is_cuda()) s += std::string(" on ") + r.device.str() + " (" + cuda::backend_name(cuda::backend()) + ")";
+  return s;
+}
+
 // The run's first line on stdout (rank 0): model, layout, data, the MFU peak and where it goes.
 void print_start_line(const Run& r, const ModelSize& size) {
   const RunConfig& rc = r.rc;
@@ -230,7 +240,7 @@ void print_start_line(const Run& r, const ModelSize& size) {
       rc.model.model_type.c_str(), static_cast<double>(size.total) / 1e6, static_cast<double>(size.active_with_embedding) / 1e6,
       static_cast<long long>(r.world), static_cast<long long>(rc.parallel.pp), static_cast<long long>(r.dp),
       static_cast<long long>(rc.parallel.ep), static_cast<long long>(tc.steps), static_cast<long long>(tc.global_batch),
-      static_cast<long long>(seq), tc.precision == "bf16" ? "bf16 projections" : "f32", rc.data.path.c_str(),
+      static_cast<long long>(seq), device_and_precision(r).c_str(), rc.data.path.c_str(),
       static_cast<long long>(loader.windows_per_epoch()), static_cast<long long>(loader.eval_windows()), r.peak_gflops,
       tc.peak_gflops != "measure" ? "from config"
       : tc.precision == "bf16"    ? "measured bf16 GEMM"
@@ -277,6 +287,10 @@ void train_loop(Run& r) {
     StepMetrics m = record(st, step, tokens_seen);
     m.step_time_s = dt;
     m.tokens_per_s = static_cast<double>(st.tokens) / dt;
+    if (r.device.is_cuda()) {
+      m.device_peak_mb = static_cast<double>(cuda::memory_stats(r.device.index).peak_allocated_bytes) / 1e6;
+      cuda::reset_peak_memory_stats(r.device.index);  // the next step's own peak
+    }
     m.mfu = m.tokens_per_s * size.flops_per_token() / (r.peak_gflops * 1e9 * static_cast<double>(r.world));
     double elapsed = seconds_since(t_start);
     m.eta_s = elapsed / static_cast<double>(step + 1 - first_step) * static_cast<double>(tc.steps - step - 1);
@@ -407,6 +421,15 @@ int run_training(const RunConfig& rc, MpiRuntime* mpi, const StartOptions& start
       r.model = std::make_unique<DeepSeekModel>(rc.model, tc.seed);
     }
     apply_freezing(*r.model, tc);
+    if (tc.device == "cuda") {
+      MLAMOE_CHECK(r.world == 1, "train.device = \"cuda\" runs on one rank for now (multi-GPU training is not built yet); got "
+                                     << r.world << " ranks");
+      MLAMOE_CHECK(cuda_device_count() > 0, "train.device = \"cuda\", but no CUDA device is usable (backend "
+                                                << cuda::backend_name(cuda::backend())
+                                                << "; MLAMOE_CUDA_BACKEND=simt runs the CUDA kernels in the SIMT emulator)");
+      r.device = Device::cuda(0);
+      r.model->params.move_to(r.device);  // before the optimizer, whose moments live beside the parameters
+    }
     r.model->set_recompute(tc.recompute);
     r.opt = std::make_unique<AdamW>(r.model->params, AdamWOptions{tc.beta1, tc.beta2, tc.eps, tc.weight_decay},
                                     r.mesh ? zero1_groups(*r.mesh) : nullptr);

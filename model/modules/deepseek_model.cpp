@@ -8,7 +8,8 @@ namespace {
 
 std::string layer_prefix(int64_t l) { return "model.layers." + std::to_string(l) + "."; }
 
-// Windows carry the loss mask in the sign (see the header): token ids for the inputs ...
+// Windows carry the loss mask in the sign (see the header): token ids for the inputs ... (made on
+// the host, where the windows are, then moved to the parameters' device)
 Tensor input_ids(const Tensor& w) {
   Tensor out = w.contiguous().clone();
   int64_t* p = out.data<int64_t>();
@@ -105,7 +106,7 @@ ModelOutput DeepSeekModel::forward_stage(const Tensor& windows, const Tensor& hi
   std::vector<LayerAux> aux;
   Tensor h;
   if (shard.first_stage) {
-    h = embedding(embed_tokens, input_ids(windows.narrow(1, 0, t)));
+    h = embedding(embed_tokens, input_ids(windows.narrow(1, 0, t)).to(params.device()));
   } else {
     MLAMOE_CHECK(hidden_in.defined() && hidden_in.dim() == 3 && hidden_in.size(1) == t,
                  "model stage: expected the previous stage's hidden state [B, "
@@ -141,8 +142,9 @@ ModelOutput DeepSeekModel::head_and_mtp(const Tensor& h, const Tensor& windows, 
   // h⁰ for MTP is this final-normed state that feeds the head (model/README.md §5, post-norm choice).
   Tensor logits_main = linear(h, lm_head);
   ModelOutput out;
-  out.lm_loss =
-      weighted(cross_entropy(logits_main.reshape({b * t, v}), target_ids(windows.narrow(1, 1, t)).reshape({b * t})), weights.lm);
+  out.lm_loss = weighted(
+      cross_entropy(logits_main.reshape({b * t, v}), target_ids(windows.narrow(1, 1, t)).reshape({b * t}).to(params.device())),
+      weights.lm);
   if (keep_logits) out.logits = logits_main;
 
   // MTP depth k: position i (0 ≤ i < T−k) combines h^{k−1}_i with Emb(w[i+k]) and predicts w[i+k+1].
@@ -150,14 +152,15 @@ ModelOutput DeepSeekModel::head_and_mtp(const Tensor& h, const Tensor& windows, 
   for (size_t k1 = 0; k1 < mtp.size(); ++k1) {
     const MtpModule& m = mtp[k1];
     int64_t k = static_cast<int64_t>(k1) + 1, len = t - k;
-    Tensor emb = embedding(embed_tokens, input_ids(windows.narrow(1, k, len)));
+    Tensor emb = embedding(embed_tokens, input_ids(windows.narrow(1, k, len)).to(params.device()));
     Tensor hk = h_prev.narrow(1, 0, len);
     Tensor joined = concat({rmsnorm(emb, m.enorm, cfg.rms_norm_eps), rmsnorm(hk, m.hnorm, cfg.rms_norm_eps)}, 2);
     LayerAux a;
     Tensor hm = m.block->forward(linear(joined, m.eh_proj), attention_context(cfg, 0, len, dtype), &a);
     if (m.block->moe) aux.push_back(std::move(a));
     Tensor lk = linear(rmsnorm(hm, m.shared_head_norm, cfg.rms_norm_eps), lm_head);
-    Tensor loss_k = cross_entropy(lk.reshape({b * len, v}), target_ids(windows.narrow(1, k + 1, len)).reshape({b * len}));
+    Tensor loss_k =
+        cross_entropy(lk.reshape({b * len, v}), target_ids(windows.narrow(1, k + 1, len)).reshape({b * len}).to(params.device()));
     accumulate(out.mtp_loss, weights.mtp.empty() ? loss_k : weighted(loss_k, weights.mtp[k1]));
     h_prev = hm;
   }

@@ -58,8 +58,8 @@ Tensor ExpertDispatcher::dispatch_postprocess(const Tensor& recv_RD, DispatchPla
       }
       plan.local_counts[e] += plan.recv_counts[s * e_local + e];
     }
-  plan.to_expert_major = Tensor::from_vector(order_R, {static_cast<int64_t>(order_R.size())});
-  plan.to_source_major = Tensor::from_vector(inverse_R, {static_cast<int64_t>(inverse_R.size())});
+  plan.to_expert_major = Tensor::from_vector(order_R, {static_cast<int64_t>(order_R.size())}).to(recv_RD.device());
+  plan.to_source_major = Tensor::from_vector(inverse_R, {static_cast<int64_t>(inverse_R.size())}).to(recv_RD.device());
   return order_R.empty() ? recv_RD : index_select(recv_RD, plan.to_expert_major);
 }
 

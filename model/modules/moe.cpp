@@ -8,7 +8,7 @@
 namespace mlamoe {
 
 Permutation permute_by_expert(const Tensor& indices, int64_t n_experts) {
-  Tensor idx_SK = indices.contiguous();
+  Tensor idx_SK = indices.contiguous().to(Device::cpu());  // a counting sort on the host (tokens·K indices)
   const int64_t* idx = idx_SK.data<int64_t>();
   int64_t n_assign = idx_SK.numel(), k = idx_SK.size(-1);
   Permutation p;
@@ -50,10 +50,10 @@ Tensor balance_loss(const Tensor& scores_BTE, const Tensor& sel_BTK, bool normal
   Tensor sc_BTE = normalise ? normalize_rows(scores_BTE) : scores_BTE;
   Tensor p_BE = mean(sc_BTE, 1);
   std::vector<double> f_BE(b * n_experts, 0.0);
-  Tensor sel = sel_BTK.contiguous();
+  Tensor sel = sel_BTK.contiguous().to(Device::cpu());
   const int64_t* s = sel.data<int64_t>();
   for (int64_t i = 0; i < b * t * k; ++i) f_BE[(i / (t * k)) * n_experts + s[i]] += static_cast<double>(n_experts) / (k * t);
-  Tensor ft_BE = Tensor::from_vector(f_BE, {b, n_experts}).to(scores_BTE.dtype());
+  Tensor ft_BE = Tensor::from_vector(f_BE, {b, n_experts}).to(scores_BTE.dtype()).to(scores_BTE.device());
   return scale(sum(mul(ft_BE, p_BE)), alpha / b);
 }
 
@@ -80,7 +80,7 @@ MoeOutput MoeLayer::forward(const Tensor& u) const {
   // ---- routed experts on their tokens only: permute, dispatch to the experts' ranks, the local
   // experts' SwiGLUs as one grouped op, combine back, weighted un-permute ----
   Permutation perm = permute_by_expert(idx_SK, n_experts);
-  Tensor token_N = Tensor::from_vector(perm.token, {static_cast<int64_t>(perm.token.size())});
+  Tensor token_N = Tensor::from_vector(perm.token, {static_cast<int64_t>(perm.token.size())}).to(x_SD.device());
   Tensor xp_ND = index_select(x_SD, token_N);  // grouped by expert
   std::vector<int64_t> counts_E(n_experts);
   for (int64_t e = 0; e < n_experts; ++e) counts_E[e] = perm.offsets[e + 1] - perm.offsets[e];
@@ -104,7 +104,8 @@ MoeOutput MoeLayer::forward(const Tensor& u) const {
   Tensor back_RD = dispatcher->combine_preprocess(y_RD, plan);
   Tensor yp_ND = dispatcher->combine_all_to_all(back_RD, plan);  // in xp_ND's order
   yp_ND = dispatcher->combine_postprocess(yp_ND, plan);
-  Tensor y_SD = moe_combine(yp_ND, w_SK, Tensor::from_vector(perm.slot, {static_cast<int64_t>(perm.slot.size())}));
+  Tensor slot_N = Tensor::from_vector(perm.slot, {static_cast<int64_t>(perm.slot.size())}).to(x_SD.device());
+  Tensor y_SD = moe_combine(yp_ND, w_SK, slot_N);
   if (shared_experts.defined()) y_SD = add(y_SD, shared_experts.forward(x_SD));
 
   MoeOutput out;
@@ -138,14 +139,17 @@ void MoeLayer::update_bias(const std::vector<int64_t>& counts_E, double gamma) {
   double total = 0;
   for (int64_t c : counts_E) total += static_cast<double>(c);
   double mean_load = total / cfg.n_routed_experts;
-  dispatch_float(e_score_correction_bias.dtype(), "update_bias", [&](auto tag) {
+  // E values, updated on the host (and copied back where the bias lives on a GPU).
+  Tensor host = e_score_correction_bias.to(Device::cpu());  // itself on the CPU
+  dispatch_float(host.dtype(), "update_bias", [&](auto tag) {
     using T = decltype(tag);
-    T* b = e_score_correction_bias.data<T>();
+    T* b = host.data<T>();
     for (int64_t e = 0; e < cfg.n_routed_experts; ++e) {
       double err = mean_load - static_cast<double>(counts_E[e]);
       b[e] += static_cast<T>(gamma * ((err > 0) - (err < 0)));
     }
   });
+  if (host.impl() != e_score_correction_bias.impl()) e_score_correction_bias.copy_(host);
 }
 
 }  // namespace mlamoe

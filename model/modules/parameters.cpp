@@ -60,4 +60,16 @@ Tensor ParamInit::norm(const std::string& name, int64_t n) { return store.add(na
 
 Tensor ParamInit::state(const std::string& name, int64_t n) { return store.add(name, Tensor::zeros({n}, dtype), false); }
 
+void ParameterStore::move_to(Device device) {
+  for (Parameter& p : params_) {
+    if (p.tensor.device() == device) continue;
+    Tensor moved = p.tensor.detach().to(device).contiguous();
+    TensorImpl* impl = p.tensor.impl();
+    impl->storage = moved.storage();
+    impl->offset = moved.offset();
+    impl->strides = moved.strides();
+    impl->grad = Tensor();
+  }
+}
+
 }  // namespace mlamoe

@@ -33,6 +33,12 @@ class ParameterStore {
   // state either way.
   void set_trainable(const std::string& name, bool on);
   int64_t numel(bool trainable_only) const;
+  // Moves every tensor to `device` in place: each keeps its handle (the modules hold copies of
+  // it), its values and its requires_grad; gradients are dropped. Call before the optimizer is
+  // made, whose moments live on the parameters' device.
+  void move_to(Device device);
+  // The device of the parameters (the first one's; CPU when there are none).
+  Device device() const { return params_.empty() ? Device::cpu() : params_.front().tensor.device(); }
 
  private:
   std::vector<Parameter> params_;

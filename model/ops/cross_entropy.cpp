@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "model/autograd/autocast.h"
+#include "model/ops/cuda/kernels.h"
 #include "model/ops/fast_exp.h"
 #include "model/ops/op_common.h"
 
@@ -81,6 +82,13 @@ struct CrossEntropyBackward : Node {
   std::vector<Tensor> backward(const Tensor& dout) override {
     const Tensor& x = kept_logits;
     Tensor dx = Tensor::empty(x.shape(), lse.dtype(), x.device());
+    if (on_cuda(x, name())) {  // the loss's gradient is read on the device: no host sync
+      Tensor dl = dout.contiguous();
+      MLAMOE_CUDA_CALL(cross_entropy_backward_cuda, x.device_data<float>(), targets.device_data<int64_t>(),
+                       lse.device_data<float>(), dl.device_data<float>(), dx.device_data<float>(), x.shape()[0], x.shape()[1],
+                       ignore, count);
+      return {dx, Tensor()};
+    }
     double g = count > 0 ? dout.item() / static_cast<double>(count) : 0.0;
     dispatch_float(lse.dtype(), "cross_entropy", [&](auto tt) {
       dispatch_index(targets.dtype(), "cross_entropy", [&](auto it) {
@@ -100,7 +108,7 @@ struct CrossEntropyBackward : Node {
     return {dx, Tensor()};
   }
   void release() override { kept_logits = targets = lse = Tensor(); }
-  Tensor kept_logits, targets, lse;  // kept_logits: keep_for_backward(logits)
+  Tensor kept_logits, targets, lse;  // kept_logits: keep_for_backward(logits); on CUDA targets are i64
   int64_t count = 0, ignore = -100;
 };
 
@@ -113,13 +121,15 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
   MLAMOE_CHECK(targets.shape()[0] == logits.shape()[0], op << ": " << targets.shape()[0] << " targets for " << logits.shape()[0]
                                                            << " rows of logits " << logits.describe());
   MLAMOE_CHECK(logits.shape()[1] > 0, op << ": empty vocabulary in " << logits.describe());
-  check_cpu(logits, op);
-  check_cpu(targets, op);
   Tensor x = logits.contiguous(), t = targets.contiguous();
   int64_t rows = x.shape()[0], v = x.shape()[1], count = 0;
-  dispatch_index(t.dtype(), op, [&](auto it) {
+  // The check reads the targets on the host (a small copy for device targets); host targets for
+  // device logits (the data loader's) are moved to them.
+  Tensor th = t.device().is_cpu() ? t : t.to(Device::cpu());
+  if (!(t.device() == x.device())) t = t.to(x.device());
+  dispatch_index(th.dtype(), op, [&](auto it) {
     using I = decltype(it);
-    const I* p = t.data<I>();
+    const I* p = th.data<I>();
     for (int64_t r = 0; r < rows; ++r) {
       if (p[r] == ignore_index) continue;
       MLAMOE_CHECK(p[r] >= 0 && p[r] < v, op << ": target " << static_cast<int64_t>(p[r]) << " at row " << r << " is outside [0, "
@@ -128,15 +138,25 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
     }
   });
   Tensor lse = Tensor::empty({rows}, x.dtype(), x.device());
-  double total = 0.0;
-  dispatch_float(x.dtype(), op, [&](auto tt) {
-    dispatch_index(t.dtype(), op, [&](auto it) {
-      using T = decltype(tt);
-      using I = decltype(it);
-      total = cross_entropy_forward_cpu<T, I>(x.data<T>(), t.data<I>(), lse.data<T>(), rows, v, ignore_index);
+  Tensor loss;
+  if (on_cuda(x, op)) {
+    if (t.dtype() != DType::I64) t = t.to(DType::I64);  // the kernels read i64 targets
+    loss = Tensor::empty({}, x.dtype(), x.device());
+    Tensor row_loss = Tensor::empty({rows}, x.dtype(), x.device());  // scratch
+    MLAMOE_CUDA_CALL(cross_entropy_forward_cuda, x.device_data<float>(), t.device_data<int64_t>(), lse.device_data<float>(),
+                     row_loss.device_data<float>(), loss.device_data<float>(), rows, v, ignore_index, count);
+  } else {
+    check_cpu(logits, op);
+    double total = 0.0;
+    dispatch_float(x.dtype(), op, [&](auto tt) {
+      dispatch_index(t.dtype(), op, [&](auto it) {
+        using T = decltype(tt);
+        using I = decltype(it);
+        total = cross_entropy_forward_cpu<T, I>(x.data<T>(), t.data<I>(), lse.data<T>(), rows, v, ignore_index);
+      });
     });
-  });
-  Tensor loss = Tensor::full({}, count > 0 ? total / static_cast<double>(count) : 0.0, x.dtype());
+    loss = Tensor::full({}, count > 0 ? total / static_cast<double>(count) : 0.0, x.dtype());
+  }
   if (needs_grad({logits})) {
     auto n = std::make_shared<CrossEntropyBackward>();
     n->kept_logits = keep_for_backward(x);  // bf16 when they are lm_head's rounded result

@@ -4,6 +4,7 @@
 #include <type_traits>
 
 #include "model/autograd/autocast.h"
+#include "model/ops/cuda/kernels.h"
 #include "model/ops/fast_exp.h"
 #include "model/ops/gemm.h"
 #include "model/ops/op_common.h"
@@ -166,6 +167,7 @@ struct ExpertSwigluBackward : Node {
   std::vector<Tensor> backward(const Tensor& dout) override {
     int64_t e_count = static_cast<int64_t>(gate.size());
     std::vector<Tensor> grads(1 + 3 * e_count);
+    if (on_cuda(x, name())) return backward_cuda(dout.contiguous(), grads);
     // bf16 operands: the incoming gradient rounded to bf16 for the products, the gradients
     // computed in f32 and returned as bf16 (the operands' type), as matmul's backward does.
     bool half = x.dtype() == DType::BF16;
@@ -204,12 +206,41 @@ struct ExpertSwigluBackward : Node {
         if (g.defined()) g = g.to(DType::BF16);
     return grads;
   }
+  // f32 on the device: experts.cu's loop of GEMMs, h laid out [2, R, I].
+  std::vector<Tensor> backward_cuda(const Tensor& dy, std::vector<Tensor>& grads) {
+    int64_t e_count = static_cast<int64_t>(gate.size()), rows = plan.offsets.back(), w = plan.width, d = plan.d;
+    float* dx = nullptr;
+    if (next[0]) {
+      grads[0] = Tensor::empty(x.shape(), DType::F32, x.device());
+      dx = grads[0].device_data<float>();
+    }
+    std::vector<const float*> pg, pu, pd;
+    std::vector<float*> dg(e_count, nullptr), du(e_count, nullptr), dd(e_count, nullptr);
+    for (int64_t e = 0; e < e_count; ++e) {
+      pg.push_back(gate[e].device_data<float>());
+      pu.push_back(up[e].device_data<float>());
+      pd.push_back(down[e].device_data<float>());
+      std::vector<float*>* outs[3] = {&dg, &du, &dd};
+      const Tensor* like[3] = {&gate[e], &up[e], &down[e]};
+      for (int j = 0; j < 3; ++j) {
+        if (!next[1 + 3 * e + j]) continue;
+        Tensor& gt = grads[1 + 3 * e + j];
+        gt = Tensor::empty(like[j]->shape(), DType::F32, x.device());
+        (*outs[j])[e] = gt.device_data<float>();
+      }
+    }
+    Tensor scratch = Tensor::empty({4 * rows * w + rows * d}, DType::F32, x.device());
+    MLAMOE_CUDA_CALL(expert_swiglu_backward_cuda, plan.offsets.data(), e_count, d, w, x.device_data<float>(), pg.data(),
+                     pu.data(), pd.data(), h.device_data<float>(), dy.device_data<float>(), dx, dg.data(), du.data(), dd.data(),
+                     scratch.device_data<float>());
+    return grads;
+  }
   void release() override {
     x = h = Tensor();
     gate.clear(), up.clear(), down.clear();
   }
   ExpertPlan plan;
-  Tensor x, h;  // x [R, D]; h [R, 2I] the gate and up pre-activations
+  Tensor x, h;  // x [R, D]; h [R, 2I] the gate and up pre-activations (on CUDA [2, R, I]: all gate rows, then up)
   std::vector<Tensor> gate, up, down;
 };
 
@@ -275,6 +306,13 @@ struct MoeCombineBackward : Node {
     if (next[0]) dyp = Tensor::empty(yp.shape(), w.dtype(), yp.device());
     if (next[1]) dw = Tensor::empty(w.shape(), w.dtype(), w.device());
     int64_t s_tok = w.shape()[0], k = w.shape()[1], d = yp.shape()[1];
+    if (on_cuda(w, name())) {
+      MLAMOE_CUDA_CALL(moe_combine_backward_cuda, yp.device_data<float>(), w.device_data<float>(), slot.device_data<int64_t>(),
+                       row_of_dev.device_data<int64_t>(), dy.device_data<float>(),
+                       dyp.defined() ? dyp.device_data<float>() : nullptr, dw.defined() ? dw.device_data<float>() : nullptr,
+                       s_tok, k, d);
+      return {dyp, dw, Tensor()};
+    }
     dispatch_float(w.dtype(), name(), [&](auto tag) {
       using T = decltype(tag);
       auto run = [&](auto yt) {
@@ -291,11 +329,12 @@ struct MoeCombineBackward : Node {
     return {dyp, dw, Tensor()};
   }
   void release() override {
-    yp = w = slot = Tensor();
+    yp = w = slot = row_of_dev = Tensor();
     row_of.clear();
   }
-  Tensor yp, w, slot;           // [N, D], [S, K], [N]
-  std::vector<int64_t> row_of;  // [N]
+  Tensor yp, w, slot;           // [N, D], [S, K], [N] (slot on yp's device)
+  std::vector<int64_t> row_of;  // [N] (CPU)
+  Tensor row_of_dev;            // [N] i64 row_of on the device (CUDA)
 };
 
 }  // namespace
@@ -304,8 +343,9 @@ Tensor expert_swiglu(const Tensor& x, const std::vector<int64_t>& counts, const 
                      const std::vector<Tensor>& up, const std::vector<Tensor>& down) {
   const char* op = "expert_swiglu";
   check_dim(x, 2, op, "x [R, D]");
-  check_cpu(x, op);
   if (autocast_bf16() && x.dtype() == DType::F32) {
+    MLAMOE_CHECK(x.device().is_cpu(),
+                 op << ": bf16 autocast has no CUDA kernel yet (f32 only on the device), got " << x.describe());
     // bf16 operands, f32 accumulation and elementwise maths, the result rounded to bf16 values
     // (model/autograd/autocast.h); the weights' dtypes are checked by the call below.
     auto half = [](const std::vector<Tensor>& ws) {
@@ -338,6 +378,9 @@ Tensor expert_swiglu(const Tensor& x, const std::vector<int64_t>& counts, const 
     check_same_dtype(x, gate[e], op);
     check_same_dtype(x, up[e], op);
     check_same_dtype(x, down[e], op);
+    check_same_device(x, gate[e], op);
+    check_same_device(x, up[e], op);
+    check_same_device(x, down[e], op);
   }
   MLAMOE_CHECK(plan.offsets.back() == x.shape()[0],
                op << ": counts sum to " << plan.offsets.back() << " rows but x is " << x.describe());
@@ -350,20 +393,37 @@ Tensor expert_swiglu(const Tensor& x, const std::vector<int64_t>& counts, const 
   }
   int64_t rows = x.shape()[0];
   DType acc = accumulate_dtype(x.dtype());
-  Tensor h_R2I = Tensor::empty({rows, 2 * plan.width}, acc, x.device());
+  bool cuda = on_cuda(x, op);
+  // On CUDA h is [2, R, I] (all gate pre-activations, then all up): experts.cu.
+  Tensor h_R2I =
+      cuda ? Tensor::empty({2, rows, plan.width}, acc, x.device()) : Tensor::empty({rows, 2 * plan.width}, acc, x.device());
   Tensor y_RD = Tensor::empty({rows, plan.d}, acc, x.device());
-  dispatch_product(x.dtype(), op, [&](auto t_tag, auto tc_tag) {
-    using T = decltype(t_tag);
-    using TC = decltype(tc_tag);
-    std::vector<const T*> pg, pu, pd;
+  if (cuda) {
+    std::vector<const float*> pg, pu, pd;
     for (size_t e = 0; e < e_count; ++e) {
-      pg.push_back(gc[e].data<T>());
-      pu.push_back(uc[e].data<T>());
-      pd.push_back(dc[e].data<T>());
+      pg.push_back(gc[e].device_data<float>());
+      pu.push_back(uc[e].device_data<float>());
+      pd.push_back(dc[e].device_data<float>());
     }
-    Tensor a_RI = Tensor::empty({rows, plan.width}, x.dtype(), x.device());  // scratch
-    expert_swiglu_forward_cpu<T, TC>(plan, x_RD.data<T>(), pg, pu, pd, h_R2I.data<TC>(), a_RI.data<T>(), y_RD.data<TC>());
-  });
+    Tensor a_RI = Tensor::empty({rows, plan.width}, DType::F32, x.device());  // scratch
+    MLAMOE_CUDA_CALL(expert_swiglu_forward_cuda, plan.offsets.data(), static_cast<int64_t>(e_count), plan.d, plan.width,
+                     x_RD.device_data<float>(), pg.data(), pu.data(), pd.data(), h_R2I.device_data<float>(),
+                     a_RI.device_data<float>(), y_RD.device_data<float>());
+  } else {
+    check_cpu(x, op);
+    dispatch_product(x.dtype(), op, [&](auto t_tag, auto tc_tag) {
+      using T = decltype(t_tag);
+      using TC = decltype(tc_tag);
+      std::vector<const T*> pg, pu, pd;
+      for (size_t e = 0; e < e_count; ++e) {
+        pg.push_back(gc[e].data<T>());
+        pu.push_back(uc[e].data<T>());
+        pd.push_back(dc[e].data<T>());
+      }
+      Tensor a_RI = Tensor::empty({rows, plan.width}, x.dtype(), x.device());  // scratch
+      expert_swiglu_forward_cpu<T, TC>(plan, x_RD.data<T>(), pg, pu, pd, h_R2I.data<TC>(), a_RI.data<T>(), y_RD.data<TC>());
+    });
+  }
   std::vector<Tensor> inputs = {x};
   for (size_t e = 0; e < e_count; ++e) inputs.insert(inputs.end(), {gate[e], up[e], down[e]});
   if (needs_grad(inputs)) {
@@ -386,28 +446,39 @@ Tensor moe_combine(const Tensor& yp, const Tensor& w, const Tensor& slot) {
   check_dim(yp, 2, op, "yp [N, D]");
   check_dim(w, 2, op, "w [S, K]");
   check_dim(slot, 1, op, "slot [N]");
-  check_cpu(yp, op);
-  check_cpu(w, op);
-  check_cpu(slot, op);
   check_same_dtype(yp, w, op);
+  check_same_device(yp, w, op);
   MLAMOE_CHECK(slot.dtype() == DType::I64, op << ": slot must be i64, got " << slot.describe());
   int64_t s_tok = w.shape()[0], k = w.shape()[1], d = yp.shape()[1];
   MLAMOE_CHECK(yp.shape()[0] == s_tok * k && slot.shape()[0] == s_tok * k,
                op << ": yp " << yp.describe() << " and slot " << slot.describe() << " must have S·K = " << s_tok * k
                   << " rows for w " << w.describe());
   Tensor yp_ND = yp.contiguous(), w_SK = w.contiguous(), slot_N = slot.contiguous();
-  std::vector<int64_t> row_of_N = invert_slots(slot_N.data<int64_t>(), s_tok * k);
+  // The slots are checked and inverted on the host (a small copy for device slots), and live on
+  // yp's device for the kernels (host slots, as permute_by_expert makes them, are moved there).
+  Tensor slot_host = slot_N.device().is_cpu() ? slot_N : slot_N.to(Device::cpu());
+  if (!(slot_N.device() == yp.device())) slot_N = slot_N.to(yp.device());
+  std::vector<int64_t> row_of_N = invert_slots(slot_host.data<int64_t>(), s_tok * k);
   Tensor y_SD = Tensor::empty({s_tok, d}, yp.dtype(), yp.device());
-  dispatch_float(yp.dtype(), op, [&](auto tag) {
-    using T = decltype(tag);
-    moe_combine_forward_cpu<T>(yp_ND.data<T>(), w_SK.data<T>(), row_of_N.data(), y_SD.data<T>(), s_tok, k, d);
-  });
+  Tensor row_of_dev;
+  if (on_cuda(yp, op)) {
+    row_of_dev = Tensor::from_vector(row_of_N, {s_tok * k}).to(yp.device());
+    MLAMOE_CUDA_CALL(moe_combine_forward_cuda, yp_ND.device_data<float>(), w_SK.device_data<float>(),
+                     row_of_dev.device_data<int64_t>(), y_SD.device_data<float>(), s_tok, k, d);
+  } else {
+    check_cpu(yp, op);
+    dispatch_float(yp.dtype(), op, [&](auto tag) {
+      using T = decltype(tag);
+      moe_combine_forward_cpu<T>(yp_ND.data<T>(), w_SK.data<T>(), row_of_N.data(), y_SD.data<T>(), s_tok, k, d);
+    });
+  }
   if (needs_grad({yp, w})) {
     auto n = std::make_shared<MoeCombineBackward>();
     n->yp = keep_for_backward(yp_ND);  // under autocast the experts' rounded outputs: bf16 values
     n->w = w_SK.detach();
     n->slot = slot_N;
     n->row_of = std::move(row_of_N);
+    n->row_of_dev = row_of_dev;
     connect(y_SD, n, {yp, w, slot});
   }
   return y_SD;

@@ -21,7 +21,8 @@ Tensor expert_swiglu(const Tensor& x, const std::vector<int64_t>& counts, const 
 
 // Un-permute and weight: y[s] = Σ_j w[s, j] · yp[row of slot s·K + j], the routed experts' outputs
 // combined per token. yp [N, D] (an expert's output per assignment); w [S, K] routing weights;
-// slot [N] (i64): the flat assignment index s·K + j that row r holds, a permutation of 0 .. N−1.
+// slot [N] (i64, on the host or yp's device): the flat assignment index s·K + j that row r holds, a
+// permutation of 0 .. N−1.
 // Each token sums its K terms in slot order, so results do not depend on the thread count.
 Tensor moe_combine(const Tensor& yp, const Tensor& w, const Tensor& slot);
 

@@ -5,7 +5,9 @@
 // In the MoE path (letters: model/modules/moe.h): scores_SE, idx_SK -> gather -> g_SK;
 // x_SD, token_N -> index_select -> xp_ND; the EP regrouping index_selects [R, D] rows by [R] indices.
 // Each is the other's backward. Row accumulation is deterministic: threads split columns, and every
-// output row sums its sources in increasing m.
+// output row sums its sources in increasing m (on CUDA too: one thread per output element, its
+// sources listed per row from a host copy of idx). idx must be on x's device; the range checks
+// read a host copy of it.
 #pragma once
 #include "model/tensor/tensor.h"
 

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "model/ops/cuda/kernels.h"
 #include "model/ops/op_common.h"
 
 namespace mlamoe {
@@ -41,6 +42,11 @@ struct NormalizeRowsBackward : Node {
     Tensor g = dout.contiguous();
     Tensor dx = Tensor::empty(y.shape(), y.dtype(), y.device());
     int64_t n = y.shape().back();
+    if (on_cuda(y, "normalize_rows")) {
+      MLAMOE_CUDA_CALL(normalize_rows_backward_cuda, y.device_data<float>(), sums.device_data<float>(), g.device_data<float>(),
+                       dx.device_data<float>(), y.numel() / n, n);
+      return {dx};
+    }
     dispatch_float(y.dtype(), "normalize_rows", [&](auto tag) {
       using T = decltype(tag);
       normalize_rows_backward_cpu<T>(y.data<T>(), sums.data<T>(), g.data<T>(), dx.data<T>(), y.numel() / n, n);
@@ -58,16 +64,23 @@ Tensor normalize_rows(const Tensor& x) {
   const char* op = "normalize_rows";
   check_defined(x, op, "x");
   MLAMOE_CHECK(x.dim() >= 1 && x.shape().back() > 0, op << ": needs a non-empty last dimension, got " << x.describe());
-  check_cpu(x, op);
   Tensor xc = x.contiguous();
   int64_t n = x.shape().back();
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   Tensor sums = Tensor::empty({x.numel() / n}, x.dtype(), x.device());
   bool zero_row = false;
-  dispatch_float(x.dtype(), op, [&](auto tag) {
-    using T = decltype(tag);
-    normalize_rows_forward_cpu<T>(xc.data<T>(), y.data<T>(), sums.data<T>(), x.numel() / n, n, zero_row);
-  });
+  if (on_cuda(x, op)) {
+    Tensor flag = Tensor::zeros({1}, DType::I32, x.device());
+    MLAMOE_CUDA_CALL(normalize_rows_forward_cuda, xc.device_data<float>(), y.device_data<float>(), sums.device_data<float>(),
+                     flag.device_data<int>(), x.numel() / n, n);
+    zero_row = flag.item() != 0;  // the check waits for the kernel, as the CPU's does
+  } else {
+    check_cpu(x, op);
+    dispatch_float(x.dtype(), op, [&](auto tag) {
+      using T = decltype(tag);
+      normalize_rows_forward_cpu<T>(xc.data<T>(), y.data<T>(), sums.data<T>(), x.numel() / n, n, zero_row);
+    });
+  }
   MLAMOE_CHECK(!zero_row, op << ": a row of " << x.describe() << " sums to 0");
   if (needs_grad({x})) {
     auto node = std::make_shared<NormalizeRowsBackward>();

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "model/ops/cuda/kernels.h"
 #include "model/ops/op_common.h"
 
 namespace mlamoe {
@@ -26,6 +27,12 @@ void rope_rotate_cpu(const T* x, const T* cos, const T* sin, T* y, int64_t b, in
 }
 
 void rope_apply(const Tensor& x, const Tensor& cos, const Tensor& sin, Tensor& y, int sign) {
+  if (on_cuda(x, "rope")) {
+    MLAMOE_CUDA_CALL(rope_rotate_cuda, x.device_data<float>(), cos.device_data<float>(), sin.device_data<float>(),
+                     y.device_data<float>(), x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3], static_cast<float>(sign));
+    return;
+  }
+  check_cpu(x, "rope");
   dispatch_float(x.dtype(), "rope", [&](auto tag) {
     using T = decltype(tag);
     rope_rotate_cpu<T>(x.data<T>(), cos.data<T>(), sin.data<T>(), y.data<T>(), x.shape()[0], x.shape()[1], x.shape()[2],
@@ -77,8 +84,13 @@ Tensor rope(const Tensor& x, const RopeTables& tables) {
                op << ": tables must be [" << t << ", " << d / 2 << "] for " << x.describe() << ", got " << tables.cos.describe()
                   << " and " << tables.sin.describe());
   check_same_dtype(x, tables.cos, op);
-  check_cpu(x, op);
+  check_same_dtype(x, tables.sin, op);
   Tensor xc = x.contiguous(), c = tables.cos.contiguous(), s = tables.sin.contiguous();
+  if (!(c.device() == x.device() && s.device() == x.device())) {  // rope_tables makes them on the host
+    NoGrad no_grad;
+    c = c.to(x.device());
+    s = s.to(x.device());
+  }
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   rope_apply(xc, c, s, y, +1);
   if (needs_grad({x})) {

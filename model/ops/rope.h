@@ -17,7 +17,8 @@ struct RopeTables {
 RopeTables rope_tables(int64_t start, int64_t len, int64_t dim, double theta, DType dtype = DType::F32,
                        const std::vector<double>& inv_freq = {});
 
-// x [B, T, H, d] (d even) rotated with tables for T positions -> [B, T, H, d]
+// x [B, T, H, d] (d even) rotated with tables for T positions -> [B, T, H, d]. Tables on another
+// device than x (rope_tables makes them on the host) are copied to x's device for the call.
 Tensor rope(const Tensor& x, const RopeTables& tables);
 
 // One row of d = 2·half values rotated by one position's angles (cos, sin: that position's row of

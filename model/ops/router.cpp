@@ -5,6 +5,7 @@
 #include <limits>
 #include <numeric>
 
+#include "model/ops/cuda/kernels.h"
 #include "model/ops/op_common.h"
 
 namespace mlamoe {
@@ -55,7 +56,6 @@ void route_row_cpu(const T* s, const T* b, int64_t n_experts, const RouteSpec& s
 Tensor route_select(const Tensor& scores, const Tensor& bias, const RouteSpec& spec) {
   const char* op = "route_select";
   check_dim(scores, 2, op, "scores [S, E]");
-  check_cpu(scores, op);
   int64_t s_tok = scores.size(0), n_experts = scores.size(1);
   MLAMOE_CHECK(spec.top_k >= 1 && spec.top_k <= n_experts,
                op << ": top_k = " << spec.top_k << " must be in [1, " << n_experts << "]");
@@ -73,10 +73,20 @@ Tensor route_select(const Tensor& scores, const Tensor& bias, const RouteSpec& s
     check_dim(bias, 1, op, "bias [E]");
     MLAMOE_CHECK(bias.size(0) == n_experts, op << ": bias " << bias.describe() << " does not match " << n_experts << " experts");
     check_same_dtype(scores, bias, op);
+    check_same_device(scores, bias, op);
     bias_E = bias.contiguous();
   }
   Tensor idx_SK = Tensor::empty({s_tok, spec.top_k}, DType::I64, scores.device());
   bool saw_nan = false;
+  if (on_cuda(scores, op)) {
+    Tensor flag = Tensor::zeros({1}, DType::I32, scores.device());
+    MLAMOE_CUDA_CALL(route_select_cuda, scores_SE.device_data<float>(), bias_E.defined() ? bias_E.device_data<float>() : nullptr,
+                     idx_SK.device_data<int64_t>(), flag.device_data<int>(), s_tok, n_experts, spec.top_k, spec.n_group,
+                     spec.topk_group, spec.group_score == GroupScore::Max);
+    MLAMOE_CHECK(flag.item() == 0, op << ": router scores contain NaN (" << scores.describe() << ")");
+    return idx_SK;
+  }
+  check_cpu(scores, op);
   dispatch_float(scores.dtype(), op, [&](auto tag) {
     using T = decltype(tag);
     const T* s = scores_SE.data<T>();
@@ -102,7 +112,7 @@ Tensor route_select(const Tensor& scores, const Tensor& bias, const RouteSpec& s
 std::vector<int64_t> expert_counts(const Tensor& indices, int64_t n_experts) {
   MLAMOE_CHECK(indices.dtype() == DType::I64, "expert_counts: expected i64 indices, got " << indices.describe());
   std::vector<int64_t> counts_E(n_experts, 0);
-  Tensor ic = indices.contiguous();
+  Tensor ic = indices.device().is_cpu() ? indices.contiguous() : indices.to(Device::cpu());  // device indices: a host copy
   const int64_t* p = ic.data<int64_t>();
   for (int64_t i = 0; i < ic.numel(); ++i) {
     MLAMOE_CHECK(p[i] >= 0 && p[i] < n_experts, "expert_counts: index " << p[i] << " out of [0, " << n_experts << ")");

@@ -27,7 +27,7 @@ struct RouteSpec {
   GroupScore group_score = GroupScore::Top2Sum;
 };
 
-// scores [S, E] (f32/f64), bias [E] of the same dtype or undefined -> indices [S, K] (i64), each
+// scores [S, E] (f32/f64), bias [E] of the same dtype and device or undefined -> indices [S, K] (i64), each
 // row in descending order of biased score, ties to the lower index (groups likewise).
 Tensor route_select(const Tensor& scores, const Tensor& bias, const RouteSpec& spec);
 

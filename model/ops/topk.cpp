@@ -4,6 +4,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "model/ops/cuda/kernels.h"
 #include "model/ops/index.h"
 #include "model/ops/op_common.h"
 
@@ -36,16 +37,23 @@ TopK topk(const Tensor& x, int64_t k) {
   MLAMOE_CHECK(x.dim() >= 1, op << ": needs at least one dimension, got " << x.describe());
   int64_t n = x.shape().back();
   MLAMOE_CHECK(k >= 1 && k <= n, op << ": k = " << k << " must be in [1, " << n << "] for " << x.describe());
-  check_cpu(x, op);
   Tensor xc = x.contiguous();
   Shape out_shape = x.shape();
   out_shape.back() = k;
   Tensor idx = Tensor::empty(out_shape, DType::I64, x.device());
   bool saw_nan = false;
-  dispatch_float(x.dtype(), op, [&](auto tag) {
-    using T = decltype(tag);
-    topk_indices_cpu<T>(xc.data<T>(), idx.data<int64_t>(), x.numel() / n, n, k, saw_nan);
-  });
+  if (on_cuda(x, op)) {
+    Tensor flag = Tensor::zeros({1}, DType::I32, x.device());
+    MLAMOE_CUDA_CALL(topk_indices_cuda, xc.device_data<float>(), idx.device_data<int64_t>(), flag.device_data<int>(),
+                     x.numel() / n, n, k);
+    saw_nan = flag.item() != 0;  // checked before the gather below reads x at the indices
+  } else {
+    check_cpu(x, op);
+    dispatch_float(x.dtype(), op, [&](auto tag) {
+      using T = decltype(tag);
+      topk_indices_cpu<T>(xc.data<T>(), idx.data<int64_t>(), x.numel() / n, n, k, saw_nan);
+    });
+  }
   MLAMOE_CHECK(!saw_nan, op << ": input contains NaN (" << x.describe() << ")");
   return {gather(x, idx), idx};
 }

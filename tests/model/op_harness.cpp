@@ -216,11 +216,12 @@ CheckResult check_cuda_against_cpu(const OpCase& c, size_t case_index, double to
       res.failure += c.label() + ": " + what + " shape " + shape_str(ours.shape()) + " vs CPU " + shape_str(ref.shape()) + "\n";
       return;
     }
-    std::vector<double> v = ours.to_vector<double>();
+    // On the host first: the device converts only between some dtypes (not i64 -> f64, topk's indices).
+    std::vector<double> v = ours.to(Device::cpu()).to_vector<double>();
     Compare cmp = compare(v, ref.to_vector<double>());
     res.worst_rel = std::max(res.worst_rel, cmp.max_rel);
     if (!(cmp.max_rel <= tol)) res.failure += fmt_failure(c, what + " CUDA vs CPU:", cmp, tol) + "\n";
-    Compare rerun = compare(v, other.to_vector<double>());
+    Compare rerun = compare(v, other.to(Device::cpu()).to_vector<double>());
     if (rerun.max_abs != 0)
       res.failure += fmt_failure(c, what + " CUDA run 1 vs run 2 (other thread orders):", rerun, 0.0) + "\n";
   };

@@ -1,11 +1,15 @@
-// CUDA tensors: storage, copies, fills and the caching allocator. The ctest cuda_tensor runs this
+// CUDA tensors: storage, copies, fills and the caching allocator; ops whose CUDA kernels the op table
+// cannot check (route_select) and the input checks of ops on device data. The ctest cuda_tensor runs this
 // in the SIMT emulator (MLAMOE_CUDA_BACKEND=simt); tools/gpu_check.sh runs it on a GPU. Skips (with
 // the reason) where no CUDA backend runs.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "model/ops/ops.h"
 #include "model/tensor/cuda/backend.h"
 #include "model/tensor/cuda/caching_allocator.h"
+#include "model/tensor/simt/simt.h"
 #include "tests/test_util.h"
 
 namespace mlamoe {
@@ -72,12 +76,69 @@ TEST(CudaTensor, CachingAllocatorReusesBlocks) {
   EXPECT_EQ(cuda::memory_stats(0).reserved_bytes, cuda::memory_stats(0).allocated_bytes);
 }
 
+// route_select on the device picks exactly the CPU's experts (the selection is discrete): random
+// scores, every third token's quantised to quarters so that experts and groups tie, with and
+// without a bias, both group scores, under two emulator thread orders.
+TEST(CudaOps, RouteSelectMatchesCpuExactly) {
+  NEED_CUDA();
+  const int64_t S = 37, E = 64;
+  Rng rng(11);
+  std::vector<float> v = Tensor::uniform({S, E}, rng, 0.0, 1.0).to_vector<float>();
+  for (int64_t t = 0; t < S; t += 3)
+    for (int64_t e = 0; e < E; ++e) v[t * E + e] = std::round(v[t * E + e] * 4.0f) / 4.0f;
+  Tensor s = Tensor::from_vector(v, {S, E});
+  Tensor bias = Tensor::randn({E}, rng, 0.05);
+  Tensor s_dev = s.to(Device::cuda(0)), bias_dev = bias.to(Device::cuda(0));
+  const RouteSpec specs[] = {{8, 8, 4, GroupScore::Top2Sum},  {8, 8, 4, GroupScore::Max},  {6, 1, 1, GroupScore::Top2Sum},
+                             {5, 16, 3, GroupScore::Top2Sum}, {40, 4, 3, GroupScore::Max}, {64, 2, 2, GroupScore::Top2Sum}};
+  for (const RouteSpec& spec : specs) {
+    for (bool with_bias : {false, true}) {
+      std::vector<int64_t> cpu = route_select(s, with_bias ? bias : Tensor(), spec).to_vector<int64_t>();
+      for (uint64_t seed : {1u, 977u}) {
+        simt::set_launch_seed(seed);
+        Tensor idx = route_select(s_dev, with_bias ? bias_dev : Tensor(), spec);
+        EXPECT_TRUE(idx.device().is_cuda());
+        EXPECT_EQ(idx.to_vector<int64_t>(), cpu) << "top_k " << spec.top_k << ", " << spec.n_group << " groups, keep "
+                                                 << spec.topk_group << ", bias " << with_bias << ", seed " << seed;
+        EXPECT_EQ(expert_counts(idx, E), expert_counts(Tensor::from_vector(cpu, {S, spec.top_k}), E));
+      }
+    }
+  }
+  v[5 * E + 7] = std::nanf("");
+  test::expect_error(
+      [&] {
+        route_select(Tensor::from_vector(v, {S, E}).to(Device::cuda(0)), Tensor(), specs[0]);
+      },
+      "contain NaN");
+}
+
+// The checks the CPU ops make on host data hold for device inputs too (read from a host copy).
+TEST(CudaOps, InputChecksOnDeviceData) {
+  NEED_CUDA();
+  Device dev = Device::cuda(0);
+  Tensor x = Tensor::from_vector<float>({1, 2, 3, 4, 5, 6}, {2, 3}).to(dev);
+  Tensor bad = Tensor::from_vector<int64_t>({0, 3}, {2}).to(dev);
+  test::expect_error([&] { index_select(x, bad); }, "outside [0, 2)");
+  test::expect_error([&] { index_add(x, bad, x); }, "outside [0, 2)");
+  test::expect_error([&] { gather(x, Tensor::from_vector<int64_t>({0, 3}, {2, 1}).to(dev)); }, "outside [0, 3)");
+  test::expect_error([&] { embedding(x, Tensor::from_vector<int32_t>({1, 2}, {2}).to(dev)); }, "outside the vocabulary");
+  test::expect_error([&] { cross_entropy(x, Tensor::from_vector<int64_t>({1, 3}, {2}).to(dev)); }, "outside [0, 3)");
+  test::expect_error([&] { topk(Tensor::from_vector<float>({1, std::nanf(""), 2}, {1, 3}).to(dev), 2); }, "NaN");
+  test::expect_error([&] { normalize_rows(Tensor::from_vector<float>({1, 2, 0, 0}, {2, 2}).to(dev)); }, "sums to 0");
+  test::expect_error([&] { moe_combine(x, x.narrow(1, 0, 1), Tensor::from_vector<int64_t>({0, 0}, {2})); }, "repeated");
+  // i32 indices and host token ids for a device table work as on the CPU
+  Tensor ids = Tensor::from_vector<int32_t>({1, 0, 1}, {3});
+  EXPECT_EQ(embedding(x, ids).to_vector<float>(), embedding(x.to(Device::cpu()), ids).to_vector<float>());
+}
+
 TEST(CudaTensor, SizeClassesWasteAtMostAnEighth) {
   size_t prev = 0;
   for (size_t n = 1; n < (size_t{1} << 30); n = n * 3 / 2 + 1) {
     size_t c = cuda::device_size_class(n);
     EXPECT_GE(c, n);
-    if (n > (64 << 10)) EXPECT_LE(c, n + n / 8);
+    if (n > (64 << 10)) {
+      EXPECT_LE(c, n + n / 8);
+    }
     EXPECT_GE(c, prev);
     prev = c;
   }

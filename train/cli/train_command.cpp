@@ -30,6 +30,8 @@ int run_train_command(const std::vector<std::string>& args) {
   std::string config = a.get("config", "");
   int64_t ranks = a.get_int("ranks", 0, 1, 1 << 24);  // dry-run default: the smallest layout, pp·ep ranks
   std::vector<std::string> overrides = a.get_all("set");
+  std::string device = a.get("device", "");  // --device cuda: train.device
+  if (!device.empty()) overrides.push_back("train.device=" + device);
   bool dry = a.has_switch("dry-run");
   StartOptions start{a.get("resume", ""), a.get("init-from", ""), false};
   start.profile = a.has_switch("profile");

@@ -29,6 +29,7 @@ void TensorBoardSink::write(const StepMetrics& m) {
   tb.scalar("train/lr", m.step, m.lr);
   tb.scalar("train/grad_norm", m.step, m.grad_norm);
   tb.scalar("perf/tokens_per_s", m.step, m.tokens_per_s);
+  if (!std::isnan(m.device_peak_mb)) tb.scalar("perf/device_peak_mb", m.step, m.device_peak_mb);
   if (!std::isnan(m.eval_lm_loss)) tb.scalar("eval/lm_loss", m.step, m.eval_lm_loss);
   for (const LayerLoadRecord& l : m.layers) {
     tb.scalar("experts/" + l.layer + "/maxvio", m.step, l.stats.maxvio);
@@ -58,6 +59,7 @@ void StdoutSink::write(const StepMetrics& m) {
       "maxvio %.2f | ETA %s",
       step, steps, m.loss, m.lm_loss, mtp, m.balance_loss, m.lr, m.grad_norm, m.tokens_per_s / 1e3, 100 * m.mfu, m.maxvio_mean(),
       format_duration(m.eta_s).c_str());
+  if (!std::isnan(m.device_peak_mb)) std::printf(" | GPU peak %.0f MB", m.device_peak_mb);
   if (evaluated) std::printf(" | eval lm %.4f", m.eval_lm_loss);
   std::printf("\n");
   std::fflush(stdout);

@@ -107,6 +107,7 @@ nlohmann::json metrics_json(const StepMetrics& m) {
                       {"mfu", m.mfu},
                       {"maxvio_mean", m.maxvio_mean()}};
   if (!std::isnan(m.eval_lm_loss)) j["eval_lm_loss"] = m.eval_lm_loss;
+  if (!std::isnan(m.device_peak_mb)) j["device_peak_mb"] = m.device_peak_mb;
   return j;
 }
 
@@ -133,6 +134,7 @@ bool metrics_from_json(const nlohmann::json& j, StepMetrics& m) {
   m.eval_lm_loss = number_or_nan(j, "eval_lm_loss");
   m.step_time_s = number_or_nan(j, "step_time_s"), m.tokens_per_s = number_or_nan(j, "tokens_per_s");
   m.mfu = number_or_nan(j, "mfu");
+  m.device_peak_mb = number_or_nan(j, "device_peak_mb");
   return true;
 }
 

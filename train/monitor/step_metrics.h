@@ -48,6 +48,9 @@ struct StepMetrics {
   int64_t tokens = 0;                             // tokens seen by the run so far
   int64_t step_tokens = 0;                        // input tokens of this step
   double step_time_s = NAN, tokens_per_s = NAN, mfu = NAN, eta_s = NAN;
+  // CUDA runs: the most device memory tensors held at once during the step (the caching
+  // allocator's peak, model/tensor/cuda/caching_allocator.h), in MB; NaN on the CPU.
+  double device_peak_mb = NAN;
   int64_t ep = 1;
   std::vector<LayerLoadRecord> layers;  // every MoE layer, model order
   bool full_expert_log = true;          // experts.jsonl carries the [E] arrays

@@ -25,6 +25,11 @@ inline int64_t rmsnorm_dw_scratch(int64_t rows, int64_t d) { return (rows + kRms
 
 enum class BinaryOp : int { Add, Sub, Mul };
 
+// One AdamW step's scalars, as f32 (train/optimizer.cpp): p ← p·decay_mul − step·m/(sqrt(v)·rsqrt_bc2 + eps).
+struct AdamWScalars {
+  float beta1, beta2, one_minus_beta1, one_minus_beta2, eps, step, rsqrt_bc2, decay_mul;
+};
+
 // Causal attention's sizes: B batches, T tokens, H heads, query/key head dim dqk, value head dim dv.
 struct AttnDims {
   int64_t b = 0, t = 0, h = 0, dqk = 0, dv = 0;

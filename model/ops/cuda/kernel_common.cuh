@@ -77,28 +77,23 @@ inline unsigned grid_for(int64_t n, int64_t per_block = kThreads) {
 __device__ inline int64_t global_thread() { return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; }
 __device__ inline int64_t grid_threads() { return static_cast<int64_t>(gridDim.x) * blockDim.x; }
 
-// A block-wide sum of one float per thread, in a fixed order (a tree over warps, then over the
-// warps' sums): the same bits under every thread order. blockDim.x must be a multiple of 32 and
-// at most 1024; `scratch` holds 32 floats of shared memory. Every thread gets the sum.
-__device__ inline float block_sum(float v, float* scratch) {
-  for (int off = 16; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
-  const unsigned lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
-  __syncthreads();  // scratch may still be read by a previous call
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  v = lane < warps ? scratch[lane] : 0.0f;
+// ---- Warp-per-row kernels: each warp takes whole rows (a grid-stride loop over rows); its 32
+// lanes stride over a row's elements and combine their partial results with warp_sum / warp_max.
+// The butterfly gives every lane the same bits, whatever the order the lanes run in. ----
+constexpr int kRowWarps = kThreads / 32;  // rows in flight per block
+
+inline unsigned grid_for_rows(int64_t rows) { return grid_for(rows, kRowWarps); }
+
+__device__ inline unsigned lane_id() { return threadIdx.x % 32; }
+__device__ inline int64_t warp_row() { return static_cast<int64_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32; }
+__device__ inline int64_t warp_rows_stride() { return static_cast<int64_t>(gridDim.x) * (blockDim.x / 32); }
+
+__device__ inline float warp_sum(float v) {
   for (int off = 16; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
   return v;
 }
 
-// The same for a maximum.
-__device__ inline float block_max(float v, float* scratch) {
-  for (int off = 16; off > 0; off /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
-  const unsigned lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
-  __syncthreads();
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  v = lane < warps ? scratch[lane] : -INFINITY;
+__device__ inline float warp_max(float v) {
   for (int off = 16; off > 0; off /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
   return v;
 }

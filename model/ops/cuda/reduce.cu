@@ -6,16 +6,15 @@ namespace mlamoe::MLAMOE_KERNEL_NS {
 
 namespace {
 
-// inner == 1: one block per output row (a grid-stride loop over rows), the block's threads take
-// strided elements and block_sum adds them.
+// inner == 1: one warp per output row, its lanes taking strided elements, warp_sum adding them.
 __global__ void reduce_rows_kernel(const float* x, float* out, int64_t outer, int64_t n, float factor) {
-  __shared__ float scratch[32];
-  for (int64_t o = blockIdx.x; o < outer; o += gridDim.x) {
+  const unsigned lane = lane_id();
+  for (int64_t o = warp_row(); o < outer; o += warp_rows_stride()) {
     const float* row = x + o * n;
     float s = 0.0f;
-    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) s += row[j];
-    s = block_sum(s, scratch);
-    if (threadIdx.x == 0) out[o] = s * factor;
+    for (int64_t j = lane; j < n; j += 32) s += row[j];
+    s = warp_sum(s);
+    if (lane == 0) out[o] = s * factor;
   }
 }
 
@@ -77,7 +76,7 @@ void reduce_sum_cuda(const float* x, float* out, int64_t outer, int64_t n, int64
   if (outer * inner == 0) return;
   float f = static_cast<float>(factor);
   if (inner == 1)
-    MLAMOE_LAUNCH(reduce_rows_kernel, grid_for(outer, 1), kThreads, 0, x, out, outer, n, f);
+    MLAMOE_LAUNCH(reduce_rows_kernel, grid_for_rows(outer), kThreads, 0, x, out, outer, n, f);
   else
     MLAMOE_LAUNCH(reduce_strided_kernel, grid_for(outer * inner), kThreads, 0, x, out, outer, n, inner, f);
 }

@@ -1,7 +1,5 @@
 #include "model/tensor/simt/simt.h"
 
-#include <ucontext.h>
-
 #include <algorithm>
 #include <cstdlib>
 #include <exception>
@@ -11,6 +9,15 @@
 #include <vector>
 
 #include "model/tensor/error.h"
+
+// Fibers switch through Boost.Context where the build found it (a few instructions per switch),
+// else through ucontext (swapcontext saves and restores the signal mask: a system call per switch,
+// which makes kernels with many barriers some 10x slower to emulate).
+#ifdef MLAMOE_SIMT_BOOST_CONTEXT
+#include <boost/context/fiber.hpp>
+#else
+#include <ucontext.h>
+#endif
 
 // AddressSanitizer must be told when execution moves to another stack, or it takes a fiber's
 // frames for overflows of the host thread's stack (the calls below are its documented protocol).
@@ -28,8 +35,28 @@ namespace {
 // Waiting: inside a warp collective, until the warp's other lanes get there.
 enum class FiberState { Ready, Waiting, AtBarrier, Done };
 
+#ifdef MLAMOE_SIMT_BOOST_CONTEXT
+namespace bctx = boost::context;
+using Context = bctx::fiber;  // the continuation to resume (empty while it runs, or once done)
+
+// A fiber's stack: memory the launch already holds (one block's stacks, reused block after block).
+struct FixedStack {
+  char* base;
+  size_t bytes;
+  bctx::stack_context allocate() {
+    bctx::stack_context sc;
+    sc.size = bytes;
+    sc.sp = base + bytes;
+    return sc;
+  }
+  void deallocate(bctx::stack_context&) noexcept {}
+};
+#else
+using Context = ucontext_t;
+#endif
+
 struct Fiber {
-  ucontext_t ctx;
+  Context ctx;
   void* stack = nullptr;
   size_t stack_bytes = 0;
   dim3 tid;
@@ -38,58 +65,105 @@ struct Fiber {
 };
 
 // One warp's exchange: lane l's value for its k-th collective goes to slot[k % 2][l]; count[l] is
-// the number of collectives lane l has deposited for.
+// the number of collectives lane l has deposited for; `complete` the number every lane has
+// deposited for (the least count[l], kept as lanes arrive: arrivals[k % 2] counts collective k's).
 struct WarpExchange {
   uint64_t slot[2][kWarpSize] = {};
   uint64_t count[kWarpSize] = {};
+  unsigned arrivals[2] = {0, 0};
+  uint64_t complete = 0;
   unsigned lanes = kWarpSize;  // fewer in a block's last, partial warp
-  uint64_t min_count() const { return *std::min_element(count, count + lanes); }
 };
 
 // The scheduler of the block this host thread is running.
 struct BlockRun {
-  ucontext_t scheduler;
+  Context scheduler;  // resumed when the running fiber yields
   Fiber* current = nullptr;
   const std::function<void()>* kernel = nullptr;
   unsigned char* shared = nullptr;
   std::vector<WarpExchange> warps;
   uint64_t deposits = 0;                  // the warp collectives' progress (deadlock detection)
+  bool aborting = false;                  // the block failed: waiting fibers unwind instead of going on
   const void* scheduler_stack = nullptr;  // the host thread's stack, for AddressSanitizer
   size_t scheduler_stack_bytes = 0;
 };
 thread_local BlockRun* t_run = nullptr;
 
-// swapcontext with AddressSanitizer's stack-switch annotations. `to_stack` is the stack being
-// entered; `leaving_for_good` marks a fiber's last switch (its fake stack can go).
-void switch_to(ucontext_t* from, const ucontext_t* to, const void* to_stack, size_t to_bytes, bool leaving_for_good = false) {
+// Thrown inside a fiber that the scheduler resumes only to unwind it (BlockRun::aborting).
+struct BlockAborted {};
+
+// AddressSanitizer's half of a switch: before it (`to`: the stack being entered; a null
+// `fake_out` when the stack being left is done for good) and after it.
+inline void asan_leaving(void** fake_out, const void* to, size_t bytes) {
 #ifdef MLAMOE_SIMT_ASAN
-  void* fake = nullptr;
-  __sanitizer_start_switch_fiber(leaving_for_good ? nullptr : &fake, to_stack, to_bytes);
-  swapcontext(from, to);
-  __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
+  __sanitizer_start_switch_fiber(fake_out, to, bytes);
 #else
-  (void)to_stack, (void)to_bytes, (void)leaving_for_good;
-  swapcontext(from, to);
+  (void)fake_out, (void)to, (void)bytes;
+#endif
+}
+inline void asan_arrived(void* fake, const void** from = nullptr, size_t* from_bytes = nullptr) {
+#ifdef MLAMOE_SIMT_ASAN
+  __sanitizer_finish_switch_fiber(fake, from, from_bytes);
+#else
+  (void)fake, (void)from, (void)from_bytes;
 #endif
 }
 
-void fiber_main() {
-  BlockRun* run = t_run;
+// The body every fiber runs: the kernel, its exception kept for the scheduler.
+void fiber_body(BlockRun* run) {
   Fiber* self = run->current;
-#ifdef MLAMOE_SIMT_ASAN
-  __sanitizer_finish_switch_fiber(nullptr, &run->scheduler_stack, &run->scheduler_stack_bytes);
-#endif
   try {
     (*run->kernel)();
+  } catch (const BlockAborted&) {  // unwound by the scheduler after another thread's error
   } catch (...) {
     self->error = std::current_exception();
   }
   self->state = FiberState::Done;
-  switch_to(&self->ctx, &run->scheduler, run->scheduler_stack, run->scheduler_stack_bytes, true);  // never resumed
 }
 
-// A fiber that starts in fiber_main on its own stack. Not inlined: getcontext returns twice as far
-// as the compiler knows, which would have it distrust the caller's loop variables.
+#ifdef MLAMOE_SIMT_BOOST_CONTEXT
+
+void init_fiber(Fiber& f, char* stack, size_t bytes) {
+  f.stack = stack;
+  f.stack_bytes = bytes;
+  f.ctx = bctx::fiber(std::allocator_arg, FixedStack{stack, bytes}, [](bctx::fiber&& scheduler) {
+    BlockRun* run = t_run;
+    run->scheduler = std::move(scheduler);
+    asan_arrived(nullptr, &run->scheduler_stack, &run->scheduler_stack_bytes);
+    fiber_body(run);
+    asan_leaving(nullptr, run->scheduler_stack, run->scheduler_stack_bytes);
+    return std::move(run->scheduler);
+  });
+}
+
+// Scheduler -> fiber f, until it yields or ends.
+void enter(BlockRun& run, Fiber& f) {
+  void* fake = nullptr;
+  asan_leaving(&fake, f.stack, f.stack_bytes);
+  f.ctx = std::move(f.ctx).resume();
+  asan_arrived(fake);
+}
+
+// The running fiber -> its scheduler, until the scheduler resumes it.
+void yield(BlockRun* run) {
+  void* fake = nullptr;
+  asan_leaving(&fake, run->scheduler_stack, run->scheduler_stack_bytes);
+  run->scheduler = std::move(run->scheduler).resume();
+  asan_arrived(fake);
+}
+
+#else
+
+void fiber_main() {
+  BlockRun* run = t_run;
+  asan_arrived(nullptr, &run->scheduler_stack, &run->scheduler_stack_bytes);
+  fiber_body(run);
+  asan_leaving(nullptr, run->scheduler_stack, run->scheduler_stack_bytes);
+  setcontext(&run->scheduler);  // never resumed
+}
+
+// Not inlined: getcontext returns twice as far as the compiler knows, which would have it
+// distrust the caller's loop variables.
 [[gnu::noinline]] void init_fiber(Fiber& f, char* stack, size_t bytes) {
   getcontext(&f.ctx);
   f.stack = stack;
@@ -100,11 +174,36 @@ void fiber_main() {
   makecontext(&f.ctx, fiber_main, 0);
 }
 
-[[noreturn]] void block_error(const std::string& what) {
-  t_run = nullptr;
-  throw Error("simt: block (" + std::to_string(blockIdx.x) + ", " + std::to_string(blockIdx.y) + ", " +
-              std::to_string(blockIdx.z) + "): " + what);
+void enter(BlockRun& run, Fiber& f) {
+  void* fake = nullptr;
+  asan_leaving(&fake, f.stack, f.stack_bytes);
+  swapcontext(&run.scheduler, &f.ctx);
+  asan_arrived(fake);
 }
+
+void yield(BlockRun* run) {
+  void* fake = nullptr;
+  asan_leaving(&fake, run->scheduler_stack, run->scheduler_stack_bytes);
+  swapcontext(&run->current->ctx, &run->scheduler);
+  asan_arrived(fake);
+}
+
+#endif
+
+// After a yield: a fiber resumed only to unwind leaves the kernel.
+void resumed(BlockRun* run) {
+  if (run->aborting) throw BlockAborted{};
+}
+
+std::string block_name() {
+  return "simt: block (" + std::to_string(blockIdx.x) + ", " + std::to_string(blockIdx.y) + ", " + std::to_string(blockIdx.z) +
+         "): ";
+}
+
+// The distance between two fibers' stacks: a little more than a stack, so that their tops (the
+// lines every switch touches) do not all fall into the same cache sets, as a power-of-two stride
+// would have them: with 256 fibers that cost more than the switches themselves.
+size_t stack_stride(const LaunchConfig& cfg) { return cfg.stack_bytes + 320; }
 
 // This host thread's fiber stacks, at least `bytes` of them.
 char* fiber_stacks(size_t bytes) {
@@ -121,6 +220,44 @@ std::atomic<uint64_t> g_next_seed{[] {
   const char* e = std::getenv("MLAMOE_SIMT_SEED");
   return e ? std::strtoull(e, nullptr, 10) : uint64_t{1};
 }()};
+
+// Runs the fibers of a block in shuffled rounds until every one is done; returns an error message
+// ("" when none) for a barrier or warp collective that not every thread reaches.
+std::string schedule(BlockRun& run, std::vector<Fiber>& fibers, const LaunchConfig& cfg, unsigned b) {
+  const unsigned n = static_cast<unsigned>(fibers.size());
+  std::mt19937_64 rng(cfg.seed * 0x9e3779b97f4a7c15ULL + b);
+  std::vector<unsigned> order;
+  for (int64_t phase = 0;; ++phase) {
+    // Rounds in shuffled order until every thread is done or at the barrier (a thread inside a
+    // warp collective yields and is resumed in a later round).
+    for (;;) {
+      order.clear();
+      for (unsigned i = 0; i < n; ++i)
+        if (fibers[i].state == FiberState::Ready || fibers[i].state == FiberState::Waiting) order.push_back(i);
+      if (order.empty()) break;
+      std::shuffle(order.begin(), order.end(), rng);
+      uint64_t deposits = run.deposits;
+      bool moved = false, failed = false;
+      for (unsigned i : order) {
+        Fiber& f = fibers[i];
+        run.current = &f;
+        threadIdx = f.tid;
+        enter(run, f);
+        moved = moved || f.state == FiberState::Done || f.state == FiberState::AtBarrier;
+        failed = failed || f.error;
+      }
+      if (failed) return "";  // the thread's own exception is rethrown
+      if (!moved && deposits == run.deposits) return "a warp collective that not every lane of its warp reaches";
+    }
+    unsigned done = 0, waiting = 0;
+    for (const Fiber& f : fibers) (f.state == FiberState::Done ? done : waiting) += 1;
+    if (waiting == 0) return "";
+    if (done != 0)
+      return std::to_string(done) + " of " + std::to_string(n) + " threads left the kernel while " + std::to_string(waiting) +
+             " wait at __syncthreads (barrier " + std::to_string(phase) + ")";
+    for (Fiber& f : fibers) f.state = FiberState::Ready;  // the barrier opens
+  }
+}
 
 // Runs every thread of block `b` to completion on this host thread.
 void run_block(const LaunchConfig& cfg, const std::function<void()>& kernel, unsigned b, char* stacks,
@@ -139,45 +276,22 @@ void run_block(const LaunchConfig& cfg, const std::function<void()>& kernel, uns
   for (unsigned i = 0; i < n; ++i) {
     Fiber& f = fibers[i];
     f.tid = dim3(i % cfg.block.x, (i / cfg.block.x) % cfg.block.y, i / (cfg.block.x * cfg.block.y));
-    init_fiber(f, stacks + static_cast<size_t>(i) * cfg.stack_bytes, cfg.stack_bytes);
+    init_fiber(f, stacks + static_cast<size_t>(i) * stack_stride(cfg), cfg.stack_bytes);
   }
-  std::mt19937_64 rng(cfg.seed * 0x9e3779b97f4a7c15ULL + b);
-  std::vector<unsigned> order;
-  for (int64_t phase = 0;; ++phase) {
-    // Rounds in shuffled order until every thread is done or at the barrier (a thread inside a
-    // warp collective yields and is resumed in a later round).
-    for (;;) {
-      order.clear();
-      for (unsigned i = 0; i < n; ++i)
-        if (fibers[i].state == FiberState::Ready || fibers[i].state == FiberState::Waiting) order.push_back(i);
-      if (order.empty()) break;
-      std::shuffle(order.begin(), order.end(), rng);
-      uint64_t deposits = run.deposits;
-      bool moved = false;
-      std::exception_ptr error;
-      for (unsigned i : order) {
-        Fiber& f = fibers[i];
-        run.current = &f;
-        threadIdx = f.tid;
-        switch_to(&run.scheduler, &f.ctx, f.stack, f.stack_bytes);
-        moved = moved || f.state == FiberState::Done || f.state == FiberState::AtBarrier;
-        if (f.error && !error) error = f.error;
-      }
-      if (error) {
-        t_run = nullptr;
-        std::rethrow_exception(error);  // the fibers still waiting are dropped with their stacks
-      }
-      if (!moved && deposits == run.deposits) block_error("a warp collective that not every lane of its warp reaches");
-    }
-    unsigned done = 0, waiting = 0;
-    for (const Fiber& f : fibers) (f.state == FiberState::Done ? done : waiting) += 1;
-    if (waiting == 0) break;
-    if (done != 0)
-      block_error(std::to_string(done) + " of " + std::to_string(n) + " threads left the kernel while " +
-                  std::to_string(waiting) + " wait at __syncthreads (barrier " + std::to_string(phase) + ")");
-    for (Fiber& f : fibers) f.state = FiberState::Ready;  // the barrier opens
+  std::string error = schedule(run, fibers, cfg, b);
+  // A failed block: the threads still waiting are resumed once more, to unwind (their stacks'
+  // objects destroyed) and leave; then the first error is reported.
+  run.aborting = true;
+  for (Fiber& f : fibers) {
+    if (f.state == FiberState::Done) continue;
+    run.current = &f;
+    threadIdx = f.tid;
+    enter(run, f);
   }
   t_run = nullptr;
+  for (Fiber& f : fibers)
+    if (f.error) std::rethrow_exception(f.error);
+  if (!error.empty()) throw Error(block_name() + error);
 }
 
 // The running fiber yields until cond() holds; the block's other fibers run meanwhile.
@@ -186,7 +300,8 @@ void wait_until(BlockRun* run, C cond) {
   Fiber* self = run->current;
   while (!cond()) {
     self->state = FiberState::Waiting;
-    switch_to(&self->ctx, &run->scheduler, run->scheduler_stack, run->scheduler_stack_bytes);
+    yield(run);
+    resumed(run);
   }
   self->state = FiberState::Ready;
 }
@@ -199,9 +314,9 @@ void set_launch_seed(uint64_t seed) { g_next_seed = seed; }
 void syncthreads() {
   BlockRun* run = t_run;
   MLAMOE_CHECK(run && run->current, "simt: __syncthreads outside a kernel launch");
-  Fiber* self = run->current;
-  self->state = FiberState::AtBarrier;
-  switch_to(&self->ctx, &run->scheduler, run->scheduler_stack, run->scheduler_stack_bytes);
+  run->current->state = FiberState::AtBarrier;
+  yield(run);
+  resumed(run);
   // resumed after the barrier: the scheduler has set threadIdx and run->current again
 }
 
@@ -216,11 +331,15 @@ const uint64_t* warp_exchange(unsigned mask, uint64_t value, unsigned& lane, uns
   MLAMOE_CHECK((mask & whole) == whole, "simt: a warp collective with mask " << mask << ": only whole-warp masks are emulated");
   uint64_t k = w.count[lane];
   // Slot k % 2 is free once every lane has deposited for collective k − 1 (and so read k − 2's).
-  if (k >= 1) wait_until(run, [&] { return w.min_count() >= k; });
+  if (k >= 1) wait_until(run, [&] { return w.complete >= k; });
   w.slot[k % 2][lane] = value;
   w.count[lane] = k + 1;
+  if (++w.arrivals[k % 2] == lanes) {  // the last lane in: collective k is complete
+    w.arrivals[k % 2] = 0;
+    w.complete = k + 1;
+  }
   ++run->deposits;
-  wait_until(run, [&] { return w.min_count() >= k + 1; });
+  wait_until(run, [&] { return w.complete >= k + 1; });
   return w.slot[k % 2];
 }
 
@@ -241,7 +360,7 @@ void launch(const LaunchConfig& cfg, const std::function<void()>& kernel) {
   {
     // One set of fiber stacks per host thread, kept from launch to launch (uninitialised: a fiber
     // writes its stack before reading it), and one shared-memory buffer, reused by its blocks.
-    char* stacks = fiber_stacks(static_cast<size_t>(bk.count()) * cfg.stack_bytes);
+    char* stacks = fiber_stacks(static_cast<size_t>(bk.count()) * stack_stride(cfg));
     std::vector<unsigned char> shared(cfg.shared_bytes + 16);
 #pragma omp for schedule(dynamic)
     for (unsigned b = 0; b < blocks; ++b) {
