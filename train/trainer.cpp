@@ -23,6 +23,7 @@
 #include "train/distributed.h"
 #include "train/fault.h"
 #include "train/gemm_peak.h"
+#include "train/gpu_peak.h"
 #include "train/lr_schedule.h"
 #include "train/memory_plan.h"
 #include "train/monitor/expert_series.h"
@@ -74,6 +75,7 @@ struct Run {
   MetricsLogger logs;  // rank 0: the sinks every step's StepMetrics goes to
   int64_t dp = 1, dp_rank = 0, rank = 0, world = 1;
   double peak_gflops = 0;
+  std::string peak_source;        // where peak_gflops comes from, for the start line
   Device device = Device::cpu();  // where parameters and activations live (train.device)
   bool profile = false;
   std::string run_dir;    // train.run_dir, or the --resume directory
@@ -233,6 +235,7 @@ void print_start_line(const Run& r, const ModelSize& size) {
   std::string kernels = "OpenBLAS " + blas_kernel_name();
   if (tc.precision == "bf16")
     kernels = std::string(bf16_gemm_path()) == "onednn" ? "oneDNN bf16" : "OpenBLAS " + blas_kernel_name() + " on widened bf16";
+  if (r.device.is_cuda()) kernels = cuda::device_name(r.device.index);
   std::printf(
       "train: %s | %.3gM params (%.3gM active/token) | %lld ranks (pp %lld, dp %lld, ep %lld) | %lld steps x %lld seqs x "
       "%lld tokens | %s | data %s: %lld train windows, %lld held out | peak %.1f GFLOP/s per rank (%s, %s) | run dir "
@@ -242,10 +245,7 @@ void print_start_line(const Run& r, const ModelSize& size) {
       static_cast<long long>(rc.parallel.ep), static_cast<long long>(tc.steps), static_cast<long long>(tc.global_batch),
       static_cast<long long>(seq), device_and_precision(r).c_str(), rc.data.path.c_str(),
       static_cast<long long>(loader.windows_per_epoch()), static_cast<long long>(loader.eval_windows()), r.peak_gflops,
-      tc.peak_gflops != "measure" ? "from config"
-      : tc.precision == "bf16"    ? "measured bf16 GEMM"
-                                  : "measured sgemm",
-      kernels.c_str(), r.run_dir.c_str());
+      r.peak_source.c_str(), kernels.c_str(), r.run_dir.c_str());
   std::fflush(stdout);
 }
 
@@ -291,7 +291,8 @@ void train_loop(Run& r) {
       m.device_peak_mb = static_cast<double>(cuda::memory_stats(r.device.index).peak_allocated_bytes) / 1e6;
       cuda::reset_peak_memory_stats(r.device.index);  // the next step's own peak
     }
-    m.mfu = m.tokens_per_s * size.flops_per_token() / (r.peak_gflops * 1e9 * static_cast<double>(r.world));
+    m.tflops = m.tokens_per_s * size.flops_per_token() / 1e12;
+    m.mfu = m.tflops * 1e3 / (r.peak_gflops * static_cast<double>(r.world));
     double elapsed = seconds_since(t_start);
     m.eta_s = elapsed / static_cast<double>(step + 1 - first_step) * static_cast<double>(tc.steps - step - 1);
     if (eval_now) m.eval_lm_loss = last_eval;
@@ -446,8 +447,21 @@ int run_training(const RunConfig& rc, MpiRuntime* mpi, const StartOptions& start
     // The MFU denominator: one rank's sgemm rate, measured by rank 0 while the others wait.
     // In bf16 the bf16 GEMM's rate: MFU then says how much of the bf16 hardware a step uses.
     DType gemm_operands = tc.precision == "bf16" ? DType::BF16 : DType::F32;
-    r.peak_gflops =
-        tc.peak_gflops == "measure" ? (r.rank == 0 ? measure_gemm_gflops(gemm_operands) : 0.0) : std::stod(tc.peak_gflops);
+    // On a GPU the datasheet peak of the device (gpu_peak.h); in the SIMT emulator, which runs on
+    // the CPU, the CPU's measured rate.
+    GpuPeak gpu = r.device.is_cuda() && cuda::backend() == cuda::Backend::Gpu
+                      ? gpu_peak(cuda::device_name(r.device.index), gemm_operands)
+                      : GpuPeak{};
+    r.peak_source = tc.peak_gflops != "measure" ? "from config"
+                    : gpu.gflops > 0            ? "datasheet " + gpu.row
+                    : tc.precision == "bf16"    ? "measured bf16 GEMM"
+                                                : "measured sgemm";
+    MLAMOE_CHECK(!(r.device.is_cuda() && cuda::backend() == cuda::Backend::Gpu && tc.peak_gflops == "measure" && gpu.gflops == 0),
+                 "train.peak_gflops: the GPU '" << cuda::device_name(r.device.index)
+                                                << "' is not in the peak table (train/gpu_peak.h): give its peak in GFLOP/s");
+    r.peak_gflops = tc.peak_gflops != "measure" ? std::stod(tc.peak_gflops)
+                    : gpu.gflops > 0            ? gpu.gflops
+                                                : (r.rank == 0 ? measure_gemm_gflops(gemm_operands) : 0.0);
     if (r.mesh) r.mesh->world->broadcast(&r.peak_gflops, 1, DType::F64, 0);
     if (r.state.step >= tc.steps && r.rank == 0)
       std::printf("nothing left to train: %s is at step %lld of train.steps = %lld\n", r.load_from.c_str(),

@@ -21,7 +21,7 @@ done
   { echo "FAIL: checkpoints on 1 and 3 threads differ"; exit 1; }
 python3 - "$work/t1" "$work/t3" <<'PY'
 import json, sys
-timing = {"tokens_per_s", "mfu", "peak_rss_bytes", "comm_bytes"}  # and every *_s and *time* field
+timing = {"tokens_per_s", "mfu", "tflops", "peak_rss_bytes", "comm_bytes"}  # and every *_s and *time* field
 def load(path):
     return [{k: v for k, v in json.loads(line).items() if k not in timing and not k.endswith("_s") and "time" not in k}
             for line in open(path)]

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "model/ops/gemm_bf16.h"
+#include "model/tensor/cuda/backend.h"
 #include "model/tensor/device.h"
 #include "train/gemm_peak.h"
 
@@ -20,8 +21,9 @@ int print_version() {
   const char* cuda = "off";
 #endif
   std::printf(
-      "mlamoe 0.2\n  CUDA backend: %s (devices visible: %d)\n  OpenMP threads: %d\n  OpenBLAS: %s, %s kernels\n  bf16 GEMM: %s\n",
-      cuda, cuda_device_count(), omp_get_max_threads(),
+      "mlamoe 0.2\n  CUDA backend: nvcc kernels %s; running: %s (devices: %d; MLAMOE_CUDA_BACKEND=simt: the SIMT emulator)\n"
+      "  OpenMP threads: %d\n  OpenBLAS: %s, %s kernels\n  bf16 GEMM: %s\n",
+      cuda, cuda::backend_name(cuda::backend()), cuda_device_count(), omp_get_max_threads(),
       openblas_get_parallel() == 2   ? "OpenMP build"
       : openblas_get_parallel() == 1 ? "pthread build"
                                      : "serial build",

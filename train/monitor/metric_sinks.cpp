@@ -29,6 +29,7 @@ void TensorBoardSink::write(const StepMetrics& m) {
   tb.scalar("train/lr", m.step, m.lr);
   tb.scalar("train/grad_norm", m.step, m.grad_norm);
   tb.scalar("perf/tokens_per_s", m.step, m.tokens_per_s);
+  tb.scalar("perf/tflops", m.step, m.tflops);
   if (!std::isnan(m.device_peak_mb)) tb.scalar("perf/device_peak_mb", m.step, m.device_peak_mb);
   if (!std::isnan(m.eval_lm_loss)) tb.scalar("eval/lm_loss", m.step, m.eval_lm_loss);
   for (const LayerLoadRecord& l : m.layers) {

@@ -105,6 +105,7 @@ nlohmann::json metrics_json(const StepMetrics& m) {
                       {"step_time_s", m.step_time_s},
                       {"tokens_per_s", m.tokens_per_s},
                       {"mfu", m.mfu},
+                      {"tflops", m.tflops},
                       {"maxvio_mean", m.maxvio_mean()}};
   if (!std::isnan(m.eval_lm_loss)) j["eval_lm_loss"] = m.eval_lm_loss;
   if (!std::isnan(m.device_peak_mb)) j["device_peak_mb"] = m.device_peak_mb;
@@ -134,6 +135,7 @@ bool metrics_from_json(const nlohmann::json& j, StepMetrics& m) {
   m.eval_lm_loss = number_or_nan(j, "eval_lm_loss");
   m.step_time_s = number_or_nan(j, "step_time_s"), m.tokens_per_s = number_or_nan(j, "tokens_per_s");
   m.mfu = number_or_nan(j, "mfu");
+  m.tflops = number_or_nan(j, "tflops");
   m.device_peak_mb = number_or_nan(j, "device_peak_mb");
   return true;
 }

@@ -48,6 +48,7 @@ struct StepMetrics {
   int64_t tokens = 0;                             // tokens seen by the run so far
   int64_t step_tokens = 0;                        // input tokens of this step
   double step_time_s = NAN, tokens_per_s = NAN, mfu = NAN, eta_s = NAN;
+  double tflops = NAN;  // model FLOPs per second of the whole run (all ranks), in TFLOP/s
   // CUDA runs: the most device memory tensors held at once during the step (the caching
   // allocator's peak, model/tensor/cuda/caching_allocator.h), in MB; NaN on the CPU.
   double device_peak_mb = NAN;

@@ -137,6 +137,16 @@ void synchronize() {
 #endif
 }
 
+std::string device_name(int device) {
+  check_device(device);
+  if (backend() == Backend::Simt) return "SIMT emulator";
+#ifdef MLAMOE_WITH_CUDA
+  return cuda_gpu::gpu_device_name(device);
+#else
+  return "none";
+#endif
+}
+
 }  // namespace cuda
 
 int cuda_device_count() {

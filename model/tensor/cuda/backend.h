@@ -11,6 +11,7 @@
 // tensors never call them directly.
 #pragma once
 #include <cstddef>
+#include <string>
 
 #include "model/tensor/device.h"
 
@@ -34,6 +35,8 @@ void copy(void* dst, Device dst_device, const void* src, Device src_device, size
 void memset_zero(void* p, size_t nbytes, int device);
 // Waits until every kernel launched so far has finished (and reports its error, if any).
 void synchronize();
+// The device's name as the driver gives it ("NVIDIA H200"), or "SIMT emulator".
+std::string device_name(int device);
 
 }  // namespace mlamoe::cuda
 
@@ -45,7 +48,8 @@ void gpu_free(void* p, int device);
 void gpu_copy(void* dst, bool dst_on_device, const void* src, bool src_on_device, size_t nbytes);
 void gpu_memset_zero(void* p, size_t nbytes, int device);
 void gpu_synchronize();
-void gpu_check_launch(const char* kernel);  // after every launch: the launch error, if any
+void gpu_check_launch(const char* kernel);
+std::string gpu_device_name(int device);  // after every launch: the launch error, if any
 // The result of a launch-configuration call (cudaFuncSetAttribute), passed as an int (cudaError_t).
 void gpu_check_launch_config(int error, const char* kernel);
 }  // namespace mlamoe::cuda_gpu

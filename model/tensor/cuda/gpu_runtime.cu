@@ -55,6 +55,12 @@ void gpu_memset_zero(void* p, size_t nbytes, int device) {
 
 void gpu_synchronize() { check(cudaDeviceSynchronize(), "a kernel failed"); }
 
+std::string gpu_device_name(int device) {
+  cudaDeviceProp prop{};
+  check(cudaGetDeviceProperties(&prop, device), "cudaGetDeviceProperties");
+  return prop.name;
+}
+
 void gpu_check_launch_config(int error, const char* kernel) { check(static_cast<cudaError_t>(error), kernel); }
 
 void gpu_check_launch(const char* kernel) {

@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# gpu_check.sh [--emulate] [--build-dir DIR]: the CUDA backend's one-shot validation, made for one
+# call on a lent GPU machine (16 cores, nvcc, CMake; under 7 minutes with the build), and run end to
+# end in the SIMT emulator by CI (--emulate: MLAMOE_CUDA_BACKEND=simt, fewer steps, no sanitizer).
+#
+#   1. the device, driver and library versions;
+#   2. the build: nvcc for sm_90 into build-gpu/ (tools/gpu_deps.sh's carried .debs first, when
+#      present), unless --build-dir names a built tree;
+#   3. the op table's CUDA rows against the CPU oracle (f32: 1e-5; both runs of each row under other
+#      thread orders bitwise equal) and the CUDA tensor tests (copies, allocator, routing);
+#   4. compute-sanitizer memcheck and racecheck on those rows (GPU only, when installed);
+#   5. tiny.json trained on the device against the CPU (tests/train/cuda_train.sh, 30 steps; 5
+#      emulated), twice: both device runs' final weights bitwise equal;
+#   6. a benchmark: tokens/s, TFLOP/s and MFU of configs/bench_1b.json (≈1B parameters, MLA + MoE)
+#      against the datasheet peak (train/gpu_peak.h); emulated: tiny.json, 3 steps.
+#
+# Writes $OUT/gpu_check.json and $OUT/gpu_check.txt ($OUT: the device tool's output folder, else
+# <build>/gpu_check) and prints the table last. Exits 1 when a check fails; every check runs anyway.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+emulate=0
+build=""
+while [ $# -gt 0 ]; do
+  case $1 in
+    --emulate) emulate=1 ;;
+    --build-dir) build=$2; shift ;;
+    *) echo "gpu_check: unknown argument '$1' (use --emulate, --build-dir DIR)" >&2; exit 2 ;;
+  esac
+  shift
+done
+if [ "$emulate" = 1 ]; then
+  backend=simt train_steps=5 bench_config=configs/tiny.json bench_steps=3
+  build=${build:-build}
+else
+  backend=gpu train_steps=30 bench_config=configs/bench_1b.json bench_steps=12
+  build=${build:-build-gpu}
+fi
+export MLAMOE_CUDA_BACKEND=$backend
+out=${OUT:-$root/$build/gpu_check}
+mkdir -p "$out"
+log=$out/gpu_check.log
+: >"$log"
+rows=()   # "check|result|figures"
+failed=0
+record() {  # check, PASS/FAIL/SKIP, figures
+  rows+=("$1|$2|$3")
+  [ "$2" = FAIL ] && failed=1
+  printf '%-28s %-5s %s\n' "$1" "$2" "$3" | tee -a "$log"
+}
+section() { printf '\n==== %s\n' "$1" >>"$log"; }
+
+# ---- 1. versions ----
+section versions
+if [ "$emulate" = 1 ]; then
+  versions="SIMT emulator on $(nproc) CPU cores; $(g++ --version | head -1)"
+else
+  versions=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -1)
+  versions="$versions; $(nvcc --version 2>&1 | grep -o 'release [0-9.]*' | head -1)"
+fi
+record "device" PASS "$versions"
+
+# ---- 2. build ----
+section build
+t0=$(date +%s)
+if [ "$emulate" = 0 ] && [ ! -f "$build/CMakeCache.txt" ]; then
+  [ -x tools/gpu_deps.sh ] && tools/gpu_deps.sh --install >>"$log" 2>&1
+  # shellcheck disable=SC1091
+  [ -f build-gpu-deps/env.sh ] && . build-gpu-deps/env.sh
+  cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DMLAMOE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 >>"$log" 2>&1
+fi
+if cmake --build "$build" -j "$(nproc)" --target mlamoe test_ops test_cuda_tensor checkpoint_diff >>"$log" 2>&1; then
+  record "build" PASS "$(($(date +%s) - t0)) s ($build)"
+else
+  record "build" FAIL "see $log"
+  printf '%s\n' "${rows[@]}" >"$out/gpu_check.txt"
+  exit 1
+fi
+mlamoe=$build/mlamoe
+tests=$build/tests
+"$mlamoe" version >>"$log" 2>&1
+
+# ---- 3. op table and tensor tests on the device ----
+section "op table"
+if "$tests/test_ops" --gtest_filter='*OpCuda*' >"$out/ops_cuda.log" 2>&1; then
+  passed=$(grep -o 'PASSED  \] [0-9]*' "$out/ops_cuda.log" | grep -o '[0-9]*$')
+  worst=$(grep -o 'max rel err [0-9.e+-]*' "$out/ops_cuda.log" | awk '{print $4}' | sort -g | tail -1)
+  record "op table (CUDA rows)" PASS "$passed rows vs CPU, worst rel err ${worst:-?} (bound 1e-5), two thread orders bitwise equal"
+else
+  record "op table (CUDA rows)" FAIL "$(grep -c 'FAILED  \]' "$out/ops_cuda.log") failed: see ops_cuda.log"
+fi
+if "$tests/test_cuda_tensor" >"$out/cuda_tensor.log" 2>&1; then
+  record "CUDA tensors" PASS "$(grep -o 'PASSED  \] [0-9]*' "$out/cuda_tensor.log" | grep -o '[0-9]*$') tests (copies, allocator, routing)"
+else
+  record "CUDA tensors" FAIL "see cuda_tensor.log"
+fi
+
+# ---- 4. compute-sanitizer ----
+section sanitizer
+if [ "$emulate" = 1 ]; then
+  record "compute-sanitizer" SKIP "emulated: races are what the shuffled thread orders catch (ctest simt, ops_cuda)"
+elif ! command -v compute-sanitizer >/dev/null; then
+  record "compute-sanitizer" SKIP "not installed"
+else
+  for tool in memcheck racecheck; do
+    if compute-sanitizer --tool "$tool" --error-exitcode 3 "$tests/test_ops" --gtest_filter='*OpCuda*' \
+      >"$out/sanitizer_$tool.log" 2>&1; then
+      record "compute-sanitizer $tool" PASS "$(grep -o 'ERROR SUMMARY: [0-9]* errors' "$out/sanitizer_$tool.log" | tail -1)"
+    else
+      record "compute-sanitizer $tool" FAIL "$(grep -o 'ERROR SUMMARY: [0-9]* errors' "$out/sanitizer_$tool.log" | tail -1)"
+    fi
+  done
+fi
+
+# ---- 5. training on the device against the CPU, twice ----
+section training
+data=$build/data/kjv.h5  # tokenised here from the text (carried to a GPU machine: build/data/kjv.txt)
+[ -f "$data" ] || MLAMOE=$mlamoe tools/prepare_corpus.sh build/data/kjv.txt "$data" >>"$log" 2>&1
+if tests/train/cuda_train.sh "$mlamoe" "$tests/train/checkpoint_diff" configs/tiny.json "$data" "$out/train1" "$train_steps" \
+  >"$out/train1.log" 2>&1; then
+  record "tiny.json vs CPU" PASS "$(grep -o '[0-9]* steps, losses.*' "$out/train1.log" | head -1)"
+else
+  record "tiny.json vs CPU" FAIL "see train1.log"
+fi
+if tests/train/cuda_train.sh "$mlamoe" "$tests/train/checkpoint_diff" configs/tiny.json "$data" "$out/train2" "$train_steps" \
+  >"$out/train2.log" 2>&1 && "$tests/train/checkpoint_diff" "$out/train1/cuda/weights.h5" "$out/train2/cuda/weights.h5" \
+  >"$out/rerun.log" 2>&1; then
+  record "rerun bitwise equal" PASS "two device runs' final weights identical"
+else
+  record "rerun bitwise equal" FAIL "see train2.log, rerun.log"
+fi
+
+# ---- 6. benchmark ----
+section benchmark
+rm -rf "$out/bench"
+if "$mlamoe" train --config "$bench_config" --device cuda --set data.path="$data" --set train.steps="$bench_steps" \
+  --set train.eval_batches=0 --set train.log_every=1 --set train.run_dir="$out/bench" >"$out/bench.log" 2>&1; then
+  figures=$(python3 - "$out/bench/metrics.jsonl" "$bench_config" "$emulate" <<'PY'
+import json, sys
+m = [json.loads(l) for l in open(sys.argv[1])]
+steady = m[2:] or m[-1:]  # the first steps warm the allocator and cuBLAS up
+tps = sum(x["tokens_per_s"] for x in steady) / len(steady)
+mfu = sum(x["mfu"] for x in steady) / len(steady)
+tflops = sum(x.get("tflops", 0) for x in steady) / len(steady)
+note = " (emulated on the CPU: not a GPU figure)" if sys.argv[3] == "1" else ""
+print(f"{sys.argv[2]}: {tps:,.0f} tokens/s, {tflops:.3g} TFLOP/s, MFU {100 * mfu:.1f}% (steps 3+), "
+      f"device peak {m[-1].get('device_peak_mb', 0):.0f} MB{note}")
+PY
+)
+  record "benchmark" PASS "$figures"
+else
+  record "benchmark" FAIL "see bench.log"
+fi
+
+# ---- summary ----
+python3 - "$out" "$backend" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" "${rows[@]}" <<'PY'
+import json, sys
+out, backend, commit, rows = sys.argv[1], sys.argv[2], sys.argv[3], [r.split("|", 2) for r in sys.argv[4:]]
+json.dump({"backend": backend, "commit": commit, "checks": [{"check": c, "result": r, "figures": f} for c, r, f in rows]},
+          open(f"{out}/gpu_check.json", "w"), indent=1)
+w = max(len(c) for c, _, _ in rows)
+table = [f"gpu_check ({backend}, commit {commit})"] + [f"  {c:<{w}}  {r:<4}  {f}" for c, r, f in rows]
+open(f"{out}/gpu_check.txt", "w").write("\n".join(table) + "\n")
+print("\n".join(table))
+PY
+exit $failed
