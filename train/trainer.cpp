@@ -125,6 +125,14 @@ void set_up(Run& r, MpiRuntime* mpi, const StartOptions& start) {
   MeshShape shape = layout_of(rc, r.world);
   r.dp = shape.dp;
   check_memory_plan(rc, r.world, mpi ? ranks_on_this_node(r.world) : 1);  // refuse before allocating, not by an OOM kill
+  if (tc.device == "cuda") {  // before the run directory is touched: a retry with a GPU finds it new
+    MLAMOE_CHECK(r.world == 1, "train.device = \"cuda\" runs on one rank for now (multi-GPU training is not built yet); got "
+                                   << r.world << " ranks");
+    MLAMOE_CHECK(cuda_device_count() > 0, "train.device = \"cuda\", but no CUDA device is usable (backend "
+                                              << cuda::backend_name(cuda::backend())
+                                              << "; MLAMOE_CUDA_BACKEND=simt runs the CUDA kernels in the SIMT emulator)");
+    r.device = Device::cuda(0);
+  }
   MLAMOE_CHECK(mpi || (shape.pp == 1 && shape.ep == 1),
                "layout: parallel.pp = " << shape.pp << ", parallel.ep = " << shape.ep
                                         << " need that many ranks: launch with mpirun (launch/run.sh)");
@@ -422,15 +430,7 @@ int run_training(const RunConfig& rc, MpiRuntime* mpi, const StartOptions& start
       r.model = std::make_unique<DeepSeekModel>(rc.model, tc.seed);
     }
     apply_freezing(*r.model, tc);
-    if (tc.device == "cuda") {
-      MLAMOE_CHECK(r.world == 1, "train.device = \"cuda\" runs on one rank for now (multi-GPU training is not built yet); got "
-                                     << r.world << " ranks");
-      MLAMOE_CHECK(cuda_device_count() > 0, "train.device = \"cuda\", but no CUDA device is usable (backend "
-                                                << cuda::backend_name(cuda::backend())
-                                                << "; MLAMOE_CUDA_BACKEND=simt runs the CUDA kernels in the SIMT emulator)");
-      r.device = Device::cuda(0);
-      r.model->params.move_to(r.device);  // before the optimizer, whose moments live beside the parameters
-    }
+    if (r.device.is_cuda()) r.model->params.move_to(r.device);  // before the optimizer, whose moments live beside them
     r.model->set_recompute(tc.recompute);
     r.opt = std::make_unique<AdamW>(r.model->params, AdamWOptions{tc.beta1, tc.beta2, tc.eps, tc.weight_decay},
                                     r.mesh ? zero1_groups(*r.mesh) : nullptr);
