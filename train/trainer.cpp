@@ -290,13 +290,17 @@ void train_loop(Run& r) {
     m.full_expert_log = full_expert_log;
     return m;
   };
+  int64_t device_mallocs_before = 0;  // the caching allocator's driver allocations so far (CUDA runs)
   // ev's per-layer arrays move into the record (the view is the step's own).
   auto log_step = [&](const StepStats& st, ExpertView& ev, int64_t step, double dt, bool eval_now) {
     StepMetrics m = record(st, step, tokens_seen);
     m.step_time_s = dt;
     m.tokens_per_s = static_cast<double>(st.tokens) / dt;
     if (r.device.is_cuda()) {
-      m.device_peak_mb = static_cast<double>(cuda::memory_stats(r.device.index).peak_allocated_bytes) / 1e6;
+      cuda::MemoryStats ms = cuda::memory_stats(r.device.index);
+      m.device_peak_mb = static_cast<double>(ms.peak_allocated_bytes) / 1e6;
+      m.device_mallocs = ms.raw_allocs - device_mallocs_before;
+      device_mallocs_before = ms.raw_allocs;
       cuda::reset_peak_memory_stats(r.device.index);  // the next step's own peak
     }
     m.tflops = m.tokens_per_s * size.flops_per_token() / 1e12;

@@ -5,8 +5,8 @@
 #   - every step's losses and gradient norm agree within 1e-5 (relative);
 #   - the final weights agree within 1e-5 of each tensor's largest value (checkpoint_diff: the CUDA kernels sum in other
 #     orders than the CPU's);
-#   - the progress line reports the caching allocator's peak device memory, and the run says it
-#     ran on cuda:0.
+#   - the progress line reports the caching allocator's peak device memory, no step after the second
+#     takes memory from the driver (metrics device_mallocs), and the run says it ran on cuda:0.
 set -euo pipefail
 mlamoe=$1 diff_bin=$2 config=$3 data=$4 work=$5 steps=${6:-20}
 backend=${MLAMOE_CUDA_BACKEND:-simt}
@@ -36,6 +36,10 @@ for a, b in zip(cpu, gpu):
             sys.exit(f"FAIL: step {a['step']} {key}: CPU {a[key]!r}, CUDA {b[key]!r} (relative {rel:.2e} > 1e-5)")
     if "device_peak_mb" not in b or not b["device_peak_mb"] > 0:
         sys.exit(f"FAIL: step {b['step']} has no device_peak_mb")
+    # The caching allocator: after two steps (shapes seen, routing's varying sizes cached) a step
+    # takes no memory from the driver.
+    if b["step"] > 2 and b.get("device_mallocs") != 0:
+        sys.exit(f"FAIL: step {b['step']} allocated from the driver {b.get('device_mallocs')} times (caching allocator)")
 print(f"cuda_train: {steps} steps, losses and gradient norms within {worst:.2e} of the CPU's; "
       f"device peak {gpu[-1]['device_peak_mb']:.0f} MB; final loss {gpu[-1]['loss']:.6f} vs {cpu[-1]['loss']:.6f}")
 PY

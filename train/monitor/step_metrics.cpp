@@ -109,6 +109,7 @@ nlohmann::json metrics_json(const StepMetrics& m) {
                       {"maxvio_mean", m.maxvio_mean()}};
   if (!std::isnan(m.eval_lm_loss)) j["eval_lm_loss"] = m.eval_lm_loss;
   if (!std::isnan(m.device_peak_mb)) j["device_peak_mb"] = m.device_peak_mb;
+  if (m.device_mallocs >= 0) j["device_mallocs"] = m.device_mallocs;
   return j;
 }
 
@@ -137,6 +138,8 @@ bool metrics_from_json(const nlohmann::json& j, StepMetrics& m) {
   m.mfu = number_or_nan(j, "mfu");
   m.tflops = number_or_nan(j, "tflops");
   m.device_peak_mb = number_or_nan(j, "device_peak_mb");
+  auto mallocs = j.find("device_mallocs");
+  if (mallocs != j.end() && mallocs->is_number_integer()) m.device_mallocs = mallocs->get<int64_t>();
   return true;
 }
 
