@@ -345,6 +345,8 @@ void train_loop(Run& r) {
                           planned_fault(r.rank, step + 1, FaultSite::Step) == FaultKind::Nan};
     phase["data loading"] += seconds_since(t_data);
     StepStats st = train_step(*r.model, *r.opt, batches, settings, par);
+    // A GPU runs ahead of the host: the step's time (and a kernel's error) is known once it is done.
+    if (r.device.is_cuda()) cuda::synchronize();
     phase["forward"] += st.t_forward;
     phase["backward"] += st.t_backward;
     phase["pipeline (1F1B forward + backward + p2p)"] += st.t_pipeline;

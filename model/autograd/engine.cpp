@@ -164,6 +164,8 @@ void run_backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
   }
   MLAMOE_CHECK(seed.shape() == root.shape(),
                "backward: gradient " << shape_str(seed.shape()) << " does not match root " << shape_str(root.shape()));
+  MLAMOE_CHECK(seed.device() == root.device(),
+               "backward: gradient on " << seed.device().str() << ", root on " << root.device().str());
 
   NoGrad no_grad;  // backward computations are never recorded (no double backward)
   std::shared_ptr<Node> start = edge_of(root);

@@ -151,10 +151,10 @@ struct GatherBackward : Node {
   std::vector<Tensor> backward(const Tensor& dout) override {
     Tensor g = dout.contiguous();
     int64_t n = x_shape.back(), k = idx.shape().back();
-    if (on_cuda(g, name())) {  // every element of dx written: no zero fill
+    if (on_cuda(g, name())) {  // every element of dx written (the rows of x, not of idx: k may be 0)
       Tensor dx = Tensor::empty(x_shape, g.dtype(), g.device());
       MLAMOE_CUDA_CALL(gather_backward_cuda, g.device_data<float>(), device_i64(idx).device_data<int64_t>(),
-                       dx.device_data<float>(), idx.numel() / std::max<int64_t>(k, 1), n, k);
+                       dx.device_data<float>(), shape_numel(x_shape) / std::max<int64_t>(n, 1), n, k);
       return {dx, Tensor()};
     }
     Tensor dx = Tensor::zeros(x_shape, g.dtype(), g.device());

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <set>
 #include <vector>
 
@@ -136,6 +137,28 @@ TEST(Simt, DynamicSharedMemoryIsPerBlock) {
     }
   });
   for (int b = 0; b < 5; ++b) EXPECT_EQ(out[b], b * 100 * 32 + 31 * 32 / 2);
+}
+
+// More than 48 KiB of dynamic shared memory only for a kernel that asked (as on a GPU), at most
+// 227 KiB; and a block reads no zeros it did not write (shared memory starts as garbage).
+void big_shared_kernel() {}
+TEST(Simt, SharedMemoryBeyond48KiBNeedsTheKernelsConsent) {
+  LaunchConfig cfg;
+  cfg.grid = dim3(2);
+  cfg.block = dim3(32);
+  cfg.shared_bytes = 64 << 10;
+  cfg.kernel = reinterpret_cast<const void*>(&big_shared_kernel);
+  float first = 0;
+  auto body = [&] {
+    if (blockIdx.x == 0 && threadIdx.x == 0) first = reinterpret_cast<float*>(simt::dynamic_shared())[0];
+  };
+  EXPECT_THROW(launch(cfg, body), Error);
+  simt::allow_shared(cfg.kernel, 64 << 10);
+  launch(cfg, body);
+  EXPECT_TRUE(std::isnan(first)) << "shared memory a block did not write must not read as 0";
+  cfg.shared_bytes = 228 << 10;
+  EXPECT_THROW(launch(cfg, body), Error);
+  EXPECT_THROW(simt::allow_shared(cfg.kernel, 228 << 10), Error);
 }
 
 // Warp sums by butterfly (__shfl_xor_sync) and by halving (__shfl_down_sync, lane 0 holds the

@@ -19,13 +19,14 @@
 #include "model/tensor/simt/cuda_compat.h"
 #define MLAMOE_KERNEL_NS cuda_simt
 // A GPU needs a kernel's consent to more than 48 KiB of dynamic shared memory; the emulator does not.
-#define MLAMOE_ALLOW_SHARED(kernel, bytes) ((void)(kernel), (void)(bytes))
+#define MLAMOE_ALLOW_SHARED(kernel, bytes) ::mlamoe::simt::allow_shared(reinterpret_cast<const void*>(kernel), (bytes))
 // kernel<<<grid, block, shared_bytes>>>(args...) in the emulator: every thread calls
 // kernel(args...), the thread order shuffled from the next launch seed (simt.h).
-#define MLAMOE_LAUNCH(kernel, grid, block, shared_bytes, ...)                                                                  \
-  ::mlamoe::simt::launch(::mlamoe::simt::LaunchConfig{::mlamoe::simt::dim3(grid), ::mlamoe::simt::dim3(block), (shared_bytes), \
-                                                      ::mlamoe::simt::next_launch_seed()},                                     \
-                         [&] { kernel(__VA_ARGS__); })
+#define MLAMOE_LAUNCH(kernel, grid, block, shared_bytes, ...)                                                            \
+  ::mlamoe::simt::launch(                                                                                                \
+      ::mlamoe::simt::LaunchConfig{::mlamoe::simt::dim3(grid), ::mlamoe::simt::dim3(block), (shared_bytes),              \
+                                   ::mlamoe::simt::next_launch_seed(), 64 << 10, reinterpret_cast<const void*>(kernel)}, \
+      [&] { kernel(__VA_ARGS__); })
 #else
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>

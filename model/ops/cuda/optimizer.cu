@@ -1,6 +1,7 @@
 // The AdamW update of one parameter tensor (train/optimizer.cpp has the formula and its source,
 // torch.optim.AdamW), elementwise on the device, with the same f32 arithmetic in the same order
-// as the CPU loop, so both give the same bits per element.
+// as the CPU loop (no FMA contraction on either side: --fmad=false, -ffp-contract=off; IEEE sqrt
+// and division), so both give the same bits per element.
 #include "model/ops/cuda/kernel_common.cuh"
 
 namespace mlamoe::MLAMOE_KERNEL_NS {

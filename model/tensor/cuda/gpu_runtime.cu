@@ -53,7 +53,9 @@ void gpu_memset_zero(void* p, size_t nbytes, int device) {
   check(cudaMemsetAsync(p, 0, nbytes, 0), "cudaMemsetAsync");
 }
 
-void gpu_synchronize() { check(cudaDeviceSynchronize(), "a kernel failed"); }
+void gpu_synchronize() {
+  check(cudaDeviceSynchronize(), "a kernel failed (MLAMOE_CUDA_SYNC=1 waits after every launch and names the kernel)");
+}
 
 std::string gpu_device_name(int device) {
   cudaDeviceProp prop{};

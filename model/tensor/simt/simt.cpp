@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cstdlib>
 #include <exception>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <string>
 #include <vector>
@@ -309,6 +311,27 @@ void wait_until(BlockRun* run, C cond) {
 }  // namespace
 
 uint64_t next_launch_seed() { return g_next_seed.fetch_add(1); }
+
+namespace {
+std::mutex g_shared_mutex;
+std::map<const void*, size_t>& shared_grants() {
+  static auto* m = new std::map<const void*, size_t>;
+  return *m;
+}
+size_t shared_allowed(const void* kernel) {
+  std::lock_guard<std::mutex> lock(g_shared_mutex);
+  auto it = shared_grants().find(kernel);
+  return it == shared_grants().end() ? 0 : it->second;
+}
+}  // namespace
+
+void allow_shared(const void* kernel, size_t bytes) {
+  MLAMOE_CHECK(bytes <= kMaxSharedBytes,
+               "simt: MLAMOE_ALLOW_SHARED of " << bytes << " bytes; a GPU (sm_90) has at most " << kMaxSharedBytes);
+  std::lock_guard<std::mutex> lock(g_shared_mutex);
+  size_t& b = shared_grants()[kernel];
+  b = std::max(b, bytes);
+}
 void set_launch_seed(uint64_t seed) { g_next_seed = seed; }
 
 void syncthreads() {
@@ -354,17 +377,35 @@ void launch(const LaunchConfig& cfg, const std::function<void()>& kernel) {
                                                                              << bk.x << ", " << bk.y << ", " << bk.z << ")");
   MLAMOE_CHECK(bk.count() <= 1024, "simt: " << bk.count() << " threads per block; CUDA allows at most 1024");
   MLAMOE_CHECK(cfg.stack_bytes >= (16 << 10), "simt: stack_bytes " << cfg.stack_bytes << " is below 16 KiB");
+  MLAMOE_CHECK(
+      cfg.shared_bytes <= kMaxSharedBytes,
+      "simt: " << cfg.shared_bytes << " bytes of dynamic shared memory per block; a GPU (sm_90) has at most " << kMaxSharedBytes);
+  MLAMOE_CHECK(cfg.shared_bytes <= kDefaultSharedBytes || shared_allowed(cfg.kernel) >= cfg.shared_bytes,
+               "simt: a launch asks for " << cfg.shared_bytes << " bytes of dynamic shared memory, more than "
+                                          << kDefaultSharedBytes
+                                          << " without the kernel's MLAMOE_ALLOW_SHARED (a GPU refuses it)");
   const unsigned blocks = g.count();
   std::exception_ptr error;
 #pragma omp parallel
   {
     // One set of fiber stacks per host thread, kept from launch to launch (uninitialised: a fiber
     // writes its stack before reading it), and one shared-memory buffer, reused by its blocks.
-    char* stacks = fiber_stacks(static_cast<size_t>(bk.count()) * stack_stride(cfg));
-    std::vector<unsigned char> shared(cfg.shared_bytes + 16);
+    // Exactly shared_bytes (AddressSanitizer sees an overrun), refilled with NaN bits for each
+    // block: a kernel that reads shared memory it did not write gets garbage, as on a GPU, not 0.
+    char* stacks = nullptr;
+    std::vector<unsigned char> shared;
+    try {
+      stacks = fiber_stacks(static_cast<size_t>(bk.count()) * stack_stride(cfg));
+      shared.resize(cfg.shared_bytes);
+    } catch (...) {
+#pragma omp critical(simt_error)
+      if (!error) error = std::current_exception();
+    }
 #pragma omp for schedule(dynamic)
     for (unsigned b = 0; b < blocks; ++b) {
+      if (!stacks) continue;  // this thread could not set up (the error is kept)
       try {
+        std::fill(shared.begin(), shared.end(), 0xff);
         run_block(cfg, kernel, b, stacks, shared);
       } catch (...) {
 #pragma omp critical(simt_error)

@@ -34,7 +34,15 @@ struct LaunchConfig {
   size_t shared_bytes = 0;        // dynamic shared memory per block
   uint64_t seed = 0;              // the thread order between barriers (different seeds: different orders)
   size_t stack_bytes = 64 << 10;  // per thread (fiber); a kernel with large local arrays needs more
+  const void* kernel = nullptr;   // the kernel's identity, for allow_shared (MLAMOE_LAUNCH sets it)
 };
+
+// Dynamic shared memory per block: up to 48 KiB for any kernel, beyond that (up to 227 KiB, sm_90)
+// only for a kernel that asked first, as cudaFuncSetAttribute(MaxDynamicSharedMemorySize) does on a
+// GPU: a launch that would fail there fails here (MLAMOE_ALLOW_SHARED in kernel_common.cuh).
+constexpr size_t kDefaultSharedBytes = 48 << 10;
+constexpr size_t kMaxSharedBytes = 227 << 10;
+void allow_shared(const void* kernel, size_t bytes);
 
 // Runs kernel() once per thread of cfg.grid × cfg.block. Throws mlamoe::Error on a bad
 // configuration, on a barrier that not every thread of a block reaches, or with the first
