@@ -359,9 +359,16 @@ void Tensor::copy_(const Tensor& src) {
     return;
   }
   if (device() != src.device()) {
-    // Between devices only contiguous bytes of the destination's dtype move: the source is laid
-    // out (and converted) on its own side first, and a strided destination is filled from a
-    // contiguous copy on its side.
+    // Between devices only contiguous bytes of one dtype move. A copy to the host moves the
+    // source's bytes and converts there (the host converts between any dtypes, a device between
+    // some); otherwise the source is laid out (and converted) on its own side first. A strided
+    // destination is filled from a contiguous copy on its side.
+    if (device().is_cpu() && src.dtype() != dtype()) {
+      Tensor h = Tensor::empty(shape(), src.dtype(), device());
+      h.copy_(src);
+      copy_(h);
+      return;
+    }
     Tensor s = src;
     if (!s.is_contiguous() || s.dtype() != dtype()) {
       s = Tensor::empty(shape(), dtype(), src.device());

@@ -48,6 +48,9 @@ TEST(CudaTensor, FillsAndConvertingStridedCopies) {
   Tensor t = d.transpose(0, 2).contiguous();
   EXPECT_EQ(t.to_vector<float>(), x.transpose(0, 2).contiguous().to_vector<float>());
   EXPECT_EQ(d.to(DType::BF16).to(DType::F32).to_vector<float>(), x.to(DType::BF16).to(DType::F32).to_vector<float>());
+  // Conversions the device has no kernel for happen on the host side of a copy (i64 -> f64).
+  Tensor ids = Tensor::from_vector<int64_t>({3, -1, 7}, {3}).to(Device::cuda(0));
+  EXPECT_EQ(ids.to_vector<double>(), (std::vector<double>{3, -1, 7}));
   // A strided view copied straight to the host (laid out on the device first).
   EXPECT_EQ(d.narrow(1, 2, 3).to(Device::cpu()).to_vector<float>(), x.narrow(1, 2, 3).contiguous().to_vector<float>());
   // Into a strided device view from the host.
