@@ -110,7 +110,7 @@ MoeOutput MoeLayer::forward(const Tensor& u) const {
 
   MoeOutput out;
   out.y = y_SD.reshape({b, t, d});
-  out.counts = expert_counts(idx_SK, n_experts);
+  out.counts = counts_E;  // the permutation's group sizes: the routing indices are read once, on the host
 
   // ---- balance losses ----
   Tensor scores_BTE = scores_SE.reshape({b, t, n_experts});
