@@ -6,13 +6,16 @@
 #   1. the device, driver and library versions;
 #   2. the build: nvcc for sm_90 into build-gpu/ (tools/gpu_deps.sh's carried .debs first, when
 #      present), unless --build-dir names a built tree;
-#   3. the op table's CUDA rows against the CPU oracle (f32: 1e-5; both runs of each row under other
-#      thread orders bitwise equal) and the CUDA tensor tests (copies, allocator, routing);
+#   3. the op table's CUDA rows against the CPU oracle (f32: 1e-5, bf16 autocast rows: 1e-2; both
+#      runs of each row under other thread orders bitwise equal), the CUDA tensor tests (copies,
+#      allocator, streams and events, routing), and the golden test on the device (f32 and bf16
+#      against the PyTorch twin), twice: both runs' step losses and gradient norms equal;
 #   4. compute-sanitizer memcheck and racecheck on those rows (GPU only, when installed);
 #   5. tiny.json trained on the device against the CPU (tests/train/cuda_train.sh, 30 steps; 5
-#      emulated), twice: both device runs' final weights bitwise equal;
+#      emulated) in f32, twice (both device runs' final weights bitwise equal), and in bf16;
 #   6. a benchmark: tokens/s, TFLOP/s and MFU of configs/bench_1b.json (≈1B parameters, MLA + MoE)
-#      against the datasheet peak (train/gpu_peak.h); emulated: tiny.json, 3 steps.
+#      in bf16 against the datasheet peak (train/gpu_peak.h) and against the measured GEMM ceiling
+#      (bench/bench_gemm_cuda: cuBLAS bf16 and f32 on 8192² operands); emulated: tiny.json, 3 steps.
 #
 # Writes $OUT/gpu_check.json and $OUT/gpu_check.txt ($OUT: the device tool's output folder, else
 # <build>/gpu_check) and prints the table last. Exits 1 when a check fails; every check runs anyway.
@@ -69,7 +72,8 @@ if [ "$emulate" = 0 ] && [ ! -f "$build/CMakeCache.txt" ]; then
   [ -f build-gpu-deps/env.sh ] && . build-gpu-deps/env.sh
   cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DMLAMOE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 >>"$log" 2>&1
 fi
-if cmake --build "$build" -j "$(nproc)" --target mlamoe test_ops test_cuda_tensor checkpoint_diff >>"$log" 2>&1; then
+if cmake --build "$build" -j "$(nproc)" --target mlamoe test_ops test_cuda_tensor test_golden checkpoint_diff bench_gemm_cuda \
+  >>"$log" 2>&1; then
   record "build" PASS "$(($(date +%s) - t0)) s ($build)"
 else
   record "build" FAIL "see $log"
@@ -85,14 +89,26 @@ section "op table"
 if "$tests/test_ops" --gtest_filter='*OpCuda*' >"$out/ops_cuda.log" 2>&1; then
   passed=$(grep -o 'PASSED  \] [0-9]*' "$out/ops_cuda.log" | grep -o '[0-9]*$')
   worst=$(grep -o 'max rel err [0-9.e+-]*' "$out/ops_cuda.log" | awk '{print $4}' | sort -g | tail -1)
-  record "op table (CUDA rows)" PASS "$passed rows vs CPU, worst rel err ${worst:-?} (bound 1e-5), two thread orders bitwise equal"
+  record "op table (CUDA rows)" PASS "$passed rows vs CPU, worst rel err ${worst:-?} (bounds: f32 1e-5, bf16 autocast rows 1e-2), two thread orders bitwise equal"
 else
   record "op table (CUDA rows)" FAIL "$(grep -c 'FAILED  \]' "$out/ops_cuda.log") failed: see ops_cuda.log"
 fi
 if "$tests/test_cuda_tensor" >"$out/cuda_tensor.log" 2>&1; then
-  record "CUDA tensors" PASS "$(grep -o 'PASSED  \] [0-9]*' "$out/cuda_tensor.log" | grep -o '[0-9]*$') tests (copies, allocator, routing)"
+  record "CUDA tensors" PASS "$(grep -o 'PASSED  \] [0-9]*' "$out/cuda_tensor.log" | grep -o '[0-9]*$') tests (copies, allocator, streams and events, bf16 keeping, routing)"
 else
   record "CUDA tensors" FAIL "see cuda_tensor.log"
+fi
+# The golden test on the device, twice: each run against the PyTorch twin, and the two runs' printed
+# step losses and gradient norms (17 digits) equal.
+golden_ok=1
+for run in 1 2; do
+  "$tests/train/test_golden" --gtest_filter='*Cuda*' >"$out/golden$run.log" 2>&1 || golden_ok=0
+  grep '^golden ' "$out/golden$run.log" >"$out/golden$run.steps" || true
+done
+if [ "$golden_ok" = 1 ] && [ -s "$out/golden1.steps" ] && cmp -s "$out/golden1.steps" "$out/golden2.steps"; then
+  record "golden (f32, bf16)" PASS "$(grep -o 'PASSED  \] [0-9]*' "$out/golden1.log" | grep -o '[0-9]*$') cases vs PyTorch, twice: $(wc -l <"$out/golden1.steps") step figures equal"
+else
+  record "golden (f32, bf16)" FAIL "see golden1.log, golden2.log (and .steps: the runs' step figures)"
 fi
 
 # ---- 4. compute-sanitizer ----
@@ -129,22 +145,48 @@ if tests/train/cuda_train.sh "$mlamoe" "$tests/train/checkpoint_diff" configs/ti
 else
   record "rerun bitwise equal" FAIL "see train2.log, rerun.log"
 fi
+if tests/train/cuda_train.sh "$mlamoe" "$tests/train/checkpoint_diff" configs/tiny.json "$data" "$out/train_bf16" \
+  "$train_steps" bf16 >"$out/train_bf16.log" 2>&1; then
+  record "tiny.json bf16 vs CPU" PASS "$(grep -o '[0-9]* steps, losses.*' "$out/train_bf16.log" | head -1)"
+else
+  record "tiny.json bf16 vs CPU" FAIL "see train_bf16.log"
+fi
 
 # ---- 6. benchmark ----
 section benchmark
+ceiling=""
+if "$build/bench/bench_gemm_cuda" >"$out/gemm_ceiling.jsonl" 2>>"$log"; then
+  ceiling=$(python3 - "$out/gemm_ceiling.jsonl" <<'PY'
+import json, sys
+print(", ".join(f"{r['dtype']} {r['n']}³: {r['tflops']:.3g} TFLOP/s" for r in map(json.loads, open(sys.argv[1]))))
+PY
+)
+fi
+if [ -n "$ceiling" ]; then
+  record "GEMM ceiling" PASS "$ceiling (bench_gemm_cuda: matmul on the device, best of its runs)"
+else
+  record "GEMM ceiling" FAIL "see $log"
+fi
 rm -rf "$out/bench"
 if "$mlamoe" train --config "$bench_config" --device cuda --set data.path="$data" --set train.steps="$bench_steps" \
-  --set train.eval_batches=0 --set train.log_every=1 --set train.run_dir="$out/bench" >"$out/bench.log" 2>&1; then
-  figures=$(python3 - "$out/bench/metrics.jsonl" "$bench_config" "$emulate" <<'PY'
-import json, sys
+  --set train.precision=bf16 --set train.eval_batches=0 --set train.log_every=1 --set train.run_dir="$out/bench" \
+  >"$out/bench.log" 2>&1; then
+  figures=$(python3 - "$out/bench/metrics.jsonl" "$bench_config" "$emulate" "$out/gemm_ceiling.jsonl" <<'PY'
+import json, os, sys
 m = [json.loads(l) for l in open(sys.argv[1])]
 steady = m[2:] or m[-1:]  # the first steps warm the allocator and cuBLAS up
 tps = sum(x["tokens_per_s"] for x in steady) / len(steady)
 mfu = sum(x["mfu"] for x in steady) / len(steady)
 tflops = sum(x.get("tflops", 0) for x in steady) / len(steady)
+dev = sum(x.get("device_time_s", 0) for x in steady) / len(steady)
+ceiling = ""
+if os.path.exists(sys.argv[4]):
+    bf16 = [r for r in map(json.loads, open(sys.argv[4])) if r["dtype"] == "bf16"]
+    if bf16:
+        ceiling = f", {100 * tflops / bf16[0]['tflops']:.1f}% of the measured bf16 GEMM ceiling"
 note = " (emulated on the CPU: not a GPU figure)" if sys.argv[3] == "1" else ""
-print(f"{sys.argv[2]}: {tps:,.0f} tokens/s, {tflops:.3g} TFLOP/s, MFU {100 * mfu:.1f}% (steps 3+), "
-      f"device peak {m[-1].get('device_peak_mb', 0):.0f} MB{note}")
+print(f"{sys.argv[2]} bf16: {tps:,.0f} tokens/s, {tflops:.3g} TFLOP/s, MFU {100 * mfu:.1f}% of the datasheet{ceiling} "
+      f"(steps 3+; device {1e3 * dev:.0f} ms/step), device peak {m[-1].get('device_peak_mb', 0):.0f} MB{note}")
 PY
 )
   record "benchmark" PASS "$figures"

@@ -30,7 +30,7 @@ for entry in "${layouts[@]}"; do
     { echo "FAIL: $name: checkpoints differ"; "$diff_bin" "$work/$name-ref/checkpoints/step-00000006.h5" "$work/$name-new/checkpoints/step-00000006.h5" || true; exit 1; }
   python3 - "$work/$name-ref" "$work/$name-new" <<'PY'
 import json, sys
-timing = {"tokens_per_s", "mfu", "tflops", "step_time_s", "elapsed_s", "time", "wall_s", "eta_s", "peak_rss_bytes", "comm_bytes"}
+timing = {"tokens_per_s", "mfu", "tflops", "device_time_s", "step_time_s", "elapsed_s", "time", "wall_s", "eta_s", "peak_rss_bytes", "comm_bytes"}
 def load(path):
     out = []
     for line in open(path):

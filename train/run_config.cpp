@@ -128,8 +128,6 @@ TrainConfig parse_train(const nlohmann::json& j, const std::string& where) {
   require(t.maxvio_alert >= 0, "maxvio_alert", "must be >= 0 (0 disables the alert)");
   require(t.precision == "f32" || t.precision == "bf16", "precision", "must be \"f32\" or \"bf16\", got \"" + t.precision + "\"");
   require(t.device == "cpu" || t.device == "cuda", "device", "must be \"cpu\" or \"cuda\", got \"" + t.device + "\"");
-  require(t.device == "cpu" || t.precision == "f32", "device",
-          "\"cuda\" trains in f32 for now (bf16 mixed precision on CUDA is not built yet): set train.precision to \"f32\"");
   require(std::isfinite(t.collective_timeout_s) && t.collective_timeout_s >= 0, "collective_timeout_s",
           "must be a finite number of seconds >= 0 (0 disables the watchdog), got " + std::to_string(t.collective_timeout_s));
   return t;

@@ -11,6 +11,7 @@
 // A bad step (NaN/Inf loss or gradient norm, or one the judge rejects) changes nothing: weights,
 // optimizer state and biases stay as they were.
 #pragma once
+#include <cmath>
 #include <functional>
 #include <string>
 #include <vector>
@@ -33,8 +34,9 @@ struct StepStats {
   std::vector<double> layer_balance;         // per MoE layer: balance loss, mean over micro-batches
   // Wall time of the step's phases, seconds (pipeline: forward and backward interleaved by 1F1B).
   double t_forward = 0, t_backward = 0, t_pipeline = 0, t_sync = 0, t_optimizer = 0;
-  bool skipped = false;     // a bad step: nothing was updated
-  bool no_targets = false;  // skipped because no window of the step has a target
+  double device_time_s = NAN;  // the trainer's: the step's time on a CUDA device (events), NaN otherwise
+  bool skipped = false;        // a bad step: nothing was updated
+  bool no_targets = false;     // skipped because no window of the step has a target
   std::string skip_reason;
 };
 

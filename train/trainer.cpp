@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <optional>
 
 #include "data/loader.h"
 #include "model/autograd/autocast.h"
@@ -14,6 +15,7 @@
 #include "model/ops/ops.h"
 #include "model/tensor/cuda/backend.h"
 #include "model/tensor/cuda/caching_allocator.h"
+#include "model/tensor/cuda/stream.h"
 #include "model/tensor/host_allocator.h"
 #include "parallel/mpi_runtime.h"
 #include "parallel/pipeline.h"
@@ -302,6 +304,7 @@ void train_loop(Run& r) {
       m.device_mallocs = ms.raw_allocs - device_mallocs_before;
       device_mallocs_before = ms.raw_allocs;
       cuda::reset_peak_memory_stats(r.device.index);  // the next step's own peak
+      m.device_time_s = st.device_time_s;
     }
     m.tflops = m.tokens_per_s * size.flops_per_token() / 1e12;
     m.mfu = m.tflops * 1e3 / (r.peak_gflops * static_cast<double>(r.world));
@@ -344,9 +347,16 @@ void train_loop(Run& r) {
                           [&judge](double loss) { return judge(loss); },
                           planned_fault(r.rank, step + 1, FaultSite::Step) == FaultKind::Nan};
     phase["data loading"] += seconds_since(t_data);
+    std::optional<cuda::Event> step_begin, step_end;  // the step's time on the device (CUDA runs)
+    if (r.device.is_cuda()) step_begin.emplace(r.device.index), step_begin->record();
     StepStats st = train_step(*r.model, *r.opt, batches, settings, par);
     // A GPU runs ahead of the host: the step's time (and a kernel's error) is known once it is done.
-    if (r.device.is_cuda()) cuda::synchronize();
+    if (r.device.is_cuda()) {
+      step_end.emplace(r.device.index);
+      step_end->record();
+      step_end->synchronize();
+      st.device_time_s = step_begin->elapsed_ms(*step_end) / 1e3;
+    }
     phase["forward"] += st.t_forward;
     phase["backward"] += st.t_backward;
     phase["pipeline (1F1B forward + backward + p2p)"] += st.t_pipeline;

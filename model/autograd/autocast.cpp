@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "model/autograd/node.h"
+#include "model/ops/cuda/kernels.h"
 #include "model/tensor/error.h"
 
 namespace mlamoe {
@@ -55,6 +56,10 @@ void round_to_bf16_values(float* p, int64_t n) {
 void round_to_bf16_values(Tensor& y) {
   MLAMOE_CHECK(y.dtype() == DType::F32 && y.is_contiguous(),
                "round_to_bf16_values: needs a contiguous f32 tensor, got " << y.describe());
+  if (y.device().is_cuda()) {
+    MLAMOE_CUDA_CALL(round_to_bf16_cuda, y.device_data<float>(), y.numel());
+    return;
+  }
   round_to_bf16_values(y.data<float>(), y.numel());
 }
 
@@ -114,8 +119,20 @@ void refresh_bf16_weights() {
   if (g_weights) g_weights->refresh();
 }
 
+// The device's keep_for_backward: one narrowing pass with a flag, read back (a 4-byte download
+// that waits for the kernel; the first 64 values are not checked apart, a launch costs more).
+Tensor keep_on_cuda(const Tensor& x) {
+  Tensor xc = x.contiguous();
+  Tensor kept = Tensor::empty(x.shape(), DType::BF16, x.device());
+  Tensor flag = Tensor::zeros({1}, DType::I32, x.device());
+  MLAMOE_CUDA_CALL(narrow_to_bf16_cuda, xc.device_data<float>(), kept.device_data<bf16>(), xc.numel(),
+                   flag.device_data<int32_t>());
+  return flag.to(Device::cpu()).data<int32_t>()[0] == 0 ? kept : x.detach();
+}
+
 Tensor keep_for_backward(const Tensor& x) {
-  if (!g_autocast || x.dtype() != DType::F32 || !x.device().is_cpu()) return x.detach();
+  if (!g_autocast || x.dtype() != DType::F32) return x.detach();
+  if (x.device().is_cuda()) return keep_on_cuda(x);
   Tensor xc = x.contiguous();
   int64_t n = xc.numel();
   const float* src = xc.data<float>();
@@ -123,6 +140,8 @@ Tensor keep_for_backward(const Tensor& x) {
   Tensor kept = Tensor::empty(x.shape(), DType::BF16, x.device());
   return narrow_exact(src, kept.data<bf16>(), n) ? kept : x.detach();
 }
+
+Tensor widen_kept_on_cuda(const Tensor& kept) { return kept.device().is_cuda() ? widen_kept(kept) : kept; }
 
 Tensor widen_kept(const Tensor& kept) {
   if (kept.dtype() != DType::BF16) return kept;

@@ -87,5 +87,8 @@ void refresh_bf16_weights();
 // freed when that backward returns), or returns it as it is.
 Tensor keep_for_backward(const Tensor& x);
 Tensor widen_kept(const Tensor& kept);
+// widen_kept() for a tensor on a CUDA device (whose kernels read f32 only, where the CPU's read a
+// kept bf16 tensor in place); a host tensor is returned as it is.
+Tensor widen_kept_on_cuda(const Tensor& kept);
 
 }  // namespace mlamoe

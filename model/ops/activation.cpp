@@ -77,6 +77,7 @@ struct SwigluBackward : Node {
     // gate and up are both bf16 (read in place) or both the op's dtype, as the forward kept them.
     Tensor g = widen_kept(dout.contiguous()), gate = kept_gate, up = kept_up;
     if (gate.dtype() != up.dtype()) gate = widen_kept(gate), up = widen_kept(up);
+    gate = widen_kept_on_cuda(gate), up = widen_kept_on_cuda(up);
     Tensor dg = next[0] ? Tensor::empty(gate.shape(), g.dtype(), gate.device()) : Tensor();
     Tensor du = next[1] ? Tensor::empty(up.shape(), g.dtype(), up.device()) : Tensor();
     if (on_cuda(gate, "swiglu")) {

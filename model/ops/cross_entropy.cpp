@@ -80,7 +80,7 @@ void cross_entropy_backward_cpu(const X* x, const I* tgt, const T* lse, T* dx, i
 struct CrossEntropyBackward : Node {
   const char* name() const override { return "CrossEntropyBackward"; }
   std::vector<Tensor> backward(const Tensor& dout) override {
-    const Tensor& x = kept_logits;
+    const Tensor x = widen_kept_on_cuda(kept_logits);
     Tensor dx = Tensor::empty(x.shape(), lse.dtype(), x.device());
     if (on_cuda(x, name())) {  // the loss's gradient is read on the device: no host sync
       Tensor dl = dout.contiguous();

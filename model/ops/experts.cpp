@@ -15,6 +15,14 @@ namespace {
 
 // ---------------------------------------------------------------- expert_swiglu
 
+// Each tensor's elements of T, for a kernel: host pointers, or device pointers (CUDA kernels).
+template <class T>
+std::vector<const T*> data_of(const std::vector<Tensor>& ts, bool device) {
+  std::vector<const T*> p;
+  for (const Tensor& t : ts) p.push_back(device ? t.device_data<T>() : t.data<T>());
+  return p;
+}
+
 struct ExpertPlan {
   std::vector<int64_t> offsets;  // [E_given + 1] first row of each expert
   int64_t d = 0, width = 0;      // hidden D, expert width I
@@ -167,11 +175,21 @@ struct ExpertSwigluBackward : Node {
   std::vector<Tensor> backward(const Tensor& dout) override {
     int64_t e_count = static_cast<int64_t>(gate.size());
     std::vector<Tensor> grads(1 + 3 * e_count);
-    if (on_cuda(x, name())) return backward_cuda(dout.contiguous(), grads);
     // bf16 operands: the incoming gradient rounded to bf16 for the products, the gradients
     // computed in f32 and returned as bf16 (the operands' type), as matmul's backward does.
     bool half = x.dtype() == DType::BF16;
     Tensor dy = half ? dout.to(DType::BF16).contiguous() : dout.contiguous();
+    if (on_cuda(x, name(), /*with_bf16=*/true)) {
+      backward_cuda(dy, grads);
+    } else {
+      backward_cpu(dy, grads);
+    }
+    if (half)
+      for (Tensor& g : grads)
+        if (g.defined()) g = g.to(DType::BF16);
+    return grads;
+  }
+  void backward_cpu(const Tensor& dy, std::vector<Tensor>& grads) {
     DType acc = accumulate_dtype(x.dtype());
     dispatch_product(x.dtype(), name(), [&](auto t_tag, auto tc_tag) {
       using T = decltype(t_tag);
@@ -181,59 +199,59 @@ struct ExpertSwigluBackward : Node {
         grads[0] = Tensor::empty(x.shape(), acc, x.device());
         dx = grads[0].data<TC>();
       }
-      std::vector<const T*> pg, pu, pd;
-      std::vector<TC*> dg(e_count, nullptr), du(e_count, nullptr), dd(e_count, nullptr);
-      for (int64_t e = 0; e < e_count; ++e) {
-        pg.push_back(gate[e].data<T>());
-        pu.push_back(up[e].data<T>());
-        pd.push_back(down[e].data<T>());
-        std::vector<TC*>* outs[3] = {&dg, &du, &dd};
-        const Tensor* like[3] = {&gate[e], &up[e], &down[e]};
-        for (int j = 0; j < 3; ++j) {
-          if (!next[1 + 3 * e + j]) continue;
-          Tensor& gt = grads[1 + 3 * e + j];
-          gt = Tensor::empty(like[j]->shape(), acc, x.device());
-          (*outs[j])[e] = gt.data<TC>();
-        }
-      }
+      auto pg = data_of<T>(gate, false), pu = data_of<T>(up, false), pd = data_of<T>(down, false);
+      std::vector<TC*> dg, du, dd;
+      weight_grads<TC>(grads, acc, false, dg, du, dd);
       if (h.dtype() == DType::BF16)  // kept as bf16 by the forward: read in place
         expert_swiglu_backward_cpu<T, TC, bf16>(plan, x.data<T>(), pg, pu, pd, h.data<bf16>(), dy.data<T>(), dx, dg, du, dd);
       else
         expert_swiglu_backward_cpu<T, TC, TC>(plan, x.data<T>(), pg, pu, pd, h.data<TC>(), dy.data<T>(), dx, dg, du, dd);
     });
-    if (half)
-      for (Tensor& g : grads)
-        if (g.defined()) g = g.to(DType::BF16);
-    return grads;
   }
-  // f32 on the device: experts.cu's loop of GEMMs, h laid out [2, R, I].
-  std::vector<Tensor> backward_cuda(const Tensor& dy, std::vector<Tensor>& grads) {
+  // Allocates the wanted weight gradients (grads[1 + 3e + j], dtype acc) and gives their host
+  // (device = false) or device pointers per expert: dgate, dup, ddown (null where not wanted).
+  template <class TC>
+  void weight_grads(std::vector<Tensor>& grads, DType acc, bool device, std::vector<TC*>& dg, std::vector<TC*>& du,
+                    std::vector<TC*>& dd) {
+    int64_t e_count = static_cast<int64_t>(gate.size());
+    dg.assign(e_count, nullptr), du.assign(e_count, nullptr), dd.assign(e_count, nullptr);
+    for (int64_t e = 0; e < e_count; ++e) {
+      std::vector<TC*>* outs[3] = {&dg, &du, &dd};
+      const Tensor* like[3] = {&gate[e], &up[e], &down[e]};
+      for (int j = 0; j < 3; ++j) {
+        if (!next[1 + 3 * e + j]) continue;
+        Tensor& gt = grads[1 + 3 * e + j];
+        gt = Tensor::empty(like[j]->shape(), acc, x.device());
+        (*outs[j])[e] = device ? gt.device_data<TC>() : gt.data<TC>();
+      }
+    }
+  }
+  // On the device: experts.cu's loop of GEMMs, h laid out [2, R, I]; f32, or bf16 operands (dy
+  // already rounded to bf16 by the caller) with f32 gradients.
+  void backward_cuda(const Tensor& dy, std::vector<Tensor>& grads) {
     int64_t e_count = static_cast<int64_t>(gate.size()), rows = plan.offsets.back(), w = plan.width, d = plan.d;
     float* dx = nullptr;
     if (next[0]) {
       grads[0] = Tensor::empty(x.shape(), DType::F32, x.device());
       dx = grads[0].device_data<float>();
     }
-    std::vector<const float*> pg, pu, pd;
-    std::vector<float*> dg(e_count, nullptr), du(e_count, nullptr), dd(e_count, nullptr);
-    for (int64_t e = 0; e < e_count; ++e) {
-      pg.push_back(gate[e].device_data<float>());
-      pu.push_back(up[e].device_data<float>());
-      pd.push_back(down[e].device_data<float>());
-      std::vector<float*>* outs[3] = {&dg, &du, &dd};
-      const Tensor* like[3] = {&gate[e], &up[e], &down[e]};
-      for (int j = 0; j < 3; ++j) {
-        if (!next[1 + 3 * e + j]) continue;
-        Tensor& gt = grads[1 + 3 * e + j];
-        gt = Tensor::empty(like[j]->shape(), DType::F32, x.device());
-        (*outs[j])[e] = gt.device_data<float>();
-      }
+    std::vector<float*> dg, du, dd;
+    weight_grads<float>(grads, DType::F32, true, dg, du, dd);
+    Tensor hf = widen_kept(h);
+    if (x.dtype() == DType::BF16) {
+      Tensor scratch = Tensor::empty({2 * rows * w + rows * d}, DType::F32, x.device());
+      Tensor scratch16 = Tensor::empty({3 * rows * w}, DType::BF16, x.device());
+      auto pg = data_of<bf16>(gate, true), pu = data_of<bf16>(up, true), pd = data_of<bf16>(down, true);
+      MLAMOE_CUDA_CALL(expert_swiglu_backward_cuda, plan.offsets.data(), e_count, d, w, x.device_data<bf16>(), pg.data(),
+                       pu.data(), pd.data(), hf.device_data<float>(), dy.device_data<bf16>(), dx, dg.data(), du.data(), dd.data(),
+                       scratch.device_data<float>(), scratch16.device_data<bf16>());
+    } else {
+      Tensor scratch = Tensor::empty({4 * rows * w + rows * d}, DType::F32, x.device());
+      auto pg = data_of<float>(gate, true), pu = data_of<float>(up, true), pd = data_of<float>(down, true);
+      MLAMOE_CUDA_CALL(expert_swiglu_backward_cuda, plan.offsets.data(), e_count, d, w, x.device_data<float>(), pg.data(),
+                       pu.data(), pd.data(), hf.device_data<float>(), dy.device_data<float>(), dx, dg.data(), du.data(),
+                       dd.data(), scratch.device_data<float>());
     }
-    Tensor scratch = Tensor::empty({4 * rows * w + rows * d}, DType::F32, x.device());
-    MLAMOE_CUDA_CALL(expert_swiglu_backward_cuda, plan.offsets.data(), e_count, d, w, x.device_data<float>(), pg.data(),
-                     pu.data(), pd.data(), h.device_data<float>(), dy.device_data<float>(), dx, dg.data(), du.data(), dd.data(),
-                     scratch.device_data<float>());
-    return grads;
   }
   void release() override {
     x = h = Tensor();
@@ -307,7 +325,8 @@ struct MoeCombineBackward : Node {
     if (next[1]) dw = Tensor::empty(w.shape(), w.dtype(), w.device());
     int64_t s_tok = w.shape()[0], k = w.shape()[1], d = yp.shape()[1];
     if (on_cuda(w, name())) {
-      MLAMOE_CUDA_CALL(moe_combine_backward_cuda, yp.device_data<float>(), w.device_data<float>(), slot.device_data<int64_t>(),
+      Tensor ypf = widen_kept_on_cuda(yp);
+      MLAMOE_CUDA_CALL(moe_combine_backward_cuda, ypf.device_data<float>(), w.device_data<float>(), slot.device_data<int64_t>(),
                        row_of_dev.device_data<int64_t>(), dy.device_data<float>(),
                        dyp.defined() ? dyp.device_data<float>() : nullptr, dw.defined() ? dw.device_data<float>() : nullptr,
                        s_tok, k, d);
@@ -344,8 +363,6 @@ Tensor expert_swiglu(const Tensor& x, const std::vector<int64_t>& counts, const 
   const char* op = "expert_swiglu";
   check_dim(x, 2, op, "x [R, D]");
   if (autocast_bf16() && x.dtype() == DType::F32) {
-    MLAMOE_CHECK(x.device().is_cpu(),
-                 op << ": bf16 autocast has no CUDA kernel yet (f32 only on the device), got " << x.describe());
     // bf16 operands, f32 accumulation and elementwise maths, the result rounded to bf16 values
     // (model/autograd/autocast.h); the weights' dtypes are checked by the call below.
     auto half = [](const std::vector<Tensor>& ws) {
@@ -393,33 +410,31 @@ Tensor expert_swiglu(const Tensor& x, const std::vector<int64_t>& counts, const 
   }
   int64_t rows = x.shape()[0];
   DType acc = accumulate_dtype(x.dtype());
-  bool cuda = on_cuda(x, op);
+  bool cuda = on_cuda(x, op, /*with_bf16=*/true);
   // On CUDA h is [2, R, I] (all gate pre-activations, then all up): experts.cu.
   Tensor h_R2I =
       cuda ? Tensor::empty({2, rows, plan.width}, acc, x.device()) : Tensor::empty({rows, 2 * plan.width}, acc, x.device());
   Tensor y_RD = Tensor::empty({rows, plan.d}, acc, x.device());
   if (cuda) {
-    std::vector<const float*> pg, pu, pd;
-    for (size_t e = 0; e < e_count; ++e) {
-      pg.push_back(gc[e].device_data<float>());
-      pu.push_back(uc[e].device_data<float>());
-      pd.push_back(dc[e].device_data<float>());
-    }
-    Tensor a_RI = Tensor::empty({rows, plan.width}, DType::F32, x.device());  // scratch
-    MLAMOE_CUDA_CALL(expert_swiglu_forward_cuda, plan.offsets.data(), static_cast<int64_t>(e_count), plan.d, plan.width,
-                     x_RD.device_data<float>(), pg.data(), pu.data(), pd.data(), h_R2I.device_data<float>(),
-                     a_RI.device_data<float>(), y_RD.device_data<float>());
+    // f32, or bf16 operands under autocast (f32 h and y, a in bf16): experts.cu.
+    auto launch = [&](auto tag) {
+      using T = decltype(tag);
+      auto pg = data_of<T>(gc, true), pu = data_of<T>(uc, true), pd = data_of<T>(dc, true);
+      Tensor a_RI = Tensor::empty({rows, plan.width}, x.dtype(), x.device());  // scratch
+      MLAMOE_CUDA_CALL(expert_swiglu_forward_cuda, plan.offsets.data(), static_cast<int64_t>(e_count), plan.d, plan.width,
+                       x_RD.device_data<T>(), pg.data(), pu.data(), pd.data(), h_R2I.device_data<float>(), a_RI.device_data<T>(),
+                       y_RD.device_data<float>());
+    };
+    if (x.dtype() == DType::BF16)
+      launch(bf16{});
+    else
+      launch(float{});
   } else {
     check_cpu(x, op);
     dispatch_product(x.dtype(), op, [&](auto t_tag, auto tc_tag) {
       using T = decltype(t_tag);
       using TC = decltype(tc_tag);
-      std::vector<const T*> pg, pu, pd;
-      for (size_t e = 0; e < e_count; ++e) {
-        pg.push_back(gc[e].data<T>());
-        pu.push_back(uc[e].data<T>());
-        pd.push_back(dc[e].data<T>());
-      }
+      auto pg = data_of<T>(gc, false), pu = data_of<T>(uc, false), pd = data_of<T>(dc, false);
       Tensor a_RI = Tensor::empty({rows, plan.width}, x.dtype(), x.device());  // scratch
       expert_swiglu_forward_cpu<T, TC>(plan, x_RD.data<T>(), pg, pu, pd, h_R2I.data<TC>(), a_RI.data<T>(), y_RD.data<TC>());
     });

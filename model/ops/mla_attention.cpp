@@ -214,7 +214,7 @@ struct MlaAttentionBackward : Node {
     Tensor g = dout.contiguous(), q = kept_q, kv = kept_kv, o = kept_o, k_pe = kept_kpe;
     bool half = g.dtype() == DType::BF16 && q.dtype() == DType::BF16 && kv.dtype() == DType::BF16 && o.dtype() == DType::BF16 &&
                 k_pe.dtype() == DType::BF16;
-    if (!half) {
+    if (!half || q.device().is_cuda()) {  // the CUDA kernels read f32
       for (Tensor* t : {&g, &q, &kv, &o, &k_pe}) *t = widen_kept(*t);
     }
     MlaShape shape = shape_;

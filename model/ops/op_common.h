@@ -86,9 +86,11 @@ inline void check_cpu(const Tensor& t, const char* op) {
 
 // The device switch of an op with CUDA kernels (model/ops/cuda/): true for a CUDA tensor, after
 // checking it is f32, the type those kernels compute in (bf16 appears only as GEMM operands).
-inline bool on_cuda(const Tensor& t, const char* op) {
+// with_bf16: the op's kernels also take bf16 operands (expert_swiglu under autocast).
+inline bool on_cuda(const Tensor& t, const char* op, bool with_bf16 = false) {
   if (!t.device().is_cuda()) return false;
-  MLAMOE_CHECK(t.dtype() == DType::F32, op << ": the CUDA kernel takes f32, got " << t.describe());
+  MLAMOE_CHECK(t.dtype() == DType::F32 || (with_bf16 && t.dtype() == DType::BF16),
+               op << ": the CUDA kernel takes f32" << (with_bf16 ? " or bf16" : "") << ", got " << t.describe());
   return true;
 }
 

@@ -71,7 +71,7 @@ namespace {
 struct RmsNormBackward : Node {
   const char* name() const override { return "RmsNormBackward"; }
   std::vector<Tensor> backward(const Tensor& dout) override {
-    const Tensor& x = kept_x;  // bf16 (read in place) when the forward kept it so
+    const Tensor x = widen_kept_on_cuda(kept_x);  // bf16 (read in place on the CPU) when the forward kept it so
     Tensor g = dout.contiguous();
     int64_t d = w.numel(), rows = x.numel() / std::max<int64_t>(d, 1);
     Tensor dx = next[0] ? Tensor::empty(x.shape(), w.dtype(), x.device()) : Tensor();

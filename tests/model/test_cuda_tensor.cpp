@@ -9,6 +9,7 @@
 #include "model/ops/ops.h"
 #include "model/tensor/cuda/backend.h"
 #include "model/tensor/cuda/caching_allocator.h"
+#include "model/tensor/cuda/stream.h"
 #include "model/tensor/simt/simt.h"
 #include "tests/test_util.h"
 
@@ -79,6 +80,57 @@ TEST(CudaTensor, CachingAllocatorReusesBlocks) {
   EXPECT_EQ(cuda::memory_stats(0).reserved_bytes, cuda::memory_stats(0).allocated_bytes);
 }
 
+// A block freed by work on one stream is handed only to requests on that stream (stream.h): on
+// another it could be written while the first stream still reads it.
+TEST(CudaTensor, CachedBlocksStayOnTheirStream) {
+  NEED_CUDA();
+  cuda::Stream side(0);
+  cuda::MemoryStats s0 = cuda::memory_stats(0);
+  { Tensor a = Tensor::empty({777, 100}, DType::F32, Device::cuda(0)); }  // cached for the default stream
+  {
+    cuda::StreamGuard on(side);
+    EXPECT_EQ(cuda::current_stream(), side.handle());
+    Tensor b = Tensor::empty({777, 100}, DType::F32, Device::cuda(0));  // not the default stream's block
+  }
+  cuda::MemoryStats s1 = cuda::memory_stats(0);
+  EXPECT_EQ(s1.raw_allocs - s0.raw_allocs, 2);
+  {
+    cuda::StreamGuard on(side);
+    Tensor c = Tensor::empty({777, 100}, DType::F32, Device::cuda(0));  // the side stream's own block
+  }
+  Tensor d = Tensor::empty({777, 100}, DType::F32, Device::cuda(0));  // the default stream's
+  cuda::MemoryStats s2 = cuda::memory_stats(0);
+  EXPECT_EQ(s2.raw_allocs, s1.raw_allocs);
+  EXPECT_EQ(s2.hits - s1.hits, 2);
+  EXPECT_EQ(cuda::current_stream(), nullptr);
+}
+
+// Events order and time work: a copy and a kernel on a side stream, waited for by the default
+// stream; elapsed_ms between two events is non-negative and finite.
+TEST(CudaTensor, EventsOrderStreamsAndTimeWork) {
+  NEED_CUDA();
+  cuda::Stream side(0);
+  cuda::Event start(0), done(0);
+  Tensor x = Tensor::from_vector<float>({1, 2, 3, 4}, {4}).to(Device::cuda(0));
+  Tensor y;
+  {
+    cuda::StreamGuard on(side);
+    start.record();
+    y = scale(x, 2.0);
+    done.record();
+  }
+  cuda::stream_wait(nullptr, done);  // the default stream's later work sees y
+  Tensor z = add(y, x);
+  EXPECT_EQ(z.to(Device::cpu()).to_vector<float>(), std::vector<float>({3, 6, 9, 12}));
+  done.synchronize();
+  EXPECT_TRUE(done.query());
+  double ms = start.elapsed_ms(done);
+  EXPECT_GE(ms, 0.0);
+  EXPECT_LT(ms, 60e3);
+  cuda::Event never(0);
+  test::expect_error([&] { never.synchronize(); }, "never recorded");
+}
+
 // route_select on the device picks exactly the CPU's experts (the selection is discrete): random
 // scores, every third token's quantised to quarters so that experts and groups tie, with and
 // without a bias, both group scores, under two emulator thread orders.
@@ -132,6 +184,28 @@ TEST(CudaOps, InputChecksOnDeviceData) {
   // i32 indices and host token ids for a device table work as on the CPU
   Tensor ids = Tensor::from_vector<int32_t>({1, 0, 1}, {3});
   EXPECT_EQ(embedding(x, ids).to_vector<float>(), embedding(x.to(Device::cpu()), ids).to_vector<float>());
+}
+
+// bf16 autocast on the device (model/autograd/autocast.h): a product's result is rounded as on the
+// CPU, and a tensor of bf16 values is kept for the backward in half the bytes, exactly; one value
+// that is not a bf16 value keeps the whole tensor in f32.
+TEST(CudaTensor, AutocastRoundsAndKeepsBf16ValuesExactly) {
+  NEED_CUDA();
+  std::vector<float> v = {1.0f, 3.14159f, -2.5e-3f, 65504.7f, 1e-30f, -7.0f};
+  Tensor host = Tensor::from_vector(v, {2, 3});
+  Tensor dev = host.to(Device::cuda(0));
+  round_to_bf16_values(host);
+  round_to_bf16_values(dev);
+  EXPECT_EQ(dev.to(Device::cpu()).to_vector<float>(), host.to_vector<float>());
+  AutocastBf16 on(true);
+  Tensor kept = keep_for_backward(dev);
+  EXPECT_EQ(kept.dtype(), DType::BF16);
+  EXPECT_TRUE(kept.device().is_cuda());
+  EXPECT_EQ(widen_kept_on_cuda(kept).to(Device::cpu()).to_vector<float>(), host.to_vector<float>());
+  Tensor f32 = Tensor::from_vector(v, {2, 3}).to(Device::cuda(0));  // 3.14159f is not a bf16 value
+  EXPECT_EQ(keep_for_backward(f32).dtype(), DType::F32);
+  AutocastBf16 off(false);
+  EXPECT_EQ(keep_for_backward(dev).dtype(), DType::F32);  // outside autocast nothing is narrowed
 }
 
 TEST(CudaTensor, SizeClassesWasteAtMostAnEighth) {

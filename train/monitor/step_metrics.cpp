@@ -110,6 +110,7 @@ nlohmann::json metrics_json(const StepMetrics& m) {
   if (!std::isnan(m.eval_lm_loss)) j["eval_lm_loss"] = m.eval_lm_loss;
   if (!std::isnan(m.device_peak_mb)) j["device_peak_mb"] = m.device_peak_mb;
   if (m.device_mallocs >= 0) j["device_mallocs"] = m.device_mallocs;
+  if (!std::isnan(m.device_time_s)) j["device_time_s"] = m.device_time_s;
   return j;
 }
 
@@ -138,6 +139,7 @@ bool metrics_from_json(const nlohmann::json& j, StepMetrics& m) {
   m.mfu = number_or_nan(j, "mfu");
   m.tflops = number_or_nan(j, "tflops");
   m.device_peak_mb = number_or_nan(j, "device_peak_mb");
+  m.device_time_s = number_or_nan(j, "device_time_s");
   auto mallocs = j.find("device_mallocs");
   if (mallocs != j.end() && mallocs->is_number_integer()) m.device_mallocs = mallocs->get<int64_t>();
   return true;

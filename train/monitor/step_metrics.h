@@ -53,6 +53,7 @@ struct StepMetrics {
   // allocator's peak, model/tensor/cuda/caching_allocator.h), in MB; NaN on the CPU.
   double device_peak_mb = NAN;
   int64_t device_mallocs = -1;  // CUDA runs: memory the allocator took from the driver this step (0 once warm); -1 on the CPU
+  double device_time_s = NAN;   // CUDA runs: the step's time on the device (events around it, stream.h); NaN on the CPU
   int64_t ep = 1;
   std::vector<LayerLoadRecord> layers;  // every MoE layer, model order
   bool full_expert_log = true;          // experts.jsonl carries the [E] arrays

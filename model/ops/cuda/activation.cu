@@ -39,6 +39,23 @@ __global__ void swiglu_backward_kernel(const float* g, const float* u, const flo
   }
 }
 
+// bf16 autocast's SwiGLU between two expert products (experts.cpp's swiglu_rows and backward with
+// T = bf16): computed in f32 from the f32 g and u, stored as the bf16 operand of the next GEMM.
+__global__ void swiglu_bf16_forward_kernel(const float* g, const float* u, bf16_t* y, int64_t n) {
+  for (int64_t i = global_thread(); i < n; i += grid_threads()) y[i] = f32_to_bf16(g[i] * sigmoid(g[i]) * u[i]);
+}
+
+// dy is the f32 gradient of a bf16 operand, so it is rounded to bf16 first (as a bf16 product's
+// incoming gradient is); dg and du are rounded as they are stored for their GEMMs.
+__global__ void swiglu_bf16_backward_kernel(const float* g, const float* u, const float* dy, bf16_t* dg, bf16_t* du, int64_t n) {
+  for (int64_t i = global_thread(); i < n; i += grid_threads()) {
+    float d = bf16_to_f32(f32_to_bf16(dy[i]));
+    float gi = g[i], ui = u[i], s = sigmoid(gi);
+    dg[i] = f32_to_bf16(d * ui * s * (1.0f + gi * (1.0f - s)));
+    du[i] = f32_to_bf16(d * gi * s);
+  }
+}
+
 }  // namespace
 
 void act_forward_cuda(int act, const float* x, float* y, int64_t n) {
@@ -55,6 +72,14 @@ void swiglu_forward_cuda(const float* g, const float* u, float* y, int64_t n) {
 
 void swiglu_backward_cuda(const float* g, const float* u, const float* dy, float* dg, float* du, int64_t n) {
   if (n > 0) MLAMOE_LAUNCH(swiglu_backward_kernel, grid_for(n), kThreads, 0, g, u, dy, dg, du, n);
+}
+
+void swiglu_forward_cuda(const float* g, const float* u, bf16* y, int64_t n) {
+  if (n > 0) MLAMOE_LAUNCH(swiglu_bf16_forward_kernel, grid_for(n), kThreads, 0, g, u, device_bf16(y), n);
+}
+
+void swiglu_backward_cuda(const float* g, const float* u, const float* dy, bf16* dg, bf16* du, int64_t n) {
+  if (n > 0) MLAMOE_LAUNCH(swiglu_bf16_backward_kernel, grid_for(n), kThreads, 0, g, u, dy, device_bf16(dg), device_bf16(du), n);
 }
 
 }  // namespace mlamoe::MLAMOE_KERNEL_NS

@@ -1,5 +1,5 @@
-// The routed experts' two fused ops on the device (CPU twins in model/ops/experts.cpp), f32 only
-// (the bf16 autocast path is the CPU's). Letters: the MoE legend in model/modules/moe.h.
+// The routed experts' two fused ops on the device (CPU twins in model/ops/experts.cpp): f32, and
+// expert_swiglu with bf16 operands under autocast. Letters: the MoE legend in model/modules/moe.h.
 //
 // expert_swiglu: expert e owns rows offsets[e] .. offsets[e+1] − 1 of x [R, D];
 //   g_e = x_e gate_eᵀ, u_e = x_e up_eᵀ   (h [2, R, I]: every expert's g rows, then every u row)
@@ -15,6 +15,8 @@
 // moe_combine: y[s] = Σ_q w[s, q]·yp[row_of[s·K + q]] (q in order, one thread per element of y);
 //   backward dyp[r] = w[slot[r]]·dy[slot[r] / K] and dw[a] = dy[a / K] · yp[row_of[a]] (one warp
 //   per assignment, warp_sum's fixed butterfly).
+#include <type_traits>
+
 #include "model/ops/cuda/kernel_common.cuh"
 
 namespace mlamoe::MLAMOE_KERNEL_NS {
@@ -52,55 +54,95 @@ __global__ void moe_combine_dw_kernel(const float* yp, const int64_t* row_of, co
   }
 }
 
-}  // namespace
+// One product of the experts' loop, row-major C = op(A)·op(B) with f32 result: f32 operands, or
+// bf16 operands with f32 accumulation (autocast).
+void product(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb,
+             float* c, int64_t ldc) {
+  gemm_cuda(ta, tb, m, n, k, a, lda, 0, b, ldb, 0, c, ldc, 0, 1);
+}
+void product(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const bf16* a, int64_t lda, const bf16* b, int64_t ldb, float* c,
+             int64_t ldc) {
+  gemm_bf16_cuda(ta, tb, m, n, k, a, lda, 0, b, ldb, 0, c, ldc, 0, 1);
+}
 
-void expert_swiglu_forward_cuda(const int64_t* offsets, int64_t e_count, int64_t d, int64_t width, const float* x,
-                                const float* const* gate, const float* const* up, const float* const* down, float* h, float* a,
-                                float* y) {
+// T: the operands' type (x, weights, a = silu(g)·u, dy, dg, du); h, y, da and the gradients are f32.
+template <class T>
+void forward(const int64_t* offsets, int64_t e_count, int64_t d, int64_t width, const T* x, const T* const* gate,
+             const T* const* up, const T* const* down, float* h, T* a, float* y) {
   const int64_t rows = offsets[e_count], w = width;
   float* hg = h;             // [R, I] gate pre-activations
   float* hu = h + rows * w;  // [R, I] up pre-activations
   for (int64_t e = 0; e < e_count; ++e) {
     int64_t r0 = offsets[e], c = offsets[e + 1] - r0;
-    gemm_cuda(false, true, c, w, d, x + r0 * d, d, 0, gate[e], d, 0, hg + r0 * w, w, 0, 1);
-    gemm_cuda(false, true, c, w, d, x + r0 * d, d, 0, up[e], d, 0, hu + r0 * w, w, 0, 1);
+    product(false, true, c, w, d, x + r0 * d, d, gate[e], d, hg + r0 * w, w);
+    product(false, true, c, w, d, x + r0 * d, d, up[e], d, hu + r0 * w, w);
   }
+  if constexpr (std::is_same_v<T, bf16>) round_to_bf16_cuda(h, 2 * rows * w);  // gate and up results are bf16 values
   swiglu_forward_cuda(hg, hu, a, rows * w);
   for (int64_t e = 0; e < e_count; ++e) {
     int64_t r0 = offsets[e], c = offsets[e + 1] - r0;
-    gemm_cuda(false, true, c, d, w, a + r0 * w, w, 0, down[e], w, 0, y + r0 * d, d, 0, 1);
+    product(false, true, c, d, w, a + r0 * w, w, down[e], w, y + r0 * d, d);
   }
+}
+
+// Scratch: a, dg, du [R, I] of T; da [R, I] and dx_up [R, D] (du_e up_e, added to dx: a GEMM
+// overwrites its output) of f32.
+template <class T>
+void backward(const int64_t* offsets, int64_t e_count, int64_t d, int64_t width, const T* x, const T* const* gate,
+              const T* const* up, const T* const* down, const float* h, const T* dy, float* dx, float* const* dgate,
+              float* const* dup, float* const* ddown, T* a, T* dg, T* du, float* da, float* dx_up) {
+  const int64_t rows = offsets[e_count], w = width;
+  const float* hg = h;
+  const float* hu = h + rows * w;
+  swiglu_forward_cuda(hg, hu, a, rows * w);  // recomputed rather than kept from the forward
+  for (int64_t e = 0; e < e_count; ++e) {
+    int64_t r0 = offsets[e], c = offsets[e + 1] - r0;
+    product(false, false, c, w, d, dy + r0 * d, d, down[e], w, da + r0 * w, w);
+    if (ddown[e]) product(true, false, d, w, c, dy + r0 * d, d, a + r0 * w, w, ddown[e], w);
+  }
+  swiglu_backward_cuda(hg, hu, da, dg, du, rows * w);  // bf16: da rounded first, dg and du stored as bf16
+  for (int64_t e = 0; e < e_count; ++e) {
+    int64_t r0 = offsets[e], c = offsets[e + 1] - r0;
+    if (dx) {
+      product(false, false, c, d, w, dg + r0 * w, w, gate[e], d, dx + r0 * d, d);
+      product(false, false, c, d, w, du + r0 * w, w, up[e], d, dx_up + r0 * d, d);
+    }
+    if (dgate[e]) product(true, false, w, d, c, dg + r0 * w, w, x + r0 * d, d, dgate[e], d);
+    if (dup[e]) product(true, false, w, d, c, du + r0 * w, w, x + r0 * d, d, dup[e], d);
+  }
+  if (dx) add_inplace_cuda(dx, dx_up, rows * d);
+}
+
+}  // namespace
+
+void expert_swiglu_forward_cuda(const int64_t* offsets, int64_t e_count, int64_t d, int64_t width, const float* x,
+                                const float* const* gate, const float* const* up, const float* const* down, float* h, float* a,
+                                float* y) {
+  forward(offsets, e_count, d, width, x, gate, up, down, h, a, y);
+}
+
+void expert_swiglu_forward_cuda(const int64_t* offsets, int64_t e_count, int64_t d, int64_t width, const bf16* x,
+                                const bf16* const* gate, const bf16* const* up, const bf16* const* down, float* h, bf16* a,
+                                float* y) {
+  forward(offsets, e_count, d, width, x, gate, up, down, h, a, y);
 }
 
 void expert_swiglu_backward_cuda(const int64_t* offsets, int64_t e_count, int64_t d, int64_t width, const float* x,
                                  const float* const* gate, const float* const* up, const float* const* down, const float* h,
                                  const float* dy, float* dx, float* const* dgate, float* const* dup, float* const* ddown,
                                  float* scratch) {
-  const int64_t rows = offsets[e_count], w = width;
-  const float* hg = h;
-  const float* hu = h + rows * w;
-  float* a = scratch;            // [R, I] silu(g) ⊙ u, recomputed
-  float* da = a + rows * w;      // [R, I]
-  float* dg = da + rows * w;     // [R, I]
-  float* du = dg + rows * w;     // [R, I]
-  float* dx_up = du + rows * w;  // [R, D] du_e up_e, added to dx (gemm_cuda overwrites its output)
-  swiglu_forward_cuda(hg, hu, a, rows * w);
-  for (int64_t e = 0; e < e_count; ++e) {
-    int64_t r0 = offsets[e], c = offsets[e + 1] - r0;
-    gemm_cuda(false, false, c, w, d, dy + r0 * d, d, 0, down[e], w, 0, da + r0 * w, w, 0, 1);
-    if (ddown[e]) gemm_cuda(true, false, d, w, c, dy + r0 * d, d, 0, a + r0 * w, w, 0, ddown[e], w, 0, 1);
-  }
-  swiglu_backward_cuda(hg, hu, da, dg, du, rows * w);
-  for (int64_t e = 0; e < e_count; ++e) {
-    int64_t r0 = offsets[e], c = offsets[e + 1] - r0;
-    if (dx) {
-      gemm_cuda(false, false, c, d, w, dg + r0 * w, w, 0, gate[e], d, 0, dx + r0 * d, d, 0, 1);
-      gemm_cuda(false, false, c, d, w, du + r0 * w, w, 0, up[e], d, 0, dx_up + r0 * d, d, 0, 1);
-    }
-    if (dgate[e]) gemm_cuda(true, false, w, d, c, dg + r0 * w, w, 0, x + r0 * d, d, 0, dgate[e], d, 0, 1);
-    if (dup[e]) gemm_cuda(true, false, w, d, c, du + r0 * w, w, 0, x + r0 * d, d, 0, dup[e], d, 0, 1);
-  }
-  if (dx) add_inplace_cuda(dx, dx_up, rows * d);
+  const int64_t ri = offsets[e_count] * width;
+  backward(offsets, e_count, d, width, x, gate, up, down, h, dy, dx, dgate, dup, ddown, scratch, scratch + ri, scratch + 2 * ri,
+           scratch + 3 * ri, scratch + 4 * ri);
+}
+
+void expert_swiglu_backward_cuda(const int64_t* offsets, int64_t e_count, int64_t d, int64_t width, const bf16* x,
+                                 const bf16* const* gate, const bf16* const* up, const bf16* const* down, const float* h,
+                                 const bf16* dy, float* dx, float* const* dgate, float* const* dup, float* const* ddown,
+                                 float* scratch, bf16* scratch16) {
+  const int64_t ri = offsets[e_count] * width;
+  backward(offsets, e_count, d, width, x, gate, up, down, h, dy, dx, dgate, dup, ddown, scratch16, scratch16 + ri,
+           scratch16 + 2 * ri, scratch, scratch + ri);
 }
 
 void moe_combine_forward_cuda(const float* yp, const float* w, const int64_t* row_of, float* y, int64_t s_tok, int64_t k,

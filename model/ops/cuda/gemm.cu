@@ -11,6 +11,8 @@
 #include <cblas.h>
 #else
 #include <cublas_v2.h>
+
+#include "model/tensor/cuda/stream.h"
 #endif
 
 namespace mlamoe::MLAMOE_KERNEL_NS {
@@ -44,12 +46,14 @@ void check(cublasStatus_t s, const char* what) {
 }
 
 cublasHandle_t handle() {
-  // One handle per host thread (cuBLAS handles are not shared between threads), on the default stream.
+  // One handle per host thread (cuBLAS handles are not shared between threads), set to the
+  // thread's current stream (stream.h) before each call.
   thread_local cublasHandle_t h = [] {
     cublasHandle_t x = nullptr;
     check(cublasCreate(&x), "cublasCreate");
     return x;
   }();
+  check(cublasSetStream(h, static_cast<cudaStream_t>(cuda::current_stream())), "cublasSetStream");
   return h;
 }
 

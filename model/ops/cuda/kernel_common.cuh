@@ -15,6 +15,7 @@
 
 #ifdef MLAMOE_SIMT_BUILD
 #include <cmath>
+#include <cstring>
 
 #include "model/tensor/simt/cuda_compat.h"
 #define MLAMOE_KERNEL_NS cuda_simt
@@ -32,14 +33,16 @@
 #include <cuda_runtime.h>
 
 #include "model/tensor/cuda/backend.h"
+#include "model/tensor/cuda/stream.h"
 #define MLAMOE_KERNEL_NS cuda_gpu
 #define MLAMOE_ALLOW_SHARED(kernel, bytes)     \
   ::mlamoe::cuda_gpu::gpu_check_launch_config( \
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)), #kernel)
-#define MLAMOE_LAUNCH(kernel, grid, block, shared_bytes, ...) \
-  do {                                                        \
-    kernel<<<(grid), (block), (shared_bytes)>>>(__VA_ARGS__); \
-    ::mlamoe::cuda_gpu::gpu_check_launch(#kernel);            \
+// On the calling thread's current stream (stream.h).
+#define MLAMOE_LAUNCH(kernel, grid, block, shared_bytes, ...)                                                              \
+  do {                                                                                                                     \
+    kernel<<<(grid), (block), (shared_bytes), static_cast<cudaStream_t>(::mlamoe::cuda::current_stream())>>>(__VA_ARGS__); \
+    ::mlamoe::cuda_gpu::gpu_check_launch(#kernel);                                                                         \
   } while (0)
 // `extern __shared__` under nvcc; a pointer into the emulator's per-block buffer under g++.
 #define MLAMOE_DYNAMIC_SHARED(T, name)                         \
@@ -54,12 +57,20 @@ using namespace ::mlamoe::simt::compat;
 using bf16_t = ::mlamoe::bf16;
 __device__ inline float bf16_to_f32(bf16_t v) { return ::mlamoe::bf16_to_float(v); }
 __device__ inline bf16_t f32_to_bf16(float v) { return ::mlamoe::float_to_bf16(v); }
+__device__ inline uint32_t f32_bits(float v) {
+  uint32_t u;
+  std::memcpy(&u, &v, 4);
+  return u;
+}
+__device__ inline bf16_t bf16_from_bits(uint16_t b) { return bf16_t{b}; }
 // Grid-stride loops cover any grid; the emulator runs a small one (fewer fibers to switch).
 constexpr int64_t kMaxGridBlocks = 8;
 #else
 using bf16_t = __nv_bfloat16;
 __device__ inline float bf16_to_f32(bf16_t v) { return __bfloat162float(v); }
 __device__ inline bf16_t f32_to_bf16(float v) { return __float2bfloat16_rn(v); }
+__device__ inline uint32_t f32_bits(float v) { return __float_as_uint(v); }
+__device__ inline bf16_t bf16_from_bits(uint16_t b) { return __ushort_as_bfloat16(b); }
 constexpr int64_t kMaxGridBlocks = 1024;
 #endif
 

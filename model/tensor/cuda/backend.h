@@ -52,4 +52,15 @@ void gpu_check_launch(const char* kernel);
 std::string gpu_device_name(int device);  // after every launch: the launch error, if any
 // The result of a launch-configuration call (cudaFuncSetAttribute), passed as an int (cudaError_t).
 void gpu_check_launch_config(int error, const char* kernel);
+// Streams and events (stream.h), as opaque cudaStream_t / cudaEvent_t.
+void* gpu_stream_create(int device);
+void gpu_stream_destroy(void* stream, int device);
+void gpu_stream_synchronize(void* stream);
+void gpu_stream_wait_event(void* stream, void* event);
+void* gpu_event_create(int device);
+void gpu_event_destroy(void* event);
+void gpu_event_record(void* event, void* stream);
+void gpu_event_synchronize(void* event);
+bool gpu_event_query(void* event);
+float gpu_event_elapsed_ms(void* start, void* end);
 }  // namespace mlamoe::cuda_gpu

@@ -4,9 +4,12 @@
 #include <bit>
 #include <map>
 #include <mutex>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "model/tensor/cuda/backend.h"
+#include "model/tensor/cuda/stream.h"
 #include "model/tensor/error.h"
 
 namespace mlamoe::cuda {
@@ -16,7 +19,9 @@ namespace {
 constexpr int kMaxDevices = 64;
 
 struct DevicePool {
-  std::map<size_t, std::vector<void*>> free_blocks;  // size class -> cached blocks
+  // (stream, size class) -> cached blocks: a block goes back only to its own stream's requests
+  std::map<std::pair<void*, size_t>, std::vector<void*>> free_blocks;
+  std::unordered_map<void*, void*> stream_of;  // each block handed out -> the stream it was allocated on
   MemoryStats stats;
 };
 
@@ -42,10 +47,10 @@ void note_allocated(MemoryStats& s, int64_t bytes) {
 }
 
 void release_locked(DevicePool& p, int device) {
-  for (auto& [size, blocks] : p.free_blocks) {
+  for (auto& [key, blocks] : p.free_blocks) {
     for (void* b : blocks) {
       raw_free(b, device);
-      p.stats.reserved_bytes -= static_cast<int64_t>(size);
+      p.stats.reserved_bytes -= static_cast<int64_t>(key.second);
       ++p.stats.raw_frees;
     }
   }
@@ -66,12 +71,14 @@ void* device_alloc(size_t nbytes, int device) {
   size_t size = device_size_class(nbytes);
   std::lock_guard<std::mutex> lock(pools().mutex);
   DevicePool& p = pool(device);
-  auto it = p.free_blocks.find(size);
+  void* stream = current_stream();  // the block is reused only by this stream's requests (stream.h)
+  auto it = p.free_blocks.find({stream, size});
   if (it != p.free_blocks.end() && !it->second.empty()) {
     void* b = it->second.back();
     it->second.pop_back();
     ++p.stats.hits;
     note_allocated(p.stats, static_cast<int64_t>(size));
+    p.stream_of[b] = stream;
     return b;
   }
   void* b = raw_alloc(size, device);
@@ -84,6 +91,7 @@ void* device_alloc(size_t nbytes, int device) {
   ++p.stats.raw_allocs;
   p.stats.reserved_bytes += static_cast<int64_t>(size);
   note_allocated(p.stats, static_cast<int64_t>(size));
+  p.stream_of[b] = stream;
   return b;
 }
 
@@ -93,7 +101,13 @@ void device_free(void* b, size_t nbytes, int device) {
   std::lock_guard<std::mutex> lock(pools().mutex);
   DevicePool& p = pool(device);
   p.stats.allocated_bytes -= static_cast<int64_t>(size);
-  p.free_blocks[size].push_back(b);
+  auto it = p.stream_of.find(b);
+  void* stream = nullptr;
+  if (it != p.stream_of.end()) {
+    stream = it->second;
+    p.stream_of.erase(it);
+  }
+  p.free_blocks[{stream, size}].push_back(b);
 }
 
 MemoryStats memory_stats(int device) {

@@ -9,8 +9,9 @@
 // device runs out, every cached block is released and the request is tried once more; if that
 // fails too, the error names the request and the device's allocated and cached bytes.
 //
-// Blocks are reused in stream order: every kernel runs on the default stream, so a block freed
-// by the host is only written again by work queued after its last reader.
+// Blocks are reused in stream order: a freed block goes back only to requests made on the stream
+// that allocated it (the thread's current stream, stream.h), so it is written again only by work
+// queued after its last reader on that stream.
 #pragma once
 #include <cstddef>
 #include <cstdint>

@@ -1,18 +1,19 @@
-// The CUDA runtime calls behind backend.h's gpu backend: memory, copies, synchronisation.
-// Kernels run on the default stream (stream 0), so the caching allocator may hand a freed block to
-// the next request at once: every use of it is ordered after the last one.
+// The CUDA runtime calls behind backend.h's gpu backend: memory, copies, synchronisation, streams
+// and events. Copies and fills go to the calling thread's current stream (stream.h), as kernels do.
 #include <cuda_runtime.h>
 
 #include <cstdlib>
 #include <string>
 
 #include "model/tensor/cuda/backend.h"
+#include "model/tensor/cuda/stream.h"
 #include "model/tensor/error.h"
 
 namespace mlamoe::cuda_gpu {
 
 namespace {
 void check(cudaError_t e, const char* what) { MLAMOE_CHECK(e == cudaSuccess, "CUDA: " << what << ": " << cudaGetErrorString(e)); }
+cudaStream_t current() { return static_cast<cudaStream_t>(cuda::current_stream()); }
 }  // namespace
 
 int gpu_device_count() {
@@ -45,12 +46,14 @@ void gpu_copy(void* dst, bool dst_on_device, const void* src, bool src_on_device
   cudaMemcpyKind kind = !dst_on_device   ? cudaMemcpyDeviceToHost
                         : !src_on_device ? cudaMemcpyHostToDevice
                                          : cudaMemcpyDeviceToDevice;
-  check(cudaMemcpy(dst, src, nbytes, kind), "cudaMemcpy");
+  // On the current stream, after the work queued there; the host waits for it.
+  check(cudaMemcpyAsync(dst, src, nbytes, kind, current()), "cudaMemcpyAsync");
+  check(cudaStreamSynchronize(current()), "a kernel before a copy failed (MLAMOE_CUDA_SYNC=1 names it)");
 }
 
 void gpu_memset_zero(void* p, size_t nbytes, int device) {
   check(cudaSetDevice(device), "cudaSetDevice");
-  check(cudaMemsetAsync(p, 0, nbytes, 0), "cudaMemsetAsync");
+  check(cudaMemsetAsync(p, 0, nbytes, current()), "cudaMemsetAsync");
 }
 
 void gpu_synchronize() {
@@ -73,6 +76,56 @@ void gpu_check_launch(const char* kernel) {
     return e && std::string(e) == "1";
   }();
   if (sync_each) check(cudaDeviceSynchronize(), kernel);
+}
+
+void* gpu_stream_create(int device) {
+  check(cudaSetDevice(device), "cudaSetDevice");
+  cudaStream_t s = nullptr;
+  check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
+  return s;
+}
+
+void gpu_stream_destroy(void* stream, int device) {
+  cudaSetDevice(device);
+  cudaStreamDestroy(static_cast<cudaStream_t>(stream));
+}
+
+void gpu_stream_synchronize(void* stream) {
+  check(cudaStreamSynchronize(static_cast<cudaStream_t>(stream)), "a kernel on the stream failed");
+}
+
+void gpu_stream_wait_event(void* stream, void* event) {
+  check(cudaStreamWaitEvent(static_cast<cudaStream_t>(stream), static_cast<cudaEvent_t>(event), 0), "cudaStreamWaitEvent");
+}
+
+void* gpu_event_create(int device) {
+  check(cudaSetDevice(device), "cudaSetDevice");
+  cudaEvent_t e = nullptr;
+  check(cudaEventCreate(&e), "cudaEventCreate");
+  return e;
+}
+
+void gpu_event_destroy(void* event) { cudaEventDestroy(static_cast<cudaEvent_t>(event)); }
+
+void gpu_event_record(void* event, void* stream) {
+  check(cudaEventRecord(static_cast<cudaEvent_t>(event), static_cast<cudaStream_t>(stream)), "cudaEventRecord");
+}
+
+void gpu_event_synchronize(void* event) {
+  check(cudaEventSynchronize(static_cast<cudaEvent_t>(event)), "a kernel before the event failed (MLAMOE_CUDA_SYNC=1 names it)");
+}
+
+bool gpu_event_query(void* event) {
+  cudaError_t e = cudaEventQuery(static_cast<cudaEvent_t>(event));
+  if (e == cudaErrorNotReady) return false;
+  check(e, "cudaEventQuery");
+  return true;
+}
+
+float gpu_event_elapsed_ms(void* start, void* end) {
+  float ms = 0;
+  check(cudaEventElapsedTime(&ms, static_cast<cudaEvent_t>(start), static_cast<cudaEvent_t>(end)), "cudaEventElapsedTime");
+  return ms;
 }
 
 }  // namespace mlamoe::cuda_gpu
