@@ -7,25 +7,6 @@
 
 namespace mlamoe {
 
-Permutation permute_by_expert(const Tensor& indices, int64_t n_experts) {
-  Tensor idx_SK = indices.contiguous().to(Device::cpu());  // a counting sort on the host (tokens·K indices)
-  const int64_t* idx = idx_SK.data<int64_t>();
-  int64_t n_assign = idx_SK.numel(), k = idx_SK.size(-1);
-  Permutation p;
-  p.offsets.assign(n_experts + 1, 0);
-  for (int64_t i = 0; i < n_assign; ++i) ++p.offsets[idx[i] + 1];
-  for (int64_t e = 0; e < n_experts; ++e) p.offsets[e + 1] += p.offsets[e];
-  std::vector<int64_t> fill_E(p.offsets.begin(), p.offsets.end() - 1);
-  p.token.resize(n_assign);
-  p.slot.resize(n_assign);
-  for (int64_t i = 0; i < n_assign; ++i) {
-    int64_t row = fill_E[idx[i]]++;
-    p.token[row] = i / k;
-    p.slot[row] = i;
-  }
-  return p;
-}
-
 MoeLayer::MoeLayer(ParamInit& init, const std::string& p, const ModelConfig& c, std::shared_ptr<ExpertDispatcher> disp)
     : cfg(c), dispatcher(disp ? std::move(disp) : std::make_shared<LocalDispatcher>()) {
   int64_t d = c.hidden_size;
@@ -79,9 +60,8 @@ MoeOutput MoeLayer::forward(const Tensor& u) const {
 
   // ---- routed experts on their tokens only: permute, dispatch to the experts' ranks, the local
   // experts' SwiGLUs as one grouped op, combine back, weighted un-permute ----
-  Permutation perm = permute_by_expert(idx_SK, n_experts);
-  Tensor token_N = Tensor::from_vector(perm.token, {static_cast<int64_t>(perm.token.size())}).to(x_SD.device());
-  Tensor xp_ND = index_select(x_SD, token_N);  // grouped by expert
+  Permutation perm = permute_by_expert(idx_SK, n_experts);  // on idx_SK's device (x_SD's)
+  Tensor xp_ND = index_select(x_SD, perm.token);             // grouped by expert
   std::vector<int64_t> counts_E(n_experts);
   for (int64_t e = 0; e < n_experts; ++e) counts_E[e] = perm.offsets[e + 1] - perm.offsets[e];
   // Dispatch in its three phases (model/modules/expert_dispatch.h): only the middle one communicates.
@@ -104,8 +84,7 @@ MoeOutput MoeLayer::forward(const Tensor& u) const {
   Tensor back_RD = dispatcher->combine_preprocess(y_RD, plan);
   Tensor yp_ND = dispatcher->combine_all_to_all(back_RD, plan);  // in xp_ND's order
   yp_ND = dispatcher->combine_postprocess(yp_ND, plan);
-  Tensor slot_N = Tensor::from_vector(perm.slot, {static_cast<int64_t>(perm.slot.size())}).to(x_SD.device());
-  Tensor y_SD = moe_combine(yp_ND, w_SK, slot_N);
+  Tensor y_SD = moe_combine(yp_ND, w_SK, perm.slot);
   if (shared_experts.defined()) y_SD = add(y_SD, shared_experts.forward(x_SD));
 
   MoeOutput out;

@@ -41,14 +41,6 @@ struct MoeOutput {
   std::vector<int64_t> counts;  // [E] assignments per expert (the biased, group-limited selection)
 };
 
-// The grouping of assignments by expert: rows of the permuted buffer in expert order.
-struct Permutation {
-  std::vector<int64_t> token;    // [N] source token of each permuted row
-  std::vector<int64_t> slot;     // [N] flat (token·K + k) slot of each permuted row
-  std::vector<int64_t> offsets;  // [E + 1] expert e owns rows offsets[e] .. offsets[e+1]-1
-};
-// Stable counting sort of the indices [S, K] by expert: within an expert, tokens keep their order.
-Permutation permute_by_expert(const Tensor& indices, int64_t n_experts);
 
 struct MoeLayer {
   // Holds the routed experts of `dispatcher`'s ep rank only (E_local of them, named by their

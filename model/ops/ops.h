@@ -14,6 +14,7 @@
 #include "model/ops/matmul.h"
 #include "model/ops/mla_attention.h"
 #include "model/ops/normalize.h"
+#include "model/ops/permute.h"
 #include "model/ops/reduce.h"
 #include "model/ops/rmsnorm.h"
 #include "model/ops/rope.h"

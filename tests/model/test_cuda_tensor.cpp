@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <tuple>
 
 #include "model/ops/ops.h"
 #include "model/tensor/cuda/backend.h"
@@ -168,6 +169,32 @@ TEST(CudaOps, RouteSelectMatchesCpuExactly) {
 }
 
 // The checks the CPU ops make on host data hold for device inputs too (read from a host copy).
+// permute_by_expert on the device is the CPU's permutation exactly: random indices (some experts
+// empty, one expert taking a third of the rows, more rows than the sort's threads), one token,
+// and no token; an index out of range is one error on both.
+TEST(CudaOps, PermuteByExpertMatchesCpuExactly) {
+  NEED_CUDA();
+  Rng rng(7);
+  for (auto [s_tok, k, n_experts] : {std::tuple<int64_t, int64_t, int64_t>{1000, 6, 64}, {1, 8, 16}, {0, 4, 8}, {300, 1, 3}}) {
+    std::vector<int64_t> idx(s_tok * k);
+    for (int64_t i = 0; i < s_tok * k; ++i) {
+      int64_t e = static_cast<int64_t>(rng.next_u64() % static_cast<uint64_t>(n_experts));
+      idx[i] = e % 5 == 1 ? 0 : e;  // every fifth expert gets nothing, expert 0 a large share
+    }
+    Tensor host = Tensor::from_vector(idx, {s_tok, k});
+    Permutation cpu = permute_by_expert(host, n_experts);
+    simt::set_launch_seed(3);
+    Permutation dev = permute_by_expert(host.to(Device::cuda(0)), n_experts);
+    EXPECT_TRUE(dev.token.device().is_cuda());
+    EXPECT_EQ(dev.offsets, cpu.offsets) << s_tok << " tokens";
+    EXPECT_EQ(dev.token.to(Device::cpu()).to_vector<int64_t>(), cpu.token.to_vector<int64_t>()) << s_tok << " tokens";
+    EXPECT_EQ(dev.slot.to(Device::cpu()).to_vector<int64_t>(), cpu.slot.to_vector<int64_t>()) << s_tok << " tokens";
+  }
+  Tensor bad = Tensor::from_vector<int64_t>({0, 3, 9, 1}, {2, 2});
+  test::expect_error([&] { permute_by_expert(bad, 4); }, "expert index 9 at position 2 is outside [0, 4)");
+  test::expect_error([&] { permute_by_expert(bad.to(Device::cuda(0)), 4); }, "1 of the 4 expert indices are outside [0, 4)");
+}
+
 TEST(CudaOps, InputChecksOnDeviceData) {
   NEED_CUDA();
   Device dev = Device::cuda(0);
