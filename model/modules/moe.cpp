@@ -61,7 +61,7 @@ MoeOutput MoeLayer::forward(const Tensor& u) const {
   // ---- routed experts on their tokens only: permute, dispatch to the experts' ranks, the local
   // experts' SwiGLUs as one grouped op, combine back, weighted un-permute ----
   Permutation perm = permute_by_expert(idx_SK, n_experts);  // on idx_SK's device (x_SD's)
-  Tensor xp_ND = index_select(x_SD, perm.token);             // grouped by expert
+  Tensor xp_ND = index_select(x_SD, perm.token);            // grouped by expert
   std::vector<int64_t> counts_E(n_experts);
   for (int64_t e = 0; e < n_experts; ++e) counts_E[e] = perm.offsets[e + 1] - perm.offsets[e];
   // Dispatch in its three phases (model/modules/expert_dispatch.h): only the middle one communicates.

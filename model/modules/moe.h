@@ -41,7 +41,6 @@ struct MoeOutput {
   std::vector<int64_t> counts;  // [E] assignments per expert (the biased, group-limited selection)
 };
 
-
 struct MoeLayer {
   // Holds the routed experts of `dispatcher`'s ep rank only (E_local of them, named by their
   // global index); the router and shared experts are replicated.

@@ -17,7 +17,7 @@ struct StridedLayout {
   int64_t stride[3][kMaxDims] = {};
 };
 
-constexpr int kPermuteThreads = 256;  // permute_by_expert_cuda's one block; its scratch is E × this
+constexpr int kPermuteThreads = 256;       // permute_by_expert_cuda's one block; its scratch is E × this
 constexpr int kSumOfSquaresPartials = 64;  // sum_of_squares_cuda's partial sums
 
 // rmsnorm_backward_cuda's scratch: dw's partial sums, one row of d per chunk of rows.
