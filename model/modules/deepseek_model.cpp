@@ -71,7 +71,7 @@ DeepSeekModel::DeepSeekModel(const ModelConfig& c, uint64_t seed, DType dt, Mode
 }
 
 Tensor DeepSeekModel::trunk(const Tensor& ids, std::vector<LayerAux>& aux) const {
-  AttentionContext ctx = attention_context(cfg, 0, ids.size(1), dtype);
+  AttentionContext ctx = attention_context(cfg, 0, ids.size(1), dtype, params.device());
   Tensor h = embedding(embed_tokens, ids);
   for (const auto& l : layers) {
     LayerAux a;
@@ -113,7 +113,7 @@ ModelOutput DeepSeekModel::forward_stage(const Tensor& windows, const Tensor& hi
                      << t << ", d], got " << (hidden_in.defined() ? hidden_in.describe() : "none"));
     h = hidden_in;
   }
-  AttentionContext ctx = attention_context(cfg, 0, t, dtype);
+  AttentionContext ctx = attention_context(cfg, 0, t, dtype, params.device());
   for (const auto& l : layers) {
     LayerAux a;
     h = l->forward(h, ctx, &a);
@@ -156,7 +156,7 @@ ModelOutput DeepSeekModel::head_and_mtp(const Tensor& h, const Tensor& windows, 
     Tensor hk = h_prev.narrow(1, 0, len);
     Tensor joined = concat({rmsnorm(emb, m.enorm, cfg.rms_norm_eps), rmsnorm(hk, m.hnorm, cfg.rms_norm_eps)}, 2);
     LayerAux a;
-    Tensor hm = m.block->forward(linear(joined, m.eh_proj), attention_context(cfg, 0, len, dtype), &a);
+    Tensor hm = m.block->forward(linear(joined, m.eh_proj), attention_context(cfg, 0, len, dtype, params.device()), &a);
     if (m.block->moe) aux.push_back(std::move(a));
     Tensor lk = linear(rmsnorm(hm, m.shared_head_norm, cfg.rms_norm_eps), lm_head);
     Tensor loss_k =

@@ -32,9 +32,7 @@ std::vector<double> yarn_inv_freq(const ModelConfig& c) {
   return inv;
 }
 
-}  // namespace
-
-AttentionContext attention_context(const ModelConfig& c, int64_t start, int64_t len, DType dtype) {
+AttentionContext host_context(const ModelConfig& c, int64_t start, int64_t len, DType dtype) {
   AttentionContext ctx;
   ctx.scale = 1.0 / std::sqrt(static_cast<double>(c.qk_head_dim()));
   if (!c.rope_scaling) {
@@ -52,6 +50,16 @@ AttentionContext attention_context(const ModelConfig& c, int64_t start, int64_t 
     ctx.rope.sin = scale(ctx.rope.sin, ratio);
   }
   if (y.mscale_all_dim != 0.0) ctx.scale *= std::pow(yarn_mscale(y.factor, y.mscale_all_dim), 2);
+  return ctx;
+}
+
+}  // namespace
+
+AttentionContext attention_context(const ModelConfig& c, int64_t start, int64_t len, DType dtype, Device device) {
+  AttentionContext ctx = host_context(c, start, len, dtype);
+  if (device.is_cpu()) return ctx;
+  ctx.rope.cos = ctx.rope.cos.to(device);
+  ctx.rope.sin = ctx.rope.sin.to(device);
   return ctx;
 }
 

@@ -17,10 +17,11 @@ namespace mlamoe {
 // What every attention layer of one forward shares: RoPE tables for its positions and the softmax
 // scale τ (1/sqrt(d_n + d_r), times the YaRN mscale² when rope_scaling is set).
 struct AttentionContext {
-  RopeTables rope;  // cos/sin [T, d_r/2] for positions start .. start+T-1
+  RopeTables rope;  // cos/sin [T, d_r/2] for positions start .. start+T-1, on the model's device
   double scale = 0.0;
 };
-AttentionContext attention_context(const ModelConfig& c, int64_t start, int64_t len, DType dtype);
+// The tables are computed on the host and moved to `device` once here, not by every layer.
+AttentionContext attention_context(const ModelConfig& c, int64_t start, int64_t len, DType dtype, Device device = Device::cpu());
 
 // Per-layer KV cache of the absorbed form: [capacity, r_kv] latents and [capacity, d_r] keys.
 struct MlaCache {

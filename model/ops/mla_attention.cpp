@@ -270,7 +270,8 @@ Tensor mla_attention(const Tensor& q, const Tensor& kv, const Tensor& k_pe, cons
   for (const Tensor* x : {&kv, &k_pe, &rope.cos, &rope.sin}) check_same_dtype(q, *x, op);
   for (const Tensor* x : {&kv, &k_pe}) check_same_device(q, *x, op);
   Tensor qc = q.contiguous(), kvc = kv.contiguous(), kpe = k_pe.strides()[2] == 1 ? k_pe : k_pe.contiguous();
-  // The tables are made on the host (rope_tables); a CUDA op reads them on its device.
+  // attention_context moves the tables to the model's device once per forward; host tables given to a
+  // CUDA op are moved here.
   Tensor cos = rope.cos.contiguous().to(q.device()), sin = rope.sin.contiguous().to(q.device());
   MlaShape a{b, t, h, dn, dr, dv, kpe.strides()[0], kpe.strides()[1]};
   Tensor o = Tensor::empty({b, t, h, dv}, q.dtype(), q.device());
