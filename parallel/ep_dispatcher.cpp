@@ -4,6 +4,7 @@
 
 #include "model/autograd/node.h"
 #include "model/ops/ops.h"
+#include "parallel/host_staging.h"
 
 namespace mlamoe {
 
@@ -18,7 +19,7 @@ Tensor exchange_rows(const Tensor& x, const std::vector<int64_t>& send_rows, con
   Tensor out = Tensor::empty({total, d}, x.dtype(), x.device());
   std::vector<int64_t> send_elems(send_rows.size()), recv_elems(recv_rows.size());
   for (size_t r = 0; r < send_elems.size(); ++r) send_elems[r] = send_rows[r] * d, recv_elems[r] = recv_rows[r] * d;
-  comm.all_to_all_v(xc.raw_data(), send_elems, out.raw_data(), recv_elems, x.dtype());
+  comm.all_to_all_v(comm_buffer(xc), send_elems, comm_buffer(out), recv_elems, x.dtype());
   return out;
 }
 

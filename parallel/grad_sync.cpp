@@ -1,11 +1,11 @@
 #include "parallel/grad_sync.h"
 
 #include <cmath>
-#include <cstring>
 
 #include "model/autograd/node.h"
 #include "model/ops/op_common.h"
 #include "model/ops/reduce.h"
+#include "parallel/host_staging.h"
 
 namespace mlamoe {
 
@@ -15,7 +15,7 @@ namespace {
 // same number of elements).
 Tensor grad_or_zeros(const Tensor& p) {
   if (!p.grad().defined()) {
-    Tensor z = Tensor::zeros(p.shape(), p.dtype());
+    Tensor z = Tensor::zeros(p.shape(), p.dtype(), p.device());
     const_cast<Tensor&>(p).set_grad(z);
   }
   return p.grad();
@@ -84,14 +84,13 @@ void GradSync::launch(Bucket& b) {
   int64_t n = 0;
   for (const auto& p : b.params) n += p.numel();
   DType dt = b.params[0].dtype();
-  if (!b.flat.defined() || b.flat.numel() != n) b.flat = Tensor::empty({n}, dt);
+  if (!b.flat.defined() || b.flat.numel() != n) b.flat = Tensor::empty({n}, dt, b.params[0].device());
   int64_t off = 0;
-  for (const auto& p : b.params) {
-    Tensor g = grad_or_zeros(p).contiguous();
-    std::memcpy(static_cast<char*>(b.flat.raw_data()) + off * dtype_size(dt), g.raw_data(), g.numel() * dtype_size(dt));
+  for (const auto& p : b.params) {  // copies on the parameters' device
+    b.flat.narrow(0, off, p.numel()).copy_(grad_or_zeros(p).reshape({p.numel()}));
     off += p.numel();
   }
-  b.req = mesh_.dp->iall_reduce(b.flat.raw_data(), n, dt, ReduceOp::Sum);
+  b.req = mesh_.dp->iall_reduce(comm_buffer(b.flat), n, dt, ReduceOp::Sum);
 }
 
 void GradSync::finish() {
@@ -101,11 +100,10 @@ void GradSync::finish() {
     for (auto& b : buckets_) {
       b.req->wait();
       int64_t off = 0;
-      DType dt = b.flat.dtype();
       for (const auto& p : b.params) {
         Tensor g = p.grad();
         MLAMOE_CHECK(g.is_contiguous(), "GradSync: gradient of " << p.describe() << " is not contiguous");
-        std::memcpy(g.raw_data(), static_cast<char*>(b.flat.raw_data()) + off * dtype_size(dt), g.numel() * dtype_size(dt));
+        g.reshape({g.numel()}).copy_(b.flat.narrow(0, off, p.numel()));
         off += p.numel();
       }
     }
@@ -114,13 +112,13 @@ void GradSync::finish() {
     std::vector<std::unique_ptr<Request>> reqs;
     for (const auto& p : experts_) {
       Tensor g = grad_or_zeros(p);
-      reqs.push_back(mesh_.edp->iall_reduce(g.raw_data(), g.numel(), g.dtype(), ReduceOp::Sum));
+      reqs.push_back(mesh_.edp->iall_reduce(comm_buffer(g), g.numel(), g.dtype(), ReduceOp::Sum));
     }
     for (auto& r : reqs) r->wait();
   }
   if (embedding_.defined()) {
     Tensor g = grad_or_zeros(embedding_);
-    mesh_.embed->all_reduce(g.raw_data(), g.numel(), g.dtype(), ReduceOp::Sum);
+    mesh_.embed->all_reduce(comm_buffer(g), g.numel(), g.dtype(), ReduceOp::Sum);
   }
 }
 

@@ -13,6 +13,16 @@ MpiRuntime::MpiRuntime(int* argc, char*** argv) {
   thread_multiple_ = provided >= MPI_THREAD_MULTIPLE;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
   MPI_Comm_size(MPI_COMM_WORLD, &size_);
+  // The ranks sharing this node (its shared-memory domain), ordered by world rank: a rank's GPU is
+  // its index among them (train/trainer.cpp).
+  MPI_Comm node;
+  if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
+    MPI_Comm_rank(node, &local_rank_);
+    MPI_Comm_size(node, &local_size_);
+    MPI_Comm_free(&node);
+  } else {
+    local_rank_ = rank_, local_size_ = size_;
+  }
   board_ = create_watchdog_board();
 }
 

@@ -22,6 +22,9 @@ class MpiRuntime {
 
   int rank() const { return rank_; }
   int size() const { return size_; }
+  // This rank's index among the ranks of its node, and their number (MPI_COMM_TYPE_SHARED).
+  int local_rank() const { return local_rank_; }
+  int local_size() const { return local_size_; }
   // Whether the library granted MPI_THREAD_MULTIPLE (Open MPI does).
   bool thread_multiple() const { return thread_multiple_; }
   // The watchdog's board of this node's ranks; null if shared memory was unavailable.
@@ -31,7 +34,7 @@ class MpiRuntime {
   [[noreturn]] void fail(const std::string& message, int code = 1) const;
 
  private:
-  int rank_ = 0, size_ = 1;
+  int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
   bool thread_multiple_ = false;
   WatchdogBoardPtr board_;
 };

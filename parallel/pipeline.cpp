@@ -5,6 +5,7 @@
 
 #include "model/model_size.h"
 #include "model/ops/ops.h"
+#include "parallel/host_staging.h"
 
 namespace mlamoe {
 
@@ -74,15 +75,15 @@ StageSums run_pipeline(const DeepSeekModel& model, Mesh& mesh, const std::vector
     const Tensor& w = micro_batches[mb];
     InFlight f{mb, Tensor(), {}};
     if (!mesh.first_stage()) {
-      f.input = Tensor::empty({w.size(0), w.size(1) - 1, d}, model.dtype);
-      pp.recv(f.input.raw_data(), f.input.numel(), f.input.dtype(), prev, tag_of(mb, kActivationTag));
+      f.input = Tensor::empty({w.size(0), w.size(1) - 1, d}, model.dtype, model.params.device());
+      pp.recv(comm_buffer(f.input), f.input.numel(), f.input.dtype(), prev, tag_of(mb, kActivationTag));
       f.input.set_requires_grad(true);
     }
     f.out = model.forward_stage(w, f.input, false, weights[mb]);
     if (!mesh.last_stage()) {
       Tensor h = f.out.hidden.detach().contiguous();
       send_buffers.push_back(h);
-      sends.push_back(pp.isend(h.raw_data(), h.numel(), h.dtype(), next, tag_of(mb, kActivationTag)));
+      sends.push_back(pp.isend(comm_buffer(h), h.numel(), h.dtype(), next, tag_of(mb, kActivationTag)));
     }
     if (mesh.last_stage()) {
       sums.lm += f.out.lm_loss.item() * loss_scale;
@@ -109,8 +110,8 @@ StageSums run_pipeline(const DeepSeekModel& model, Mesh& mesh, const std::vector
     } else {
       // Σ h ⊙ dL/dh carries the next stage's gradient into this stage's graph; this stage's
       // balance losses join the same backward.
-      Tensor g = Tensor::empty(f.out.hidden.shape(), f.out.hidden.dtype());
-      pp.recv(g.raw_data(), g.numel(), g.dtype(), next, tag_of(f.mb, kGradientTag));
+      Tensor g = Tensor::empty(f.out.hidden.shape(), f.out.hidden.dtype(), f.out.hidden.device());
+      pp.recv(comm_buffer(g), g.numel(), g.dtype(), next, tag_of(f.mb, kGradientTag));
       surrogate = sum(mul(f.out.hidden, g));
       if (backward_factor != 1.0) surrogate = scale(surrogate, backward_factor);
       if (f.out.balance_loss.defined()) surrogate = add(surrogate, scale(f.out.balance_loss, loss_scale * backward_factor));
@@ -119,7 +120,7 @@ StageSums run_pipeline(const DeepSeekModel& model, Mesh& mesh, const std::vector
     if (!mesh.first_stage()) {
       Tensor gi = f.input.grad().contiguous();
       send_buffers.push_back(gi);
-      sends.push_back(pp.isend(gi.raw_data(), gi.numel(), gi.dtype(), prev, tag_of(f.mb, kGradientTag)));
+      sends.push_back(pp.isend(comm_buffer(gi), gi.numel(), gi.dtype(), prev, tag_of(f.mb, kGradientTag)));
     }
   };
 
@@ -143,15 +144,15 @@ std::vector<double> eval_pipeline(const DeepSeekModel& model, Mesh& mesh, const 
     const Tensor& w = micro_batches[mb];
     Tensor in;
     if (!mesh.first_stage()) {
-      in = Tensor::empty({w.size(0), w.size(1) - 1, model.cfg.hidden_size}, model.dtype);
-      pp.recv(in.raw_data(), in.numel(), in.dtype(), prev, tag_of(mb, kActivationTag));
+      in = Tensor::empty({w.size(0), w.size(1) - 1, model.cfg.hidden_size}, model.dtype, model.params.device());
+      pp.recv(comm_buffer(in), in.numel(), in.dtype(), prev, tag_of(mb, kActivationTag));
     }
     ModelOutput out = model.forward_stage(w, in);
     if (mesh.last_stage()) {
       losses.push_back(out.lm_loss.item());
     } else {
       Tensor h = out.hidden.contiguous();
-      pp.send(h.raw_data(), h.numel(), h.dtype(), next, tag_of(mb, kActivationTag));
+      pp.send(comm_buffer(h), h.numel(), h.dtype(), next, tag_of(mb, kActivationTag));
     }
   }
   return losses;

@@ -4,7 +4,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <string>
 
+#include "model/tensor/cuda/backend.h"
 #include "parallel/ep_dispatcher.h"
 #include "parallel/grad_sync.h"
 #include "parallel/pipeline.h"
@@ -30,6 +32,17 @@ int64_t ranks_on_this_node(int64_t world) {
       if (n >= 1) return n;
     }
   return world;
+}
+
+int cuda_device_for_rank(int local_rank, int local_size) {
+  int n = cuda_device_count();
+  const char* share = std::getenv("MLAMOE_CUDA_SHARE_DEVICES");
+  bool shared = share && std::string(share) == "1";
+  MLAMOE_CHECK(local_size <= n || shared, local_size << " ranks on this node but " << n << " CUDA device" << (n == 1 ? "" : "s")
+                                                     << " (backend " << cuda::backend_name(cuda::backend())
+                                                     << "): start one rank per GPU, or set MLAMOE_CUDA_SHARE_DEVICES=1 to let "
+                                                        "ranks share them");
+  return local_rank % n;
 }
 
 ModelShard shard_for(const ModelConfig& c, Mesh& mesh) {

@@ -21,6 +21,12 @@ bool any_rank_failed(Communicator* world, const std::string& err);
 // none says.
 int64_t ranks_on_this_node(int64_t world);
 
+// The CUDA device of the rank at `local_rank` of the `local_size` ranks on its node: one GPU per
+// rank, in local-rank order. More ranks than devices is an error naming both counts, unless
+// MLAMOE_CUDA_SHARE_DEVICES=1 lets them share round-robin (tests on one GPU: the MPI
+// communicator stages device buffers through the host, parallel/host_staging.h).
+int cuda_device_for_rank(int local_rank, int local_size);
+
 // Stage layers from the cost split, this rank's ep experts (dispatcher over mesh.ep).
 ModelShard shard_for(const ModelConfig& c, Mesh& mesh);
 

@@ -7,6 +7,7 @@
 #include "model/ops/cuda/kernels.h"
 #include "model/ops/op_common.h"
 #include "model/ops/reduce.h"
+#include "parallel/host_staging.h"
 
 namespace mlamoe {
 
@@ -30,8 +31,6 @@ AdamW::AdamW(const ParameterStore& params, const AdamWOptions& opt, ShardGroupFn
       s.group = nullptr;
       s.length = n;
     }
-    MLAMOE_CHECK(!s.group || p.tensor.device().is_cpu(),
-                 "AdamW: sharded optimizer state (ZeRO-1) is not built for CUDA parameters yet (" << p.name << ")");
     s.m = Tensor::zeros({s.length}, p.tensor.dtype(), p.tensor.device());  // on the parameter's device
     s.v = Tensor::zeros({s.length}, p.tensor.dtype(), p.tensor.device());
     slots_.push_back(std::move(s));
@@ -115,8 +114,9 @@ void AdamW::step(double lr) {
           static_cast<float>(opt_.beta1),           static_cast<float>(opt_.beta2), static_cast<float>(1 - opt_.beta1),
           static_cast<float>(1 - opt_.beta2),       static_cast<float>(opt_.eps),   static_cast<float>(lr / bc1),
           static_cast<float>(1.0 / std::sqrt(bc2)), static_cast<float>(decay_mul)};
-      MLAMOE_CUDA_CALL(adamw_update_cuda, s.param.device_data<float>(), g.defined() ? g.device_data<float>() : nullptr,
-                       s.m.device_data<float>(), s.v.device_data<float>(), s.length, k);
+      MLAMOE_CUDA_CALL(adamw_update_cuda, s.param.device_data<float>() + s.offset,
+                       g.defined() ? g.device_data<float>() + s.offset : nullptr, s.m.device_data<float>(),
+                       s.v.device_data<float>(), s.length, k);
       continue;
     }
     dispatch_float(s.param.dtype(), "AdamW", [&](auto tag) {
@@ -135,7 +135,7 @@ void AdamW::step(double lr) {
   for (auto& s : slots_) {
     if (!s.group) continue;  // every rank of the group gets every shard's update
     Tensor mine = s.param.reshape({s.param.numel()}).narrow(0, s.offset, s.length).contiguous();
-    s.group->all_gather_v(mine.raw_data(), s.param.raw_data(), s.shard_sizes, s.param.dtype());
+    s.group->all_gather_v(comm_buffer(mine), comm_buffer(s.param), s.shard_sizes, s.param.dtype());
   }
 }
 

@@ -128,12 +128,11 @@ void set_up(Run& r, MpiRuntime* mpi, const StartOptions& start) {
   r.dp = shape.dp;
   check_memory_plan(rc, r.world, mpi ? ranks_on_this_node(r.world) : 1);  // refuse before allocating, not by an OOM kill
   if (tc.device == "cuda") {  // before the run directory is touched: a retry with a GPU finds it new
-    MLAMOE_CHECK(r.world == 1, "train.device = \"cuda\" runs on one rank for now (multi-GPU training is not built yet); got "
-                                   << r.world << " ranks");
     MLAMOE_CHECK(cuda_device_count() > 0, "train.device = \"cuda\", but no CUDA device is usable (backend "
                                               << cuda::backend_name(cuda::backend())
                                               << "; MLAMOE_CUDA_BACKEND=simt runs the CUDA kernels in the SIMT emulator)");
-    r.device = Device::cuda(0);
+    r.device = Device::cuda(cuda_device_for_rank(mpi ? mpi->local_rank() : 0, mpi ? mpi->local_size() : 1));
+    cuda::set_device(r.device.index);
   }
   MLAMOE_CHECK(mpi || (shape.pp == 1 && shape.ep == 1),
                "layout: parallel.pp = " << shape.pp << ", parallel.ep = " << shape.ep

@@ -2,7 +2,8 @@
 // non-blocking, against values each rank can compute by itself; sub-communicators; the mesh's
 // coordinates and groups (and mesh_group, which must agree with them); layout errors; what blocking
 // calls record for the collective watchdog; the checked front's argument validation; and the EP
-// row exchange as an autograd op (its backward is the reverse exchange).
+// row exchange as an autograd op (its backward is the reverse exchange); and, in the SIMT emulator
+// (test_communicator_cuda_np3), every call on device buffers.
 #include <gtest/gtest.h>
 
 #include <climits>
@@ -12,8 +13,10 @@
 #include <string>
 
 #include "model/ops/ops.h"
+#include "model/tensor/cuda/backend.h"
 #include "parallel/communicator.h"
 #include "parallel/ep_dispatcher.h"
+#include "parallel/host_staging.h"
 #include "parallel/mesh.h"
 #include "parallel/mpi_runtime.h"
 #include "parallel/watchdog.h"
@@ -262,6 +265,83 @@ TEST(CommunicatorChecks, CountVectors) {
 }
 
 // The row exchange's backward sends the gradients back: d(Σ w ⊙ exchange(x))/dx = exchange⁻¹(w).
+// Buffers in CUDA device memory (ctest test_communicator_cuda_np3 runs the SIMT emulator) are
+// staged through the host (parallel/host_staging.h): every collective, blocking and not, and
+// point-to-point messages give on device tensors what they give on host ones.
+TEST(DeviceBuffers, EveryCallAsOnTheHost) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA backend (MLAMOE_CUDA_BACKEND=simt)";
+  auto c = world();
+  int r = c->rank(), n = c->size();
+  Device dev = Device::cuda(0);
+  auto on_dev = [&](std::vector<float> v) { return Tensor::from_vector(v, {static_cast<int64_t>(v.size())}).to(dev); };
+  auto host = [](const Tensor& t) { return t.to(Device::cpu()).to_vector<float>(); };
+  EXPECT_EQ(cuda::device_of_pointer(comm_buffer(on_dev({1.0f}))), 0);
+  std::vector<float> plain = {1.0f};
+  EXPECT_EQ(cuda::device_of_pointer(plain.data()), -1);
+  for (bool nb : {false, true}) {
+    Tensor a = on_dev({1.0f * r, 2.0f});
+    if (nb)
+      c->iall_reduce(comm_buffer(a), 2, DType::F32, ReduceOp::Sum)->wait();
+    else
+      c->all_reduce(comm_buffer(a), 2, DType::F32, ReduceOp::Sum);
+    EXPECT_EQ(host(a), std::vector<float>({n * (n - 1) / 2.0f, 2.0f * n}));
+    std::vector<float> sv(2 * n);
+    for (int i = 0; i < 2 * n; ++i) sv[i] = static_cast<float>(i + 10 * r);
+    Tensor send = on_dev(sv), recv = on_dev({-1.0f, -1.0f});
+    if (nb)
+      c->ireduce_scatter(comm_buffer(send), comm_buffer(recv), 2, DType::F32)->wait();
+    else
+      c->reduce_scatter(comm_buffer(send), comm_buffer(recv), 2, DType::F32);
+    float tens = 10.0f * n * (n - 1) / 2;
+    EXPECT_EQ(host(recv), std::vector<float>({n * 2.0f * r + tens, n * (2.0f * r + 1) + tens}));
+    std::vector<int64_t> counts(n);
+    for (int i = 0; i < n; ++i) counts[i] = i + 1;
+    Tensor mine = on_dev(std::vector<float>(r + 1, static_cast<float>(r))), all = on_dev(std::vector<float>(n * (n + 1) / 2, -1));
+    if (nb)
+      c->iall_gather_v(comm_buffer(mine), comm_buffer(all), counts, DType::F32)->wait();
+    else
+      c->all_gather_v(comm_buffer(mine), comm_buffer(all), counts, DType::F32);
+    std::vector<float> want;
+    for (int i = 0; i < n; ++i) want.insert(want.end(), i + 1, static_cast<float>(i));
+    EXPECT_EQ(host(all), want);
+    Tensor b = on_dev({r == 1 ? 7.0f : 0.0f});
+    if (nb)
+      c->ibroadcast(comm_buffer(b), 1, DType::F32, 1)->wait();
+    else
+      c->broadcast(comm_buffer(b), 1, DType::F32, 1);
+    EXPECT_EQ(host(b), std::vector<float>({7.0f}));
+    // all-to-all-v: rank r sends j + 1 copies of r·10 + j to rank j
+    std::vector<int64_t> sc(n), rc(n);
+    std::vector<float> out, expect;
+    for (int j = 0; j < n; ++j) {
+      sc[j] = j + 1, rc[j] = r + 1;
+      out.insert(out.end(), j + 1, static_cast<float>(r * 10 + j));
+      expect.insert(expect.end(), r + 1, static_cast<float>(j * 10 + r));
+    }
+    Tensor ta = on_dev(out), tb = on_dev(std::vector<float>(expect.size(), -1));
+    if (nb)
+      c->iall_to_all_v(comm_buffer(ta), sc, comm_buffer(tb), rc, DType::F32)->wait();
+    else
+      c->all_to_all_v(comm_buffer(ta), sc, comm_buffer(tb), rc, DType::F32);
+    EXPECT_EQ(host(tb), expect);
+    // a ring: send to r + 1, receive from r − 1
+    Tensor ping = on_dev({static_cast<float>(r)}), pong = on_dev({-1.0f});
+    int next = (r + 1) % n, prev = (r + n - 1) % n;
+    if (nb) {
+      auto rq = c->irecv(comm_buffer(pong), 1, DType::F32, prev, 5);
+      c->isend(comm_buffer(ping), 1, DType::F32, next, 5)->wait();
+      rq->wait();
+    } else if (r % 2 == 0) {
+      c->send(comm_buffer(ping), 1, DType::F32, next, 5);
+      c->recv(comm_buffer(pong), 1, DType::F32, prev, 5);
+    } else {
+      c->recv(comm_buffer(pong), 1, DType::F32, prev, 5);
+      c->send(comm_buffer(ping), 1, DType::F32, next, 5);
+    }
+    EXPECT_EQ(host(pong), std::vector<float>({static_cast<float>(prev)}));
+  }
+}
+
 TEST(EpDispatch, RowExchangeBackwardIsTheReverseExchange) {
   auto c = world();
   int r = c->rank(), n = c->size();

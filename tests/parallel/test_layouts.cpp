@@ -4,7 +4,9 @@
 //
 //   test_layouts DIR reference DTYPE           one process, 4 micro-batches: writes DIR/reference.*
 //   mpirun -np N test_layouts DIR PP EP DTYPE  the layout pp × (dp = N/pp) with ep, compared with it
-//     (a trailing `recompute` turns on activation recomputation, which must change nothing)
+//     (a trailing `recompute` turns on activation recomputation, which must change nothing; a
+//     trailing `cuda` runs every rank's model on a CUDA device, one per rank of the node, at the
+//     same bounds: the CPU reference is the single process of the promise)
 //   (DTYPE f64, f32 or bf16; DIR per dtype)
 //   ... DTYPE masked                           the same on loss-masked (SFT) data, below
 //
@@ -43,6 +45,7 @@
 #include "model/autograd/autocast.h"
 #include "model/json_parse.h"
 #include "model/modules/deepseek_model.h"
+#include "model/tensor/cuda/backend.h"
 #include "parallel/ep_dispatcher.h"
 #include "parallel/grad_sync.h"
 #include "parallel/mpi_runtime.h"
@@ -210,13 +213,19 @@ int run_reference(const std::string& dir, const Precision& prec) {
   return failures == 0 ? 0 : 1;
 }
 
-int run_layout(const std::string& dir, int64_t pp, int64_t ep, const Precision& prec, bool recompute, MpiRuntime& mpi) {
+int run_layout(const std::string& dir, int64_t pp, int64_t ep, const Precision& prec, bool recompute, bool cuda,
+               MpiRuntime& mpi) {
   nlohmann::json cj = config_json();
   ModelConfig cfg = parse_model_config(cj, "tiny.json");
   MeshShape shape = mesh_shape(mpi.size(), pp, ep, cfg.n_routed_experts, cfg.num_hidden_layers);
   Mesh mesh = make_mesh(mpi_world_communicator(), shape);
   ModelShard shard = shard_for(cfg, mesh);
   DeepSeekModel model(cfg, 7, prec.dtype, shard);
+  if (cuda) {  // one device per rank of the node, as the trainer binds them; communication staged through the host
+    Device dev = Device::cuda(cuda_device_for_rank(mpi.local_rank(), mpi.local_size()));
+    cuda::set_device(dev.index);
+    model.params.move_to(dev);
+  }
   model.set_recompute(recompute);                   // the blocks run again in the backward, expert all-to-alls included
   AdamW opt(model.params, {}, zero1_groups(mesh));  // ZeRO-1: moments sharded over dp / edp
   GradSync sync(model.params, mesh, 64 << 10);      // small buckets: several launch during backward
@@ -244,9 +253,9 @@ int run_layout(const std::string& dir, int64_t pp, int64_t ep, const Precision& 
   int64_t total = failures;
   mesh.world->all_reduce(&total, 1, DType::I64, ReduceOp::Sum);
   if (mesh.rank == 0)
-    std::printf("layout pp %lld dp %lld ep %lld on %lld ranks, %s: %s (worst parameter difference %.2e of its tensor's max)\n",
+    std::printf("layout pp %lld dp %lld ep %lld on %lld ranks%s, %s: %s (worst parameter difference %.2e of its tensor's max)\n",
                 static_cast<long long>(pp), static_cast<long long>(shape.dp), static_cast<long long>(ep),
-                static_cast<long long>(shape.world), prec.bf16 ? "bf16" : dtype_name(prec.dtype),
+                static_cast<long long>(shape.world), cuda ? " on CUDA devices" : "", prec.bf16 ? "bf16" : dtype_name(prec.dtype),
                 total == 0 ? "matches the single-process run within tolerance" : "MISMATCH", worst);
   return total == 0 ? 0 : 1;
 }
@@ -266,15 +275,16 @@ int main(int argc, char** argv) {
     }
   }
   bool recompute = argc == 6 && std::string(argv[5]) == "recompute";
-  if (argc != 5 && !recompute && !(argc == 6 && masked)) {
-    std::fprintf(
-        stderr,
-        "usage: test_layouts DIR reference DTYPE [masked] | mpirun -np N test_layouts DIR PP EP DTYPE [recompute|masked]\n");
+  bool cuda = argc == 6 && std::string(argv[5]) == "cuda";
+  if (argc != 5 && !recompute && !cuda && !(argc == 6 && masked)) {
+    std::fprintf(stderr,
+                 "usage: test_layouts DIR reference DTYPE [masked] | mpirun -np N test_layouts DIR PP EP DTYPE "
+                 "[recompute|masked|cuda]\n");
     return 2;
   }
   MpiRuntime mpi(&argc, &argv);
   try {
-    return run_layout(argv[1], std::stoll(argv[2]), std::stoll(argv[3]), precision(argv[4], masked), recompute, mpi);
+    return run_layout(argv[1], std::stoll(argv[2]), std::stoll(argv[3]), precision(argv[4], masked), recompute, cuda, mpi);
   } catch (const std::exception& e) {
     mpi.fail(e.what());
   }

@@ -1,10 +1,13 @@
 #include "model/tensor/cuda/backend.h"
 
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <mutex>
 #include <new>
 #include <string>
+#include <utility>
 
 #include "model/tensor/error.h"
 
@@ -81,11 +84,31 @@ const char* backend_name(Backend b) {
   return "none";
 }
 
+namespace {
+
+// The emulator's allocations, for device_of_pointer: start address -> (end, device).
+struct SimtBlocks {
+  std::mutex mutex;
+  std::map<uintptr_t, std::pair<uintptr_t, int>> blocks;
+};
+SimtBlocks& simt_blocks() {
+  static SimtBlocks* b = new SimtBlocks;  // never destroyed: tensors freed during exit still find it
+  return *b;
+}
+
+}  // namespace
+
 void* raw_alloc(size_t nbytes, int device) {
   check_device(device);
   if (backend() == Backend::Simt) {
     // 256-byte aligned as cudaMalloc's; uninitialised (cudaMalloc does not clear either).
-    return ::operator new(nbytes == 0 ? 1 : nbytes, std::align_val_t(256), std::nothrow);
+    void* p = ::operator new(nbytes == 0 ? 1 : nbytes, std::align_val_t(256), std::nothrow);
+    if (p) {
+      std::lock_guard<std::mutex> lock(simt_blocks().mutex);
+      auto start = reinterpret_cast<uintptr_t>(p);
+      simt_blocks().blocks[start] = {start + (nbytes == 0 ? 1 : nbytes), device};
+    }
+    return p;
   }
 #ifdef MLAMOE_WITH_CUDA
   return cuda_gpu::gpu_malloc_or_null(nbytes, device);
@@ -96,6 +119,10 @@ void* raw_alloc(size_t nbytes, int device) {
 
 void raw_free(void* p, int device) {
   if (backend() == Backend::Simt) {
+    {
+      std::lock_guard<std::mutex> lock(simt_blocks().mutex);
+      simt_blocks().blocks.erase(reinterpret_cast<uintptr_t>(p));
+    }
     ::operator delete(p, std::align_val_t(256));
     return;
   }
@@ -134,6 +161,36 @@ void memset_zero(void* p, size_t nbytes, int device) {
 void synchronize() {
 #ifdef MLAMOE_WITH_CUDA
   if (backend() == Backend::Gpu) cuda_gpu::gpu_synchronize();
+#endif
+}
+
+int device_of_pointer(const void* p) {
+  switch (backend()) {
+    case Backend::Simt: {
+      std::lock_guard<std::mutex> lock(simt_blocks().mutex);
+      auto& blocks = simt_blocks().blocks;
+      auto a = reinterpret_cast<uintptr_t>(p);
+      auto it = blocks.upper_bound(a);
+      if (it == blocks.begin()) return -1;
+      --it;
+      return a < it->second.first ? it->second.second : -1;
+    }
+    case Backend::Gpu:
+#ifdef MLAMOE_WITH_CUDA
+      return cuda_gpu::gpu_pointer_device(p);
+#else
+      return -1;
+#endif
+    case Backend::None:
+      break;
+  }
+  return -1;
+}
+
+void set_device(int device) {
+  check_device(device);
+#ifdef MLAMOE_WITH_CUDA
+  if (backend() == Backend::Gpu) cuda_gpu::gpu_set_device(device);
 #endif
 }
 

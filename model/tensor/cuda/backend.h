@@ -35,6 +35,13 @@ void copy(void* dst, Device dst_device, const void* src, Device src_device, size
 void memset_zero(void* p, size_t nbytes, int device);
 // Waits until every kernel launched so far has finished (and reports its error, if any).
 void synchronize();
+// The CUDA device whose memory holds p (anywhere inside an allocation), or -1 for host memory (and
+// for everything when no backend runs). The communicator stages device buffers through the host
+// with it (parallel/host_staging.h).
+int device_of_pointer(const void* p);
+// Makes `device` the one this process's kernels, copies and allocations use (once, at start-up:
+// one device per rank, train/trainer.cpp picks it from the node-local rank).
+void set_device(int device);
 // The device's name as the driver gives it ("NVIDIA H200"), or "SIMT emulator".
 std::string device_name(int device);
 
@@ -50,6 +57,8 @@ void gpu_memset_zero(void* p, size_t nbytes, int device);
 void gpu_synchronize();
 void gpu_check_launch(const char* kernel);
 std::string gpu_device_name(int device);  // after every launch: the launch error, if any
+int gpu_pointer_device(const void* p);    // cudaPointerGetAttributes: the device of device memory, else -1
+void gpu_set_device(int device);
 // The result of a launch-configuration call (cudaFuncSetAttribute), passed as an int (cudaError_t).
 void gpu_check_launch_config(int error, const char* kernel);
 // Streams and events (stream.h), as opaque cudaStream_t / cudaEvent_t.

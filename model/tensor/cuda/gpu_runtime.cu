@@ -66,6 +66,17 @@ std::string gpu_device_name(int device) {
   return prop.name;
 }
 
+int gpu_pointer_device(const void* p) {
+  cudaPointerAttributes a{};
+  if (cudaPointerGetAttributes(&a, p) != cudaSuccess) {
+    cudaGetLastError();
+    return -1;
+  }
+  return a.type == cudaMemoryTypeDevice ? a.device : -1;
+}
+
+void gpu_set_device(int device) { check(cudaSetDevice(device), "cudaSetDevice"); }
+
 void gpu_check_launch_config(int error, const char* kernel) { check(static_cast<cudaError_t>(error), kernel); }
 
 void gpu_check_launch(const char* kernel) {
