@@ -1,6 +1,7 @@
 // The Communicator interface (parallel/README.md "Core abstractions"): the collectives and point-to-point
 // messages the distributed runtime needs, over raw buffers of a dtype, blocking and non-blocking.
-// Implementations: MPI (mpi_communicator.cpp, always) and NCCL (CUDA builds, later) — the same
+// Implementations: MPI (mpi_communicator.cpp, always; device buffers staged through the host) and
+// NCCL (nccl_communicator.cpp: the library on a GPU, an MPI stand-in elsewhere) — the same
 // interface, so the DP/EP/PP machinery and its tests run unchanged on either.
 //
 // A checked front (CONTRIBUTING.md "Code habits" item 9, tiny-cuda-nn's `forward` -> `forward_impl`): the public
@@ -27,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "model/tensor/device.h"
 #include "model/tensor/dtype.h"
 
 namespace mlamoe {
@@ -67,6 +69,8 @@ class Communicator {
   virtual ~Communicator() = default;
   virtual int rank() const = 0;
   virtual int size() const = 0;
+  // What moves the bytes, for the start line: "MPI", "NCCL 22807", "MPI stand-in for NCCL".
+  virtual std::string transport() const = 0;
 
   // In place over `count` elements.
   void all_reduce(void* buf, int64_t count, DType dt, ReduceOp op);
@@ -173,5 +177,8 @@ class Communicator {
 
 // The world communicator over MPI_COMM_WORLD (MPI must be initialised: MpiRuntime).
 std::unique_ptr<Communicator> mpi_world_communicator();
+// The same ranks over NCCL (nccl_communicator.cpp; in the SIMT emulator, or without NCCL, its MPI
+// stand-in), for buffers on `device` (a CUDA device: cuda::set_device first). Collective.
+std::unique_ptr<Communicator> nccl_world_communicator(Device device);
 
 }  // namespace mlamoe

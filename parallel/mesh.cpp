@@ -53,7 +53,7 @@ std::vector<int64_t> mesh_group(const MeshShape& s, const std::string& group, in
   return g;
 }
 
-Mesh make_mesh(std::unique_ptr<Communicator> world, const MeshShape& shape) {
+Mesh make_mesh(std::unique_ptr<Communicator> world, const MeshShape& shape, std::unique_ptr<Communicator> collectives) {
   MLAMOE_CHECK(world->size() == shape.world, "mesh: the world has " << world->size() << " ranks, the layout " << shape.world);
   Mesh m;
   m.shape = shape;
@@ -63,13 +63,16 @@ Mesh make_mesh(std::unique_ptr<Communicator> world, const MeshShape& shape) {
   m.ep_rank = m.dp_rank % shape.ep;
   m.edp_rank = m.dp_rank / shape.ep;
   int r = static_cast<int>(m.rank);
-  m.dp = world->split(static_cast<int>(m.pp_rank), r);
-  m.ep = world->split(static_cast<int>(m.pp_rank * shape.edp() + m.edp_rank), r);
-  m.edp = world->split(static_cast<int>(m.pp_rank * shape.ep + m.ep_rank), r);
+  Communicator& coll = collectives ? *collectives : *world;
+  MLAMOE_CHECK(coll.size() == world->size() && coll.rank() == world->rank(),
+               "mesh: the collectives' communicator is not the world's");
+  m.dp = coll.split(static_cast<int>(m.pp_rank), r);
+  m.ep = coll.split(static_cast<int>(m.pp_rank * shape.edp() + m.edp_rank), r);
+  m.edp = coll.split(static_cast<int>(m.pp_rank * shape.ep + m.ep_rank), r);
   m.pp = world->split(static_cast<int>(m.dp_rank), r);
   // The embedding is used on the first stage (input) and the last (MTP); other ranks get a group of their own.
   bool ends = m.first_stage() || m.last_stage();
-  m.embed = world->split(ends ? static_cast<int>(m.dp_rank) : static_cast<int>(shape.dp + m.rank), r);
+  m.embed = coll.split(ends ? static_cast<int>(m.dp_rank) : static_cast<int>(shape.dp + m.rank), r);
   m.world = std::move(world);
   m.world->set_name("world");
   m.dp->set_name("dp");

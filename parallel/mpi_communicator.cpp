@@ -13,29 +13,12 @@
 #include "model/tensor/error.h"
 #include "parallel/communicator.h"
 #include "parallel/host_staging.h"
+#include "parallel/mpi_types.h"
 #include "parallel/watchdog.h"
 
 namespace mlamoe {
 
 namespace {
-
-MPI_Datatype mpi_type(DType dt) {
-  switch (dt) {
-    case DType::F32:
-      return MPI_FLOAT;
-    case DType::F64:
-      return MPI_DOUBLE;
-    case DType::I32:
-      return MPI_INT32_T;
-    case DType::I64:
-      return MPI_INT64_T;
-    case DType::U8:
-      return MPI_UINT8_T;
-    case DType::BF16:
-      return MPI_UINT16_T;  // moved, never reduced
-  }
-  return MPI_BYTE;
-}
 
 MPI_Op mpi_op(ReduceOp op) { return op == ReduceOp::Sum ? MPI_SUM : MPI_MAX; }
 
@@ -111,16 +94,7 @@ class MpiCommunicator final : public Communicator {
     MPI_Comm_size(comm_, &size_);
     // Errors come back as codes (turned into mlamoe::Error) instead of aborting inside MPI.
     MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
-    // The members as world ranks, for the watchdog's report and for naming a send/recv peer.
-    MPI_Group group, world_group;
-    MPI_Comm_group(comm_, &group);
-    MPI_Comm_group(MPI_COMM_WORLD, &world_group);
-    std::vector<int> local(size_), world(size_);
-    std::iota(local.begin(), local.end(), 0);
-    MPI_Group_translate_ranks(group, size_, local.data(), world_group, world.data());
-    MPI_Group_free(&group);
-    MPI_Group_free(&world_group);
-    register_members(std::move(world));
+    register_members(world_ranks_of(comm_));  // as world ranks, for the watchdog's report and for naming a send/recv peer
     set_name(comm == MPI_COMM_WORLD ? "world" : "group");
   }
   ~MpiCommunicator() override {
@@ -130,6 +104,7 @@ class MpiCommunicator final : public Communicator {
   }
   int rank() const override { return rank_; }
   int size() const override { return size_; }
+  std::string transport() const override { return "MPI"; }
 
  protected:
   int64_t count_limit() const override { return INT32_MAX; }

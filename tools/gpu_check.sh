@@ -10,7 +10,9 @@
 #      runs of each row under other thread orders bitwise equal), the CUDA tensor tests (copies,
 #      allocator, streams and events, routing), and the golden test on the device (f32 and bf16
 #      against the PyTorch twin), twice: both runs' step losses and gradient norms equal;
-#   4. compute-sanitizer memcheck and racecheck on those rows (GPU only, when installed);
+#   4. compute-sanitizer memcheck and racecheck on those rows (GPU only, when installed); the
+#      NCCL communicator on one rank (every collective and message, device and host buffers), and
+#      two ranks sharing the device through the MPI path (the dp2·ep2 layout against the CPU);
 #   5. tiny.json trained on the device against the CPU (tests/train/cuda_train.sh, 30 steps; 5
 #      emulated) in f32, twice (both device runs' final weights bitwise equal), and in bf16;
 #   6. a benchmark: tokens/s, TFLOP/s and MFU of configs/bench_1b.json (≈1B parameters, MLA + MoE)
@@ -73,6 +75,7 @@ if [ "$emulate" = 0 ] && [ ! -f "$build/CMakeCache.txt" ]; then
   cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DMLAMOE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 >>"$log" 2>&1
 fi
 if cmake --build "$build" -j "$(nproc)" --target mlamoe test_ops test_cuda_tensor test_golden checkpoint_diff bench_gemm_cuda \
+  test_communicator test_layouts \
   >>"$log" 2>&1; then
   record "build" PASS "$(($(date +%s) - t0)) s ($build)"
 else
@@ -126,6 +129,30 @@ else
       record "compute-sanitizer $tool" FAIL "$(grep -o 'ERROR SUMMARY: [0-9]* errors' "$out/sanitizer_$tool.log" | tail -1)"
     fi
   done
+fi
+
+# ---- 4b. multi-rank: NCCL on one rank, two ranks sharing the device through MPI ----
+section "multi-rank"
+mpirun_flags=(--oversubscribe)
+[ "$(id -u)" -eq 0 ] && mpirun_flags+=(--allow-run-as-root)
+if command -v mpirun >/dev/null; then
+  if mpirun -np 1 "${mpirun_flags[@]}" "$tests/parallel/test_communicator" --gtest_filter='DeviceBuffers.*' \
+    >"$out/nccl1.log" 2>&1; then
+    record "NCCL, 1 rank" PASS "every collective and message on device and host buffers ($(grep -o 'NCCL communicator over .*' "$out/nccl1.log" | head -1 || true))"
+  else
+    record "NCCL, 1 rank" FAIL "see nccl1.log"
+  fi
+  layouts=$out/layouts_f32  # the CPU reference, made here
+  if "$tests/parallel/test_layouts" "$layouts" reference f32 >"$out/shared.log" 2>&1 &&
+    MLAMOE_SIMT_DEVICES=1 MLAMOE_CUDA_SHARE_DEVICES=1 OMP_NUM_THREADS=1 mpirun -np 2 "${mpirun_flags[@]}" \
+      -x MLAMOE_CUDA_BACKEND -x MLAMOE_SIMT_DEVICES -x MLAMOE_CUDA_SHARE_DEVICES -x OMP_NUM_THREADS \
+      "$tests/parallel/test_layouts" "$layouts" 1 2 f32 cuda >>"$out/shared.log" 2>&1; then
+    record "2 ranks sharing the device" PASS "$(grep -o 'layout pp 1 dp 2 ep 2.*' "$out/shared.log" | head -1)"
+  else
+    record "2 ranks sharing the device" FAIL "see shared.log"
+  fi
+else
+  record "multi-rank" SKIP "no mpirun (tools/gpu_deps.sh carries Open MPI)"
 fi
 
 # ---- 5. training on the device against the CPU, twice ----

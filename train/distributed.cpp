@@ -45,6 +45,17 @@ int cuda_device_for_rank(int local_rank, int local_size) {
   return local_rank % n;
 }
 
+std::unique_ptr<Communicator> collectives_communicator(Device device, bool shared_device) {
+  const char* env = std::getenv("MLAMOE_COMM");
+  std::string want = env ? env : "";
+  MLAMOE_CHECK(want.empty() || want == "mpi" || want == "nccl", "MLAMOE_COMM must be 'mpi' or 'nccl', got '" << want << "'");
+  if (!device.is_cuda() || want == "mpi") return nullptr;
+  MLAMOE_CHECK(!(shared_device && want == "nccl"),
+               "MLAMOE_COMM=nccl, but ranks share CUDA devices (MLAMOE_CUDA_SHARE_DEVICES=1): NCCL needs one device per rank");
+  if (shared_device) return nullptr;
+  return nccl_world_communicator(device);
+}
+
 ModelShard shard_for(const ModelConfig& c, Mesh& mesh) {
   std::vector<int64_t> begin = split_layers(c, mesh.shape.pp);
   ModelShard s;

@@ -27,6 +27,13 @@ int64_t ranks_on_this_node(int64_t world);
 // communicator stages device buffers through the host, parallel/host_staging.h).
 int cuda_device_for_rank(int local_rank, int local_size);
 
+// The communicator the mesh's collective groups (dp, ep, edp, embed) run on for ranks on
+// `device`: NCCL (nccl_world_communicator; its MPI stand-in in the SIMT emulator) for ranks with
+// a CUDA device each; null — the MPI communicator, staging device buffers through the host — on
+// the CPU, for ranks sharing a device (NCCL refuses two ranks on one GPU), or with
+// MLAMOE_COMM=mpi. Collective over the world.
+std::unique_ptr<Communicator> collectives_communicator(Device device, bool shared_device);
+
 // Stage layers from the cost split, this rank's ep experts (dispatcher over mesh.ep).
 ModelShard shard_for(const ModelConfig& c, Mesh& mesh);
 

@@ -79,6 +79,7 @@ struct Run {
   double peak_gflops = 0;
   std::string peak_source;        // where peak_gflops comes from, for the start line
   Device device = Device::cpu();  // where parameters and activations live (train.device)
+  bool shared_device = false;     // CUDA: this node has more ranks than devices (MLAMOE_CUDA_SHARE_DEVICES=1)
   bool profile = false;
   std::string run_dir;    // train.run_dir, or the --resume directory
   std::string load_from;  // checkpoint to load after the model is built ("" for a fresh start)
@@ -132,6 +133,7 @@ void set_up(Run& r, MpiRuntime* mpi, const StartOptions& start) {
                                               << cuda::backend_name(cuda::backend())
                                               << "; MLAMOE_CUDA_BACKEND=simt runs the CUDA kernels in the SIMT emulator)");
     r.device = Device::cuda(cuda_device_for_rank(mpi ? mpi->local_rank() : 0, mpi ? mpi->local_size() : 1));
+    r.shared_device = mpi && mpi->local_size() > cuda_device_count();
     cuda::set_device(r.device.index);
   }
   MLAMOE_CHECK(mpi || (shape.pp == 1 && shape.ep == 1),
@@ -231,6 +233,10 @@ double evaluate(Run& r) {
 std::string device_and_precision(const Run& r) {
   std::string s = r.rc.train.precision == "bf16" ? "bf16 projections" : "f32";
   if (r.device.is_cuda()) s += std::string(" on ") + r.device.str() + " (" + cuda::backend_name(cuda::backend()) + ")";
+  if (r.device.is_cuda() && r.mesh) {
+    std::string coll = r.mesh->dp->transport();
+    s += ", collectives over " + coll + (coll == "MPI" ? " (device buffers staged through the host)" : "");
+  }
   return s;
 }
 
@@ -436,7 +442,8 @@ int run_training(const RunConfig& rc, MpiRuntime* mpi, const StartOptions& start
   try {
     const TrainConfig& tc = rc.train;
     if (mpi) {
-      r.mesh = std::make_unique<Mesh>(make_mesh(std::move(world), layout_of(rc, r.world)));
+      r.mesh = std::make_unique<Mesh>(
+          make_mesh(std::move(world), layout_of(rc, r.world), collectives_communicator(r.device, r.shared_device)));
       r.dp_rank = r.mesh->dp_rank;
       watchdog->set_layout(r.mesh->shape);
       r.model = std::make_unique<DeepSeekModel>(rc.model, tc.seed, DType::F32, shard_for(rc.model, *r.mesh));

@@ -218,14 +218,20 @@ int run_layout(const std::string& dir, int64_t pp, int64_t ep, const Precision& 
   nlohmann::json cj = config_json();
   ModelConfig cfg = parse_model_config(cj, "tiny.json");
   MeshShape shape = mesh_shape(mpi.size(), pp, ep, cfg.n_routed_experts, cfg.num_hidden_layers);
-  Mesh mesh = make_mesh(mpi_world_communicator(), shape);
+  // cuda: one device per rank of the node, as the trainer binds them, and the trainer's
+  // communicators: NCCL's for the collectives (its MPI stand-in in the emulator), or MPI staging
+  // device buffers through the host where ranks share a device.
+  Device dev = Device::cpu();
+  bool shared = false;
+  if (cuda) {
+    dev = Device::cuda(cuda_device_for_rank(mpi.local_rank(), mpi.local_size()));
+    shared = mpi.local_size() > cuda_device_count();
+    cuda::set_device(dev.index);
+  }
+  Mesh mesh = make_mesh(mpi_world_communicator(), shape, collectives_communicator(dev, shared));
   ModelShard shard = shard_for(cfg, mesh);
   DeepSeekModel model(cfg, 7, prec.dtype, shard);
-  if (cuda) {  // one device per rank of the node, as the trainer binds them; communication staged through the host
-    Device dev = Device::cuda(cuda_device_for_rank(mpi.local_rank(), mpi.local_size()));
-    cuda::set_device(dev.index);
-    model.params.move_to(dev);
-  }
+  if (cuda) model.params.move_to(dev);
   model.set_recompute(recompute);                   // the blocks run again in the backward, expert all-to-alls included
   AdamW opt(model.params, {}, zero1_groups(mesh));  // ZeRO-1: moments sharded over dp / edp
   GradSync sync(model.params, mesh, 64 << 10);      // small buckets: several launch during backward

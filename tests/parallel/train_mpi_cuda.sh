@@ -2,7 +2,8 @@
 # train_mpi_cuda.sh MPIRUN "FLAGS" MLAMOE CHECKPOINT_DIFF CONFIG DATA WORKDIR: `mlamoe train --device cuda` under
 # mpirun, in the SIMT emulator (MLAMOE_CUDA_BACKEND=simt, MLAMOE_SIMT_DEVICES devices per node):
 #   - 2 ranks on a node with 1 device: one error line naming both counts, exit 1, no run directory;
-#   - 4 ranks as pp 2 · dp 2 · ep 2, one device per rank, 3 steps with a held-out evaluation: every
+#   - 4 ranks as pp 2 · dp 2 · ep 2, one device per rank, the collectives on the NCCL communicator
+#     (its MPI stand-in), 3 steps with a held-out evaluation: every
 #     step's losses and gradient norm within 1e-5 of the same layout on the CPU, and the gathered
 #     final weights within 1e-5 of each tensor's largest value (the kernels sum in other orders).
 set -euo pipefail
@@ -29,7 +30,8 @@ layout=(--set parallel.pp=2 --set parallel.ep=2)
 # shellcheck disable=SC2086
 MLAMOE_SIMT_DEVICES=4 "$mpirun" -np 4 $flags "$mlamoe" "${common[@]}" "${layout[@]}" --device cuda \
   --set train.run_dir="$work/cuda" >"$work/cuda.out" 2>&1 || { cat "$work/cuda.out"; echo "FAIL: the CUDA run"; exit 1; }
-grep -q "on cuda:0 (simt)" "$work/cuda.out" || { cat "$work/cuda.out"; echo "FAIL: rank 0 does not say it ran on cuda:0"; exit 1; }
+grep -q "on cuda:0 (simt), collectives over MPI stand-in for NCCL" "$work/cuda.out" ||
+  { cat "$work/cuda.out"; echo "FAIL: rank 0 does not say it ran on cuda:0 with the NCCL communicator"; exit 1; }
 /usr/bin/python3 - "$work" <<'PY'
 import json, sys
 w = sys.argv[1]
