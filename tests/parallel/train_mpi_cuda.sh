@@ -5,7 +5,9 @@
 #   - 4 ranks as pp 2 · dp 2 · ep 2, one device per rank, the collectives on the NCCL communicator
 #     (its MPI stand-in), 3 steps with a held-out evaluation: every
 #     step's losses and gradient norm within 1e-5 of the same layout on the CPU, and the gathered
-#     final weights within 1e-5 of each tensor's largest value (the kernels sum in other orders).
+#     final weights within 1e-5 of each tensor's largest value (the kernels sum in other orders);
+#   - dp 2 · ep 2 on 2 devices, 4 steps straight and 2 + 2 resumed from the checkpoint: the same
+#     losses and bitwise the same weights (exact resume, ZeRO-1 shards on the devices).
 set -euo pipefail
 mpirun=$1 flags=$2 mlamoe=$3 diff_bin=$4 config=$5 data=$6 work=$7
 rm -rf "$work" && mkdir -p "$work"
@@ -48,4 +50,24 @@ assert abs(a[-1]["eval_lm_loss"] - b[-1]["eval_lm_loss"]) <= 1e-5 * a[-1]["eval_
 print(f"train_mpi_cuda: pp2·dp2·ep2 on 4 emulated devices: losses within {worst:.2e} of the CPU layout's")
 PY
 "$diff_bin" "$work/cpu/weights.h5" "$work/cuda/weights.h5" 1e-5 || { echo "FAIL: the gathered weights differ"; exit 1; }
-echo "train_mpi_cuda: refused 2 ranks on 1 device; the CUDA layout equals the CPU layout"
+# Exact resume on devices: dp2·ep2 (ZeRO-1 moment shards on the devices) for 4 steps, and for 2
+# steps then resumed to 4 from the checkpoint: the same losses and bitwise the same weights.
+resume=(train --config "$config" --set data.path="$data" --set train.eval_every=0 --set train.eval_batches=0
+  --set parallel.ep=2 --device cuda)
+# shellcheck disable=SC2086
+MLAMOE_SIMT_DEVICES=2 "$mpirun" -np 2 $flags "$mlamoe" "${resume[@]}" --set train.steps=4 --set train.run_dir="$work/straight" \
+  >"$work/straight.out" 2>&1 || { cat "$work/straight.out"; echo "FAIL: the 4-step run"; exit 1; }
+# shellcheck disable=SC2086
+MLAMOE_SIMT_DEVICES=2 "$mpirun" -np 2 $flags "$mlamoe" "${resume[@]}" --set train.steps=2 --set train.checkpoint_every=2 \
+  --set train.run_dir="$work/resumed" >"$work/resumed.out" 2>&1 || { cat "$work/resumed.out"; echo "FAIL: the 2-step run"; exit 1; }
+# shellcheck disable=SC2086
+MLAMOE_SIMT_DEVICES=2 "$mpirun" -np 2 $flags "$mlamoe" "${resume[@]}" --set train.steps=4 --resume "$work/resumed" \
+  >>"$work/resumed.out" 2>&1 || { cat "$work/resumed.out"; echo "FAIL: the resumed run"; exit 1; }
+/usr/bin/python3 - "$work" <<'PY'
+import json, sys
+w = sys.argv[1]
+a, b = ([json.loads(l)["loss"] for l in open(f"{w}/{d}/metrics.jsonl")] for d in ("straight", "resumed"))
+assert a == b and len(a) == 4, ("the resumed run's losses differ from the straight run's", a, b)
+PY
+"$diff_bin" "$work/straight/weights.h5" "$work/resumed/weights.h5" 0 || { echo "FAIL: resumed weights differ"; exit 1; }
+echo "train_mpi_cuda: refused 2 ranks on 1 device; the CUDA layout equals the CPU layout; resume on devices is exact"
