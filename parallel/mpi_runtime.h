@@ -8,6 +8,7 @@
 // watchdog's node-shared board (allocated right after MPI_Init, freed before MPI_Finalize).
 #pragma once
 #include <string>
+#include <vector>
 
 #include "parallel/watchdog.h"
 
@@ -25,6 +26,8 @@ class MpiRuntime {
   // This rank's index among the ranks of its node, and their number (MPI_COMM_TYPE_SHARED).
   int local_rank() const { return local_rank_; }
   int local_size() const { return local_size_; }
+  // Every rank of this node's `s` (at most 127 bytes), in local-rank order (collective over the node).
+  std::vector<std::string> node_all_gather(const std::string& s) const;
   // Whether the library granted MPI_THREAD_MULTIPLE (Open MPI does).
   bool thread_multiple() const { return thread_multiple_; }
   // The watchdog's board of this node's ranks; null if shared memory was unavailable.
@@ -35,6 +38,7 @@ class MpiRuntime {
 
  private:
   int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
+  void* node_ = nullptr;  // the node's MPI_Comm (MPI_COMM_TYPE_SHARED), freed before MPI_Finalize
   bool thread_multiple_ = false;
   WatchdogBoardPtr board_;
 };

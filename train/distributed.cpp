@@ -1,5 +1,6 @@
 #include "train/distributed.h"
 
+#include <algorithm>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
@@ -9,6 +10,7 @@
 #include "model/tensor/cuda/backend.h"
 #include "parallel/ep_dispatcher.h"
 #include "parallel/grad_sync.h"
+#include "parallel/mpi_runtime.h"
 #include "parallel/pipeline.h"
 
 namespace mlamoe {
@@ -34,15 +36,22 @@ int64_t ranks_on_this_node(int64_t world) {
   return world;
 }
 
-int cuda_device_for_rank(int local_rank, int local_size) {
+CudaBinding bind_cuda_device(const MpiRuntime* mpi) {
   int n = cuda_device_count();
+  MLAMOE_CHECK(n > 0, "no CUDA device is usable (backend " << cuda::backend_name(cuda::backend()) << ")");
+  CudaBinding b;
+  b.device = Device::cuda(mpi ? mpi->local_rank() % n : 0);
+  std::string mine = cuda::device_identity(b.device.index);
+  std::vector<std::string> all = mpi ? mpi->node_all_gather(mine) : std::vector<std::string>{mine};
+  int64_t same = std::count(all.begin(), all.end(), mine);
+  b.shared = same > 1;
   const char* share = std::getenv("MLAMOE_CUDA_SHARE_DEVICES");
-  bool shared = share && std::string(share) == "1";
-  MLAMOE_CHECK(local_size <= n || shared, local_size << " ranks on this node but " << n << " CUDA device" << (n == 1 ? "" : "s")
-                                                     << " (backend " << cuda::backend_name(cuda::backend())
-                                                     << "): start one rank per GPU, or set MLAMOE_CUDA_SHARE_DEVICES=1 to let "
-                                                        "ranks share them");
-  return local_rank % n;
+  MLAMOE_CHECK(!b.shared || (share && std::string(share) == "1"),
+               same << " of the " << all.size() << " ranks on this node use the same CUDA device (" << mine << "; " << n
+                    << " visible, backend " << cuda::backend_name(cuda::backend())
+                    << "): start one rank per GPU, or set MLAMOE_CUDA_SHARE_DEVICES=1 to let ranks share it");
+  cuda::set_device(b.device.index);
+  return b;
 }
 
 std::unique_ptr<Communicator> collectives_communicator(Device device, bool shared_device) {

@@ -7,6 +7,7 @@
 
 #include "model/modules/deepseek_model.h"
 #include "parallel/mesh.h"
+#include "parallel/mpi_runtime.h"
 #include "train/optimizer.h"
 
 namespace mlamoe {
@@ -21,11 +22,18 @@ bool any_rank_failed(Communicator* world, const std::string& err);
 // none says.
 int64_t ranks_on_this_node(int64_t world);
 
-// The CUDA device of the rank at `local_rank` of the `local_size` ranks on its node: one GPU per
-// rank, in local-rank order. More ranks than devices is an error naming both counts, unless
-// MLAMOE_CUDA_SHARE_DEVICES=1 lets them share round-robin (tests on one GPU: the MPI
-// communicator stages device buffers through the host, parallel/host_staging.h).
-int cuda_device_for_rank(int local_rank, int local_size);
+// This rank's CUDA device, made current (cuda::set_device): the device numbered by its node-local
+// rank, modulo the devices it sees (all of a node's GPUs: one each in local-rank order; one
+// visible GPU per rank, as Slurm's --gpus-per-task=1 gives: that one). Ranks of a node whose
+// devices are the same physical one (cuda::device_identity, gathered over the node) are an error
+// naming how many share which device, unless MLAMOE_CUDA_SHARE_DEVICES=1 allows it (tests on one
+// GPU: the MPI communicator stages device buffers through the host, parallel/host_staging.h).
+// mpi null: one process, device 0. Collective over the node.
+struct CudaBinding {
+  Device device = Device::cuda(0);
+  bool shared = false;  // another rank of the node uses the same device
+};
+CudaBinding bind_cuda_device(const MpiRuntime* mpi);
 
 // The communicator the mesh's collective groups (dp, ep, edp, embed) run on for ranks on
 // `device`: NCCL (nccl_world_communicator; its MPI stand-in in the SIMT emulator) for ranks with

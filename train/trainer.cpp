@@ -132,9 +132,9 @@ void set_up(Run& r, MpiRuntime* mpi, const StartOptions& start) {
     MLAMOE_CHECK(cuda_device_count() > 0, "train.device = \"cuda\", but no CUDA device is usable (backend "
                                               << cuda::backend_name(cuda::backend())
                                               << "; MLAMOE_CUDA_BACKEND=simt runs the CUDA kernels in the SIMT emulator)");
-    r.device = Device::cuda(cuda_device_for_rank(mpi ? mpi->local_rank() : 0, mpi ? mpi->local_size() : 1));
-    r.shared_device = mpi && mpi->local_size() > cuda_device_count();
-    cuda::set_device(r.device.index);
+    CudaBinding bound = bind_cuda_device(mpi);
+    r.device = bound.device;
+    r.shared_device = bound.shared;
   }
   MLAMOE_CHECK(mpi || (shape.pp == 1 && shape.ep == 1),
                "layout: parallel.pp = " << shape.pp << ", parallel.ep = " << shape.ep

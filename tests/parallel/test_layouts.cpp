@@ -224,9 +224,9 @@ int run_layout(const std::string& dir, int64_t pp, int64_t ep, const Precision& 
   Device dev = Device::cpu();
   bool shared = false;
   if (cuda) {
-    dev = Device::cuda(cuda_device_for_rank(mpi.local_rank(), mpi.local_size()));
-    shared = mpi.local_size() > cuda_device_count();
-    cuda::set_device(dev.index);
+    CudaBinding bound = bind_cuda_device(&mpi);
+    dev = bound.device;
+    shared = bound.shared;
   }
   Mesh mesh = make_mesh(mpi_world_communicator(), shape, collectives_communicator(dev, shared));
   ModelShard shard = shard_for(cfg, mesh);

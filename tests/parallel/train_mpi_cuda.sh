@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # train_mpi_cuda.sh MPIRUN "FLAGS" MLAMOE CHECKPOINT_DIFF CONFIG DATA WORKDIR: `mlamoe train --device cuda` under
 # mpirun, in the SIMT emulator (MLAMOE_CUDA_BACKEND=simt, MLAMOE_SIMT_DEVICES devices per node):
-#   - 2 ranks on a node with 1 device: one error line naming both counts, exit 1, no run directory;
+#   - 2 ranks on a node with 1 device: one error line naming the ranks and the device, exit 1, no run directory;
 #   - 4 ranks as pp 2 · dp 2 · ep 2, one device per rank, the collectives on the NCCL communicator
 #     (its MPI stand-in), 3 steps with a held-out evaluation: every
 #     step's losses and gradient norm within 1e-5 of the same layout on the CPU, and the gathered
@@ -21,8 +21,8 @@ if MLAMOE_SIMT_DEVICES=1 "$mpirun" -np 2 $flags "$mlamoe" "${common[@]}" --devic
   echo "FAIL: 2 ranks on 1 device were not refused"; exit 1
 fi
 n=$(grep -c '^mlamoe: error' "$work/refused.err" || true)
-grep -q '^mlamoe: error: 2 ranks on this node but 1 CUDA device' "$work/refused.err" && [ "$n" = 1 ] ||
-  { cat "$work/refused.err"; echo "FAIL: expected one line naming 2 ranks and 1 device"; exit 1; }
+grep -q '^mlamoe: error: 2 of the 2 ranks on this node use the same CUDA device (simt:0; 1 visible' "$work/refused.err" &&
+  [ "$n" = 1 ] || { cat "$work/refused.err"; echo "FAIL: expected one line naming the 2 ranks and their device"; exit 1; }
 [ ! -e "$work/refused" ] || { echo "FAIL: the refused run created its run directory"; exit 1; }
 
 layout=(--set parallel.pp=2 --set parallel.ep=2)

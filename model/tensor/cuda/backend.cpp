@@ -187,6 +187,14 @@ int device_of_pointer(const void* p) {
   return -1;
 }
 
+std::string device_identity(int device) {
+  check_device(device);
+#ifdef MLAMOE_WITH_CUDA
+  if (backend() == Backend::Gpu) return cuda_gpu::gpu_pci_bus_id(device);
+#endif
+  return "simt:" + std::to_string(device);
+}
+
 void set_device(int device) {
   check_device(device);
 #ifdef MLAMOE_WITH_CUDA

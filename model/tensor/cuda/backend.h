@@ -39,6 +39,9 @@ void synchronize();
 // for everything when no backend runs). The communicator stages device buffers through the host
 // with it (parallel/host_staging.h).
 int device_of_pointer(const void* p);
+// What names the physical device across processes: the PCI bus id on a GPU ("0000:1b:00.0", the
+// same whichever CUDA_VISIBLE_DEVICES numbering a process sees), "simt:<index>" in the emulator.
+std::string device_identity(int device);
 // Makes `device` the one this process's kernels, copies and allocations use (once, at start-up:
 // one device per rank, train/trainer.cpp picks it from the node-local rank).
 void set_device(int device);
@@ -59,6 +62,7 @@ void gpu_check_launch(const char* kernel);
 std::string gpu_device_name(int device);  // after every launch: the launch error, if any
 int gpu_pointer_device(const void* p);    // cudaPointerGetAttributes: the device of device memory, else -1
 void gpu_set_device(int device);
+std::string gpu_pci_bus_id(int device);
 // The result of a launch-configuration call (cudaFuncSetAttribute), passed as an int (cudaError_t).
 void gpu_check_launch_config(int error, const char* kernel);
 // Streams and events (stream.h), as opaque cudaStream_t / cudaEvent_t.

@@ -77,6 +77,12 @@ int gpu_pointer_device(const void* p) {
 
 void gpu_set_device(int device) { check(cudaSetDevice(device), "cudaSetDevice"); }
 
+std::string gpu_pci_bus_id(int device) {
+  char id[64] = {0};
+  check(cudaDeviceGetPCIBusId(id, sizeof(id), device), "cudaDeviceGetPCIBusId");
+  return id;
+}
+
 void gpu_check_launch_config(int error, const char* kernel) { check(static_cast<cudaError_t>(error), kernel); }
 
 void gpu_check_launch(const char* kernel) {
