@@ -3,6 +3,7 @@
 #include <chrono>
 #include <map>
 #include <unordered_map>
+#include <vector>
 
 #include "model/autograd/node.h"
 #include "model/ops/elementwise.h"
@@ -144,6 +145,30 @@ thread_local int backward_depth = 0;
 thread_local double nested_backward_seconds = 0;
 }  // namespace
 
+namespace {
+// The engine's ready nodes, one stack per Node::BackwardOrder.
+class ReadyNodes {
+ public:
+  void push(Node* n) { stacks_[static_cast<int>(n->backward_order())].push_back(n); }
+  bool empty() const { return stacks_[0].empty() && stacks_[1].empty() && stacks_[2].empty(); }
+  Node* pop() {
+    for (int order : {kStarts, kNormal, kWaits}) {
+      if (stacks_[order].empty()) continue;
+      Node* n = stacks_[order].back();
+      stacks_[order].pop_back();
+      return n;
+    }
+    return nullptr;
+  }
+
+ private:
+  static constexpr int kNormal = static_cast<int>(Node::BackwardOrder::Normal);
+  static constexpr int kStarts = static_cast<int>(Node::BackwardOrder::StartsCommunication);
+  static constexpr int kWaits = static_cast<int>(Node::BackwardOrder::WaitsForCommunication);
+  std::vector<Node*> stacks_[3];
+};
+}  // namespace
+
 void run_backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
   auto t_begin = std::chrono::steady_clock::now();
   ++backward_depth;
@@ -184,13 +209,15 @@ void run_backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
     }
   }
 
-  // Kahn's algorithm: a node runs when every consumer has delivered its gradient.
+  // Kahn's algorithm: a node runs when every consumer has delivered its gradient. Among the ready
+  // nodes, those that start communication go first and those that wait for it last (Node::
+  // backward_order); within each kind, the last ready runs first (depth-first).
   std::unordered_map<Node*, Tensor> grads;
   grads[start.get()] = seed;
-  std::vector<Node*> ready{start.get()};
+  ReadyNodes ready;
+  ready.push(start.get());
   while (!ready.empty()) {
-    Node* n = ready.back();
-    ready.pop_back();
+    Node* n = ready.pop();
     std::vector<Tensor> dins;
     if (auto it = grads.find(n); it != grads.end()) {
       MLAMOE_CHECK(!n->released, "backward: the graph through "
@@ -225,7 +252,7 @@ void run_backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
       }
       // A node whose consumers all delivered nothing still runs (as a no-op), so that the count of
       // every node below it still reaches zero.
-      if (--pending[e] == 0) ready.push_back(e);
+      if (--pending[e] == 0) ready.push(e);
     }
     if (!retain_graph && !dynamic_cast<AccumulateGrad*>(n)) {
       n->release();

@@ -30,6 +30,16 @@ struct Node {
   // Drop saved tensors once backward has run (the graph's memory is released with them).
   virtual void release() {}
 
+  // When the engine runs this node among those ready (every consumer has delivered its gradient).
+  // Normal nodes run depth-first, last ready first. A node whose backward starts communication
+  // (BackwardOrder::StartsCommunication) runs before any normal one, and a node whose backward
+  // only waits for communication started by another node (WaitsForCommunication) runs once
+  // nothing else is ready: the work in between overlaps the transfer (parallel/README.md "Overlap").
+  // The order depends only on the graph, so every rank of a group starts and waits for its
+  // collectives in the same order.
+  enum class BackwardOrder { Normal, StartsCommunication, WaitsForCommunication };
+  virtual BackwardOrder backward_order() const { return BackwardOrder::Normal; }
+
   // One edge per input: that input's grad_fn, its gradient accumulator if it is a leaf that
   // requires grad, or nullptr if no gradient is wanted for it.
   std::vector<std::shared_ptr<Node>> next;

@@ -1,8 +1,13 @@
 // Autograd engine: reverse topological order, accumulation across uses and across backward passes
 // (micro-batches), NoGrad, tensors that hold state without gradient, and release of the graph's
-// memory once a backward has run.
+// memory once a backward has run, and the order hint of nodes that start or wait for communication.
 #include <gtest/gtest.h>
 
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model/autograd/node.h"
 #include "model/ops/ops.h"
 
 namespace mlamoe {
@@ -118,6 +123,47 @@ TEST(Autograd, ViewsOfLeavesRouteGradients) {
   sum(add(scale(parts[0], 10.0), sum(parts[1].transpose(0, 1), 0).unsqueeze(1))).backward();
   // Column 0 enters scaled by 10; columns 1-2 enter once each through the transpose and reduction.
   EXPECT_EQ(x.grad().to_vector<float>(), (std::vector<float>{10, 1, 1, 10, 1, 1}));
+}
+
+// A node that logs its name when its backward runs and passes the gradient through.
+struct Logged : Node {
+  Logged(std::string n, BackwardOrder o, std::vector<std::string>* log) : label(std::move(n)), order(o), log(log) {}
+  const char* name() const override { return label.c_str(); }
+  BackwardOrder backward_order() const override { return order; }
+  std::vector<Tensor> backward(const Tensor& dout) override {
+    log->push_back(label);
+    return {dout};
+  }
+  std::string label;
+  BackwardOrder order;
+  std::vector<std::string>* log;
+};
+
+Tensor logged(const Tensor& x, const std::string& label, Node::BackwardOrder order, std::vector<std::string>* log) {
+  Tensor y = x.detach().clone();
+  connect(y, std::make_shared<Logged>(label, order, log), {x});
+  return y;
+}
+
+// The overlap of communication with the backward (parallel/README.md "Overlap"): a node that starts
+// communication runs as soon as it is ready, one that waits for it runs once nothing else is, so
+// the other branch's nodes run in between; without the hint the branch ready last runs first.
+TEST(Autograd, CommunicationStartsEarlyAndIsWaitedForLate) {
+  using O = Node::BackwardOrder;
+  std::vector<std::string> log;
+  Tensor x = param({1, 2}, {2}), v = param({3, 4}, {2});
+  // Branch a: x -> sent (waits) -> arrived (starts); branch b: v -> b1 -> b2.
+  Tensor a = logged(logged(x, "sent", O::WaitsForCommunication, &log), "arrived", O::StartsCommunication, &log);
+  Tensor b = logged(logged(v, "b1", O::Normal, &log), "b2", O::Normal, &log);
+  sum(add(b, a)).backward();  // add's backward readies b then a: a (normal) would run first
+  EXPECT_EQ(log, (std::vector<std::string>{"arrived", "b2", "b1", "sent"}));
+  EXPECT_EQ(x.grad().to_vector<float>(), (std::vector<float>{1, 1}));
+  // The same graph with plain nodes is depth-first, last ready first: branch a, then b.
+  log.clear();
+  Tensor a2 = logged(logged(x, "sent", O::Normal, &log), "arrived", O::Normal, &log);
+  Tensor b2 = logged(logged(v, "b1", O::Normal, &log), "b2", O::Normal, &log);
+  sum(add(b2, a2)).backward();
+  EXPECT_EQ(log, (std::vector<std::string>{"arrived", "sent", "b2", "b1"}));
 }
 
 }  // namespace
