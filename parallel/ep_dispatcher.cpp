@@ -10,43 +10,99 @@ namespace mlamoe {
 
 namespace {
 
-// x [rows, D]: send_rows[r] consecutive rows to rank r.
-Tensor exchange_rows(const Tensor& x, const std::vector<int64_t>& send_rows, const std::vector<int64_t>& recv_rows,
-                     Communicator& comm) {
+// One exchange of rows in flight: x [rows, D], send_rows[r] consecutive rows to rank r, into
+// out [Σ recv_rows, D] in rank order. The request's wait completes it; x stays alive until then.
+struct Exchange {
+  Tensor x, out;
+  std::unique_ptr<Request> request;
+};
+
+std::shared_ptr<Exchange> start_exchange(const Tensor& x, const std::vector<int64_t>& send_rows,
+                                         const std::vector<int64_t>& recv_rows, Communicator& comm) {
   int64_t d = x.size(1);
   int64_t total = std::accumulate(recv_rows.begin(), recv_rows.end(), int64_t{0});
-  Tensor xc = x.contiguous();
-  Tensor out = Tensor::empty({total, d}, x.dtype(), x.device());
+  auto ex = std::make_shared<Exchange>();
+  ex->x = x.contiguous();
+  ex->out = Tensor::empty({total, d}, x.dtype(), x.device());
   std::vector<int64_t> send_elems(send_rows.size()), recv_elems(recv_rows.size());
   for (size_t r = 0; r < send_elems.size(); ++r) send_elems[r] = send_rows[r] * d, recv_elems[r] = recv_rows[r] * d;
-  comm.all_to_all_v(comm_buffer(xc), send_elems, comm_buffer(out), recv_elems, x.dtype());
-  return out;
+  ex->request = comm.iall_to_all_v(comm_buffer(ex->x), send_elems, comm_buffer(ex->out), recv_elems, x.dtype());
+  return ex;
 }
 
-struct AllToAllRowsBackward : Node {
-  const char* name() const override { return "AllToAllRowsBackward"; }
-  std::vector<Tensor> backward(const Tensor& dout) override { return {exchange_rows(dout, recv_rows, send_rows, *comm)}; }
-  std::vector<int64_t> send_rows, recv_rows;
+Tensor finish_exchange(Exchange& ex) {
+  ex.request->wait();
+  ex.request.reset();
+  ex.x = Tensor();
+  return std::move(ex.out);
+}
+
+// The backward of one exchange, as two nodes so that other work runs while the gradients travel
+// (model/autograd/node.h, Node::BackwardOrder). In the graph: x -> RowsSent -> (token) ->
+// RowsArrived -> out. RowsArrived's backward starts the reverse exchange of dout as soon as dout
+// is complete; RowsSent's backward, run once nothing else is ready, waits and hands x its gradient.
+struct ReverseExchange {
+  std::vector<int64_t> send_rows, recv_rows;  // of the forward exchange
   Communicator* comm = nullptr;
+  std::shared_ptr<Exchange> in_flight;
+};
+
+struct RowsArrivedBackward : Node {
+  const char* name() const override { return "AllToAllRowsBackward"; }
+  BackwardOrder backward_order() const override { return BackwardOrder::StartsCommunication; }
+  std::vector<Tensor> backward(const Tensor& dout) override {
+    state->in_flight = start_exchange(dout, state->recv_rows, state->send_rows, *state->comm);
+    return {Tensor::zeros({0}, DType::F32, dout.device())};  // the token's gradient: "started"
+  }
+  std::shared_ptr<ReverseExchange> state;
+};
+
+struct RowsSentBackward : Node {
+  const char* name() const override { return "AllToAllRowsWait"; }
+  BackwardOrder backward_order() const override { return BackwardOrder::WaitsForCommunication; }
+  std::vector<Tensor> backward(const Tensor&) override {
+    MLAMOE_CHECK(state->in_flight, "all_to_all_rows backward: the reverse exchange was never started");
+    auto ex = std::move(state->in_flight);
+    return {finish_exchange(*ex)};
+  }
+  std::shared_ptr<ReverseExchange> state;
 };
 
 }  // namespace
 
-Tensor all_to_all_rows(const Tensor& x, const std::vector<int64_t>& send_rows, const std::vector<int64_t>& recv_rows,
-                       Communicator& comm) {
+RowsInFlight all_to_all_rows_start(const Tensor& x, const std::vector<int64_t>& send_rows, const std::vector<int64_t>& recv_rows,
+                                   Communicator& comm) {
   MLAMOE_CHECK(x.dim() == 2, "all_to_all_rows: expected rows [rows, D], got " << x.describe());
   MLAMOE_CHECK(std::accumulate(send_rows.begin(), send_rows.end(), int64_t{0}) == x.size(0),
                "all_to_all_rows: send counts do not add up to the " << x.size(0) << " rows");
-  Tensor out = exchange_rows(x, send_rows, recv_rows, comm);
-  // Every rank records the node (or none does): the backward exchange is collective.
+  std::shared_ptr<Exchange> ex = start_exchange(x, send_rows, recv_rows, comm);
+  // Every rank records the nodes (or none does): the backward exchange is collective.
+  std::shared_ptr<ReverseExchange> state;
+  Tensor token;
   if (needs_grad({x})) {
-    auto node = std::make_shared<AllToAllRowsBackward>();
-    node->send_rows = send_rows;
-    node->recv_rows = recv_rows;
-    node->comm = &comm;
-    connect(out, node, {x});
+    state = std::make_shared<ReverseExchange>();
+    state->send_rows = send_rows;
+    state->recv_rows = recv_rows;
+    state->comm = &comm;
+    auto sent = std::make_shared<RowsSentBackward>();
+    sent->state = state;
+    token = Tensor::zeros({0}, DType::F32, x.device());
+    connect(token, sent, {x});
   }
-  return out;
+  return RowsInFlight([ex, state, token]() {
+    Tensor out = finish_exchange(*ex);
+    if (state) {
+      auto arrived = std::make_shared<RowsArrivedBackward>();
+      arrived->state = state;
+      connect(out, arrived, {token});
+    }
+    return out;
+  });
+}
+
+Tensor all_to_all_rows(const Tensor& x, const std::vector<int64_t>& send_rows, const std::vector<int64_t>& recv_rows,
+                       Communicator& comm) {
+  return all_to_all_rows_start(x, send_rows, recv_rows, comm).wait();
 }
 
 EpDispatcher::EpDispatcher(Communicator& comm, int64_t n_experts) : comm_(comm), n_experts_(n_experts) {
@@ -55,7 +111,7 @@ EpDispatcher::EpDispatcher(Communicator& comm, int64_t n_experts) : comm_(comm),
   counts_per_rank_.assign(comm.size(), n_experts / comm.size());
 }
 
-Tensor EpDispatcher::dispatch_all_to_all(const Tensor& send_ND, DispatchPlan& plan) {
+RowsInFlight EpDispatcher::dispatch_all_to_all(const Tensor& send_ND, DispatchPlan& plan) {
   int64_t ep = plan.ep, e_local = plan.local_experts;
   MLAMOE_CHECK(ep == comm_.size() && ep * e_local == n_experts_ && static_cast<int64_t>(plan.send_counts.size()) == n_experts_,
                "dispatch_all_to_all: a plan for ep = " << ep << " with " << plan.send_counts.size() << " expert counts, the "
@@ -67,11 +123,11 @@ Tensor EpDispatcher::dispatch_all_to_all(const Tensor& send_ND, DispatchPlan& pl
   plan.recv_rows.assign(ep, 0);
   for (int64_t s = 0; s < ep; ++s)
     for (int64_t e = 0; e < e_local; ++e) plan.recv_rows[s] += plan.recv_counts[s * e_local + e];
-  return all_to_all_rows(send_ND, plan.send_rows, plan.recv_rows, comm_);
+  return all_to_all_rows_start(send_ND, plan.send_rows, plan.recv_rows, comm_);
 }
 
-Tensor EpDispatcher::combine_all_to_all(const Tensor& y_RD, const DispatchPlan& plan) {
-  return all_to_all_rows(y_RD, plan.recv_rows, plan.send_rows, comm_);
+RowsInFlight EpDispatcher::combine_all_to_all(const Tensor& y_RD, const DispatchPlan& plan) {
+  return all_to_all_rows_start(y_RD, plan.recv_rows, plan.send_rows, comm_);
 }
 
 }  // namespace mlamoe

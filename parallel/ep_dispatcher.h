@@ -5,7 +5,8 @@
 //   dispatch_all_to_all: the per-(rank, local expert) counts (an all-to-all of E_local counts per
 //                        pair of ranks), then the rows (all-to-all-v, rows grouped by destination);
 //   combine_all_to_all:  the reverse all-to-all-v of the expert outputs.
-// The row exchange is an autograd op whose backward is the reverse exchange of the gradients.
+// The row exchange is an autograd op whose backward is the reverse exchange of the gradients; both
+// are started and returned in flight, so the caller (and the backward) computes meanwhile.
 //
 // Dimension letters: the MoE legend in model/modules/moe.h.
 #pragma once
@@ -17,9 +18,16 @@
 namespace mlamoe {
 
 // x [rows, D] with send_rows[r] consecutive rows for rank r -> [Σ recv_rows, D] in rank order.
-// Differentiable: the gradient goes back by the same exchange with the counts swapped.
+// Differentiable: the gradient goes back by the same exchange with the counts swapped, started as
+// soon as it is complete and waited for once the backward has nothing else ready (two nodes,
+// Node::BackwardOrder). Collective over comm: every rank calls it with matching counts.
+// Errors (Error): x not 2-d, send_rows not summing to x's rows; the communicator's own checks.
 Tensor all_to_all_rows(const Tensor& x, const std::vector<int64_t>& send_rows, const std::vector<int64_t>& recv_rows,
                        Communicator& comm);
+// The same exchange, started (iall_to_all_v) and returned in flight: compute what does not need
+// the rows, then wait().
+RowsInFlight all_to_all_rows_start(const Tensor& x, const std::vector<int64_t>& send_rows, const std::vector<int64_t>& recv_rows,
+                                   Communicator& comm);
 
 class EpDispatcher final : public ExpertDispatcher {
  public:
@@ -27,8 +35,8 @@ class EpDispatcher final : public ExpertDispatcher {
   EpDispatcher(Communicator& comm, int64_t n_experts);
   int64_t ep_size() const override { return comm_.size(); }
   int64_t ep_rank() const override { return comm_.rank(); }
-  Tensor dispatch_all_to_all(const Tensor& send_ND, DispatchPlan& plan) override;
-  Tensor combine_all_to_all(const Tensor& y_RD, const DispatchPlan& plan) override;
+  RowsInFlight dispatch_all_to_all(const Tensor& send_ND, DispatchPlan& plan) override;
+  RowsInFlight combine_all_to_all(const Tensor& y_RD, const DispatchPlan& plan) override;
 
  private:
   Communicator& comm_;

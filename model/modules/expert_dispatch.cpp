@@ -70,24 +70,45 @@ Tensor ExpertDispatcher::combine_preprocess(const Tensor& y_RD, const DispatchPl
 
 Tensor ExpertDispatcher::combine_postprocess(const Tensor& yp_ND, const DispatchPlan&) const { return yp_ND; }
 
+RowsInFlight::RowsInFlight(Tensor arrived) : arrived_(std::move(arrived)) {}
+RowsInFlight::RowsInFlight(std::function<Tensor()> wait) : wait_(std::move(wait)) {}
+
+RowsInFlight::~RowsInFlight() {
+  if (!wait_) return;
+  try {
+    wait_();
+  } catch (const Error&) {  // a destructor must not throw; the caller's own error is on its way
+  }
+}
+
+Tensor RowsInFlight::wait() {
+  if (wait_) {
+    auto finish = std::move(wait_);
+    wait_ = nullptr;
+    arrived_ = finish();
+  }
+  MLAMOE_CHECK(arrived_.defined(), "RowsInFlight::wait: no exchange in flight (never started, or already waited for)");
+  return std::move(arrived_);
+}
+
 Dispatched ExpertDispatcher::dispatch(const Tensor& xp_ND, const std::vector<int64_t>& counts_E) {
   Dispatched out;
   Tensor send_ND = dispatch_preprocess(xp_ND, counts_E, out.plan);
-  Tensor recv_RD = dispatch_all_to_all(send_ND, out.plan);
+  Tensor recv_RD = dispatch_all_to_all(send_ND, out.plan).wait();
   out.rows = dispatch_postprocess(recv_RD, out.plan);
   return out;
 }
 
 Tensor ExpertDispatcher::combine(const Tensor& y_RD, const DispatchPlan& plan) {
   Tensor src_major_RD = combine_preprocess(y_RD, plan);
-  Tensor yp_ND = combine_all_to_all(src_major_RD, plan);
+  Tensor yp_ND = combine_all_to_all(src_major_RD, plan).wait();
   return combine_postprocess(yp_ND, plan);
 }
 
-Tensor LocalDispatcher::dispatch_all_to_all(const Tensor& send_ND, DispatchPlan& plan) {
+RowsInFlight LocalDispatcher::dispatch_all_to_all(const Tensor& send_ND, DispatchPlan& plan) {
   plan.recv_counts = plan.send_counts;
   plan.recv_rows = plan.send_rows;
-  return send_ND;
+  return RowsInFlight(send_ND);
 }
 
 }  // namespace mlamoe

@@ -17,13 +17,15 @@
 // *_all_to_all functions are virtual. An implementation (EpDispatcher over MPI today, the same
 // class over an NCCL Communicator later) supplies the communication and nothing else.
 //
-// Overlap (what a GPU version would do; the CPU path runs the phases in order): while
-// dispatch_all_to_all is in flight on the communication stream, the compute stream runs the
-// shared experts (they need only the layer input) and, with several micro-batches in flight,
-// another micro-batch's attention; while combine_all_to_all is in flight, the next micro-batch's
-// router and permute (DeepSeek-V3's DualPipe pairs one micro-batch's all-to-all with another's
-// computation, backward passes likewise). The local phases are short host/device index work and
-// overlap nothing. The counts exchange at the start of dispatch_all_to_all is a host
+// Overlap (parallel/README.md "Overlap"): each *_all_to_all starts its row exchange and returns it
+// in flight (RowsInFlight); the caller computes what does not need the rows, then waits. The MoE
+// layer runs its shared experts (they need only the layer input) while the dispatched rows
+// travel. In the backward, the exchange of the combine's gradients is started as soon as they
+// exist and waited for once nothing else is ready (Node::BackwardOrder): the router's and the
+// shared experts' backward run meanwhile. On a GPU with NCCL the exchange runs on the
+// communicator's stream beside those kernels; on MPI it progresses as the library allows.
+// Overlapping one micro-batch's exchange with another micro-batch's attention (DeepSeek-V3's
+// DualPipe) is not done. The counts exchange at the start of dispatch_all_to_all is a host
 // synchronisation (the row split sizes must be known on the host), which is why it sits in the
 // communication phase and not in the pre-processing.
 //
@@ -34,6 +36,7 @@
 // received for this rank's experts, D hidden, E routed experts, E_local = E / ep per rank).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "model/tensor/tensor.h"
@@ -58,6 +61,24 @@ struct DispatchPlan {
   Tensor to_source_major;             // [R] i64: its inverse
 };
 
+// A row exchange that has been started: wait() completes it and returns the rows that arrived
+// (an autograd tensor). Waiting twice, or on an empty one, is an error; an exchange never waited
+// for is completed by the destructor (every rank must finish what it started).
+class RowsInFlight {
+ public:
+  RowsInFlight() = default;
+  explicit RowsInFlight(Tensor arrived);                // an exchange that is already complete
+  explicit RowsInFlight(std::function<Tensor()> wait);  // completed by `wait`
+  RowsInFlight(RowsInFlight&&) = default;
+  RowsInFlight& operator=(RowsInFlight&&) = default;
+  ~RowsInFlight();
+  Tensor wait();
+
+ private:
+  Tensor arrived_;
+  std::function<Tensor()> wait_;
+};
+
 struct Dispatched {
   Tensor rows;        // [R, D] grouped by local expert (plan.local_counts rows each)
   DispatchPlan plan;  // what combine needs to route the outputs back
@@ -74,21 +95,23 @@ class ExpertDispatcher {
   // plan's send side and returns the rows to send ([N, D]: xp_ND itself, already grouped by
   // destination rank since each rank holds a contiguous block of experts).
   Tensor dispatch_preprocess(const Tensor& xp_ND, const std::vector<int64_t>& counts_E, DispatchPlan& plan) const;
-  // (communication) The per-(rank, local expert) counts, then the rows: fills the plan's receive
-  // side and returns the received rows [R, D] source-major (by source rank, then local expert).
-  virtual Tensor dispatch_all_to_all(const Tensor& send_ND, DispatchPlan& plan) = 0;
+  // (communication) The per-(rank, local expert) counts (blocking), then the rows: fills the
+  // plan's receive side and returns the row exchange in flight; its wait() gives the received
+  // rows [R, D] source-major (by source rank, then local expert).
+  virtual RowsInFlight dispatch_all_to_all(const Tensor& send_ND, DispatchPlan& plan) = 0;
   // (local) source-major -> expert-major: fills the plan's regrouping; returns rows_RD [R, D].
   Tensor dispatch_postprocess(const Tensor& recv_RD, DispatchPlan& plan) const;
 
   // ---- combine ----
   // (local) y_RD [R, D] (the experts' outputs, in dispatch_postprocess's order) -> source-major.
   Tensor combine_preprocess(const Tensor& y_RD, const DispatchPlan& plan) const;
-  // (communication) The reverse row exchange: [R, D] source-major -> [N, D] in xp_ND's order.
-  virtual Tensor combine_all_to_all(const Tensor& y_RD, const DispatchPlan& plan) = 0;
+  // (communication) The reverse row exchange, in flight: [R, D] source-major -> [N, D] in
+  // xp_ND's order.
+  virtual RowsInFlight combine_all_to_all(const Tensor& y_RD, const DispatchPlan& plan) = 0;
   // (local) Nothing to do: the caller's moe_combine un-permutes and weights (yp_ND returned as is).
   Tensor combine_postprocess(const Tensor& yp_ND, const DispatchPlan& plan) const;
 
-  // Conveniences: the three phases in order.
+  // Conveniences: the three phases in order, each exchange waited for at once.
   Dispatched dispatch(const Tensor& xp_ND, const std::vector<int64_t>& counts_E);
   Tensor combine(const Tensor& y_RD, const DispatchPlan& plan);
 };
@@ -98,8 +121,8 @@ class LocalDispatcher final : public ExpertDispatcher {
  public:
   int64_t ep_size() const override { return 1; }
   int64_t ep_rank() const override { return 0; }
-  Tensor dispatch_all_to_all(const Tensor& send_ND, DispatchPlan& plan) override;
-  Tensor combine_all_to_all(const Tensor& y_RD, const DispatchPlan&) override { return y_RD; }
+  RowsInFlight dispatch_all_to_all(const Tensor& send_ND, DispatchPlan& plan) override;
+  RowsInFlight combine_all_to_all(const Tensor& y_RD, const DispatchPlan&) override { return RowsInFlight(y_RD); }
 };
 
 }  // namespace mlamoe

@@ -67,8 +67,10 @@ MoeOutput MoeLayer::forward(const Tensor& u) const {
   // Dispatch in its three phases (model/modules/expert_dispatch.h): only the middle one communicates.
   DispatchPlan plan;
   Tensor send_ND = dispatcher->dispatch_preprocess(xp_ND, counts_E, plan);
-  Tensor recv_RD = dispatcher->dispatch_all_to_all(send_ND, plan);
-  Tensor rows_RD = dispatcher->dispatch_postprocess(recv_RD, plan);  // grouped by local expert
+  RowsInFlight recv_RD = dispatcher->dispatch_all_to_all(send_ND, plan);
+  // While the rows travel, the shared experts run: they need only the layer input.
+  Tensor shared_SD = shared_experts.defined() ? shared_experts.forward(x_SD) : Tensor();
+  Tensor rows_RD = dispatcher->dispatch_postprocess(recv_RD.wait(), plan);  // grouped by local expert
   std::vector<int64_t> active_counts;
   std::vector<Tensor> gate, up, down;
   for (size_t e = 0; e < experts.size(); ++e) {
@@ -82,10 +84,12 @@ MoeOutput MoeLayer::forward(const Tensor& u) const {
   Tensor y_RD = active_counts.empty() ? scale(rows_RD, 0.0) : expert_swiglu(rows_RD, active_counts, gate, up, down);
   // Combine in its three phases.
   Tensor back_RD = dispatcher->combine_preprocess(y_RD, plan);
-  Tensor yp_ND = dispatcher->combine_all_to_all(back_RD, plan);  // in xp_ND's order
+  Tensor yp_ND = dispatcher->combine_all_to_all(back_RD, plan).wait();  // in xp_ND's order
   yp_ND = dispatcher->combine_postprocess(yp_ND, plan);
   Tensor y_SD = moe_combine(yp_ND, w_SK, perm.slot);
-  if (shared_experts.defined()) y_SD = add(y_SD, shared_experts.forward(x_SD));
+  // shared + routed, in that order: the backward then reaches the routed path first, starts the
+  // exchange of its gradients, and runs the shared experts' backward while they travel.
+  if (shared_experts.defined()) y_SD = add(shared_SD, y_SD);
 
   MoeOutput out;
   out.y = y_SD.reshape({b, t, d});

@@ -10,9 +10,11 @@
 #include <cstdio>
 #include <functional>
 #include <initializer_list>
+#include <memory>
 #include <numeric>
 #include <string>
 
+#include "model/autograd/node.h"
 #include "model/ops/ops.h"
 #include "model/tensor/cuda/backend.h"
 #include "parallel/communicator.h"
@@ -186,6 +188,34 @@ TEST(Watchdog, BlockingCallsAreRecorded) {
   EXPECT_EQ((progress::what.load() >> 8) & 0xff, comm_kind_of("ep"));
   EXPECT_STREQ(comm_op_name(CommOp::WaitRecv), "wait(irecv)");
   EXPECT_STREQ(comm_kind_name(comm_kind_of("someone's group")), "group");
+}
+
+// Host waits for the device (model/tensor/cuda/backend.h, HostWait) are blocking calls the watchdog
+// sees, as a wait on the world group, where an NCCL collective queued on the device would leave a
+// rank waiting; inside a blocking call (a staging copy) they are that call's.
+TEST(Watchdog, HostWaitsForTheDeviceAreRecorded) {
+  auto c = world();
+  watch_device_waits(c->size());
+  uint64_t s0 = progress::seq.load();
+  {
+    cuda::HostWait waiting;
+    EXPECT_EQ(progress::seq.load(), s0 + 1);
+    EXPECT_EQ(static_cast<CommOp>(progress::what.load() & 0xff), CommOp::WaitDevice);
+    EXPECT_EQ((progress::what.load() >> 8) & 0xff, comm_kind_of("world"));
+    cuda::HostWait nested;  // counts once
+    EXPECT_EQ(progress::seq.load(), s0 + 1);
+  }
+  EXPECT_EQ(progress::seq.load(), s0 + 2);
+  {
+    BlockingCall in_a_call(pack_call(CommOp::AllReduce, comm_kind_of("dp"), 0, -1));
+    cuda::HostWait staging;
+    EXPECT_EQ(progress::seq.load(), s0 + 3);
+    EXPECT_EQ(static_cast<CommOp>(progress::what.load() & 0xff), CommOp::AllReduce);
+  }
+  EXPECT_EQ(progress::seq.load(), s0 + 4);
+  unwatch_device_waits();
+  { cuda::HostWait unwatched; }
+  EXPECT_EQ(progress::seq.load(), s0 + 4);
 }
 
 // The checked front: a bad argument throws mlamoe::Error naming the collective, the group and the
@@ -388,6 +418,47 @@ TEST(EpDispatch, RowExchangeBackwardIsTheReverseExchange) {
   Tensor again = all_to_all_rows(x.detach(), send_rows, recv_rows, *c);
   Tensor round_trip = all_to_all_rows(again, recv_rows, send_rows, *c);
   EXPECT_EQ(round_trip.to_vector<double>(), xs);
+}
+
+// A node that runs a check when its backward runs (and passes the gradient through).
+struct Probe : Node {
+  const char* name() const override { return "Probe"; }
+  std::vector<Tensor> backward(const Tensor& dout) override {
+    check();
+    return {dout};
+  }
+  std::function<void()> check;
+};
+
+// Overlap in the backward (parallel/README.md "Overlap"): the reverse exchange starts as soon as the
+// gradient of the received rows is complete, other ready work runs while it travels, and only
+// then is it waited for. The probe, on a branch of its own, sees the exchange started (one more
+// all-to-all recorded) and x's gradient not yet delivered.
+TEST(EpDispatch, RowExchangeBackwardOverlapsOtherWork) {
+  auto c = world();
+  int r = c->rank(), n = c->size();
+  std::vector<int64_t> send_rows(n, 2), recv_rows(n, 2);
+  Rng rng(5 + r);
+  Tensor x = Tensor::randn({2 * n, 3}, rng, 1.0, DType::F64).set_requires_grad(true);
+  Tensor v = Tensor::randn({4}, rng, 1.0, DType::F64).set_requires_grad(true);
+  RowsInFlight in_flight = all_to_all_rows_start(x, send_rows, recv_rows, *c);
+  Tensor y = in_flight.wait();
+  int64_t started_before = c->stats().calls["all_to_all"];
+  bool probed = false;
+  auto probe = std::make_shared<Probe>();
+  probe->check = [&] {
+    probed = true;
+    EXPECT_EQ(c->stats().calls["all_to_all"], started_before + 1) << "the reverse exchange had not started";
+    EXPECT_FALSE(x.grad().defined()) << "the reverse exchange was waited for before the other branch ran";
+  };
+  Tensor u = v.detach().clone();
+  connect(u, probe, {v});
+  sum(add(sum(u), sum(mul(y, y)))).backward();
+  EXPECT_TRUE(probed);
+  // The gradient is still the reverse exchange of 2y.
+  Tensor expect = all_to_all_rows(scale(y.detach(), 2.0), recv_rows, send_rows, *c);
+  EXPECT_EQ(x.grad().to_vector<double>(), expect.to_vector<double>());
+  EXPECT_THROW(in_flight.wait(), Error);  // waited for already
 }
 
 }  // namespace
