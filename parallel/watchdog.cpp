@@ -10,6 +10,7 @@
 #include <memory>
 #include <sstream>
 
+#include "model/tensor/cuda/backend.h"
 #include "parallel/mpi_runtime.h"
 
 namespace mlamoe {
@@ -116,6 +117,8 @@ const char* comm_op_name(CommOp op) {
       return "wait(irecv)";
     case CommOp::WaitBarrier:
       return "wait(ibarrier)";
+    case CommOp::WaitDevice:
+      return "a wait for the device's queued work (a collective queued there has not completed)";
   }
   return "an unknown operation";
 }
@@ -132,6 +135,42 @@ uint32_t register_communicator(std::vector<int> world_ranks) {
   std::lock_guard<std::mutex> lk(g_registry_mu);
   g_registry.push_back(std::move(world_ranks));
   return static_cast<uint32_t>(g_registry.size() - 1);
+}
+
+namespace {
+// Host waits for the device as blocking calls (watch_device_waits). Only the thread that asked is
+// watched (BlockingCall's contract: the main thread); nested waits count once, and a wait inside
+// a blocking call is that call's.
+uint64_t g_device_wait_what = 0;
+thread_local bool t_device_waits_watched = false;
+thread_local int t_device_wait_depth = 0;
+thread_local bool t_device_wait_counted = false;
+
+void device_wait_begin() {
+  if (!t_device_waits_watched || t_device_wait_depth++ > 0) return;
+  t_device_wait_counted = (progress::seq.load(std::memory_order_relaxed) & 1) == 0;
+  if (!t_device_wait_counted) return;  // already inside a blocking call
+  progress::what.store(g_device_wait_what, std::memory_order_relaxed);
+  progress::seq.store(progress::seq.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+}
+
+void device_wait_end() {
+  if (!t_device_waits_watched || --t_device_wait_depth > 0 || !t_device_wait_counted) return;
+  progress::seq.store(progress::seq.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+}
+}  // namespace
+
+void watch_device_waits(int world_size) {
+  std::vector<int> everyone(world_size);
+  for (int r = 0; r < world_size; ++r) everyone[r] = r;
+  g_device_wait_what = pack_call(CommOp::WaitDevice, comm_kind_of("world"), register_communicator(std::move(everyone)), -1);
+  t_device_waits_watched = true;
+  cuda::set_host_wait_watcher({device_wait_begin, device_wait_end});
+}
+
+void unwatch_device_waits() {
+  cuda::set_host_wait_watcher({});
+  t_device_waits_watched = false;
 }
 
 void watchdog_step(int64_t step) {
@@ -206,10 +245,12 @@ Watchdog::Watchdog(const MpiRuntime& mpi, double timeout_s) : mpi_(mpi), board_(
   tick_ns_ = static_cast<int64_t>(tick * 1e9);
   stale_ns_ = static_cast<int64_t>(stale * 1e9);
   thread_ = std::thread([this] { run(); });
+  watch_device_waits(mpi.size());
 }
 
 Watchdog::~Watchdog() {
   if (!thread_.joinable()) return;
+  unwatch_device_waits();
   {
     std::lock_guard<std::mutex> lk(mu_);
     stop_ = true;

@@ -79,6 +79,7 @@ enum class CommOp : uint8_t {
   WaitSend,
   WaitRecv,
   WaitBarrier,
+  WaitDevice,  // the host waits for queued device work (a copy, a synchronize): see watch_device_waits
 };
 const char* comm_op_name(CommOp op);  // "all_to_all_v", "wait(irecv)"
 
@@ -111,6 +112,15 @@ class BlockingCall {
   BlockingCall(const BlockingCall&) = delete;
   BlockingCall& operator=(const BlockingCall&) = delete;
 };
+
+// Makes the calling thread's host waits for the device (model/tensor/cuda/backend.h, HostWait)
+// blocking calls the watchdog watches, as CommOp::WaitDevice on the world group of world_size
+// ranks: an NCCL collective on device buffers returns at once, so a peer that never joins it
+// leaves this rank waiting at its next read of a device value instead. A host wait inside a
+// blocking call (a staging copy) belongs to that call. Called by a running Watchdog; the
+// destructor of that Watchdog removes it.
+void watch_device_waits(int world_size);
+void unwatch_device_waits();
 
 // The trainer calls this at the start of every step (1-based): the step is published for the
 // report, and the start-up allowance ends when the second call comes (the first step is done).

@@ -132,6 +132,31 @@ TEST(CudaTensor, EventsOrderStreamsAndTimeWork) {
   test::expect_error([&] { never.synchronize(); }, "never recorded");
 }
 
+// Every host wait for the device is announced to the watcher (the collective watchdog watches them:
+// parallel/watchdog.h, watch_device_waits): a copy back to the host, an event's and a stream's
+// synchronize, cuda::synchronize.
+int g_waits_begun = 0, g_waits_ended = 0;
+TEST(CudaTensor, HostWaitsForTheDeviceAreAnnounced) {
+  NEED_CUDA();
+  Tensor x = Tensor::from_vector<float>({1, 2}, {2}).to(Device::cuda(0));
+  cuda::set_host_wait_watcher({[] { ++g_waits_begun; }, [] { ++g_waits_ended; }});
+  std::vector<float> back = x.to(Device::cpu()).to_vector<float>();
+  EXPECT_EQ(g_waits_begun, 1);
+  EXPECT_EQ(g_waits_ended, 1);
+  cuda::Event e(0);
+  e.record();
+  e.synchronize();
+  cuda::Stream s(0);
+  s.synchronize();
+  cuda::synchronize();
+  cuda::set_host_wait_watcher({});
+  EXPECT_EQ(g_waits_begun, 4);
+  EXPECT_EQ(g_waits_ended, 4);
+  (void)x.to(Device::cpu());  // no watcher: nothing announced
+  EXPECT_EQ(g_waits_begun, 4);
+  EXPECT_EQ(back, std::vector<float>({1, 2}));
+}
+
 // route_select on the device picks exactly the CPU's experts (the selection is discrete): random
 // scores, every third token's quantised to quarters so that experts and groups tie, with and
 // without a bias, both group scores, under two emulator thread orders.

@@ -1,5 +1,6 @@
 #include "model/tensor/cuda/backend.h"
 
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -133,7 +134,28 @@ void raw_free(void* p, int device) {
 #endif
 }
 
+namespace {
+std::atomic<void (*)()> g_wait_begin{nullptr}, g_wait_end{nullptr};
+}  // namespace
+
+void set_host_wait_watcher(HostWaitWatcher w) {
+  g_wait_begin.store(w.begin);
+  g_wait_end.store(w.end);
+}
+
+HostWait::HostWait() {
+  if (auto begin = g_wait_begin.load(std::memory_order_relaxed)) {
+    end_ = g_wait_end.load(std::memory_order_relaxed);
+    begin();
+  }
+}
+
+HostWait::~HostWait() {
+  if (end_) end_();
+}
+
 void copy(void* dst, Device dst_device, const void* src, Device src_device, size_t nbytes) {
+  HostWait waiting;  // the copy waits for the work queued before it
   if (backend() == Backend::Simt) {
     std::memcpy(dst, src, nbytes);
     return;
@@ -159,6 +181,7 @@ void memset_zero(void* p, size_t nbytes, int device) {
 }
 
 void synchronize() {
+  HostWait waiting;
 #ifdef MLAMOE_WITH_CUDA
   if (backend() == Backend::Gpu) cuda_gpu::gpu_synchronize();
 #endif

@@ -48,6 +48,29 @@ void set_device(int device);
 // The device's name as the driver gives it ("NVIDIA H200"), or "SIMT emulator".
 std::string device_name(int device);
 
+// ---- Host waits for the device ----
+// Every place the host waits for queued device work (copy(), synchronize(), Stream and Event
+// synchronize) is announced to a watcher, so that the collective watchdog (parallel/watchdog.h)
+// sees a rank stuck there: an NCCL call on device buffers returns at once, and a peer that never
+// joins it shows up only later, as a host wait for the device that does not end. One watcher per
+// process (its functions are called on the waiting thread); {nullptr, nullptr} removes it.
+struct HostWaitWatcher {
+  void (*begin)() = nullptr;
+  void (*end)() = nullptr;
+};
+void set_host_wait_watcher(HostWaitWatcher w);
+// Brackets one host wait (announces it to the watcher, if any).
+class HostWait {
+ public:
+  HostWait();
+  ~HostWait();
+  HostWait(const HostWait&) = delete;
+  HostWait& operator=(const HostWait&) = delete;
+
+ private:
+  void (*end_)() = nullptr;
+};
+
 }  // namespace mlamoe::cuda
 
 // The nvcc-compiled side of the gpu backend (gpu_runtime.cu; only in builds with MLAMOE_WITH_CUDA).

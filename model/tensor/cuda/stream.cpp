@@ -40,6 +40,7 @@ Stream::~Stream() {
 }
 
 void Stream::synchronize() const {
+  HostWait waiting;
 #ifdef MLAMOE_WITH_CUDA
   if (gpu()) cuda_gpu::gpu_stream_synchronize(handle_);
 #endif
@@ -73,6 +74,7 @@ void Event::record(const Stream& s) {
 
 void Event::synchronize() const {
   MLAMOE_CHECK(recorded_, "Event::synchronize: the event was never recorded");
+  HostWait waiting;
 #ifdef MLAMOE_WITH_CUDA
   if (gpu()) cuda_gpu::gpu_event_synchronize(handle_);
 #endif
