@@ -2,13 +2,40 @@
 // recording, once for every implementation, around the protected *_impl calls.
 #include "parallel/communicator.h"
 
+#include <chrono>
+
 #include "model/tensor/error.h"
+#include "parallel/comm_profile.h"
 #include "parallel/watchdog.h"
 
 namespace mlamoe {
 
+namespace {
+// A stretch in which the training thread is blocked in communication: told to the watchdog, and
+// timed for --profile's exposed communication (comm_profile.h) when that is on.
+class Blocked {
+ public:
+  explicit Blocked(uint64_t what) : watch_(what), what_(what) {
+    if (comm_profiling()) t0_ = std::chrono::steady_clock::now(), timed_ = true;
+  }
+  ~Blocked() {
+    if (timed_)
+      add_comm_host_wait(static_cast<uint32_t>(what_ >> 8 & 0xffu),
+                         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count());
+  }
+  Blocked(const Blocked&) = delete;
+  Blocked& operator=(const Blocked&) = delete;
+
+ private:
+  BlockingCall watch_;
+  uint64_t what_;
+  bool timed_ = false;
+  std::chrono::steady_clock::time_point t0_;
+};
+}  // namespace
+
 void Request::wait() {
-  BlockingCall blocked(watched_);
+  Blocked blocked(watched_);
   wait_impl();
 }
 
@@ -86,12 +113,17 @@ namespace {
 int64_t bytes_of(int64_t count, DType dt) { return count * static_cast<int64_t>(dtype_size(dt)); }
 }  // namespace
 
+void Communicator::record(const char* kind, int64_t bytes) {
+  stats_.add(kind, bytes);
+  if (comm_profiling()) add_comm_call(watch_kind_, bytes);
+}
+
 // Each collective's checks and statistics, shared by its blocking and non-blocking form.
 void Communicator::admit_all_reduce(const char* what, const void* buf, int64_t count, DType dt) {
   check_count(what, "count", count);
   check_dtype(what, dt);
   check_buffer(what, "buf", buf, count);
-  stats_.add("all_reduce", bytes_of(count, dt));
+  record("all_reduce", bytes_of(count, dt));
 }
 
 void Communicator::admit_reduce_scatter(const char* what, const void* send, const void* recv, int64_t recv_count, DType dt) {
@@ -99,7 +131,7 @@ void Communicator::admit_reduce_scatter(const char* what, const void* send, cons
   check_dtype(what, dt);
   check_buffer(what, "send", send, recv_count);
   check_buffer(what, "recv", recv, recv_count);
-  stats_.add("reduce_scatter", bytes_of(recv_count * size(), dt));
+  record("reduce_scatter", bytes_of(recv_count * size(), dt));
 }
 
 void Communicator::admit_all_gather_v(const char* what, const void* send, const void* recv, const std::vector<int64_t>& counts,
@@ -108,7 +140,7 @@ void Communicator::admit_all_gather_v(const char* what, const void* send, const 
   check_dtype(what, dt);
   check_buffer(what, "send", send, counts[rank()]);
   check_buffer(what, "recv", recv, total);
-  stats_.add("all_gather", bytes_of(counts[rank()], dt));
+  record("all_gather", bytes_of(counts[rank()], dt));
 }
 
 void Communicator::admit_all_to_all_v(const char* what, const void* send, const std::vector<int64_t>& send_counts,
@@ -117,7 +149,7 @@ void Communicator::admit_all_to_all_v(const char* what, const void* send, const 
   check_dtype(what, dt);
   check_buffer(what, "send", send, sent);
   check_buffer(what, "recv", recv, received);
-  stats_.add("all_to_all", bytes_of(sent - send_counts[rank()], dt));  // what leaves this rank
+  record("all_to_all", bytes_of(sent - send_counts[rank()], dt));  // what leaves this rank
 }
 
 void Communicator::admit_broadcast(const char* what, const void* buf, int64_t count, DType dt, int root) {
@@ -125,7 +157,7 @@ void Communicator::admit_broadcast(const char* what, const void* buf, int64_t co
   check_dtype(what, dt);
   check_rank(what, "root", root);
   check_buffer(what, "buf", buf, count);
-  if (rank() == root) stats_.add("broadcast", bytes_of(count, dt));
+  if (rank() == root) record("broadcast", bytes_of(count, dt));
 }
 
 void Communicator::admit_p2p(const char* what, const char* peer_arg, const void* buf, int64_t count, DType dt, int peer, int tag,
@@ -135,12 +167,15 @@ void Communicator::admit_p2p(const char* what, const char* peer_arg, const void*
   check_rank(what, peer_arg, peer);
   check_tag(what, tag);
   check_buffer(what, "buf", buf, count);
-  if (sending) stats_.add("send", bytes_of(count, dt));
+  if (sending)
+    record("send", bytes_of(count, dt));
+  else if (comm_profiling())
+    add_comm_call(watch_kind_, 0);  // a receive: a call of the group, its bytes counted by the sender
 }
 
 void Communicator::all_reduce(void* buf, int64_t count, DType dt, ReduceOp op) {
   admit_all_reduce("all_reduce", buf, count, dt);
-  BlockingCall blocked(watch_call(CommOp::AllReduce));
+  Blocked blocked(watch_call(CommOp::AllReduce));
   all_reduce_impl(buf, count, dt, op);
 }
 
@@ -151,7 +186,7 @@ std::unique_ptr<Request> Communicator::iall_reduce(void* buf, int64_t count, DTy
 
 void Communicator::reduce_scatter(const void* send, void* recv, int64_t recv_count, DType dt) {
   admit_reduce_scatter("reduce_scatter", send, recv, recv_count, dt);
-  BlockingCall blocked(watch_call(CommOp::ReduceScatter));
+  Blocked blocked(watch_call(CommOp::ReduceScatter));
   reduce_scatter_impl(send, recv, recv_count, dt);
 }
 
@@ -162,7 +197,7 @@ std::unique_ptr<Request> Communicator::ireduce_scatter(const void* send, void* r
 
 void Communicator::all_gather_v(const void* send, void* recv, const std::vector<int64_t>& counts, DType dt) {
   admit_all_gather_v("all_gather_v", send, recv, counts, dt);
-  BlockingCall blocked(watch_call(CommOp::AllGatherV));
+  Blocked blocked(watch_call(CommOp::AllGatherV));
   all_gather_v_impl(send, recv, counts, dt);
 }
 
@@ -174,7 +209,7 @@ std::unique_ptr<Request> Communicator::iall_gather_v(const void* send, void* rec
 void Communicator::all_to_all_v(const void* send, const std::vector<int64_t>& send_counts, void* recv,
                                 const std::vector<int64_t>& recv_counts, DType dt) {
   admit_all_to_all_v("all_to_all_v", send, send_counts, recv, recv_counts, dt);
-  BlockingCall blocked(watch_call(CommOp::AllToAllV));
+  Blocked blocked(watch_call(CommOp::AllToAllV));
   all_to_all_v_impl(send, send_counts, recv, recv_counts, dt);
 }
 
@@ -186,7 +221,7 @@ std::unique_ptr<Request> Communicator::iall_to_all_v(const void* send, const std
 
 void Communicator::broadcast(void* buf, int64_t count, DType dt, int root) {
   admit_broadcast("broadcast", buf, count, dt, root);
-  BlockingCall blocked(watch_call(CommOp::Broadcast));
+  Blocked blocked(watch_call(CommOp::Broadcast));
   broadcast_impl(buf, count, dt, root);
 }
 
@@ -197,13 +232,13 @@ std::unique_ptr<Request> Communicator::ibroadcast(void* buf, int64_t count, DTyp
 
 void Communicator::send(const void* buf, int64_t count, DType dt, int dest, int tag) {
   admit_p2p("send", "dest", buf, count, dt, dest, tag, true);
-  BlockingCall blocked(watch_call(CommOp::Send, dest));
+  Blocked blocked(watch_call(CommOp::Send, dest));
   send_impl(buf, count, dt, dest, tag);
 }
 
 void Communicator::recv(void* buf, int64_t count, DType dt, int source, int tag) {
   admit_p2p("recv", "source", buf, count, dt, source, tag, false);
-  BlockingCall blocked(watch_call(CommOp::Recv, source));
+  Blocked blocked(watch_call(CommOp::Recv, source));
   recv_impl(buf, count, dt, source, tag);
 }
 
@@ -218,14 +253,14 @@ std::unique_ptr<Request> Communicator::irecv(void* buf, int64_t count, DType dt,
 }
 
 void Communicator::barrier() {
-  BlockingCall blocked(watch_call(CommOp::Barrier));
+  Blocked blocked(watch_call(CommOp::Barrier));
   barrier_impl();
 }
 
 std::unique_ptr<Request> Communicator::ibarrier() { return watched_request(ibarrier_impl(), "ibarrier", CommOp::WaitBarrier); }
 
 std::unique_ptr<Communicator> Communicator::split(int color, int key) {
-  BlockingCall blocked(watch_call(CommOp::Split));
+  Blocked blocked(watch_call(CommOp::Split));
   return split_impl(color, key);
 }
 

@@ -16,7 +16,8 @@
 //      bytes per step next to the analytic value for a layout;
 //   3. brackets a blocking call in a BlockingCall for the collective watchdog (parallel/watchdog.h:
 //      a couple of relaxed atomic stores, no syscall); a non-blocking call hands its Request the
-//      wait to record, and Request::wait records it;
+//      wait to record, and Request::wait records it. With --profile (comm_profile.h) the same
+//      stretches are timed as the host's exposed communication;
 //   4. calls the protected virtual *_impl, which may assume valid arguments.
 // An implementation overrides only the *_impl functions, rank(), size(), count_limit() and, for
 // its requests, Request::wait_impl(). The NCCL communicator (a later issue) implements only these;
@@ -158,6 +159,8 @@ class Communicator {
   void check_rank(const char* what, const char* arg, int r) const;
   void check_tag(const char* what, int tag) const;
   int64_t check_counts(const char* what, const char* arg, const std::vector<int64_t>& counts) const;  // returns Σ
+  // Payload bytes of one call: stats(), and --profile's per-group figures (comm_profile.h).
+  void record(const char* kind, int64_t bytes);
   // One collective's checks and byte statistics, shared by its blocking and non-blocking form.
   void admit_all_reduce(const char* what, const void* buf, int64_t count, DType dt);
   void admit_reduce_scatter(const char* what, const void* send, const void* recv, int64_t recv_count, DType dt);

@@ -15,14 +15,17 @@
 // stream waits for its end on the device (a blocking call), or the stream that waits on its
 // request does (a non-blocking one), so communication overlaps the kernels queued meanwhile.
 #include <functional>
+#include <memory>
 #include <vector>
 
 #include "model/tensor/cuda/backend.h"
 #include "model/tensor/cuda/stream.h"
 #include "model/tensor/error.h"
 #include "model/tensor/tensor.h"
+#include "parallel/comm_profile.h"
 #include "parallel/communicator.h"
 #include "parallel/nccl_api.h"
+#include "parallel/watchdog.h"
 
 namespace mlamoe {
 
@@ -81,25 +84,48 @@ class DeviceStage {
 
 size_t bytes_of(int64_t count, DType dt) { return static_cast<size_t>(count) * dtype_size(dt); }
 
+// One call queued on the communication stream: where the caller's stream was when it was queued
+// (ready), where the call began on the communication stream (begun, after the queued work it
+// waits for) and where it ended (done).
+struct QueuedCall {
+  std::shared_ptr<cuda::Event> ready, begun, done;
+  uint32_t kind = 0;  // the group's kind, for --profile (comm_profile.h)
+};
+
+// The stream that is current on this thread waits, on the device, for the call's end; with
+// --profile the wait is recorded (ready: where that stream starts to wait).
+void wait_on_device(const QueuedCall& call, std::shared_ptr<cuda::Event> ready) {
+  cuda::stream_wait(cuda::current_stream(), *call.done);
+  if (comm_profiling()) add_comm_device_wait(call.kind, std::move(ready), call.begun, call.done);
+}
+
+std::shared_ptr<cuda::Event> record_here_if_profiling(int device) {
+  if (!comm_profiling()) return nullptr;
+  auto e = std::make_shared<cuda::Event>(device);
+  e->record();
+  return e;
+}
+
 // A non-blocking call's request: the stream that waits on it waits for the call's end event.
 class EventRequest final : public Request {
  public:
-  explicit EventRequest(std::unique_ptr<cuda::Event> done) : done_(std::move(done)) {}
+  EventRequest(QueuedCall call, int device) : call_(std::move(call)), device_(device) {}
   ~EventRequest() override {
     try {
-      if (done_) cuda::stream_wait(cuda::current_stream(), *done_);
+      if (call_.done) wait_on_device(call_, record_here_if_profiling(device_));
     } catch (const Error&) {  // a destructor must not throw; an explicit wait() reports it
     }
   }
 
  protected:
   void wait_impl() override {
-    cuda::stream_wait(cuda::current_stream(), *done_);
-    done_.reset();
+    wait_on_device(call_, record_here_if_profiling(device_));
+    call_.done.reset();
   }
 
  private:
-  std::unique_ptr<cuda::Event> done_;
+  QueuedCall call_;
+  int device_;
 };
 
 class NcclCommunicator final : public Communicator {
@@ -191,22 +217,34 @@ class NcclCommunicator final : public Communicator {
   // Held isends and irecvs are posted first. A host buffer is staged inside, where the call also
   // waits for its result on the host. (In the SIMT emulator streams order nothing: all of this
   // has happened when the call returns.)
-  std::unique_ptr<cuda::Event> on_comm_stream(const std::function<void()>& f) {
-    cuda::Event ready(device_.index);
-    ready.record();
-    cuda::stream_wait(stream_->handle(), ready);
+  QueuedCall on_comm_stream(const std::function<void()>& f) {
+    QueuedCall call;
+    call.ready = std::make_shared<cuda::Event>(device_.index);
+    call.ready->record();
+    cuda::stream_wait(stream_->handle(), *call.ready);
+    if (comm_profiling()) {
+      call.kind = comm_kind_of(name());
+      call.begun = std::make_shared<cuda::Event>(device_.index);
+      call.begun->record(*stream_);
+    }
     {
       cuda::StreamGuard on(*stream_);
       flush();
       f();
     }
     api_->check_async_error();
-    auto done = std::make_unique<cuda::Event>(device_.index);
-    done->record(*stream_);
-    return done;
+    call.done = std::make_shared<cuda::Event>(device_.index);
+    call.done->record(*stream_);
+    return call;
   }
-  void blocking(const std::function<void()>& f) { cuda::stream_wait(cuda::current_stream(), *on_comm_stream(f)); }
-  std::unique_ptr<Request> async(const std::function<void()>& f) { return std::make_unique<EventRequest>(on_comm_stream(f)); }
+  // A blocking call: the caller's stream waits from where it was when the call was queued.
+  void blocking(const std::function<void()>& f) {
+    QueuedCall call = on_comm_stream(f);
+    wait_on_device(call, call.ready);
+  }
+  std::unique_ptr<Request> async(const std::function<void()>& f) {
+    return std::make_unique<EventRequest>(on_comm_stream(f), device_.index);
+  }
 
   void all_reduce_on_stream(void* buf, int64_t count, DType dt, ReduceOp op) {
     DeviceStage b(*api_, buf, bytes_of(count, dt), true, device_);

@@ -28,6 +28,7 @@
 #include "train/gpu_peak.h"
 #include "train/lr_schedule.h"
 #include "train/memory_plan.h"
+#include "train/monitor/comm_report.h"
 #include "train/monitor/expert_series.h"
 #include "train/monitor/expert_stats.h"
 #include "train/monitor/jsonl_writer.h"
@@ -336,7 +337,10 @@ void train_loop(Run& r) {
   std::map<std::string, double> phase;
   HostAllocatorStats after_first_step = host_allocator_stats();
   set_backward_profiling(r.profile);
+  set_comm_profiling(r.profile);  // exposed communication per step and group (comm_report.h)
+  CommReport comm_report;
   for (int64_t step = first_step; step < tc.steps; ++step) {
+    if (r.profile) discard_comm_step_times();  // what happened between steps is not the step's
     auto t0 = Clock::now();
     watchdog_step(step + 1);  // published for the collective watchdog's report
     fault_point(r.rank, step + 1, FaultSite::Step);
@@ -362,6 +366,7 @@ void train_loop(Run& r) {
       step_end->synchronize();
       st.device_time_s = step_begin->elapsed_ms(*step_end) / 1e3;
     }
+    if (r.profile) comm_report.add_step(take_comm_step_times(step_begin ? &*step_begin : nullptr), seconds_since(t0));
     phase["forward"] += st.t_forward;
     phase["backward"] += st.t_backward;
     phase["pipeline (1F1B forward + backward + p2p)"] += st.t_pipeline;
@@ -402,7 +407,11 @@ void train_loop(Run& r) {
     checkpoint_if_due(step + 1, tokens_seen);
   }
 
-  if (r.profile && r.rank == 0) print_profile(phase, seconds_since(t_start), after_first_step);
+  if (r.profile) {
+    set_comm_profiling(false);
+    if (r.rank == 0) print_profile(phase, seconds_since(t_start), after_first_step);
+    comm_report.print(r.mesh ? r.mesh->world.get() : nullptr, static_cast<int>(r.rank));  // collective
+  }
   // The final weights (the checkpoint format without optimizer state), written by all ranks.
   std::string weights = (fs::path(r.run_dir) / "weights.h5").string();
   TrainState final_state;

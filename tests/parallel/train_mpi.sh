@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # train_mpi.sh MPIRUN "FLAGS" MLAMOE CONFIG DATA WORKDIR: tiny.json for 10 steps in one process and
 # as 4 ranks (pp 2, dp 2, ep 2); per-step losses must agree to 1e-4 relative, the distributed
-# run's weights file (gathered on rank 0) must load, and generation from it must work.
+# run's weights file (gathered on rank 0) must load, and generation from it must work. The 4-rank run
+# is profiled (--profile): its exposed-communication table must list the groups with their waits.
 set -euo pipefail
 mpirun=$1 flags=$2 mlamoe=$3 config=$4 data=$5 work=$6
 rm -rf "$work"
 common=(--config "$config" --set data.path="$data" --set train.steps=10 --set train.eval_every=5 --set train.eval_batches=2)
 "$mlamoe" train "${common[@]}" --set train.run_dir="$work/single" >/dev/null
 # shellcheck disable=SC2086  # flags is a list
-"$mpirun" -np 4 $flags "$mlamoe" train "${common[@]}" --set train.run_dir="$work/np4" --set parallel.pp=2 --set parallel.ep=2
+"$mpirun" -np 4 $flags "$mlamoe" train "${common[@]}" --set train.run_dir="$work/np4" --set parallel.pp=2 --set parallel.ep=2 \
+  --profile | tee "$work/np4.out"
+# --profile's exposed communication: every group the layout uses, waits on the host (MPI).
+/usr/bin/python3 "$(dirname "$0")/check_comm_profile.py" "$work/np4.out" ep,dp,pp,world host
 /usr/bin/python3 - "$work" <<'PY'
 import json, sys
 w = sys.argv[1]

@@ -6,6 +6,8 @@
 #     (its MPI stand-in), 3 steps with a held-out evaluation: every
 #     step's losses and gradient norm within 1e-5 of the same layout on the CPU, and the gathered
 #     final weights within 1e-5 of each tensor's largest value (the kernels sum in other orders);
+#     both runs profiled (--profile), their exposed communication listed per group, on the
+#     device for the NCCL groups;
 #   - dp 2 · ep 2 on 2 devices, 4 steps straight and 2 + 2 resumed from the checkpoint: the same
 #     losses and bitwise the same weights (exact resume, ZeRO-1 shards on the devices).
 set -euo pipefail
@@ -27,11 +29,15 @@ grep -q '^mlamoe: error: 2 of the 2 ranks on this node use the same CUDA device 
 
 layout=(--set parallel.pp=2 --set parallel.ep=2)
 # shellcheck disable=SC2086
-"$mpirun" -np 4 $flags "$mlamoe" "${common[@]}" "${layout[@]}" --set train.run_dir="$work/cpu" >"$work/cpu.out" 2>&1 ||
+"$mpirun" -np 4 $flags "$mlamoe" "${common[@]}" "${layout[@]}" --profile --set train.run_dir="$work/cpu" >"$work/cpu.out" 2>&1 ||
   { cat "$work/cpu.out"; echo "FAIL: the CPU run"; exit 1; }
 # shellcheck disable=SC2086
-MLAMOE_SIMT_DEVICES=4 "$mpirun" -np 4 $flags "$mlamoe" "${common[@]}" "${layout[@]}" --device cuda \
+MLAMOE_SIMT_DEVICES=4 "$mpirun" -np 4 $flags "$mlamoe" "${common[@]}" "${layout[@]}" --device cuda --profile \
   --set train.run_dir="$work/cuda" >"$work/cuda.out" 2>&1 || { cat "$work/cuda.out"; echo "FAIL: the CUDA run"; exit 1; }
+# --profile: on the CPU every wait is the host's; on the devices the NCCL groups' waits are on the
+# device (events around each call), the pipeline's and world's (MPI) on the host.
+/usr/bin/python3 "$(dirname "$0")/check_comm_profile.py" "$work/cpu.out" ep,dp,pp,world host
+/usr/bin/python3 "$(dirname "$0")/check_comm_profile.py" "$work/cuda.out" ep,dp,pp,world device:ep,dp
 grep -q "on cuda:0 (simt), collectives over MPI stand-in for NCCL" "$work/cuda.out" ||
   { cat "$work/cuda.out"; echo "FAIL: rank 0 does not say it ran on cuda:0 with the NCCL communicator"; exit 1; }
 /usr/bin/python3 - "$work" <<'PY'
