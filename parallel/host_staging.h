@@ -7,14 +7,21 @@
 // tests run the staging path that a GPU run takes.
 #pragma once
 #include <cstddef>
-#include <vector>
+#include <memory>
 
+#include "model/tensor/host_allocator.h"
 #include "model/tensor/tensor.h"
 
 namespace mlamoe {
 
 // The buffer a communicator call takes for t, wherever t lives (host or device memory).
 inline void* comm_buffer(const Tensor& t) { return t.device_raw_data(); }
+
+// Returns a host_alloc block of `bytes` bytes (the deleter of a staging copy).
+struct HostFree {
+  size_t bytes = 0;
+  void operator()(char* p) const { host_free(p, bytes); }
+};
 
 // One buffer of a call: host memory is used in place; device memory through a host copy.
 class HostStage {
@@ -25,7 +32,7 @@ class HostStage {
   HostStage& operator=(const HostStage&) = delete;
   HostStage(HostStage&&) = default;
 
-  void* host() { return device_ < 0 ? const_cast<void*>(p_) : copy_.data(); }
+  void* host() { return device_ < 0 ? const_cast<void*>(p_) : copy_.get(); }
   // After the call: a device buffer gets the host copy's bytes (what was received).
   void copy_out();
 
@@ -33,7 +40,9 @@ class HostStage {
   const void* p_;
   size_t bytes_;
   int device_;  // -1: host memory, used in place
-  std::vector<char> copy_;
+  // The host copy, from the host allocator's cache (model/tensor/host_allocator.h): a training
+  // step stages the same sizes every step, so the steady state allocates nothing.
+  std::unique_ptr<char, HostFree> copy_;
 };
 
 }  // namespace mlamoe

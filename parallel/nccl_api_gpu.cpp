@@ -28,6 +28,10 @@ void check(ncclResult_t r, const char* what) {
                        << (r == ncclInvalidUsage ? " (two ranks on one GPU? NCCL needs one GPU per rank)" : ""));
 }
 
+void check_cuda(cudaError_t e, const char* what) {
+  MLAMOE_CHECK(e == cudaSuccess, "CUDA " << what << " failed: " << cudaGetErrorString(e));
+}
+
 ncclDataType_t nccl_type(DType dt) {
   switch (dt) {
     case DType::F32:
@@ -105,12 +109,18 @@ class NcclGpu final : public NcclApi {
     check(ncclCommSplit(comm_, color, key, &sub, nullptr), "ncclCommSplit");
     // The sub-group's world ranks: every rank's (color, key, world rank), gathered over this group.
     std::vector<int> mine = {color, key, world_[rank_]}, all(3 * size_);
-    int* dev = nullptr;
-    cudaMalloc(&dev, all.size() * sizeof(int));
-    cudaMemcpy(dev + 3 * rank_, mine.data(), 3 * sizeof(int), cudaMemcpyHostToDevice);
-    check(ncclAllGather(dev + 3 * rank_, dev, 3, ncclInt32, comm_, stream()), "all_gather (split)");
-    cudaMemcpy(all.data(), dev, all.size() * sizeof(int), cudaMemcpyDeviceToHost);
-    cudaFree(dev);
+    struct DeviceInts {  // freed on every path out, an error's included
+      int* p = nullptr;
+      ~DeviceInts() { cudaFree(p); }
+    } dev;
+    check_cuda(cudaMalloc(&dev.p, all.size() * sizeof(int)), "cudaMalloc (split)");
+    // On the current stream, in order with the gather; the host reads the result after the wait.
+    check_cuda(cudaMemcpyAsync(dev.p + 3 * rank_, mine.data(), 3 * sizeof(int), cudaMemcpyHostToDevice, stream()),
+               "cudaMemcpyAsync (split)");
+    check(ncclAllGather(dev.p + 3 * rank_, dev.p, 3, ncclInt32, comm_, stream()), "all_gather (split)");
+    check_cuda(cudaMemcpyAsync(all.data(), dev.p, all.size() * sizeof(int), cudaMemcpyDeviceToHost, stream()),
+               "cudaMemcpyAsync (split)");
+    synchronize();
     std::vector<std::pair<int, int>> members;  // (key, world rank) of my color
     for (int r = 0; r < size_; ++r)
       if (all[3 * r] == color) members.push_back({all[3 * r + 1], all[3 * r + 2]});
