@@ -44,12 +44,15 @@ Tensor finish_exchange(Exchange& ex) {
 struct ReverseExchange {
   std::vector<int64_t> send_rows, recv_rows;  // of the forward exchange
   Communicator* comm = nullptr;
+  bool overlap = true;  // false: plain nodes, the wait follows the start at once
   std::shared_ptr<Exchange> in_flight;
 };
 
 struct RowsArrivedBackward : Node {
   const char* name() const override { return "AllToAllRowsBackward"; }
-  BackwardOrder backward_order() const override { return BackwardOrder::StartsCommunication; }
+  BackwardOrder backward_order() const override {
+    return state->overlap ? BackwardOrder::StartsCommunication : BackwardOrder::Normal;
+  }
   std::vector<Tensor> backward(const Tensor& dout) override {
     state->in_flight = start_exchange(dout, state->recv_rows, state->send_rows, *state->comm);
     return {Tensor::zeros({0}, DType::F32, dout.device())};  // the token's gradient: "started"
@@ -59,7 +62,9 @@ struct RowsArrivedBackward : Node {
 
 struct RowsSentBackward : Node {
   const char* name() const override { return "AllToAllRowsWait"; }
-  BackwardOrder backward_order() const override { return BackwardOrder::WaitsForCommunication; }
+  BackwardOrder backward_order() const override {
+    return state->overlap ? BackwardOrder::WaitsForCommunication : BackwardOrder::Normal;
+  }
   std::vector<Tensor> backward(const Tensor&) override {
     MLAMOE_CHECK(state->in_flight, "all_to_all_rows backward: the reverse exchange was never started");
     auto ex = std::move(state->in_flight);
@@ -71,7 +76,7 @@ struct RowsSentBackward : Node {
 }  // namespace
 
 RowsInFlight all_to_all_rows_start(const Tensor& x, const std::vector<int64_t>& send_rows, const std::vector<int64_t>& recv_rows,
-                                   Communicator& comm) {
+                                   Communicator& comm, bool overlap) {
   MLAMOE_CHECK(x.dim() == 2, "all_to_all_rows: expected rows [rows, D], got " << x.describe());
   MLAMOE_CHECK(std::accumulate(send_rows.begin(), send_rows.end(), int64_t{0}) == x.size(0),
                "all_to_all_rows: send counts do not add up to the " << x.size(0) << " rows");
@@ -84,12 +89,13 @@ RowsInFlight all_to_all_rows_start(const Tensor& x, const std::vector<int64_t>& 
     state->send_rows = send_rows;
     state->recv_rows = recv_rows;
     state->comm = &comm;
+    state->overlap = overlap;
     auto sent = std::make_shared<RowsSentBackward>();
     sent->state = state;
     token = Tensor::zeros({0}, DType::F32, x.device());
     connect(token, sent, {x});
   }
-  return RowsInFlight([ex, state, token]() {
+  RowsInFlight in_flight([ex, state, token]() {
     Tensor out = finish_exchange(*ex);
     if (state) {
       auto arrived = std::make_shared<RowsArrivedBackward>();
@@ -98,6 +104,7 @@ RowsInFlight all_to_all_rows_start(const Tensor& x, const std::vector<int64_t>& 
     }
     return out;
   });
+  return overlap ? std::move(in_flight) : RowsInFlight(in_flight.wait());
 }
 
 Tensor all_to_all_rows(const Tensor& x, const std::vector<int64_t>& send_rows, const std::vector<int64_t>& recv_rows,
@@ -105,7 +112,8 @@ Tensor all_to_all_rows(const Tensor& x, const std::vector<int64_t>& send_rows, c
   return all_to_all_rows_start(x, send_rows, recv_rows, comm).wait();
 }
 
-EpDispatcher::EpDispatcher(Communicator& comm, int64_t n_experts) : comm_(comm), n_experts_(n_experts) {
+EpDispatcher::EpDispatcher(Communicator& comm, int64_t n_experts, bool overlap)
+    : comm_(comm), n_experts_(n_experts), overlap_(overlap) {
   MLAMOE_CHECK(n_experts % comm.size() == 0,
                "expert parallelism: ep = " << comm.size() << " must divide " << n_experts << " experts");
   counts_per_rank_.assign(comm.size(), n_experts / comm.size());
@@ -123,11 +131,11 @@ RowsInFlight EpDispatcher::dispatch_all_to_all(const Tensor& send_ND, DispatchPl
   plan.recv_rows.assign(ep, 0);
   for (int64_t s = 0; s < ep; ++s)
     for (int64_t e = 0; e < e_local; ++e) plan.recv_rows[s] += plan.recv_counts[s * e_local + e];
-  return all_to_all_rows_start(send_ND, plan.send_rows, plan.recv_rows, comm_);
+  return all_to_all_rows_start(send_ND, plan.send_rows, plan.recv_rows, comm_, overlap_);
 }
 
 RowsInFlight EpDispatcher::combine_all_to_all(const Tensor& y_RD, const DispatchPlan& plan) {
-  return all_to_all_rows_start(y_RD, plan.recv_rows, plan.send_rows, comm_);
+  return all_to_all_rows_start(y_RD, plan.recv_rows, plan.send_rows, comm_, overlap_);
 }
 
 }  // namespace mlamoe

@@ -25,14 +25,16 @@ namespace mlamoe {
 Tensor all_to_all_rows(const Tensor& x, const std::vector<int64_t>& send_rows, const std::vector<int64_t>& recv_rows,
                        Communicator& comm);
 // The same exchange, started (iall_to_all_v) and returned in flight: compute what does not need
-// the rows, then wait().
+// the rows, then wait(). overlap = false completes it before returning and gives its backward
+// plain nodes (nothing overlaps; for measuring what the overlap hides).
 RowsInFlight all_to_all_rows_start(const Tensor& x, const std::vector<int64_t>& send_rows, const std::vector<int64_t>& recv_rows,
-                                   Communicator& comm);
+                                   Communicator& comm, bool overlap = true);
 
 class EpDispatcher final : public ExpertDispatcher {
  public:
   // comm: the ep group (its rank is the ep rank); the E experts split into ep contiguous blocks.
-  EpDispatcher(Communicator& comm, int64_t n_experts);
+  // overlap (parallel.overlap_moe_expert_parallel_comm): exchanges returned in flight, or complete.
+  EpDispatcher(Communicator& comm, int64_t n_experts, bool overlap = true);
   int64_t ep_size() const override { return comm_.size(); }
   int64_t ep_rank() const override { return comm_.rank(); }
   RowsInFlight dispatch_all_to_all(const Tensor& send_ND, DispatchPlan& plan) override;
@@ -41,6 +43,7 @@ class EpDispatcher final : public ExpertDispatcher {
  private:
   Communicator& comm_;
   int64_t n_experts_;
+  bool overlap_;
   std::vector<int64_t> counts_per_rank_;  // [ep] = E_local: the count exchange's block sizes
 };
 

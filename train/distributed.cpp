@@ -65,10 +65,10 @@ std::unique_ptr<Communicator> collectives_communicator(Device device, bool share
   return nccl_world_communicator(device);
 }
 
-ModelShard shard_for(const ModelConfig& c, Mesh& mesh) {
+ModelShard shard_for(const ModelConfig& c, Mesh& mesh, bool overlap_ep) {
   std::vector<int64_t> begin = split_layers(c, mesh.shape.pp);
   ModelShard s;
-  if (mesh.shape.ep > 1) s.dispatcher = std::make_shared<EpDispatcher>(*mesh.ep, c.n_routed_experts);
+  if (mesh.shape.ep > 1) s.dispatcher = std::make_shared<EpDispatcher>(*mesh.ep, c.n_routed_experts, overlap_ep);
   s.first_layer = begin[mesh.pp_rank];
   s.end_layer = begin[mesh.pp_rank + 1];
   s.first_stage = mesh.first_stage();

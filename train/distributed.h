@@ -42,8 +42,9 @@ CudaBinding bind_cuda_device(const MpiRuntime* mpi);
 // MLAMOE_COMM=mpi. Collective over the world.
 std::unique_ptr<Communicator> collectives_communicator(Device device, bool shared_device);
 
-// Stage layers from the cost split, this rank's ep experts (dispatcher over mesh.ep).
-ModelShard shard_for(const ModelConfig& c, Mesh& mesh);
+// Stage layers from the cost split, this rank's ep experts (dispatcher over mesh.ep; overlap_ep:
+// parallel.overlap_moe_expert_parallel_comm).
+ModelShard shard_for(const ModelConfig& c, Mesh& mesh, bool overlap_ep = true);
 
 // "model.layers.{l}.mlp" of every MoE layer of the whole model, main then MTP.
 std::vector<std::string> all_moe_layer_names(const ModelConfig& c);

@@ -161,6 +161,7 @@ ParallelConfig parse_parallel(const nlohmann::json& j, const std::string& where)
   f.get("pp", p.pp);
   f.get("ep", p.ep);
   f.get("micro_batches", p.micro_batches);
+  f.get("overlap_moe_expert_parallel_comm", p.overlap_moe_expert_parallel_comm);
   f.reject_unknown();
   MLAMOE_CHECK(p.pp >= 1 && p.pp <= kMaxRanks,
                where << ": field 'parallel.pp' must be in [1, " << kMaxRanks << "], got " << p.pp);

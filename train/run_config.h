@@ -81,6 +81,10 @@ struct ParallelConfig {
   int64_t pp = 1;             // pipeline stages
   int64_t ep = 1;             // expert-parallel group size
   int64_t micro_batches = 1;  // per data-parallel rank and step (gradient accumulation)
+  // The expert all-to-all overlapped with the shared experts (forward) and the router's and
+  // shared experts' backward (parallel/README.md "Overlap"); false runs it in line, to measure
+  // what the overlap hides (--profile). Results agree up to the order of gradient sums.
+  bool overlap_moe_expert_parallel_comm = true;
 };
 
 struct RunConfig {

@@ -455,7 +455,8 @@ int run_training(const RunConfig& rc, MpiRuntime* mpi, const StartOptions& start
           make_mesh(std::move(world), layout_of(rc, r.world), collectives_communicator(r.device, r.shared_device)));
       r.dp_rank = r.mesh->dp_rank;
       watchdog->set_layout(r.mesh->shape);
-      r.model = std::make_unique<DeepSeekModel>(rc.model, tc.seed, DType::F32, shard_for(rc.model, *r.mesh));
+      r.model = std::make_unique<DeepSeekModel>(rc.model, tc.seed, DType::F32,
+                                                shard_for(rc.model, *r.mesh, rc.parallel.overlap_moe_expert_parallel_comm));
       r.sync = std::make_unique<GradSync>(r.model->params, *r.mesh);
     } else {
       r.model = std::make_unique<DeepSeekModel>(rc.model, tc.seed);

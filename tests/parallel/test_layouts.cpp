@@ -6,7 +6,9 @@
 //   mpirun -np N test_layouts DIR PP EP DTYPE  the layout pp × (dp = N/pp) with ep, compared with it
 //     (a trailing `recompute` turns on activation recomputation, which must change nothing; a
 //     trailing `cuda` runs every rank's model on a CUDA device, one per rank of the node, at the
-//     same bounds: the CPU reference is the single process of the promise)
+//     same bounds: the CPU reference is the single process of the promise; a trailing `inline`
+//     runs the expert all-to-all in line instead of overlapped, parallel.overlap_moe_expert_parallel_comm
+//     = false, which must change nothing either)
 //   (DTYPE f64, f32 or bf16; DIR per dtype)
 //   ... DTYPE masked                           the same on loss-masked (SFT) data, below
 //
@@ -36,7 +38,9 @@
 // batch, so here the reference is ONE micro-batch of all 8 windows (a plain mean, nothing to
 // weight), and the reference run itself also checks 2 and 4 micro-batches against it; the layouts
 // run 4 micro-batches of 2 in all. The empty step must be skipped by every layout. f64: losses
-// within 1e-12 relative, parameters within 1e-12 of each tensor's max; f32: the bounds above.
+// within 1e-12 relative, parameters within 1e-11 of each tensor's max (seen 1.2e-12 under
+// pp2·dp2·ep2, Adam on near-zero gradients of differently summed micro-batches; 8.2e-13 before the
+// MoE output became shared + routed, which reorders its gradient sums); f32: the bounds above.
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -116,7 +120,7 @@ struct Precision {
   double first_loss_tol = 0.0;  // step 0 (before any update), when tighter than loss_tol
 };
 Precision precision(const std::string& name, bool masked) {
-  if (name == "f64") return {DType::F64, masked ? 1e-12 : 1e-10, masked ? 1e-12 : 1e-9, masked};
+  if (name == "f64") return {DType::F64, masked ? 1e-12 : 1e-10, masked ? 1e-11 : 1e-9, masked};
   if (name == "f32") return {DType::F32, 5e-5, 5e-2, masked};
   if (name == "bf16") return {DType::F32, 3e-3, 0.3, masked, true, 0.04, 1e-9};
   throw Error("dtype must be f64, f32 or bf16, got '" + name + "'");
@@ -213,7 +217,7 @@ int run_reference(const std::string& dir, const Precision& prec) {
   return failures == 0 ? 0 : 1;
 }
 
-int run_layout(const std::string& dir, int64_t pp, int64_t ep, const Precision& prec, bool recompute, bool cuda,
+int run_layout(const std::string& dir, int64_t pp, int64_t ep, const Precision& prec, bool recompute, bool cuda, bool overlap,
                MpiRuntime& mpi) {
   nlohmann::json cj = config_json();
   ModelConfig cfg = parse_model_config(cj, "tiny.json");
@@ -229,7 +233,7 @@ int run_layout(const std::string& dir, int64_t pp, int64_t ep, const Precision& 
     shared = bound.shared;
   }
   Mesh mesh = make_mesh(mpi_world_communicator(), shape, collectives_communicator(dev, shared));
-  ModelShard shard = shard_for(cfg, mesh);
+  ModelShard shard = shard_for(cfg, mesh, overlap);  // the expert all-to-all overlapped, or in line
   DeepSeekModel model(cfg, 7, prec.dtype, shard);
   if (cuda) model.params.move_to(dev);
   model.set_recompute(recompute);                   // the blocks run again in the backward, expert all-to-alls included
@@ -282,15 +286,17 @@ int main(int argc, char** argv) {
   }
   bool recompute = argc == 6 && std::string(argv[5]) == "recompute";
   bool cuda = argc == 6 && std::string(argv[5]) == "cuda";
-  if (argc != 5 && !recompute && !cuda && !(argc == 6 && masked)) {
+  bool in_line = argc == 6 && std::string(argv[5]) == "inline";
+  if (argc != 5 && !recompute && !cuda && !in_line && !(argc == 6 && masked)) {
     std::fprintf(stderr,
                  "usage: test_layouts DIR reference DTYPE [masked] | mpirun -np N test_layouts DIR PP EP DTYPE "
-                 "[recompute|masked|cuda]\n");
+                 "[recompute|masked|cuda|inline]\n");
     return 2;
   }
   MpiRuntime mpi(&argc, &argv);
   try {
-    return run_layout(argv[1], std::stoll(argv[2]), std::stoll(argv[3]), precision(argv[4], masked), recompute, cuda, mpi);
+    return run_layout(argv[1], std::stoll(argv[2]), std::stoll(argv[3]), precision(argv[4], masked), recompute, cuda, !in_line,
+                      mpi);
   } catch (const std::exception& e) {
     mpi.fail(e.what());
   }

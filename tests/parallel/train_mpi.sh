@@ -2,7 +2,9 @@
 # train_mpi.sh MPIRUN "FLAGS" MLAMOE CONFIG DATA WORKDIR: tiny.json for 10 steps in one process and
 # as 4 ranks (pp 2, dp 2, ep 2); per-step losses must agree to 1e-4 relative, the distributed
 # run's weights file (gathered on rank 0) must load, and generation from it must work. The 4-rank run
-# is profiled (--profile): its exposed-communication table must list the groups with their waits.
+# is profiled (--profile): its exposed-communication table must list the groups with their waits;
+# run again with the expert all-to-all in line (parallel.overlap_moe_expert_parallel_comm=false),
+# it must give the same losses.
 set -euo pipefail
 mpirun=$1 flags=$2 mlamoe=$3 config=$4 data=$5 work=$6
 rm -rf "$work"
@@ -13,17 +15,22 @@ common=(--config "$config" --set data.path="$data" --set train.steps=10 --set tr
   --profile | tee "$work/np4.out"
 # --profile's exposed communication: every group the layout uses, waits on the host (MPI).
 /usr/bin/python3 "$(dirname "$0")/check_comm_profile.py" "$work/np4.out" ep,dp,pp,world host
+# The same layout with the expert all-to-all in line (nothing overlapped): the same losses.
+# shellcheck disable=SC2086
+"$mpirun" -np 4 $flags "$mlamoe" train "${common[@]}" --set train.run_dir="$work/np4_inline" --set parallel.pp=2 \
+  --set parallel.ep=2 --set parallel.overlap_moe_expert_parallel_comm=false >/dev/null
 /usr/bin/python3 - "$work" <<'PY'
 import json, sys
 w = sys.argv[1]
 a = [json.loads(l) for l in open(w + "/single/metrics.jsonl")]
-b = [json.loads(l) for l in open(w + "/np4/metrics.jsonl")]
-assert len(a) == len(b) == 10
-for x, y in zip(a, b):
-    for k in ("loss", "lm_loss", "mtp_loss", "grad_norm"):
-        assert abs(x[k] - y[k]) <= 1e-4 * abs(x[k]), (x["step"], k, x[k], y[k])
-    if "eval_lm_loss" in x:
-        assert abs(x["eval_lm_loss"] - y["eval_lm_loss"]) <= 1e-4 * x["eval_lm_loss"], (x["step"], "eval")
+for run in ("np4", "np4_inline"):
+    b = [json.loads(l) for l in open(w + "/" + run + "/metrics.jsonl")]
+    assert len(a) == len(b) == 10, (run, len(b))
+    for x, y in zip(a, b):
+        for k in ("loss", "lm_loss", "mtp_loss", "grad_norm"):
+            assert abs(x[k] - y[k]) <= 1e-4 * abs(x[k]), (run, x["step"], k, x[k], y[k])
+        if "eval_lm_loss" in x:
+            assert abs(x["eval_lm_loss"] - y["eval_lm_loss"]) <= 1e-4 * x["eval_lm_loss"], (run, x["step"], "eval")
 e1 = [json.loads(l) for l in open(w + "/single/experts.jsonl")]
 e2 = [json.loads(l) for l in open(w + "/np4/experts.jsonl")]
 for x, y in zip(e1, e2):
