@@ -37,6 +37,13 @@ void CommReport::print(Communicator* world, int rank) const {
     ranks = world->size();
   }
   if (rank != 0 || steps_ == 0) return;
+  double calls = 0;
+  for (int k = 0; k < kCommProfileKinds; ++k) calls += sum[k * kFields];
+  if (calls == 0) {  // one process: nothing to report
+    std::printf("  exposed communication: none (no communication in the steps)\n");
+    std::fflush(stdout);
+    return;
+  }
   double per = 1.0 / (static_cast<double>(steps_) * ranks);  // mean over steps and ranks
   double steps = static_cast<double>(steps_);
   std::printf(
