@@ -69,7 +69,7 @@ Mesh make_mesh(std::unique_ptr<Communicator> world, const MeshShape& shape, std:
   m.dp = coll.split(static_cast<int>(m.pp_rank), r);
   m.ep = coll.split(static_cast<int>(m.pp_rank * shape.edp() + m.edp_rank), r);
   m.edp = coll.split(static_cast<int>(m.pp_rank * shape.ep + m.ep_rank), r);
-  m.pp = world->split(static_cast<int>(m.dp_rank), r);
+  m.pp = coll.split(static_cast<int>(m.dp_rank), r);
   // The embedding is used on the first stage (input) and the last (MTP); other ranks get a group of their own.
   bool ends = m.first_stage() || m.last_stage();
   m.embed = coll.split(ends ? static_cast<int>(m.dp_rank) : static_cast<int>(shape.dp + m.rank), r);

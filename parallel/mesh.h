@@ -41,9 +41,8 @@ std::string describe_rank(const MeshShape& shape, int64_t rank);
 std::vector<int64_t> mesh_group(const MeshShape& shape, const std::string& group, int64_t rank);
 
 // Builds every group from the world communicator (collective over the world). With
-// `collectives` (the same ranks over NCCL: nccl_world_communicator), the groups that run
-// collectives (dp, ep, edp, embed) are split from it instead; world and pp (the pipeline's
-// point-to-point messages) stay on `world`.
+// `collectives` (the same ranks over NCCL: nccl_world_communicator), the groups (dp, ep, edp, pp,
+// embed) are split from it instead; `world` itself (start-up agreement, loss sums) stays on MPI.
 Mesh make_mesh(std::unique_ptr<Communicator> world, const MeshShape& shape, std::unique_ptr<Communicator> collectives = nullptr);
 
 }  // namespace mlamoe

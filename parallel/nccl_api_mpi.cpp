@@ -2,7 +2,10 @@
 // the same buffers (the SIMT emulator's device memory is host RAM), and point-to-point calls
 // between group_start and group_end are posted together as non-blocking MPI operations and
 // completed at group_end, as NCCL completes a group together. Everything has finished when a
-// call returns, as the emulator's kernels have.
+// call returns, as the emulator's kernels have. Sends are synchronous (MPI_Issend: complete only
+// once the peer's receive has started), so a rank's groups run strictly one after another and a
+// send waits for its receiver, as on NCCL's stream; MPI's eager delivery of small messages would
+// hide an ordering that deadlocks on a GPU.
 #include <mpi.h>
 
 #include <numeric>
@@ -71,7 +74,7 @@ class MpiStandIn final : public NcclApi {
   void post(bool sending, void* buf, int64_t count, DType dt, int peer) {
     MPI_Request r;
     if (sending)
-      check(MPI_Isend(buf, static_cast<int>(count), mpi_type(dt), peer, kTag, comm_, &r), "isend");
+      check(MPI_Issend(buf, static_cast<int>(count), mpi_type(dt), peer, kTag, comm_, &r), "issend");
     else
       check(MPI_Irecv(buf, static_cast<int>(count), mpi_type(dt), peer, kTag, comm_, &r), "irecv");
     pending_.push_back(r);

@@ -70,21 +70,41 @@ StageSums run_pipeline(const DeepSeekModel& model, Mesh& mesh, const std::vector
   int64_t d = model.cfg.hidden_size;
   size_t next_fwd = 0, backwards_done = 0;
 
-  auto forward = [&]() {
+  // ---- messages: sends are non-blocking (waited for at the end); a receive is posted beside the
+  // send that goes with it, as one batch, and waited for (see the schedule below) ----
+  auto send_activation = [&](const InFlight& f) {
+    if (mesh.last_stage()) return;
+    Tensor h = f.out.hidden.detach().contiguous();
+    send_buffers.push_back(h);
+    sends.push_back(pp.isend(comm_buffer(h), h.numel(), h.dtype(), next, tag_of(f.mb, kActivationTag)));
+  };
+  auto send_gradient = [&](const InFlight& f) {
+    if (mesh.first_stage()) return;
+    Tensor gi = f.input.grad().contiguous();
+    send_buffers.push_back(gi);
+    sends.push_back(pp.isend(comm_buffer(gi), gi.numel(), gi.dtype(), prev, tag_of(f.mb, kGradientTag)));
+  };
+  auto recv_activation = [&](size_t mb) {  // the input of micro-batch mb (undefined on the first stage)
+    if (mesh.first_stage()) return Tensor();
+    const Tensor& w = micro_batches[mb];
+    Tensor in = Tensor::empty({w.size(0), w.size(1) - 1, d}, model.dtype, model.params.device());
+    pp.irecv(comm_buffer(in), in.numel(), in.dtype(), prev, tag_of(mb, kActivationTag))->wait();
+    return in;
+  };
+  auto recv_gradient = [&](const InFlight& f) {  // dL/dh of f's output (undefined on the last stage)
+    if (mesh.last_stage()) return Tensor();
+    Tensor g = Tensor::empty(f.out.hidden.shape(), f.out.hidden.dtype(), f.out.hidden.device());
+    pp.irecv(comm_buffer(g), g.numel(), g.dtype(), next, tag_of(f.mb, kGradientTag))->wait();
+    return g;
+  };
+
+  // ---- compute ----
+  auto forward = [&](Tensor input) {
     size_t mb = next_fwd++;
     const Tensor& w = micro_batches[mb];
-    InFlight f{mb, Tensor(), {}};
-    if (!mesh.first_stage()) {
-      f.input = Tensor::empty({w.size(0), w.size(1) - 1, d}, model.dtype, model.params.device());
-      pp.recv(comm_buffer(f.input), f.input.numel(), f.input.dtype(), prev, tag_of(mb, kActivationTag));
-      f.input.set_requires_grad(true);
-    }
+    InFlight f{mb, std::move(input), {}};
+    if (f.input.defined()) f.input.set_requires_grad(true);
     f.out = model.forward_stage(w, f.input, false, weights[mb]);
-    if (!mesh.last_stage()) {
-      Tensor h = f.out.hidden.detach().contiguous();
-      send_buffers.push_back(h);
-      sends.push_back(pp.isend(comm_buffer(h), h.numel(), h.dtype(), next, tag_of(mb, kActivationTag)));
-    }
     if (mesh.last_stage()) {
       sums.lm += f.out.lm_loss.item() * loss_scale;
       if (f.out.mtp_loss.defined()) sums.mtp += f.out.mtp_loss.item() * loss_scale;
@@ -99,8 +119,8 @@ StageSums run_pipeline(const DeepSeekModel& model, Mesh& mesh, const std::vector
         for (size_t e = 0; e < sums.counts[l].size(); ++e) sums.counts[l][e] += f.out.counts[l][e];
     flight.push_back(std::move(f));
   };
-
-  auto backward = [&]() {
+  // The oldest micro-batch in flight, given dL/dh of its output (g; undefined on the last stage).
+  auto backward = [&](const Tensor& g) {
     InFlight f = std::move(flight.front());
     flight.pop_front();
     if (sync && ++backwards_done == static_cast<size_t>(m)) sync->begin_last_backward();
@@ -110,27 +130,34 @@ StageSums run_pipeline(const DeepSeekModel& model, Mesh& mesh, const std::vector
     } else {
       // Σ h ⊙ dL/dh carries the next stage's gradient into this stage's graph; this stage's
       // balance losses join the same backward.
-      Tensor g = Tensor::empty(f.out.hidden.shape(), f.out.hidden.dtype(), f.out.hidden.device());
-      pp.recv(comm_buffer(g), g.numel(), g.dtype(), next, tag_of(f.mb, kGradientTag));
       surrogate = sum(mul(f.out.hidden, g));
       if (backward_factor != 1.0) surrogate = scale(surrogate, backward_factor);
       if (f.out.balance_loss.defined()) surrogate = add(surrogate, scale(f.out.balance_loss, loss_scale * backward_factor));
     }
     surrogate.backward();
-    if (!mesh.first_stage()) {
-      Tensor gi = f.input.grad().contiguous();
-      send_buffers.push_back(gi);
-      sends.push_back(pp.isend(comm_buffer(gi), gi.numel(), gi.dtype(), prev, tag_of(f.mb, kGradientTag)));
-    }
+    return f;
   };
 
-  int64_t warmup = std::min(p - s - 1, m);
-  for (int64_t i = 0; i < warmup; ++i) forward();
-  for (int64_t i = warmup; i < m; ++i) {
-    forward();
-    backward();
+  // ---- 1F1B, its messages paired as Megatron-Core pairs them: in the steady state a stage sends
+  // its newest activation and receives the gradient of its oldest micro-batch together
+  // (send_forward_recv_backward), then sends that gradient on and receives the next input together
+  // (send_backward_recv_forward). Posted in this order, each pair matches the neighbour's pair, so
+  // a transport that runs a rank's messages strictly in posting order, as NCCL runs them on its
+  // stream, cannot deadlock; MPI matches by tag and needs no such care. ----
+  int64_t warmup = std::min(p - s - 1, m), steady = m - warmup;
+  for (int64_t i = 0; i < warmup; ++i) {
+    forward(recv_activation(next_fwd));
+    send_activation(flight.back());
   }
-  while (!flight.empty()) backward();
+  Tensor input = steady > 0 ? recv_activation(next_fwd) : Tensor();
+  for (int64_t i = 0; i < steady; ++i) {
+    forward(std::move(input));
+    send_activation(flight.back());
+    InFlight done = backward(recv_gradient(flight.front()));
+    send_gradient(done);
+    if (i + 1 < steady) input = recv_activation(next_fwd);
+  }
+  for (int64_t i = 0; i < warmup; ++i) send_gradient(backward(recv_gradient(flight.front())));
   for (auto& r : sends) r->wait();
   return sums;
 }
