@@ -32,9 +32,9 @@
 # several, the GPUs of node N (in nvidia-smi order) are split among them in consecutive blocks
 # (4 GPUs, 2 NICs: the first two GPUs take the first NIC), the way GPUs and NICs behind one PCIe
 # switch are usually numbered. Exported as NCCL_IB_HCA==<nic> ('=': an exact name; a bare mlx5_1
-# would also select mlx5_10..mlx5_19) for NCCL's collectives and UCX_NET_DEVICES=<nic>:1 for MPI
-# over UCX (the pipeline's messages), each only when the user has not set it. No NIC on node N:
-# neither is set.
+# would also select mlx5_10..mlx5_19) for NCCL (the mesh's groups) and UCX_NET_DEVICES=<nic>:1
+# for MPI over UCX (the world group; everything where ranks share GPUs), each only when the user
+# has not set it. No NIC on node N: neither is set.
 #
 # Environment: MLAMOE_BIND_DRY_RUN=1 prints the rank's line (GPU, bus id, NUMA node, NIC, the
 # command with the variables above) on stdout and exits 0 without running CMD;

@@ -15,8 +15,9 @@ namespace {
 // timed for --profile's exposed communication (comm_profile.h) when that is on.
 class Blocked {
  public:
-  explicit Blocked(uint64_t what) : watch_(what), what_(what) {
-    if (comm_profiling()) t0_ = std::chrono::steady_clock::now(), timed_ = true;
+  // timed: false where the communicator times its waits on the device (waits_on_device()).
+  Blocked(uint64_t what, bool timed) : watch_(what), what_(what) {
+    if (timed && comm_profiling()) t0_ = std::chrono::steady_clock::now(), timed_ = true;
   }
   ~Blocked() {
     if (timed_)
@@ -35,7 +36,7 @@ class Blocked {
 }  // namespace
 
 void Request::wait() {
-  Blocked blocked(watched_);
+  Blocked blocked(watched_, host_timed_);
   wait_impl();
 }
 
@@ -58,6 +59,7 @@ std::unique_ptr<Request> Communicator::watched_request(std::unique_ptr<Request> 
                                                        int peer) const {
   MLAMOE_CHECK(r, what << " on group '" << name_ << "': the implementation returned no request");
   r->watched_ = watch_call(wait_op, peer);
+  r->host_timed_ = !waits_on_device();
   return r;
 }
 
@@ -175,7 +177,7 @@ void Communicator::admit_p2p(const char* what, const char* peer_arg, const void*
 
 void Communicator::all_reduce(void* buf, int64_t count, DType dt, ReduceOp op) {
   admit_all_reduce("all_reduce", buf, count, dt);
-  Blocked blocked(watch_call(CommOp::AllReduce));
+  Blocked blocked(watch_call(CommOp::AllReduce), !waits_on_device());
   all_reduce_impl(buf, count, dt, op);
 }
 
@@ -186,7 +188,7 @@ std::unique_ptr<Request> Communicator::iall_reduce(void* buf, int64_t count, DTy
 
 void Communicator::reduce_scatter(const void* send, void* recv, int64_t recv_count, DType dt) {
   admit_reduce_scatter("reduce_scatter", send, recv, recv_count, dt);
-  Blocked blocked(watch_call(CommOp::ReduceScatter));
+  Blocked blocked(watch_call(CommOp::ReduceScatter), !waits_on_device());
   reduce_scatter_impl(send, recv, recv_count, dt);
 }
 
@@ -197,7 +199,7 @@ std::unique_ptr<Request> Communicator::ireduce_scatter(const void* send, void* r
 
 void Communicator::all_gather_v(const void* send, void* recv, const std::vector<int64_t>& counts, DType dt) {
   admit_all_gather_v("all_gather_v", send, recv, counts, dt);
-  Blocked blocked(watch_call(CommOp::AllGatherV));
+  Blocked blocked(watch_call(CommOp::AllGatherV), !waits_on_device());
   all_gather_v_impl(send, recv, counts, dt);
 }
 
@@ -209,7 +211,7 @@ std::unique_ptr<Request> Communicator::iall_gather_v(const void* send, void* rec
 void Communicator::all_to_all_v(const void* send, const std::vector<int64_t>& send_counts, void* recv,
                                 const std::vector<int64_t>& recv_counts, DType dt) {
   admit_all_to_all_v("all_to_all_v", send, send_counts, recv, recv_counts, dt);
-  Blocked blocked(watch_call(CommOp::AllToAllV));
+  Blocked blocked(watch_call(CommOp::AllToAllV), !waits_on_device());
   all_to_all_v_impl(send, send_counts, recv, recv_counts, dt);
 }
 
@@ -221,7 +223,7 @@ std::unique_ptr<Request> Communicator::iall_to_all_v(const void* send, const std
 
 void Communicator::broadcast(void* buf, int64_t count, DType dt, int root) {
   admit_broadcast("broadcast", buf, count, dt, root);
-  Blocked blocked(watch_call(CommOp::Broadcast));
+  Blocked blocked(watch_call(CommOp::Broadcast), !waits_on_device());
   broadcast_impl(buf, count, dt, root);
 }
 
@@ -232,13 +234,13 @@ std::unique_ptr<Request> Communicator::ibroadcast(void* buf, int64_t count, DTyp
 
 void Communicator::send(const void* buf, int64_t count, DType dt, int dest, int tag) {
   admit_p2p("send", "dest", buf, count, dt, dest, tag, true);
-  Blocked blocked(watch_call(CommOp::Send, dest));
+  Blocked blocked(watch_call(CommOp::Send, dest), !waits_on_device());
   send_impl(buf, count, dt, dest, tag);
 }
 
 void Communicator::recv(void* buf, int64_t count, DType dt, int source, int tag) {
   admit_p2p("recv", "source", buf, count, dt, source, tag, false);
-  Blocked blocked(watch_call(CommOp::Recv, source));
+  Blocked blocked(watch_call(CommOp::Recv, source), !waits_on_device());
   recv_impl(buf, count, dt, source, tag);
 }
 
@@ -253,14 +255,14 @@ std::unique_ptr<Request> Communicator::irecv(void* buf, int64_t count, DType dt,
 }
 
 void Communicator::barrier() {
-  Blocked blocked(watch_call(CommOp::Barrier));
+  Blocked blocked(watch_call(CommOp::Barrier), !waits_on_device());
   barrier_impl();
 }
 
 std::unique_ptr<Request> Communicator::ibarrier() { return watched_request(ibarrier_impl(), "ibarrier", CommOp::WaitBarrier); }
 
 std::unique_ptr<Communicator> Communicator::split(int color, int key) {
-  Blocked blocked(watch_call(CommOp::Split));
+  Blocked blocked(watch_call(CommOp::Split), !waits_on_device());
   return split_impl(color, key);
 }
 

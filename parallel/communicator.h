@@ -54,6 +54,7 @@ class Request {
  private:
   friend class Communicator;
   uint64_t watched_ = 0;
+  bool host_timed_ = true;  // --profile times the wait on the host (not where the device is timed)
 };
 
 struct CommStats {
@@ -72,6 +73,10 @@ class Communicator {
   virtual int size() const = 0;
   // What moves the bytes, for the start line: "MPI", "NCCL 22807", "MPI stand-in for NCCL".
   virtual std::string transport() const = 0;
+  // True where the compute stream, not the host, waits for this communicator's calls (NCCL): its
+  // exposed time is measured on the device (comm_profile.h), and --profile does not count the
+  // host's time in its calls again (the host then waits only for what the device waits for too).
+  virtual bool waits_on_device() const { return false; }
 
   // In place over `count` elements.
   void all_reduce(void* buf, int64_t count, DType dt, ReduceOp op);

@@ -138,6 +138,7 @@ class NcclCommunicator final : public Communicator {
   int rank() const override { return api_->rank(); }
   int size() const override { return api_->size(); }
   std::string transport() const override { return api_->name(); }
+  bool waits_on_device() const override { return true; }
 
  protected:
   int64_t count_limit() const override { return INT64_MAX / 16; }

@@ -34,10 +34,10 @@ layout=(--set parallel.pp=2 --set parallel.ep=2)
 # shellcheck disable=SC2086
 MLAMOE_SIMT_DEVICES=4 "$mpirun" -np 4 $flags "$mlamoe" "${common[@]}" "${layout[@]}" --device cuda --profile \
   --set train.run_dir="$work/cuda" >"$work/cuda.out" 2>&1 || { cat "$work/cuda.out"; echo "FAIL: the CUDA run"; exit 1; }
-# --profile: on the CPU every wait is the host's; on the devices the NCCL groups' waits are on the
-# device (events around each call), the pipeline's and world's (MPI) on the host.
+# --profile: on the CPU every wait is the host's; on the devices the NCCL groups' waits (ep, dp,
+# pp) are on the device (events around each call), world's (MPI) on the host.
 /usr/bin/python3 "$(dirname "$0")/check_comm_profile.py" "$work/cpu.out" ep,dp,pp,world host
-/usr/bin/python3 "$(dirname "$0")/check_comm_profile.py" "$work/cuda.out" ep,dp,pp,world device:ep,dp
+/usr/bin/python3 "$(dirname "$0")/check_comm_profile.py" "$work/cuda.out" ep,dp,pp,world device:ep,dp,pp
 grep -q "on cuda:0 (simt), collectives over MPI stand-in for NCCL" "$work/cuda.out" ||
   { cat "$work/cuda.out"; echo "FAIL: rank 0 does not say it ran on cuda:0 with the NCCL communicator"; exit 1; }
 /usr/bin/python3 - "$work" <<'PY'
