@@ -20,8 +20,9 @@
 //      stretches are timed as the host's exposed communication;
 //   4. calls the protected virtual *_impl, which may assume valid arguments.
 // An implementation overrides only the *_impl functions, rank(), size(), count_limit() and, for
-// its requests, Request::wait_impl(). The NCCL communicator (a later issue) implements only these;
-// validation, statistics and watchdog recording stay here, identical for every backend.
+// its requests, Request::wait_impl(), and transport() (and waits_on_device() where the device
+// waits). The NCCL communicator implements only these too; validation, statistics and watchdog
+// recording stay here, identical for every backend.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -148,6 +149,8 @@ class Communicator {
   virtual std::unique_ptr<Request> ibarrier_impl() = 0;
   virtual std::unique_ptr<Communicator> split_impl(int color, int key) = 0;
 
+  // The group's kind as the mesh names it (comm_kind_of(name()), kept by set_name).
+  uint32_t kind() const { return watch_kind_; }
   // An implementation's constructor registers the group's members (as world ranks) with the
   // watchdog, which names them in its report.
   void register_members(std::vector<int> world_ranks);

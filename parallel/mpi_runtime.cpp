@@ -14,7 +14,7 @@ MpiRuntime::MpiRuntime(int* argc, char*** argv) {
   MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
   MPI_Comm_size(MPI_COMM_WORLD, &size_);
   // The ranks sharing this node (its shared-memory domain), ordered by world rank: a rank's GPU is
-  // its index among them (train/trainer.cpp).
+  // its index among them (bind_cuda_device, train/distributed.cpp).
   auto* node = new MPI_Comm(MPI_COMM_NULL);
   if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, node) == MPI_SUCCESS) {
     MPI_Comm_rank(*node, &local_rank_);

@@ -1,5 +1,5 @@
-// What the MPI-backed code shares (mpi_communicator.cpp, nccl_api_mpi.cpp): a dtype's MPI type,
-// and a communicator's members as MPI_COMM_WORLD ranks.
+// What the MPI-backed code shares (mpi_communicator.cpp, nccl_api_mpi.cpp): a reduction's and a
+// dtype's MPI equivalents, and a communicator's members as MPI_COMM_WORLD ranks.
 #pragma once
 #include <mpi.h>
 
@@ -7,8 +7,11 @@
 #include <vector>
 
 #include "model/tensor/dtype.h"
+#include "parallel/communicator.h"
 
 namespace mlamoe {
+
+inline MPI_Op mpi_op(ReduceOp op) { return op == ReduceOp::Sum ? MPI_SUM : MPI_MAX; }
 
 inline MPI_Datatype mpi_type(DType dt) {
   switch (dt) {

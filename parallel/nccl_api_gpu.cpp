@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "model/tensor/cuda/backend.h"
 #include "model/tensor/cuda/stream.h"
 #include "model/tensor/error.h"
 #include "parallel/nccl_api.h"
@@ -90,6 +91,7 @@ class NcclGpu final : public NcclApi {
   // asynchronous error (and the collective watchdog, which sees this wait, aborts the job after
   // train.collective_timeout_s) instead of a wait that never returns.
   void synchronize() override {
+    cuda::HostWait waiting;  // the watchdog sees it (inside a blocking call, it is that call's)
     for (;;) {
       cudaError_t e = cudaStreamQuery(stream());
       if (e == cudaSuccess) break;

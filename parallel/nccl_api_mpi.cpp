@@ -8,7 +8,6 @@
 // hide an ordering that deadlocks on a GPU.
 #include <mpi.h>
 
-#include <numeric>
 #include <vector>
 
 #include "model/tensor/error.h"
@@ -44,8 +43,7 @@ class MpiStandIn final : public NcclApi {
   const char* name() const override { return "MPI stand-in for NCCL"; }
 
   void all_reduce(void* buf, int64_t count, DType dt, ReduceOp op) override {
-    check(MPI_Allreduce(MPI_IN_PLACE, buf, static_cast<int>(count), mpi_type(dt), op == ReduceOp::Sum ? MPI_SUM : MPI_MAX, comm_),
-          "all_reduce");
+    check(MPI_Allreduce(MPI_IN_PLACE, buf, static_cast<int>(count), mpi_type(dt), mpi_op(op), comm_), "all_reduce");
   }
   void reduce_scatter(const void* send, void* recv, int64_t recv_count, DType dt) override {
     check(MPI_Reduce_scatter_block(send, recv, static_cast<int>(recv_count), mpi_type(dt), MPI_SUM, comm_), "reduce_scatter");

@@ -42,6 +42,7 @@ class HeldRequest final : public Request {
   explicit HeldRequest(std::function<void()> flush) : flush_(std::move(flush)) {}
   ~HeldRequest() override {
     try {
+      BlockingCall blocked(watched());  // the flush may wait (a staged buffer): the watchdog sees it
       if (flush_) flush_();
     } catch (const Error&) {  // a destructor must not throw; an explicit wait() reports it
     }
@@ -224,7 +225,7 @@ class NcclCommunicator final : public Communicator {
     call.ready->record();
     cuda::stream_wait(stream_->handle(), *call.ready);
     if (comm_profiling()) {
-      call.kind = comm_kind_of(name());
+      call.kind = kind();
       call.begun = std::make_shared<cuda::Event>(device_.index);
       call.begun->record(*stream_);
     }

@@ -65,8 +65,10 @@ StageSums run_pipeline(const DeepSeekModel& model, Mesh& mesh, const std::vector
   Communicator& pp = *mesh.pp;
   StageSums sums;
   std::deque<InFlight> flight;
-  std::vector<std::unique_ptr<Request>> sends;
+  // Buffers first: destroyed last, after the requests (whose destructors complete the sends, NCCL's
+  // held ones included) when an error unwinds the step.
   std::vector<Tensor> send_buffers;  // kept alive until their sends complete
+  std::vector<std::unique_ptr<Request>> sends;
   int64_t d = model.cfg.hidden_size;
   size_t next_fwd = 0, backwards_done = 0;
 

@@ -136,11 +136,20 @@ section "multi-rank"
 mpirun_flags=(--oversubscribe)
 [ "$(id -u)" -eq 0 ] && mpirun_flags+=(--allow-run-as-root)
 if command -v mpirun >/dev/null; then
+  transport=''
   if mpirun -np 1 "${mpirun_flags[@]}" "$tests/parallel/test_communicator" --gtest_filter='DeviceBuffers.*' \
     >"$out/nccl1.log" 2>&1; then
-    record "NCCL, 1 rank" PASS "every collective and message on device and host buffers ($(grep -o 'NCCL communicator over .*' "$out/nccl1.log" | head -1 || true))"
-  else
+    transport=$(grep -o 'NCCL communicator over .*' "$out/nccl1.log" | head -1 || true)
+  fi
+  # On a GPU the library itself must have run (a build without NCCL would test the MPI stand-in).
+  if [ -z "$transport" ]; then
     record "NCCL, 1 rank" FAIL "see nccl1.log"
+  elif [ "$emulate" = 0 ] && ! grep -q 'over NCCL [0-9]' <<<"$transport"; then
+    record "NCCL, 1 rank" FAIL "$transport: this build did not find NCCL (see nccl1.log)"
+  elif grep -q SKIPPED "$out/nccl1.log"; then
+    record "NCCL, 1 rank" FAIL "skipped: no CUDA device (see nccl1.log)"
+  else
+    record "NCCL, 1 rank" PASS "every collective and message on device and host buffers ($transport)"
   fi
   layouts=$out/layouts_f32  # the CPU reference, made here
   if "$tests/parallel/test_layouts" "$layouts" reference f32 >"$out/shared.log" 2>&1 &&

@@ -35,7 +35,7 @@ struct CudaBinding {
 };
 CudaBinding bind_cuda_device(const MpiRuntime* mpi);
 
-// The communicator the mesh's collective groups (dp, ep, edp, embed) run on for ranks on
+// The communicator the mesh's groups (dp, ep, edp, pp, embed) run on for ranks on
 // `device`: NCCL (nccl_world_communicator; its MPI stand-in in the SIMT emulator) for ranks with
 // a CUDA device each; null — the MPI communicator, staging device buffers through the host — on
 // the CPU, for ranks sharing a device (NCCL refuses two ranks on one GPU), or with

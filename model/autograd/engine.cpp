@@ -150,21 +150,22 @@ namespace {
 class ReadyNodes {
  public:
   void push(Node* n) { stacks_[static_cast<int>(n->backward_order())].push_back(n); }
-  bool empty() const { return stacks_[0].empty() && stacks_[1].empty() && stacks_[2].empty(); }
-  Node* pop() {
-    for (int order : {kStarts, kNormal, kWaits}) {
-      if (stacks_[order].empty()) continue;
-      Node* n = stacks_[order].back();
-      stacks_[order].pop_back();
+  bool empty() const {
+    for (const auto& s : stacks_)
+      if (!s.empty()) return false;
+    return true;
+  }
+  Node* pop() {  // from the first non-empty stack: the enum lists the orders as they run
+    for (auto& s : stacks_) {
+      if (s.empty()) continue;
+      Node* n = s.back();
+      s.pop_back();
       return n;
     }
     return nullptr;
   }
 
  private:
-  static constexpr int kNormal = static_cast<int>(Node::BackwardOrder::Normal);
-  static constexpr int kStarts = static_cast<int>(Node::BackwardOrder::StartsCommunication);
-  static constexpr int kWaits = static_cast<int>(Node::BackwardOrder::WaitsForCommunication);
   std::vector<Node*> stacks_[3];
 };
 }  // namespace

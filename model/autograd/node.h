@@ -37,7 +37,7 @@ struct Node {
   // nothing else is ready: the work in between overlaps the transfer (parallel/README.md "Overlap").
   // The order depends only on the graph, so every rank of a group starts and waits for its
   // collectives in the same order.
-  enum class BackwardOrder { Normal, StartsCommunication, WaitsForCommunication };
+  enum class BackwardOrder { StartsCommunication, Normal, WaitsForCommunication };  // in the order they run
   virtual BackwardOrder backward_order() const { return BackwardOrder::Normal; }
 
   // One edge per input: that input's grad_fn, its gradient accumulator if it is a leaf that

@@ -2,6 +2,8 @@
 // Communicator) and the conveniences that run all three phases in order.
 #include "model/modules/expert_dispatch.h"
 
+#include <utility>
+
 #include "model/ops/index.h"
 #include "model/tensor/error.h"
 
@@ -73,11 +75,23 @@ Tensor ExpertDispatcher::combine_postprocess(const Tensor& yp_ND, const Dispatch
 RowsInFlight::RowsInFlight(Tensor arrived) : arrived_(std::move(arrived)) {}
 RowsInFlight::RowsInFlight(std::function<Tensor()> wait) : wait_(std::move(wait)) {}
 
+// Moved-from: no exchange left (a moved std::function is only "valid but unspecified").
+RowsInFlight::RowsInFlight(RowsInFlight&& o) noexcept : arrived_(std::move(o.arrived_)), wait_(std::exchange(o.wait_, nullptr)) {}
+
+RowsInFlight& RowsInFlight::operator=(RowsInFlight&& o) {
+  if (this != &o) {
+    if (wait_) wait();  // every rank finishes what it started
+    arrived_ = std::move(o.arrived_);
+    wait_ = std::exchange(o.wait_, nullptr);
+  }
+  return *this;
+}
+
 RowsInFlight::~RowsInFlight() {
   if (!wait_) return;
   try {
     wait_();
-  } catch (const Error&) {  // a destructor must not throw; the caller's own error is on its way
+  } catch (...) {  // a destructor must not throw; the caller's own error is on its way
   }
 }
 

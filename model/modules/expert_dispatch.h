@@ -69,8 +69,8 @@ class RowsInFlight {
   RowsInFlight() = default;
   explicit RowsInFlight(Tensor arrived);                // an exchange that is already complete
   explicit RowsInFlight(std::function<Tensor()> wait);  // completed by `wait`
-  RowsInFlight(RowsInFlight&&) = default;
-  RowsInFlight& operator=(RowsInFlight&&) = default;
+  RowsInFlight(RowsInFlight&& o) noexcept;
+  RowsInFlight& operator=(RowsInFlight&& o);  // completes this one's exchange first
   ~RowsInFlight();
   Tensor wait();
 

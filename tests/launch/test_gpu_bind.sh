@@ -112,7 +112,9 @@ ok "local rank from SLURM_LOCALID, PMIX_LOCAL_RANK, MPI_LOCALRANKID; OMPI_COMM_W
 
 out=$(dry OMPI_COMM_WORLD_LOCAL_RANK=1 CUDA_VISIBLE_DEVICES=6,7)
 has "CUDA_VISIBLE_DEVICES=6,7" "$out" "local rank 1 -> GPU 7 (bus 0000:db:00.0), NUMA 1, NIC mlx5_3:"
-hasnt "CUDA_VISIBLE_DEVICES=6,7" "$out" "CUDA_VISIBLE_DEVICES"
+# The command itself sees the variable as the user set it (the wrapper narrows nothing).
+has "CUDA_VISIBLE_DEVICES=6,7" "$(bind OMPI_COMM_WORLD_LOCAL_RANK=1 CUDA_VISIBLE_DEVICES=6,7 "$wrapper" env)" \
+  "CUDA_VISIBLE_DEVICES=6,7"
 out=$(dry OMPI_COMM_WORLD_LOCAL_RANK=2 CUDA_VISIBLE_DEVICES="6, 7")
 has "CUDA_VISIBLE_DEVICES=6, 7" "$out" "local rank 2 -> GPU 6 "
 ok "CUDA_VISIBLE_DEVICES=6,7: local rank 1 -> GPU 7, local rank 2 -> GPU 6; the variable is left alone"

@@ -134,7 +134,7 @@ TEST(CudaTensor, EventsOrderStreamsAndTimeWork) {
 
 // Every host wait for the device is announced to the watcher (the collective watchdog watches them:
 // parallel/watchdog.h, watch_device_waits): a copy back to the host, an event's and a stream's
-// synchronize, cuda::synchronize.
+// synchronize, cuda::synchronize; copies to the device, which the host does not wait for, are not.
 int g_waits_begun = 0, g_waits_ended = 0;
 TEST(CudaTensor, HostWaitsForTheDeviceAreAnnounced) {
   NEED_CUDA();
@@ -143,6 +143,9 @@ TEST(CudaTensor, HostWaitsForTheDeviceAreAnnounced) {
   std::vector<float> back = x.to(Device::cpu()).to_vector<float>();
   EXPECT_EQ(g_waits_begun, 1);
   EXPECT_EQ(g_waits_ended, 1);
+  Tensor up = Tensor::from_vector<float>({3}, {1}).to(Device::cuda(0));  // to the device: queued, no wait
+  Tensor within = up.clone();                                            // within the device: queued
+  EXPECT_EQ(g_waits_begun, 1);
   cuda::Event e(0);
   e.record();
   e.synchronize();
@@ -193,10 +196,9 @@ TEST(CudaOps, RouteSelectMatchesCpuExactly) {
       "contain NaN");
 }
 
-// The checks the CPU ops make on host data hold for device inputs too (read from a host copy).
-// permute_by_expert on the device is the CPU's permutation exactly: random indices (some experts
-// empty, one expert taking a third of the rows, more rows than the sort's threads), one token,
-// and no token; an index out of range is one error on both.
+// permute_by_expert on the device is the CPU's permutation exactly: random indices (every fifth
+// expert empty, expert 0 taking a large share of the rows, more rows than the sort's threads), one
+// token, and no token; an index out of range is one error on both.
 TEST(CudaOps, PermuteByExpertMatchesCpuExactly) {
   NEED_CUDA();
   Rng rng(7);
@@ -220,6 +222,7 @@ TEST(CudaOps, PermuteByExpertMatchesCpuExactly) {
   test::expect_error([&] { permute_by_expert(bad.to(Device::cuda(0)), 4); }, "1 of the 4 expert indices are outside [0, 4)");
 }
 
+// The checks the CPU ops make on host data hold for device inputs too (read from a host copy).
 TEST(CudaOps, InputChecksOnDeviceData) {
   NEED_CUDA();
   Device dev = Device::cuda(0);

@@ -32,10 +32,12 @@ for run in ("np4", "np4_inline"):
         if "eval_lm_loss" in x:
             assert abs(x["eval_lm_loss"] - y["eval_lm_loss"]) <= 1e-4 * x["eval_lm_loss"], (run, x["step"], "eval")
 e1 = [json.loads(l) for l in open(w + "/single/experts.jsonl")]
-e2 = [json.loads(l) for l in open(w + "/np4/experts.jsonl")]
-for x, y in zip(e1, e2):
-    for la, lb in zip(x["layers"], y["layers"]):
-        assert la["bias"] == lb["bias"], ("bias", x["step"], la["layer"])
-print("train_mpi: 10 steps, losses, grad norms, held-out loss and biases agree (pp2 dp2 ep2 vs one process)")
+for run in ("np4", "np4_inline"):
+    e2 = [json.loads(l) for l in open(w + "/" + run + "/experts.jsonl")]
+    assert len(e1) == len(e2), (run, len(e1), len(e2))
+    for x, y in zip(e1, e2):
+        for la, lb in zip(x["layers"], y["layers"]):
+            assert la["bias"] == lb["bias"], (run, "bias", x["step"], la["layer"])
+print("train_mpi: 10 steps, losses, grad norms, held-out loss and biases agree (pp2 dp2 ep2, overlapped and in line, vs one process)")
 PY
 "$mlamoe" generate --checkpoint "$work/np4/weights.h5" --prompt "In the beginning" --tokens 20 --verify

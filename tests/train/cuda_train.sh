@@ -40,12 +40,12 @@ cpu, gpu = ([json.loads(l) for l in open(p)] for p in sys.argv[1:3])
 steps, loss_tol, bal_tol, norm_tol = int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]), float(sys.argv[6])
 tols = {"loss": loss_tol, "lm_loss": loss_tol, "mtp_loss": loss_tol, "balance_loss": bal_tol, "grad_norm": norm_tol}
 assert len(cpu) == len(gpu) == steps, f"expected {steps} steps each, got {len(cpu)} and {len(gpu)}"
-worst = {"loss": 0.0, "grad_norm": 0.0}
+worst = {"loss": 0.0, "balance_loss": 0.0, "grad_norm": 0.0}
 for a, b in zip(cpu, gpu):
     for key in ("loss", "lm_loss", "mtp_loss", "balance_loss", "grad_norm"):
         rel = abs(b[key] - a[key]) / max(abs(a[key]), 1e-30)
         tol = tols[key]
-        kind = "grad_norm" if key == "grad_norm" else "loss"
+        kind = key if key in worst else "loss"
         worst[kind] = max(worst[kind], rel)
         if not rel <= tol:
             sys.exit(f"FAIL: step {a['step']} {key}: CPU {a[key]!r}, CUDA {b[key]!r} (relative {rel:.2e} > {tol:g})")
@@ -55,7 +55,8 @@ for a, b in zip(cpu, gpu):
     # takes no memory from the driver.
     if b["step"] > 2 and b.get("device_mallocs") != 0:
         sys.exit(f"FAIL: step {b['step']} allocated from the driver {b.get('device_mallocs')} times (caching allocator)")
-print(f"cuda_train: {steps} steps, losses within {worst['loss']:.2e} and gradient norms within {worst['grad_norm']:.2e} "
+print(f"cuda_train: {steps} steps, losses within {worst['loss']:.2e}, the balance loss within {worst['balance_loss']:.2e} "
+      f"and gradient norms within {worst['grad_norm']:.2e} "
       f"of the CPU's; "
       f"device peak {gpu[-1]['device_peak_mb']:.0f} MB; final loss {gpu[-1]['loss']:.6f} vs {cpu[-1]['loss']:.6f}")
 PY

@@ -94,6 +94,7 @@ double rel_err(const std::vector<double>& a, const std::vector<double>& b) {
 
 struct Tolerances {
   double logits, loss, grad, step_loss, grad_norm, final_params, bias;
+  double balance_loss = -1, router_grad = -1;  // step 0's balance loss and router weight gradients; < 0: loss, grad
 };
 const Tolerances kF64{1e-8, 1e-10, 1e-8, 1e-10, 1e-8, 1e-8, 1e-6};
 const Tolerances kF32{2e-4, 2e-4, 5e-3, 2e-3, 5e-3, 1e-2, 1e-6};
@@ -107,8 +108,8 @@ const Tolerances kBf16{1e-2, 2e-5, 1.5e-2, 2e-2, 0.3, 0, 0};
 // bf16 on CUDA: the same rounding places, but the kernels' f32 sums run in other orders than the
 // CPU's, so more values land on the other side of a bf16 boundary than between the CPU and
 // torch: the balance loss (seen 4.6e-5) and the router's weight gradient (2.1e-2), which read
-// every expert's rounded output, get a looser bound.
-const Tolerances kBf16Cuda{1e-2, 1e-4, 3e-2, 2e-2, 0.3, 0, 0};
+// every expert's rounded output, get a looser bound; every other figure keeps kBf16's.
+const Tolerances kBf16Cuda{1e-2, 2e-5, 1.5e-2, 2e-2, 0.3, 0, 0, 1e-4, 3e-2};
 
 void run_case(const Case& c) {
   nlohmann::json cfg_json = read_json_file(std::string(MLAMOE_SOURCE_DIR) + "/configs/tiny.json");
@@ -181,7 +182,8 @@ void run_case(const Case& c) {
                   : std::string(k) == "balance_loss" ? out.balance_loss
                                                      : out.loss;
     double ref = e.scalars.at(k);
-    EXPECT_NEAR(mine.item(), ref, loss_tol * std::abs(ref)) << c.name << " " << k;
+    double bound = std::string(k) == "balance_loss" && t.balance_loss >= 0 ? t.balance_loss : loss_tol;
+    EXPECT_NEAR(mine.item(), ref, bound * std::abs(ref)) << c.name << " " << k;
   }
   out.loss.backward();
   int grads = 0;
@@ -195,7 +197,8 @@ void run_case(const Case& c) {
     if (maxref == 0) {
       for (double m : mine) ASSERT_EQ(m, 0.0) << c.name << " grad " << p.name;
     } else {
-      EXPECT_LT(rel_err(mine, ref), grad_tol) << c.name << " grad " << p.name;
+      bool router = p.name.find("mlp.gate.weight") != std::string::npos;
+      EXPECT_LT(rel_err(mine, ref), router && t.router_grad >= 0 ? t.router_grad : grad_tol) << c.name << " grad " << p.name;
     }
     ++grads;
   }

@@ -7,6 +7,7 @@
 #include <map>
 #include <mutex>
 #include <new>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -135,18 +136,20 @@ void raw_free(void* p, int device) {
 }
 
 namespace {
-std::atomic<void (*)()> g_wait_begin{nullptr}, g_wait_end{nullptr};
+// One pointer, so that a wait sees a begin and its end from the same watcher. A replaced watcher
+// is never freed (set twice per run at most): a wait in progress may still hold it.
+std::atomic<const HostWaitWatcher*> g_watcher{nullptr};
 }  // namespace
 
 void set_host_wait_watcher(HostWaitWatcher w) {
-  g_wait_begin.store(w.begin);
-  g_wait_end.store(w.end);
+  g_watcher.store(w.begin ? new HostWaitWatcher(w) : nullptr, std::memory_order_release);
 }
 
 HostWait::HostWait() {
-  if (auto begin = g_wait_begin.load(std::memory_order_relaxed)) {
-    end_ = g_wait_end.load(std::memory_order_relaxed);
-    begin();
+  const HostWaitWatcher* w = g_watcher.load(std::memory_order_acquire);
+  if (w && w->begin) {
+    end_ = w->end;
+    w->begin();
   }
 }
 
@@ -155,7 +158,8 @@ HostWait::~HostWait() {
 }
 
 void copy(void* dst, Device dst_device, const void* src, Device src_device, size_t nbytes) {
-  HostWait waiting;  // the copy waits for the work queued before it
+  std::optional<HostWait> waiting;  // a copy to the host waits for the work queued before it
+  if (!dst_device.is_cuda()) waiting.emplace();
   if (backend() == Backend::Simt) {
     std::memcpy(dst, src, nbytes);
     return;

@@ -28,8 +28,9 @@ inline bool on_simt() { return backend() == Backend::Simt; }
 void* raw_alloc(size_t nbytes, int device);
 void raw_free(void* p, int device);
 
-// Copies between host and device or within a device (dst and src as tensors' devices say);
-// the host waits for the copy to finish.
+// Copies between host and device or within a device (dst and src as tensors' devices say), on
+// the current stream after the work queued there. A copy to the host waits for it (the bytes are
+// there on return); a copy to the device is queued (its host source may be reused on return).
 void copy(void* dst, Device dst_device, const void* src, Device src_device, size_t nbytes);
 // nbytes of zero bits at p on `device`, in stream order.
 void memset_zero(void* p, size_t nbytes, int device);

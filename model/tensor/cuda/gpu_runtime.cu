@@ -46,9 +46,11 @@ void gpu_copy(void* dst, bool dst_on_device, const void* src, bool src_on_device
   cudaMemcpyKind kind = !dst_on_device   ? cudaMemcpyDeviceToHost
                         : !src_on_device ? cudaMemcpyHostToDevice
                                          : cudaMemcpyDeviceToDevice;
-  // On the current stream, after the work queued there; the host waits for it.
+  // On the current stream, after the work queued there. Only a copy to the host waits for it: a
+  // copy within the device stays queued, and one from (pageable) host memory returns once the
+  // bytes are staged, so the source may be reused at once.
   check(cudaMemcpyAsync(dst, src, nbytes, kind, current()), "cudaMemcpyAsync");
-  check(cudaStreamSynchronize(current()), "a kernel before a copy failed (MLAMOE_CUDA_SYNC=1 names it)");
+  if (!dst_on_device) check(cudaStreamSynchronize(current()), "a kernel before a copy failed (MLAMOE_CUDA_SYNC=1 names it)");
 }
 
 void gpu_memset_zero(void* p, size_t nbytes, int device) {
