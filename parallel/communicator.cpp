@@ -111,10 +111,6 @@ int64_t Communicator::check_counts(const char* what, const char* arg, const std:
 
 // ---------------------------------------------------------------- collectives
 
-namespace {
-int64_t bytes_of(int64_t count, DType dt) { return count * static_cast<int64_t>(dtype_size(dt)); }
-}  // namespace
-
 void Communicator::record(const char* kind, int64_t bytes) {
   stats_.add(kind, bytes);
   if (comm_profiling()) add_comm_call(watch_kind_, bytes);
@@ -125,7 +121,7 @@ void Communicator::admit_all_reduce(const char* what, const void* buf, int64_t c
   check_count(what, "count", count);
   check_dtype(what, dt);
   check_buffer(what, "buf", buf, count);
-  record("all_reduce", bytes_of(count, dt));
+  record("all_reduce", static_cast<int64_t>(bytes_of(count, dt)));
 }
 
 void Communicator::admit_reduce_scatter(const char* what, const void* send, const void* recv, int64_t recv_count, DType dt) {
@@ -133,7 +129,7 @@ void Communicator::admit_reduce_scatter(const char* what, const void* send, cons
   check_dtype(what, dt);
   check_buffer(what, "send", send, recv_count);
   check_buffer(what, "recv", recv, recv_count);
-  record("reduce_scatter", bytes_of(recv_count * size(), dt));
+  record("reduce_scatter", static_cast<int64_t>(bytes_of(recv_count * size(), dt)));
 }
 
 void Communicator::admit_all_gather_v(const char* what, const void* send, const void* recv, const std::vector<int64_t>& counts,
@@ -142,7 +138,7 @@ void Communicator::admit_all_gather_v(const char* what, const void* send, const 
   check_dtype(what, dt);
   check_buffer(what, "send", send, counts[rank()]);
   check_buffer(what, "recv", recv, total);
-  record("all_gather", bytes_of(counts[rank()], dt));
+  record("all_gather", static_cast<int64_t>(bytes_of(counts[rank()], dt)));
 }
 
 void Communicator::admit_all_to_all_v(const char* what, const void* send, const std::vector<int64_t>& send_counts,
@@ -151,7 +147,7 @@ void Communicator::admit_all_to_all_v(const char* what, const void* send, const 
   check_dtype(what, dt);
   check_buffer(what, "send", send, sent);
   check_buffer(what, "recv", recv, received);
-  record("all_to_all", bytes_of(sent - send_counts[rank()], dt));  // what leaves this rank
+  record("all_to_all", static_cast<int64_t>(bytes_of(sent - send_counts[rank()], dt)));  // what leaves this rank
 }
 
 void Communicator::admit_broadcast(const char* what, const void* buf, int64_t count, DType dt, int root) {
@@ -159,7 +155,7 @@ void Communicator::admit_broadcast(const char* what, const void* buf, int64_t co
   check_dtype(what, dt);
   check_rank(what, "root", root);
   check_buffer(what, "buf", buf, count);
-  if (rank() == root) record("broadcast", bytes_of(count, dt));
+  if (rank() == root) record("broadcast", static_cast<int64_t>(bytes_of(count, dt)));
 }
 
 void Communicator::admit_p2p(const char* what, const char* peer_arg, const void* buf, int64_t count, DType dt, int peer, int tag,
@@ -170,7 +166,7 @@ void Communicator::admit_p2p(const char* what, const char* peer_arg, const void*
   check_tag(what, tag);
   check_buffer(what, "buf", buf, count);
   if (sending)
-    record("send", bytes_of(count, dt));
+    record("send", static_cast<int64_t>(bytes_of(count, dt)));
   else if (comm_profiling())
     add_comm_call(watch_kind_, 0);  // a receive: a call of the group, its bytes counted by the sender
 }

@@ -24,6 +24,7 @@
 // waits). The NCCL communicator implements only these too; validation, statistics and watchdog
 // recording stay here, identical for every backend.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -36,6 +37,9 @@
 namespace mlamoe {
 
 enum class ReduceOp { Sum, Max };
+
+// Bytes in `count` elements of `dt` (count >= 0; the backends check counts before they call this).
+inline size_t bytes_of(int64_t count, DType dt) { return static_cast<size_t>(count) * dtype_size(dt); }
 enum class CommOp : uint8_t;  // parallel/watchdog.h
 
 // A non-blocking operation in flight; wait() completes it (the destructor waits too).

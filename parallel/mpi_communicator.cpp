@@ -29,8 +29,6 @@ void check(int rc, const char* what) {
   }
 }
 
-size_t bytes_of(int64_t count, DType dt) { return static_cast<size_t>(count) * dtype_size(dt); }
-
 int64_t total(const std::vector<int64_t>& counts) { return std::accumulate(counts.begin(), counts.end(), int64_t{0}); }
 
 class MpiRequest final : public Request {

@@ -83,8 +83,6 @@ class DeviceStage {
   Tensor copy_;
 };
 
-size_t bytes_of(int64_t count, DType dt) { return static_cast<size_t>(count) * dtype_size(dt); }
-
 // One call queued on the communication stream: where the caller's stream was when it was queued
 // (ready), where the call began on the communication stream (begun, after the queued work it
 // waits for) and where it ended (done).

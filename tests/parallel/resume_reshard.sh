@@ -23,7 +23,13 @@ if MLAMOE_FAULT=kill@2:6 mpi "$mlamoe" train "${common[@]}" "${pp2ep2[@]}" --set
   echo "FAIL: the killed job exited 0"; exit 1
 fi
 [ -f "$work/killed/checkpoints/step-00000004.h5" ] || { echo "FAIL: no step-4 checkpoint"; exit 1; }
-for target in to_ep4 to_one to_pp2 to_dp2ep2 bad_config; do cp -r "$work/killed" "$work/$target"; done
+# Checkpoints are hard-linked (27 MB each, written once, never reopened for writing); the rest
+# of the run directory (metrics, expert series: appended to on resume) is copied.
+for target in to_ep4 to_one to_pp2 to_dp2ep2 bad_config; do
+  mkdir "$work/$target"
+  cp -r $(find "$work/killed" -mindepth 1 -maxdepth 1 ! -name checkpoints) "$work/$target/"
+  cp -rl "$work/killed/checkpoints" "$work/$target/"
+done
 mpi "$mlamoe" train "${common[@]}" "${pp2ep2[@]}" --resume "$work/killed" >/dev/null
 "$diff" "$work/same_ref/checkpoints/step-00000008.h5" "$work/killed/checkpoints/step-00000008.h5"
 mpi "$mlamoe" train "${common[@]}" --set parallel.ep=4 --resume "$work/to_ep4" >/dev/null
