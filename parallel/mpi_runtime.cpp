@@ -24,7 +24,7 @@ MpiRuntime::MpiRuntime(int* argc, char*** argv) {
     local_rank_ = 0, local_size_ = 1;
   }
   node_ = node;
-  board_ = create_watchdog_board();
+  board_ = create_watchdog_board(node_);
 }
 
 MpiRuntime::~MpiRuntime() {

@@ -142,7 +142,9 @@ struct WatchdogBoardFree {
   void operator()(WatchdogBoard* board) const;
 };
 using WatchdogBoardPtr = std::unique_ptr<WatchdogBoard, WatchdogBoardFree>;
-WatchdogBoardPtr create_watchdog_board();  // null when node-shared memory is unavailable
+// node: the MPI_Comm of this node's ranks (MpiRuntime's, as a pointer: no mpi.h here), duplicated for
+// the board. Null when node-shared memory is unavailable.
+WatchdogBoardPtr create_watchdog_board(const void* node);
 
 class Watchdog {
  public:
