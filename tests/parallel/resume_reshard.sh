@@ -27,7 +27,7 @@ fi
 # of the run directory (metrics, expert series: appended to on resume) is copied.
 for target in to_ep4 to_one to_pp2 to_dp2ep2 bad_config; do
   mkdir "$work/$target"
-  cp -r $(find "$work/killed" -mindepth 1 -maxdepth 1 ! -name checkpoints) "$work/$target/"
+  find "$work/killed" -mindepth 1 -maxdepth 1 ! -name checkpoints -exec cp -r {} "$work/$target/" \;
   cp -rl "$work/killed/checkpoints" "$work/$target/"
 done
 mpi "$mlamoe" train "${common[@]}" "${pp2ep2[@]}" --resume "$work/killed" >/dev/null
